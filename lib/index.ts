@@ -1,0 +1,2 @@
+// Public exports of sdnode (the only list of them).
+export {};

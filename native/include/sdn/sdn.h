@@ -1,0 +1,151 @@
+// sdnode engine: public C++ API (no Node dependency). The N-API addon, the native CLI and the bench tool are
+// written against this header only.
+//
+// Usage sketch:
+//   sdn::LoadOptions lo;                                  // defaults: all cores, weights as stored
+//   auto model = sdn::Model::load("model.safetensors", lo);
+//   sdn::GenerateParams p; p.prompt = "a red fox in the snow"; p.width = p.height = 512;
+//   std::vector<sdn::Image> images = model->generate(p, {});
+//
+// Thread-safety: a Model may be used from one thread at a time (the Node layer queues calls per model). Different
+// Models may run concurrently; they share the process-wide CPU thread pool, whose regions are serialised.
+// Errors: every function throws sdn::Error (sdn/error.h) with a code and a message that says what to do.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdn/error.h"
+
+namespace sdn {
+
+constexpr const char* kEngineVersion = "0.1.0";
+
+struct SystemInfo {
+  std::string version;               // engine version
+  std::string simd;                  // SIMD level in use: "avx512", "avx2", "neon", "scalar"
+  int threads = 1;                   // threads of the CPU pool
+  int physical_cores = 1;
+  std::vector<std::string> backends; // compiled-in backends ("cpu", ...)
+};
+SystemInfo system_info();
+// Sets the CPU thread count for everything in the process (<= 0: physical cores).
+void set_threads(int n);
+
+// ----------------------------------------------------------------------------------------------------------
+// Model files
+// ----------------------------------------------------------------------------------------------------------
+
+// What a file or folder holds, as recognised from tensor names and shapes.
+struct ModelInfo {
+  std::string path;
+  std::string format;            // "safetensors", "gguf", "diffusers"
+  std::string family;            // "sd1", "sd2", "sdxl", "unknown"
+  std::string variant;           // "base", "inpaint", ... ("" if unknown)
+  std::string prediction;        // "eps", "v", or "" when not declared
+  bool runnable = false;         // this engine can generate with it today
+  std::string not_runnable_reason;
+  int64_t tensor_count = 0;
+  int64_t parameter_count = 0;
+  int64_t size_bytes = 0;        // bytes of tensor data
+  std::map<std::string, int64_t> tensors_by_type;  // dtype name -> count
+  std::map<std::string, std::string> metadata;     // selected key-values (GGUF kv / safetensors __metadata__)
+  bool has_tokenizer = false;    // merges embedded or found next to the model
+};
+
+// Reads headers only (no tensor data). Throws NotFound / InvalidFile with the file and the problem named.
+ModelInfo inspect_model(const std::string& path);
+
+struct ConvertOptions {
+  std::string type = "f16";        // weight type for large weights: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K
+  std::string vae_type = "f16";    // type for first_stage_model.* weights
+  std::string tokenizer_path;      // merges file to embed ("" = from the model / diffusers folder if present)
+  // Progress: (tensors done, tensors total). Return false to abort (Error Aborted, partial output removed).
+  std::function<bool(int64_t, int64_t)> on_progress;
+};
+
+struct ConvertSummary {
+  int64_t tensor_count = 0;
+  int64_t bytes_in = 0;
+  int64_t bytes_out = 0;
+  std::map<std::string, int64_t> tensors_by_type;  // output dtype name -> count
+};
+
+// Writes a GGUF file with the names stable-diffusion.cpp uses (LDM names), metadata and, if known, merges.
+ConvertSummary convert_model(const std::string& input, const std::string& output, const ConvertOptions& options);
+
+// ----------------------------------------------------------------------------------------------------------
+// Generation
+// ----------------------------------------------------------------------------------------------------------
+
+struct ModelParts {
+  std::string file;          // single file or diffusers folder; or leave empty and give the parts below
+  std::string unet, vae, text_encoder, tokenizer;
+};
+
+struct LoadOptions {
+  int threads = 0;                 // <= 0: keep the process setting
+  std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
+  std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
+  // Loading progress in [0, 1]; return false to abort (Error Aborted).
+  std::function<bool(float)> on_progress;
+};
+
+struct GenerateParams {
+  std::string prompt;
+  std::string negative_prompt;
+  int width = 512;                 // multiple of 8
+  int height = 512;                // multiple of 8
+  int steps = 20;
+  float cfg_scale = 7.0f;
+  std::string sampler = "euler_a"; // euler euler_a heun dpm2 dpm++2m dpm++2s_a lcm ddim_trailing
+  std::string scheduler = "discrete";  // discrete karras exponential
+  int64_t seed = -1;               // < 0: random (the seed used is reported in Image::seed)
+  std::string rng = "cuda";        // "cuda"/"philox" (A1111 GPU noise) or "cpu" (MT19937, ComfyUI)
+  int clip_skip = 1;               // 1 = last layer, 2 = the one before, ...
+  int batch_count = 1;             // images, seeds seed, seed+1, ...
+  int preview_every = 0;           // 0 = no previews; N = a preview every N steps
+};
+
+enum class Phase { Encode, Sample, Decode };
+
+struct Progress {
+  Phase phase = Phase::Encode;
+  int step = 0;                    // steps done in this phase
+  int steps = 0;                   // steps in this phase
+  int image = 0;                   // index in the batch
+  int images = 1;
+};
+
+struct Image {
+  int width = 0, height = 0, channels = 3;
+  std::vector<uint8_t> data;       // RGB8, row-major
+  int64_t seed = 0;
+};
+
+struct GenerateCallbacks {
+  std::function<void(const Progress&)> on_progress;
+  std::function<void(int step, const Image&)> on_preview;  // cheap latent->RGB approximation
+  // Polled at least once per denoising step and between phases; returning true aborts (Error Aborted).
+  std::function<bool()> should_abort;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  // Opens a single file or a diffusers folder (or parts). Weights are memory-mapped where possible.
+  static std::unique_ptr<Model> load(const ModelParts& parts, const LoadOptions& options);
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& options);
+
+  virtual const ModelInfo& info() const = 0;
+  // Validates params (InvalidArgument naming the parameter) before any work, then runs txt2img.
+  virtual std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) = 0;
+};
+
+// Validates generation parameters without a model (the same checks generate() runs first).
+void validate_params(const GenerateParams& params);
+
+}  // namespace sdn
