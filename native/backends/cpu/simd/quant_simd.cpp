@@ -1,7 +1,8 @@
 // SIMD row kernels for the weight formats (compiled once per ISA, see simd.h).
 //
-// Dedicated kernels: F32 (dot), F16, BF16, Q8_0, Q4_0, Q4_K. Every other block type is decoded with the scalar
-// block decoder (core/quant_impl.h, so bit-identical by construction) and dotted with a vector FMA loop.
+// Dedicated kernels here: F32 (dot), F16, BF16, Q8_0, Q4_0, Q4_K; Q4_1, Q5_0, Q5_1, Q8_1, Q5_K, Q6_K, Q8_K in
+// quant_simd_ext.cpp. A block type with neither falls back to its scalar block decoder (core/quant_impl.h,
+// bit-identical by construction) and a vector FMA dot.
 // Dequantized values are computed with exactly the float operations of the reference (q converted to float,
 // multiplied by the fp16 scale, minus the min); every product involved is exact (<= 24 significant bits),
 // so results are bit-identical whether or not a compiler fuses multiply and subtract.
@@ -527,6 +528,7 @@ bool dequant_row_simd(DType t, const void* src, float* dst, int64_t n) {
     case DType::Q4_K: deq_q4_K(s, dst, n / 256); return true;
     default: break;
   }
+  if (dequant_row_ext(t, s, dst, n)) return true;
   BlockDecoder dec = decoder_for(t);
   if (!dec) return false;
   const DTypeTraits& tr = dtype_traits(t);
@@ -545,6 +547,7 @@ bool dot_row_simd(DType t, const void* w, const float* x, int64_t n, float* out)
     case DType::Q4_K: *out = dot_q4_K(s, x, n / 256); return true;
     default: break;
   }
+  if (dot_row_ext(t, s, x, n, out)) return true;
   BlockDecoder dec = decoder_for(t);
   if (!dec) return false;
   const DTypeTraits& tr = dtype_traits(t);
