@@ -68,6 +68,8 @@ void gemm_f32_weights(int64_t m, const float* a, int64_t lda, const WeightMatrix
   }
   auto kernel = SDN_DISPATCH(gemm_ukernel);
   auto pack = SDN_DISPATCH(gemm_pack_panel);
+  auto pack16 = SDN_DISPATCH(gemm_pack_panel_16);
+  const bool direct = w.type == DType::F32 || w.type == DType::F16 || w.type == DType::BF16;
   const int MR = SDN_DISPATCH(gemm_mr)();
   const int NR = SDN_DISPATCH(gemm_nr)();
 
@@ -112,10 +114,24 @@ void gemm_f32_weights(int64_t m, const float* a, int64_t lda, const WeightMatrix
 
       // Pack this block's weights: chunk ch, panel q at bp + ch*kc*np*NR + q*clen*NR, [clen][NR].
       float* bp = t_bpack.get((size_t)(K * np * NR));
-      float* deq = t_deq.get((size_t)(NR * seg));
+      float* deq = direct ? nullptr : t_deq.get((size_t)(NR * seg));
       for (int64_t q = 0; q < np; ++q) {
         const int64_t r0 = n0 + q * NR;
         const int rows = (int)std::min<int64_t>(NR, N - r0);
+        if (direct) {
+          // Plain types: convert + transpose straight from the stored rows, chunk by chunk.
+          for (int64_t ch = 0; ch < nchunks; ++ch) {
+            const int64_t cbeg = ch * kc, clen = std::min(kc, K - cbeg);
+            float* dst = bp + ch * kc * np * NR + q * clen * NR;
+            const char* src = static_cast<const char*>(w.data) + (size_t)r0 * w.row_bytes;
+            if (w.type == DType::F32)
+              pack(reinterpret_cast<const float*>(src) + cbeg, (int64_t)(w.row_bytes / 4), rows, clen, dst);
+            else
+              pack16(reinterpret_cast<const uint16_t*>(src) + cbeg, (int64_t)(w.row_bytes / 2), rows, clen,
+                     w.type == DType::F16, dst);
+          }
+          continue;
+        }
         for (int64_t s = 0; s < K; s += seg) {
           const int64_t len = std::min(seg, K - s);
           dequantize_weight_rows(w, r0, rows, s, len, deq, seg);

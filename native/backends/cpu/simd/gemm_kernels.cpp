@@ -9,6 +9,9 @@
 #if SDN_ISA_avx512 || SDN_ISA_avx2
 #include <immintrin.h>
 #endif
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their internal _mm512_undefined_* temporaries.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace sdn {
 namespace cpu {
@@ -60,23 +63,73 @@ static void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* bp
   }
 }
 
-void gemm_pack_panel(const float* src, int64_t ld, int rows, int64_t count, float* dst) {
-  int64_t k = 0;
-  if (rows == kNR) {
-    // 16 x 16 blocks transposed through gathers from L1 (the rows were just dequantized there).
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)ld));
-    for (; k < count; ++k) {
-      _mm512_storeu_ps(dst + k * kNR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)0xffff, idx, src + k, 4));
-      _mm512_storeu_ps(dst + k * kNR + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)0xffff, idx, src + 16 * ld + k, 4));
+// 16 x 16 transpose: r[i] (row i, 16 columns) -> r[c] (column c, 16 rows).
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+    __m512d c = _mm512_castps_pd(t[4 * g + 1]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  // u[4g+q] lane L holds column 4L+q, rows 4g..4g+3: transpose the 128-bit lanes.
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    __m512 y0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
+    __m512 y1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
+    __m512 y2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
+    __m512 y3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
+    r[0 + q] = _mm512_shuffle_f32x4(y0, y2, 0x88);
+    r[4 + q] = _mm512_shuffle_f32x4(y0, y2, 0xDD);
+    r[8 + q] = _mm512_shuffle_f32x4(y1, y3, 0x88);
+    r[12 + q] = _mm512_shuffle_f32x4(y1, y3, 0xDD);
+  }
+}
+
+// Loads 16 elements (masked) of a row as f32. kind: 0 f32, 1 f16, 2 bf16.
+template <int kind>
+static inline __m512 load_row16(const void* p, __mmask16 m) {
+  if (kind == 0) return _mm512_maskz_loadu_ps(m, p);
+  __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  if (kind == 1) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+template <int kind, typename T>
+static void pack_panel_t(const T* src, int64_t ld, int rows, int64_t count, float* dst) {
+  for (int64_t k = 0; k < count; k += 16) {
+    const int n = count - k >= 16 ? 16 : (int)(count - k);
+    const __mmask16 m = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+    for (int half = 0; half < 2; ++half) {
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        const int row = half * 16 + i;
+        r[i] = row < rows ? load_row16<kind>(src + row * ld + k, m) : _mm512_setzero_ps();
+      }
+      transpose16(r);
+      for (int c = 0; c < n; ++c) _mm512_storeu_ps(dst + (k + c) * kNR + half * 16, r[c]);
     }
-    return;
   }
-  for (; k < count; ++k) {
-    float* d = dst + k * kNR;
-    for (int r = 0; r < rows; ++r) d[r] = src[r * ld + k];
-    for (int r = rows; r < kNR; ++r) d[r] = 0.f;
-  }
+}
+
+void gemm_pack_panel(const float* src, int64_t ld, int rows, int64_t count, float* dst) {
+  pack_panel_t<0>(src, ld, rows, count, dst);
+}
+
+void gemm_pack_panel_16(const uint16_t* src, int64_t ld, int rows, int64_t count, bool half, float* dst) {
+  if (half)
+    pack_panel_t<1>(src, ld, rows, count, dst);
+  else
+    pack_panel_t<2>(src, ld, rows, count, dst);
 }
 
 #elif SDN_ISA_avx2
@@ -138,6 +191,46 @@ void gemm_pack_panel(const float* src, int64_t ld, int rows, int64_t count, floa
   }
 }
 
+static float f16_bits_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        man <<= 1;
+      } while (!(man & 0x400u));
+      u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 112) << 23) | (man << 13);
+  }
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+void gemm_pack_panel_16(const uint16_t* src, int64_t ld, int rows, int64_t count, bool half, float* dst) {
+  for (int64_t k = 0; k < count; ++k) {
+    float* d = dst + k * kNR;
+    for (int r = 0; r < rows; ++r) {
+      const uint16_t v = src[r * ld + k];
+      if (half) {
+        d[r] = f16_bits_to_f32(v);
+      } else {
+        const uint32_t u = (uint32_t)v << 16;
+        __builtin_memcpy(&d[r], &u, 4);
+      }
+    }
+    for (int r = rows; r < kNR; ++r) d[r] = 0.f;
+  }
+}
+
 #else  // plain C++
 
 static constexpr int kMR = 4;
@@ -165,6 +258,46 @@ void gemm_pack_panel(const float* src, int64_t ld, int rows, int64_t count, floa
   for (int64_t k = 0; k < count; ++k) {
     float* d = dst + k * kNR;
     for (int r = 0; r < rows; ++r) d[r] = src[r * ld + k];
+    for (int r = rows; r < kNR; ++r) d[r] = 0.f;
+  }
+}
+
+static float f16_bits_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        man <<= 1;
+      } while (!(man & 0x400u));
+      u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 112) << 23) | (man << 13);
+  }
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+void gemm_pack_panel_16(const uint16_t* src, int64_t ld, int rows, int64_t count, bool half, float* dst) {
+  for (int64_t k = 0; k < count; ++k) {
+    float* d = dst + k * kNR;
+    for (int r = 0; r < rows; ++r) {
+      const uint16_t v = src[r * ld + k];
+      if (half) {
+        d[r] = f16_bits_to_f32(v);
+      } else {
+        const uint32_t u = (uint32_t)v << 16;
+        __builtin_memcpy(&d[r], &u, 4);
+      }
+    }
     for (int r = rows; r < kNR; ++r) d[r] = 0.f;
   }
 }

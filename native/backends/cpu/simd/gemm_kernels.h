@@ -20,3 +20,6 @@ SDN_DECLARE_ISA(void gemm_ukernel(int64_t kc, const float* a, int64_t lda, const
 // Transposes `rows` (<= NR) rows of `count` floats (src[r * ld + k]) into a panel dst[k * NR + r], zero-filling
 // rows..NR-1.
 SDN_DECLARE_ISA(void gemm_pack_panel(const float* src, int64_t ld, int rows, int64_t count, float* dst))
+// Same from 16-bit rows: half = true for IEEE half (F16), false for bfloat16 (BF16); ld in elements.
+SDN_DECLARE_ISA(void gemm_pack_panel_16(const uint16_t* src, int64_t ld, int rows, int64_t count, bool half,
+                                        float* dst))
