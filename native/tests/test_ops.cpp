@@ -106,15 +106,15 @@ double ref_unary(UnaryOp op, double x) {
 }
 
 std::vector<double> ref_attention(const Tensor& q, const Tensor& k, const Tensor& v, int H, bool causal,
-                                  int64_t row_limit = -1) {
+                                  int64_t row_begin = 0, int64_t row_end = -1) {
   int64_t Bn = q.shape[0], Tq = q.shape[1], HD = q.shape[2], Tk = k.shape[1], D = HD / H;
   std::vector<double> o((size_t)q.numel(), 0.0);
   double sc = 1.0 / std::sqrt((double)D);
   std::vector<double> s((size_t)Tk);
-  int64_t rows = row_limit < 0 ? Tq : row_limit;
+  int64_t rows = row_end < 0 ? Tq : row_end;
   for (int64_t b = 0; b < Bn; ++b)
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t i = row_begin; i < rows; ++i) {
         const float* qi = q.f32() + (b * Tq + i) * HD + h * D;
         double mx = -1e300;
         for (int64_t j = 0; j < Tk; ++j) {
@@ -415,7 +415,8 @@ TEST(ops, attention_matches_double) {
   std::vector<Case> cases = {{2, 5, 3, 2, 7, false},   {1, 33, 77, 8, 40, false}, {1, 77, 77, 12, 64, true},
                              {2, 17, 1, 1, 80, false}, {1, 9, 20, 1, 160, false}, {1, 7, 13, 1, 512, false},
                              {1, 70, 70, 3, 7, true},  {1, 10, 20, 2, 16, true},  {1, 130, 100, 2, 40, false},
-                             {1, 1, 1, 1, 1, false},   {2, 65, 154, 2, 80, false}, {1, 20, 10, 1, 33, true}};
+                             {1, 1, 1, 1, 1, false},   {2, 65, 154, 2, 80, false}, {1, 20, 10, 1, 33, true},
+                             {1, 300, 301, 2, 40, false}, {1, 200, 200, 1, 24, true}, {1, 100, 130, 1, 512, false}};
   uint32_t seed = 1100;
   for (auto& c : cases) {
     Tensor q = rnd({c.b, c.tq, c.h * c.d}, seed++, -2.f, 2.f);
@@ -448,8 +449,10 @@ TEST(ops, attention_4096_scratch_stays_small) {
   Tensor o = B().attention(q, k, v, 1, false);
   size_t extra = pool.peak_bytes_in_use() - before;
   if (extra > (size_t)4 << 20) SDN_FAIL("attention used " << extra << " bytes of pool memory");
-  auto ref = ref_attention(q, k, v, 1, false, 64);  // first 64 rows
+  auto ref = ref_attention(q, k, v, 1, false, 0, 64);  // first 64 rows
   EXPECT_CLOSE(o.f32(), ref.data(), (size_t)(64 * D), 2e-6, 1e-4);
+  ref = ref_attention(q, k, v, 1, false, T - 100, T);  // and the last 100
+  EXPECT_CLOSE(o.f32() + (T - 100) * D, ref.data() + (T - 100) * D, (size_t)(100 * D), 2e-6, 1e-4);
 }
 
 TEST(ops, bad_arguments_throw) {

@@ -273,6 +273,29 @@ void softmax_row_f32(const float* x, float* y, int64_t n) {
 #endif
 }
 
+float fma_probe(int64_t iters, int* lanes) {
+#if SDN_VEC
+  *lanes = W;
+  F acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = set1(0.001f * (float)i);
+  F b = set1(0.999f), c = set1(0.0001f);
+  for (int64_t n = 0; n < iters; ++n)
+    for (int i = 0; i < 12; ++i) acc[i] = fmadd(acc[i], b, c);
+  F t = zero();
+  for (int i = 0; i < 12; ++i) t = add(t, acc[i]);
+  return hsum(t);
+#else
+  *lanes = 1;
+  float acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = 0.001f * (float)i;
+  for (int64_t n = 0; n < iters; ++n)
+    for (int i = 0; i < 12; ++i) acc[i] = acc[i] * 0.999f + 0.0001f;
+  float t = 0;
+  for (int i = 0; i < 12; ++i) t += acc[i];
+  return t;
+#endif
+}
+
 }  // namespace SDN_ISA
 }  // namespace cpu
 }  // namespace sdn

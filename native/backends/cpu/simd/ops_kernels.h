@@ -33,3 +33,6 @@ SDN_DECLARE_ISA(void normalize_f32(const float* x, float* y, int64_t n, float me
                                    const float* beta))
 // Numerically stable softmax of one row; y may equal x.
 SDN_DECLARE_ISA(void softmax_row_f32(const float* x, float* y, int64_t n))
+// Benchmark baseline: `iters` rounds of 12 independent vector FMA chains (12 * W * 2 FLOP per round, W = lanes of
+// the level: 16, 8, or 1 for the plain twin). Returns a value derived from the chains so nothing is optimised away.
+SDN_DECLARE_ISA(float fma_probe(int64_t iters, int* lanes))
