@@ -119,6 +119,24 @@ void Txt2ImgPipeline::denoise(const std::vector<float>& x, float sigma, int h, i
   }
 }
 
+void Txt2ImgPipeline::set_conditioning(const Tensor& cond, const Tensor& uncond, float cfg) {
+  Backend& be = store_->backend();
+  cond_ = cond;
+  uncond_ = uncond;
+  both_ = Tensor();
+  cfg_ = cfg;
+  cache_cond_.clear();
+  cache_uncond_.clear();
+  cache_both_.clear();
+  if (cfg != 1.0f && uncond.data && options_.batch_cfg && uncond.shape[1] == cond.shape[1]) {
+    Tensor hc = be.to_host(cond).contiguous(), hu = be.to_host(uncond).contiguous();
+    Tensor both = Tensor::empty({2, cond.shape[1], cond.shape[2]});
+    std::memcpy(both.f32(), hc.f32(), hc.nbytes());
+    std::memcpy(both.f32() + hc.numel(), hu.f32(), hu.nbytes());
+    both_ = to_backend(be, both);
+  }
+}
+
 Image Txt2ImgPipeline::latent_preview(const std::vector<float>& latent, int h, int w) {
   // The widely used SD1.x latent -> RGB linear factors (rows: latent channels 0..3; columns: R, G, B).
   static const float f[4][3] = {{0.3512f, 0.2297f, 0.3227f},
@@ -185,17 +203,11 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
   // 1. text conditioning
   check_abort();
   progress(Phase::Encode, 0, 1, 0);
-  cfg_ = p.cfg_scale;
-  cond_ = encode_prompt(p.prompt, p.clip_skip);
-  if (cfg_ != 1.0f) {
-    uncond_ = encode_prompt(p.negative_prompt, p.clip_skip);
-    if (options_.batch_cfg && uncond_.shape[1] == cond_.shape[1]) {
-      Tensor hc = be.to_host(cond_), hu = be.to_host(uncond_);
-      Tensor both = Tensor::empty({2, cond_.shape[1], cond_.shape[2]});
-      std::memcpy(both.f32(), hc.contiguous().f32(), hc.nbytes());
-      std::memcpy(both.f32() + hc.numel(), hu.contiguous().f32(), hu.nbytes());
-      both_ = to_backend(be, both);
-    }
+  {
+    Tensor cond = encode_prompt(p.prompt, p.clip_skip);
+    Tensor uncond;
+    if (p.cfg_scale != 1.0f) uncond = encode_prompt(p.negative_prompt, p.clip_skip);
+    set_conditioning(cond, uncond, p.cfg_scale);
   }
   if (options_.release_between_stages) clip_->release();
   progress(Phase::Encode, 1, 1, 0);

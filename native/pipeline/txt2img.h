@@ -31,6 +31,9 @@ class Txt2ImgPipeline {
   // One denoiser evaluation with CFG (exposed for tests): x host latent [C*h*w].
   void denoise(const std::vector<float>& x, float sigma, int h, int w, std::vector<float>& out);
 
+  // Test hook: the conditioning denoise() uses (uncond may be empty; cfg 1 = cond only; batched when shapes agree).
+  void set_conditioning(const Tensor& cond, const Tensor& uncond, float cfg);
+
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks);
 
   // Latent [C, h, w] -> RGB8 preview at latent size (SD1 latent-to-RGB linear approximation).
