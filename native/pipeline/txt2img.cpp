@@ -250,7 +250,13 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     for (int64_t i = 0; i < n; ++i) z.f32()[i] = latents[img][(size_t)i] / kSd1LatentScale;
     latents[img].clear();
     latents[img].shrink_to_fit();
-    std::vector<float> px = host_vector(be, vae_->decode(to_backend(be, z)));
+    Tensor dec = vae_->decode(to_backend(be, z));
+    if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != p.height || dec.shape[3] != p.width)
+      throw_error(ErrorCode::InvalidFile, "the VAE decoder turned a " + std::to_string(lw) + "x" + std::to_string(lh) +
+                                              " latent into " + dec.shape_str() + " instead of an RGB " +
+                                              std::to_string(p.width) + "x" + std::to_string(p.height) + " image");
+    std::vector<float> px = host_vector(be, dec);
+    dec = Tensor();
     Image im;
     im.width = p.width;
     im.height = p.height;

@@ -21,7 +21,7 @@ struct TinySdConfig {
   int vocab = 600;
   int positions = 77;
   int vae_ch = 32;
-  std::vector<int> vae_mult = {1, 2};
+  std::vector<int> vae_mult = {1, 2, 2, 2};  // 3 upsamplings: 8x, like SD
   uint32_t seed = 1;
 };
 
