@@ -367,3 +367,66 @@ TEST(text, apply_emphasis) {
   sdn::apply_emphasis(z.data(), 2, 2, w2.data());
   for (float v : z) EXPECT_TRUE(std::isfinite(v));
 }
+
+TEST(text, hostile_input_does_not_crash) {
+  auto tok = tiny_tokenizer();
+  std::mt19937 gen(99);
+  const char alphabet[] = "()[]:\\ ,.BREAK&#;x1\t\n";
+  for (int iter = 0; iter < 300; iter++) {
+    std::string s;
+    int len = (int)(gen() % 200);
+    for (int i = 0; i < len; i++) {
+      if (gen() % 3 == 0)
+        s.push_back((char)(gen() & 0xFF));  // arbitrary bytes, often invalid UTF-8
+      else
+        s.push_back(alphabet[gen() % (sizeof(alphabet) - 1)]);
+    }
+    tok->encode(s);
+    sdn::parse_prompt_attention(s);
+    auto tp = sdn::tokenize_prompt(*tok, s);
+    EXPECT_EQ(tp.ids.size(), (size_t)tp.chunks * 77);
+    EXPECT_EQ(tp.weights.size(), tp.ids.size());
+  }
+  // deep nesting and long prompts
+  std::string deep(100000, '(');
+  deep += "cat";
+  auto v = sdn::parse_prompt_attention(deep);
+  EXPECT_EQ(v.size(), (size_t)1);
+  EXPECT_TRUE(std::isinf(v[0].weight) || v[0].weight > 1e30f);
+  EXPECT_THROWS_CODE(sdn::tokenize_prompt(*tok, std::string(2 << 20, 'a')), sdn::ErrorCode::InvalidArgument);
+  std::string quad;
+  for (int i = 0; i < 300000; i++) quad += "(a";
+  EXPECT_THROWS_CODE(sdn::parse_prompt_attention(quad), sdn::ErrorCode::InvalidArgument);
+  std::string many;
+  for (int i = 0; i < 100000; i++) many += "a\\";  // 200k segments merged into one
+  EXPECT_EQ(sdn::parse_prompt_attention(many).size(), (size_t)1);
+}
+
+TEST(text, long_words_heap_bpe) {
+  // Words over 64 bytes take the O(n log n) heap merge path; expected ids from an independent Python port of
+  // OpenAI's bpe() loop with the same merges.
+  auto tok = clip_tokenizer();
+  if (!tok) return;
+  std::string s3;
+  for (int i = 0; i < 3; i++) s3 += "supercalifragilisticexpialidocious";
+  std::vector<int> w1 = {1642, 2857, 13093, 2076, 5868, 26850, 835, 639, 698, 1987, 1642, 2857, 13093, 2076, 5868,
+                         26850, 835, 639, 698, 1987, 1642, 2857, 13093, 2076, 5868, 26850, 835, 639, 38466};
+  EXPECT_EQ(ids_str(tok->encode(s3)), ids_str(w1));
+  std::vector<int> w2(18, 23126);
+  w2.push_back(44413);
+  EXPECT_EQ(ids_str(tok->encode(std::string(150, 'a'))), ids_str(w2));
+  std::string ab;
+  for (int i = 0; i < 70; i++) ab += "ab";
+  std::vector<int> w3(70, 596);
+  w3.push_back(20023);
+  w3.push_back(345);
+  EXPECT_EQ(ids_str(tok->encode(ab + "xyz")), ids_str(w3));
+  std::string ban;
+  for (int i = 0; i < 20; i++) ban += "banana";
+  std::vector<int> w4 = {1159};
+  for (int i = 0; i < 19; i++) w4.push_back(34742), w4.push_back(514);
+  w4.push_back(1388);
+  EXPECT_EQ(ids_str(tok->encode(ban)), ids_str(w4));
+  // a 1 MB word finishes quickly
+  EXPECT_TRUE(!tok->encode(std::string(1 << 20, 'q')).empty());
+}
