@@ -28,6 +28,8 @@ std::unique_ptr<NoiseGenerator> make_noise_generator(const std::string& name, ui
 class DiscreteSchedule {
  public:
   DiscreteSchedule();                                     // the standard SD schedule
+  // A checkpoint's own schedule: 2..100000 strictly decreasing values in (0, 1); a final exact 0
+  // (zero-terminal-SNR) is replaced by 2^-24. Throws InvalidArgument otherwise.
   explicit DiscreteSchedule(std::vector<float> alphas_cumprod);
   const std::vector<float>& sigmas() const { return sigmas_; }  // 1000 values, ascending
   float sigma_min() const { return sigmas_.front(); }
@@ -73,8 +75,8 @@ DenoiserScalings denoiser_scalings(Prediction p, float sigma);
 //    "simple" scheduler to get sd.cpp's ddim_trailing.
 //  * eta: < 0 (default) = the sampler's default (1 for euler_a and dpm++2s_a, 0 for ddim_trailing); other
 //    samplers ignore it. eta = 0 makes euler_a deterministic; eta > 0 gives ddim_trailing DDIM(eta) noise.
-// on_step(done, steps) is called after each step with done = 1..steps; returning false aborts (throws Error
-// Aborted). An empty std::function is allowed. Throws InvalidArgument for unknown names or bad sigmas.
+// on_step(i, steps) is called after each step with the 0-based index i of the step just completed (0..steps-1);
+// returning false aborts (throws Error Aborted). An empty std::function is allowed. Throws InvalidArgument for unknown names or bad sigmas.
 void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<float>& x,
                  const std::vector<float>& sigmas, NoiseGenerator& noise,
                  const std::function<bool(int, int)>& on_step, float eta = -1.f);
