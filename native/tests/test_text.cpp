@@ -13,9 +13,9 @@
 
 namespace {
 
-// ../shared next to the repository (or $SDN_SHARED_DIR). Empty when absent.
+// ../shared next to the repository (or $SDNODE_SHARED_DIR, as the JS golden tests use). Empty when absent.
 std::string shared_dir() {
-  if (const char* env = std::getenv("SDN_SHARED_DIR")) return env;
+  if (const char* env = std::getenv("SDNODE_SHARED_DIR")) return env;
   std::string f = __FILE__;  // <repo>/native/tests/test_text.cpp
   for (int i = 0; i < 3; i++) {
     size_t p = f.find_last_of("/\\");
