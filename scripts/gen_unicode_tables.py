@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Writes native/text/unicode_tables.inc: the Unicode facts the CLIP tokenizer needs, taken from Python's own
 Unicode database (unicodedata): letter (\\p{L}) and number (\\p{N}) ranges and the simple lower-case mapping,
-for code points below U+30000. Run: python3 scripts/gen_unicode_tables.py > native/text/unicode_tables.inc"""
+for all code points. Run: python3 scripts/gen_unicode_tables.py > native/text/unicode_tables.inc"""
 import sys
 import unicodedata as ud
 
-HI = 0x30000
+HI = 0x110000
 
 
 def ranges(pred):

@@ -163,7 +163,7 @@ TEST(text, normalisation) {
 
 TEST(text, unicode_classes) {
   using namespace sdn::uni;
-  for (uint32_t c : {0x61u, 0x5Au, 0xE9u, 0x3A9u, 0x416u, 0x732Bu, 0x3053u, 0x30ABu, 0xAC00u, 0x5D0u, 0x627u, 0x20000u})
+  for (uint32_t c : {0x61u, 0x5Au, 0xE9u, 0x3A9u, 0x416u, 0x732Bu, 0x3053u, 0x30ABu, 0xAC00u, 0x5D0u, 0x627u, 0x20000u, 0x30000u})
     if (!is_letter(c)) SDN_FAIL("U+" << std::hex << c << " should be a letter");
   for (uint32_t c : {0x30u, 0x39u, 0xB2u, 0xBDu, 0x663u, 0x2167u, 0xFF11u})
     if (!is_number(c) || is_letter(c)) SDN_FAIL("U+" << std::hex << c << " should be a number");
@@ -178,6 +178,7 @@ TEST(text, unicode_classes) {
   EXPECT_EQ(lower_simple(0x3A3), 0x3C3u);
   EXPECT_EQ(lower_simple(0x401), 0x451u);
   EXPECT_EQ(lower_simple(0x10400), 0x10428u);  // Deseret
+  EXPECT_EQ(lower_simple(0x1E900), 0x1E922u);  // Adlam
   EXPECT_EQ(lower_simple(0x212A), (uint32_t)'k');  // Kelvin sign
   EXPECT_EQ(lower_simple(0x732B), 0x732Bu);
   std::string s = "aé€🦊";
