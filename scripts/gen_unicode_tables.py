@@ -61,6 +61,32 @@ print("// Lower-case runs {first, last, delta, stride}: cp in [first, last] with
 print("// cp + delta. (U+0130 lower-cases to two code points, handled in code.)")
 emit("LowerRun kLowerRuns", lower_runs(), lambda r: "{0x%X, 0x%X, %d, %d}" % r)
 
+# Python's str.lower() maps U+03A3 to final sigma U+03C2 when it follows a cased letter (skipping case-ignorable
+# characters) and no cased letter follows (again skipping case-ignorable ones). The two properties, probed through
+# str.lower() itself so that they are exactly Python's: ignorable(c) <=> both "A"+c+"Σ" and "AΣ"+c give a
+# final sigma; cased(c) for a non-ignorable c <=> c+"Σ" gives a final sigma.
+def _final(s, i):
+    return s.lower()[i] == "\u03c2"
+
+
+def _ignorable(c):
+    ch = chr(c)
+    if 0xD800 <= c <= 0xDFFF:
+        return False
+    return _final("A" + ch + "\u03a3", -1) and _final("A\u03a3" + ch, 1)
+
+
+def _cased(c):
+    ch = chr(c)
+    if 0xD800 <= c <= 0xDFFF:
+        return False
+    return _final(ch + "\u03a3", -1) and not _ignorable(c)
+
+
+print("// Case_Ignorable and Cased (the latter only for non-ignorable characters), as Python's final-sigma rule sees them.")
+emit("UniRange kCaseIgnorableRanges", ranges(_ignorable), lambda r: "{0x%X, 0x%X}" % r)
+emit("UniRange kCasedRanges", ranges(_cased), lambda r: "{0x%X, 0x%X}" % r)
+
 # HTML5 named character references as Python's html.unescape knows them (html.entities.html5): name (with its
 # ';' where the standard requires one), up to two code points. Sorted by name (byte order) for binary search.
 import html.entities as he

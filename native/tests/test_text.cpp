@@ -151,6 +151,15 @@ TEST(text, normalisation) {
   same("&#99999999999999999999;", "\xef\xbf\xbd");
   same("&unknownentity;", "&unknownentity;");
   same("&nbsp;cat", "cat");  // NBSP is whitespace
+  // Python's str.lower() final-sigma rule: U+03A3 after a cased letter and not before one becomes U+03C2
+  same("ΟΔΟΣ", "οδο\xcf\x82");
+  same("ΟΔΟΣ.", "οδο\xcf\x82.");    // '.' is case-ignorable
+  same("ΟΔΟΣΑ", "οδο\xcf\x83α");
+  same("Σ", "\xcf\x83");                    // nothing cased before it
+  same("ΑΣ'Β", "α\xcf\x83'β");                // a cased letter follows after the ignorable apostrophe
+  // the contraction alternatives are case-insensitive: "'ſ" (long s) is one word like "'s"
+  EXPECT_EQ(tok->encode("'\xc5\xbf")[0], 6);  // "'" without </w>: merged into the word
+  EXPECT_EQ(tok->encode("' \xc5\xbf")[0], 262);
   // pre-tokenisation: letters run, digits single, symbol runs, contractions
   EXPECT_EQ(tok->encode("ab12").size(), (size_t)4);           // "a" "b</w>" | "1</w>" | "2</w>"
   EXPECT_EQ(ids_str(tok->encode("it's")), ids_str(tok->encode("it 's")));

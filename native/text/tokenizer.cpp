@@ -69,7 +69,8 @@ class BpeTokenizer final : public ClipTokenizer {
       if (c == '\'' && i + 1 < n) {
         uint32_t a = cps[i + 1], b = i + 2 < n ? cps[i + 2] : 0;
         size_t len = 0;
-        if (a == 's' || a == 't' || a == 'm' || a == 'd')
+        // the pattern is case-insensitive: after lower-casing only U+017F (long s, folds to 's') still matters
+        if (a == 's' || a == 0x17F || a == 't' || a == 'm' || a == 'd')
           len = 2;
         else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
           len = 3;
@@ -179,9 +180,9 @@ class BpeTokenizer final : public ClipTokenizer {
       }
       if (pending_space) out.push_back(' ');
       pending_space = false;
-      uni::append_lower(out, c);
+      out.push_back(c);
     }
-    return out;
+    return uni::lower_string(out);
   }
 
   static size_t match_special(const std::vector<uint32_t>& cps, size_t i) {
