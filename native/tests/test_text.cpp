@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "sdn/error.h"
 #include "test.h"
@@ -439,4 +440,27 @@ TEST(text, long_words_heap_bpe) {
   EXPECT_EQ(ids_str(tok->encode(ban)), ids_str(w4));
   // a 1 MB word finishes quickly
   EXPECT_TRUE(!tok->encode(std::string(1 << 20, 'q')).empty());
+}
+
+TEST(text, concurrent_encode) {
+  // one tokenizer shared by several threads (its word cache is locked): same ids as serial calls
+  auto tok = sdn::ClipTokenizer::from_merges("#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\n");
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; i++) texts.push_back("cat dog w" + std::to_string(i) + " cadog x" + std::to_string(i * 7));
+  std::vector<std::string> serial;
+  for (auto& t : texts) serial.push_back(ids_str(tok->encode(t)));
+  auto fresh = sdn::ClipTokenizer::from_merges("#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\n");
+  std::vector<std::string> got[3];
+  std::vector<std::thread> th;
+  for (int k = 0; k < 3; k++)
+    th.emplace_back([&, k] {
+      for (int rep = 0; rep < 5; rep++)
+        for (size_t i = 0; i < texts.size(); i++) {
+          std::string r = ids_str(fresh->encode(texts[(i * (k + 1)) % texts.size()]));
+          if (rep == 0) got[k].push_back(r);
+        }
+    });
+  for (auto& t : th) t.join();
+  for (int k = 0; k < 3; k++)
+    for (size_t i = 0; i < texts.size(); i++) EXPECT_EQ(got[k][i], serial[(i * (k + 1)) % texts.size()]);
 }
