@@ -91,6 +91,29 @@ TEST(conv, im2col_all_types_levels_threads) {
   }
 }
 
+TEST(conv, winograd_all_types_levels_threads) {
+  KernelEnvGuard guard;
+  uint32_t seed = 700;
+  for (SimdLevel level : simd_levels()) {
+    EXPECT_TRUE(simd_set_level(level));
+    for (DType t : kernel_weight_types())
+      for (const auto& cc : conv_cases())
+        if (cc.ks == 3 && cc.stride == 1) run_conv_case(t, cc, cpu::ConvAlgo::Winograd, seed += 13);
+  }
+}
+
+TEST(conv, winograd_larger_shapes) {
+  // Several tile-row blocks, channel chunks (C > 384) and output-channel groups; ragged right/bottom tiles.
+  KernelEnvGuard guard;
+  const std::vector<ConvCase> cases = {{1, 400, 6, 7, 70, 3, 1, 1, true}, {2, 24, 37, 29, 40, 3, 1, 1, true},
+                                       {1, 9, 70, 66, 3, 3, 1, 0, false}, {1, 256, 40, 37, 9, 3, 1, 1, true}};
+  uint32_t seed = 800;
+  for (SimdLevel level : simd_levels()) {
+    EXPECT_TRUE(simd_set_level(level));
+    for (const auto& cc : cases) run_conv_case(DType::F16, cc, cpu::ConvAlgo::Winograd, seed += 3);
+  }
+}
+
 TEST(conv, auto_algo) {
   KernelEnvGuard guard;
   uint32_t seed = 900;
