@@ -92,7 +92,7 @@ void conv3x3_winograd(const Tensor& x, const WeightMatrix& w, const float* bias,
   const int64_t ocg = std::min<int64_t>(ceil_div(ceil_div(OC, n_oc), MR) * MR, ocg_cap);
   n_oc = ceil_div(OC, ocg);
 
-  const int64_t Wp = 4 * TX + 2;  // padded row length of the per-channel block copy
+  const int64_t Wp = 4 * TX + 16;  // padded row length of the per-channel block copy (slack for vector loads)
 
   for (int64_t bi = 0; bi < B; ++bi) {
     const float* xb = x.f32() + bi * C * H * W;
@@ -117,10 +117,11 @@ void conv3x3_winograd(const Tensor& x, const WeightMatrix& w, const float* bias,
               continue;
             }
             const float* xr = xc + ih * W;
-            for (int64_t q = 0; q < Wp; ++q) {
-              const int64_t iw = q - pad;
-              pr[q] = (iw >= 0 && iw < W) ? xr[iw] : 0.f;
-            }
+            // pr[q] = x[ih][q - pad] inside the image, 0 outside.
+            const int64_t n_in = std::min<int64_t>(W, Wp - pad);
+            for (int64_t q = 0; q < pad; ++q) pr[q] = 0.f;
+            std::memcpy(pr + pad, xr, (size_t)n_in * sizeof(float));
+            for (int64_t q = pad + n_in; q < Wp; ++q) pr[q] = 0.f;
           }
           for (int64_t t0 = 0; t0 < Tb; t0 += lanes) {
             const int n = (int)std::min<int64_t>(lanes, Tb - t0);
@@ -191,8 +192,15 @@ void conv3x3_winograd(const Tensor& x, const WeightMatrix& w, const float* bias,
               float* yo = yb + (o0 + o) * OH * OW;
               for (int64_t t0 = ps * NR; t0 < tend; t0 += lanes) {
                 const int n = (int)std::min<int64_t>(lanes, tend - t0);
-                out_tf(M + o * ncols + (t0 - ps * NR), xsM, lanes, bo, out);
+                float* half[2] = {nullptr, nullptr};
+                for (int h = 0; h < 2 && lanes == 16; ++h) {
+                  const int64_t tf = t0 + 8 * h, ty = ty0 + tf / TX, tx = tf % TX;
+                  if (tf + 8 <= tend && tx + 8 <= TX && 4 * ty + 4 <= OH && 4 * (tx + 8) <= OW)
+                    half[h] = yo + 4 * ty * OW + 4 * tx;
+                }
+                out_tf(M + o * ncols + (t0 - ps * NR), xsM, bo, out, half, OW);
                 for (int l = 0; l < n; ++l) {
+                  if (half[l / 8]) continue;
                   const int64_t t = t0 + l, ty = ty0 + t / TX, tx = t % TX;
                   const int64_t oy = 4 * ty, ox = 4 * tx;
                   const int64_t hi = std::min<int64_t>(4, OH - oy), wi = std::min<int64_t>(4, OW - ox);

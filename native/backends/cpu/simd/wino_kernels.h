@@ -9,11 +9,15 @@
 
 #include "backends/cpu/simd/simd.h"
 
-// Input transform of `lanes` (<= 16) tiles: tile l's patch is p[off[l] + i * wp + j], i, j < 6.
+// Input transform of `lanes` (<= 16) tiles: tile l's patch is p[off[l] + i * wp + j], i, j < 6. Rows of p must
+// have 36 floats of readable slack past the last tile's patch.
 SDN_DECLARE_ISA(void wino_input_tiles(const float* p, int64_t wp, const int32_t* off, int lanes, float* dst,
                                       int64_t xs))
-// Output transform of `lanes` (<= 16) tiles: M element xi of lane l at m[xi * xs + l]; out[(4i + j) * 16 + l] =
-// Y[i][j] + bias.
-SDN_DECLARE_ISA(void wino_output_tiles(const float* m, int64_t xs, int lanes, float bias, float* out))
+// Output transform of 16 tiles: M element xi of lane l at m[xi * xs + l]; Y[i][j] + bias. Lanes come in two
+// halves of 8; for half h, when dst_half[h] is not null the 8 tiles are side by side in one tile row, fully inside
+// the image, and Y[i][j] of tile 8h+l goes to dst_half[h][i * ldy + 4l + j]; otherwise it goes to
+// out[(4i + j) * 16 + l] (the caller places it).
+SDN_DECLARE_ISA(void wino_output_tiles(const float* m, int64_t xs, float bias, float* out, float* const* dst_half,
+                                       int64_t ldy))
 // Weight transform of one output channel: g[c * 9 + 3i + j] for c < n; U element xi of channel c at dst[xi * xs + c].
 SDN_DECLARE_ISA(void wino_weight_transform(const float* g, int64_t n, float* dst, int64_t xs))
