@@ -13,6 +13,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's own _mm512_reduce_* helpers trip -Wmaybe-uninitialized (_mm256_undefined_pd); not our code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 #define SDN_VEC 1
@@ -126,6 +127,26 @@ inline F exp(F x) {
   p = fmadd(p, r, set1(1.f));
   p = fmadd(p, r, set1(1.f));
   return zero_below(x, kExpLo, mul(p, pow2i(n)));
+}
+
+// 2^x for x <= 0 (softmax weights): 2^x = 2^n * p(x - n), n = round(x), |x - n| <= 1/2, p the degree-6 Taylor
+// polynomial of e^(r ln2) (truncation error < 1.2e-7 relative). Results below 2^-126 flush towards 0; -inf gives 0.
+inline F exp2_nonpos(F x) {
+  x = max(x, set1(-150.f));
+  F n = round(x);
+  F r = sub(x, n);
+  F p = set1(1.5403530393381606e-04f);  // ln2^6 / 720
+  p = fmadd(p, r, set1(1.3333558146428443e-03f));  // ln2^5 / 120
+  p = fmadd(p, r, set1(9.6181291076284772e-03f));  // ln2^4 / 24
+  p = fmadd(p, r, set1(5.5504108664821580e-02f));  // ln2^3 / 6
+  p = fmadd(p, r, set1(2.4022650695910071e-01f));  // ln2^2 / 2
+  p = fmadd(p, r, set1(6.9314718055994531e-01f));  // ln2
+  p = fmadd(p, r, set1(1.f));
+#if SDN_ISA_avx512
+  return _mm512_scalef_ps(p, n);
+#else
+  return zero_below(x, -126.f, mul(p, pow2i(max(n, set1(-126.f)))));
+#endif
 }
 
 // erfc(z) for z >= 0 (fractional error about 2e-7 in float, plus the rounding of -z^2 for large z).
