@@ -232,23 +232,29 @@ void attn_block(const AttnArgs& a, int64_t i0, int64_t i1, float* scratch) {
         for (int64_t r = 0; r < lim && r < kMq; ++r) sr[r] = -INFINITY;
       }
     }
-    // online softmax, vertical over the tile's keys
-    for (int v = 0; v < kNV; ++v) {
-      F mx = load(sb + v * W);
-      for (int jj = 1; jj < jn; ++jj) mx = max(mx, load(sb + (size_t)jj * kMq + v * W));
-      F mold = load(mrow + v * W);
-      F mnew = max(mold, mx);
-      F al = exp2_nonpos(sub(mold, mnew));
-      F sum = zero();
-      for (int jj = 0; jj < jn; ++jj) {
-        float* sp = sb + (size_t)jj * kMq + v * W;
-        F p = exp2_nonpos(sub(load(sp), mnew));
-        store(sp, p);
-        sum = add(sum, p);
+    // online softmax, vertical over the tile's keys (the kNV query vectors side by side for instruction-level
+    // parallelism)
+    {
+      F mnew[kNV], sum[kNV];
+      for (int v = 0; v < kNV; ++v) mnew[v] = load(sb + v * W);
+      for (int jj = 1; jj < jn; ++jj)
+        for (int v = 0; v < kNV; ++v) mnew[v] = max(mnew[v], load(sb + (size_t)jj * kMq + v * W));
+      for (int v = 0; v < kNV; ++v) {
+        F mold = load(mrow + v * W);
+        mnew[v] = max(mold, mnew[v]);
+        store(alpha + v * W, exp2_nonpos(sub(mold, mnew[v])));
+        store(mrow + v * W, mnew[v]);
+        sum[v] = zero();
       }
-      store(mrow + v * W, mnew);
-      store(alpha + v * W, al);
-      store(lrow + v * W, fmadd(load(lrow + v * W), al, sum));
+      for (int jj = 0; jj < jn; ++jj) {
+        float* sp = sb + (size_t)jj * kMq;
+        for (int v = 0; v < kNV; ++v) {
+          F p = exp2_nonpos(sub(load(sp + v * W), mnew[v]));
+          store(sp + v * W, p);
+          sum[v] = add(sum[v], p);
+        }
+      }
+      for (int v = 0; v < kNV; ++v) store(lrow + v * W, fmadd(load(lrow + v * W), load(alpha + v * W), sum[v]));
     }
     // O^T = O^T alpha + V^T P^T
     const float* vt = a.v + j0 * a.v_stride;
