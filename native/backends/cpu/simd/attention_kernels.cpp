@@ -2,6 +2,7 @@
 #include "backends/cpu/simd/attention_kernels.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "backends/cpu/simd/vec.h"
 
@@ -9,71 +10,132 @@ namespace sdn {
 namespace cpu {
 namespace SDN_ISA {
 
-namespace {
-constexpr int kKeyTile = 64;  // keys per tile
-constexpr int kPlainRows = 32;
-}  // namespace
-
 #if !SDN_VEC
-int attn_rows_per_block(int) { return kPlainRows; }
+// Plain C++ twin. Same algorithm as the vector path below (queries of a block side by side, keys and values read
+// in place), written with the query index innermost and no calls in the hot loops, so that compilers
+// auto-vectorise it for whatever the target has (SSE2 on x86-64, NEON on ARM64) without reassociating sums.
+namespace {
+constexpr int kPMq = 32;  // queries per block
+constexpr int kPNK = 64;  // keys per tile
 
-size_t attn_scratch_floats(int d) {
-  return (size_t)kPlainRows * kKeyTile + (size_t)kPlainRows * d + 2 * kPlainRows + 64;
+// 2^x for x <= 0 without library calls (branch-free: vectorisable). Same polynomial as vec::exp2_nonpos.
+inline float exp2_plain(float x) {
+  float xc = x < -126.f ? -126.f : x;
+  int n = (int)(xc - 0.5f);  // round to nearest for xc <= 0 (truncation towards zero of xc - 1/2)
+  float r = xc - (float)n;   // in [-1/2, 1/2]
+  float p = 1.5403530393381606e-04f;
+  p = p * r + 1.3333558146428443e-03f;
+  p = p * r + 9.6181291076284772e-03f;
+  p = p * r + 5.5504108664821580e-02f;
+  p = p * r + 2.4022650695910071e-01f;
+  p = p * r + 6.9314718055994531e-01f;
+  p = p * r + 1.f;
+  uint32_t bits = (uint32_t)(n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return x < -126.f ? 0.f : p * scale;
 }
 
-// Plain C++ twin: the same online-softmax algorithm with straightforward loops.
+struct PlainLayout {
+  size_t qt, ot, s, m, l, alpha, tmp, total;
+};
+PlainLayout plain_layout(int d) {
+  PlainLayout L;
+  size_t off = 0;
+  auto take = [&](size_t n) {
+    size_t o = off;
+    off += (n + 15) / 16 * 16;
+    return o;
+  };
+  L.qt = take((size_t)d * kPMq);
+  L.ot = take((size_t)d * kPMq);
+  L.s = take((size_t)kPNK * kPMq);
+  L.m = take(kPMq);
+  L.l = take(kPMq);
+  L.alpha = take(kPMq);
+  L.tmp = take(kPMq);
+  L.total = off;
+  return L;
+}
+}  // namespace
+
+int attn_rows_per_block(int) { return kPMq; }
+
+size_t attn_scratch_floats(int d) { return plain_layout(d).total; }
+
 void attn_block(const AttnArgs& a, int64_t i0, int64_t i1, float* scratch) {
-  const int d = a.d;
+  const int D = a.d;
+  const PlainLayout L = plain_layout(D);
   const int rows = (int)(i1 - i0);
-  float* s = scratch;                               // [rows][kKeyTile]
-  float* acc = s + (size_t)kPlainRows * kKeyTile;   // [rows][d]
-  float* mrow = acc + (size_t)kPlainRows * d;       // running max
-  float* lrow = mrow + kPlainRows;                  // running sum
-  for (int r = 0; r < rows; ++r) {
-    mrow[r] = -INFINITY;
+  float* __restrict qt = scratch + L.qt;   // [D][kPMq]
+  float* __restrict ot = scratch + L.ot;   // [D][kPMq]
+  float* __restrict sb = scratch + L.s;    // [kPNK][kPMq]
+  float* __restrict mrow = scratch + L.m;
+  float* __restrict lrow = scratch + L.l;
+  float* __restrict alpha = scratch + L.alpha;
+  float* __restrict tmp = scratch + L.tmp;
+  const float qscale = (float)((double)a.scale * 1.4426950408889634);  // softmax in base 2
+  for (int d = 0; d < D; ++d)
+    for (int r = 0; r < kPMq; ++r) qt[(size_t)d * kPMq + r] = r < rows ? a.q[(i0 + r) * a.q_stride + d] * qscale : 0.f;
+  for (size_t i = 0; i < (size_t)D * kPMq; ++i) ot[i] = 0.f;
+  for (int r = 0; r < kPMq; ++r) {
+    mrow[r] = -1e30f;
     lrow[r] = 0.f;
-    for (int c = 0; c < d; ++c) acc[(size_t)r * d + c] = 0.f;
   }
-  int64_t kend = a.causal ? (i1 < a.tk ? i1 : a.tk) : a.tk;
-  for (int64_t j0 = 0; j0 < kend; j0 += kKeyTile) {
-    int jn = (int)(kend - j0 < kKeyTile ? kend - j0 : kKeyTile);
-    for (int r = 0; r < rows; ++r) {
-      const float* qi = a.q + (i0 + r) * a.q_stride;
-      float* sr = s + (size_t)r * kKeyTile;
-      for (int jj = 0; jj < jn; ++jj) {
-        int64_t j = j0 + jj;
-        if (a.causal && j > i0 + r) {
-          sr[jj] = -INFINITY;
-          continue;
-        }
-        const float* kj = a.k + j * a.k_stride;
-        float dot = 0.f;
-        for (int c = 0; c < d; ++c) dot += qi[c] * kj[c];
-        sr[jj] = dot * a.scale;
+  const int64_t kend = a.causal ? (i1 < a.tk ? i1 : a.tk) : a.tk;
+  for (int64_t j0 = 0; j0 < kend; j0 += kPNK) {
+    const int jn = (int)(kend - j0 < kPNK ? kend - j0 : kPNK);
+    // S^T[j][r] = k_j . q_r
+    for (int jj = 0; jj < jn; ++jj) {
+      float* __restrict sr = sb + (size_t)jj * kPMq;
+      const float* kj = a.k + (j0 + jj) * a.k_stride;
+      float acc[kPMq] = {};  // small enough for the compiler to keep in vector registers
+      for (int d = 0; d < D; ++d) {
+        const float kd = kj[d];
+        const float* __restrict qd = qt + (size_t)d * kPMq;
+        for (int r = 0; r < kPMq; ++r) acc[r] += kd * qd[r];
       }
-      float mx = -INFINITY;
-      for (int jj = 0; jj < jn; ++jj) mx = sr[jj] > mx ? sr[jj] : mx;
-      if (mx == -INFINITY) continue;  // every key of this tile is masked for this row
-      float mnew = mrow[r] > mx ? mrow[r] : mx;
-      float alpha = std::exp(mrow[r] - mnew);  // 0 on the first tile (mrow = -inf)
-      mrow[r] = mnew;
-      float* ar = acc + (size_t)r * d;
-      float sum = 0.f;
-      for (int c = 0; c < d; ++c) ar[c] *= alpha;
-      for (int jj = 0; jj < jn; ++jj) {
-        float p = std::exp(sr[jj] - mnew);
-        sum += p;
-        if (p == 0.f) continue;
-        const float* vj = a.v + (j0 + jj) * a.v_stride;
-        for (int c = 0; c < d; ++c) ar[c] += p * vj[c];
+      for (int r = 0; r < kPMq; ++r) sr[r] = acc[r];
+      if (a.causal)
+        for (int r = 0; r < kPMq; ++r)
+          if (j0 + jj > i0 + r) sr[r] = -INFINITY;
+    }
+    // online softmax over the tile (vertical)
+    for (int r = 0; r < kPMq; ++r) tmp[r] = mrow[r];
+    for (int jj = 0; jj < jn; ++jj) {
+      const float* __restrict sr = sb + (size_t)jj * kPMq;
+      for (int r = 0; r < kPMq; ++r) tmp[r] = sr[r] > tmp[r] ? sr[r] : tmp[r];
+    }
+    for (int r = 0; r < kPMq; ++r) {
+      alpha[r] = exp2_plain(mrow[r] - tmp[r]);
+      mrow[r] = tmp[r];
+      lrow[r] *= alpha[r];
+    }
+    for (int jj = 0; jj < jn; ++jj) {
+      float* __restrict sr = sb + (size_t)jj * kPMq;
+      for (int r = 0; r < kPMq; ++r) {
+        float p = exp2_plain(sr[r] - mrow[r]);
+        sr[r] = p;
+        lrow[r] += p;
       }
-      lrow[r] = lrow[r] * alpha + sum;
+    }
+    // O^T[d][r] = O^T[d][r] alpha[r] + sum_j v_j[d] P^T[j][r]
+    for (int d = 0; d < D; ++d) {
+      float* __restrict od = ot + (size_t)d * kPMq;
+      float acc[kPMq];
+      for (int r = 0; r < kPMq; ++r) acc[r] = od[r] * alpha[r];
+      for (int jj = 0; jj < jn; ++jj) {
+        const float vd = a.v[(j0 + jj) * a.v_stride + d];
+        const float* __restrict sr = sb + (size_t)jj * kPMq;
+        for (int r = 0; r < kPMq; ++r) acc[r] += vd * sr[r];
+      }
+      for (int r = 0; r < kPMq; ++r) od[r] = acc[r];
     }
   }
   for (int r = 0; r < rows; ++r) {
-    float inv = lrow[r] > 0 ? 1.f / lrow[r] : 0.f;
+    const float inv = lrow[r] > 0 ? 1.f / lrow[r] : 0.f;
     float* out = a.o + (i0 + r) * a.o_stride;
-    for (int c = 0; c < d; ++c) out[c] = acc[(size_t)r * d + c] * inv;
+    for (int d = 0; d < D; ++d) out[d] = ot[(size_t)d * kPMq + r] * inv;
   }
 }
 #else
