@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/simd/ops_kernels.h"
 #include "backends/cpu/simd/vec.h"
 
 namespace sdn {
@@ -263,15 +264,12 @@ void attn_block(const AttnArgs& a, int64_t i0, int64_t i1, float* scratch) {
   float* lrow = scratch + L.l;
   float* alpha = scratch + L.alpha;
 
-  const float qscale = (float)((double)a.scale * 1.4426950408889634);
-  for (int r = 0; r < kMq; ++r) {
-    if (r < rows) {
-      const float* src = a.q + (i0 + r) * a.q_stride;
-      for (int d = 0; d < D; ++d) qt[(size_t)d * kMq + r] = src[d] * qscale;
-    } else {
-      for (int d = 0; d < D; ++d) qt[(size_t)d * kMq + r] = 0.f;
-    }
-  }
+  // Q^T via 8x8 register transposes, then scaled; columns past the last query are zero
+  if (rows < kMq)
+    for (size_t i = 0; i < (size_t)D * kMq; i += W) store(qt + i, zero());
+  transpose_f32(a.q + i0 * a.q_stride, a.q_stride, qt, kMq, rows, D);
+  const F qscale = set1((float)((double)a.scale * 1.4426950408889634));
+  for (size_t i = 0; i < (size_t)D * kMq; i += W) store(qt + i, mul(load(qt + i), qscale));
   for (size_t i = 0; i < (size_t)D * kMq; i += W) store(ot + i, zero());
   for (int v = 0; v < kNV; ++v) {
     store(mrow + v * W, set1(kNoMax));
@@ -334,10 +332,7 @@ void attn_block(const AttnArgs& a, int64_t i0, int64_t i1, float* scratch) {
   }
   for (int d = 0; d < D; ++d)
     for (int v = 0; v < kNV; ++v) store(ot + (size_t)d * kMq + v * W, mul(load(ot + (size_t)d * kMq + v * W), inv[v]));
-  for (int r = 0; r < rows; ++r) {
-    float* out = a.o + (i0 + r) * a.o_stride;
-    for (int d = 0; d < D; ++d) out[d] = ot[(size_t)d * kMq + r];
-  }
+  transpose_f32(ot, kMq, a.o + i0 * a.o_stride, a.o_stride, D, rows);
 }
 #endif
 
