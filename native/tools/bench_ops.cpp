@@ -26,7 +26,8 @@ Tensor rnd(const std::vector<int64_t>& shape, uint32_t seed, float lo = -1.f, fl
   Tensor t = Tensor::empty(shape);
   uint32_t s = seed * 2654435761u + 1u;
   float* p = t.f32();
-  for (int64_t i = 0; i < t.numel(); ++i) {
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) {
     s = s * 1664525u + 1013904223u;
     p[i] = lo + (hi - lo) * (float)(s >> 8) * (1.0f / 16777216.0f);
   }
