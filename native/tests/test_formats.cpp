@@ -221,6 +221,10 @@ TEST(formats, json_invalid) {
   std::string ok(60, '[');
   ok += std::string(60, ']');
   json::parse(ok, "ok");  // within the bound
+  std::string many = "[";
+  for (size_t i = 0; i < json::kMaxValues + 10; ++i) many += i ? ",0" : "0";
+  many += "]";
+  expect_invalid([&] { json::parse(many, "many"); }, "values", "value count bound");
 }
 
 // ---------------------------------------------------------------------------------------------------------
