@@ -4,7 +4,7 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: {
-    '^.+\\.ts$': ['ts-jest', { tsconfig: { strict: true, esModuleInterop: true, types: ['node', 'jest'] }, diagnostics: { warnOnly: false } }],
+    '^.+\\.ts$': ['ts-jest', { tsconfig: { strict: true, esModuleInterop: true, lib: ['ES2022', 'ESNext.Disposable'], types: ['node', 'jest'] }, diagnostics: { warnOnly: false } }],
   },
   // Native suites and pipeline cases are CPU-heavy: the machine has few cores, so run files one at a time.
   maxWorkers: 1,

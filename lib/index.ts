@@ -1,2 +1,45 @@
-// Public exports of sdnode (the only list of them).
-export {};
+/**
+ * sdnode: local Stable Diffusion for Node.js. This file is the only list of public exports.
+ * @packageDocumentation
+ */
+export { loadModel, Model } from './model';
+export type { ModelInfo, GenerationPhase, ProgressEvent, PreviewEvent, GenerateCallOptions, GenerationResult } from './model';
+export { GeneratedImage, formatInfotext } from './image';
+export type { ImageParameters, ImageModelInfo, PngOptions, JpegOptions, WebpOptions } from './image';
+export { convert, inspect } from './convert';
+export type { ConvertOptions, ConvertProgressEvent, ConvertResult } from './convert';
+export { getSystemInfo } from './system';
+export type { SystemInfo } from './system';
+export {
+  SAMPLERS,
+  SCHEDULERS,
+  RNGS,
+  WEIGHT_TYPES,
+  GENERATE_DEFAULTS,
+  MIN_SIZE,
+  MAX_SIZE,
+  resolveGenerateOptions,
+} from './options';
+export type {
+  GenerateOptions,
+  ResolvedGenerateOptions,
+  LoadOptions,
+  LoadProgressEvent,
+  ModelParts,
+  ModelSource,
+  Sampler,
+  Scheduler,
+  Rng,
+  WeightType,
+} from './options';
+export {
+  SdnodeError,
+  ModelLoadError,
+  InvalidOptionError,
+  AbortError,
+  DisposedError,
+  InsufficientMemoryError,
+  UnsupportedError,
+  NativeBindingError,
+} from './errors';
+export type { SdnodeErrorCode } from './errors';

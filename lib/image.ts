@@ -1,0 +1,252 @@
+/**
+ * Generated images and their encodings. This is the only module that imports sharp.
+ *
+ * PNGs carry the generation parameters in a `parameters` text chunk in AUTOMATIC1111's "infotext" format, so
+ * A1111's "PNG Info" tab, ComfyUI loaders and civitai read them back; JPEG and WebP carry the same text in the
+ * EXIF UserComment tag (where A1111 puts it).
+ * @packageDocumentation
+ */
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import { InvalidOptionError } from './errors';
+import type { ResolvedGenerateOptions, Sampler, Scheduler } from './options';
+
+/** The model that made an image, as written into its metadata. */
+export interface ImageModelInfo {
+  /** Model name (file name without extension). */
+  name: string;
+  /** Resolves to A1111's short model hash (first 10 hex digits of the file's SHA-256), or undefined. */
+  hash?: () => Promise<string | undefined>;
+}
+
+/** Generation parameters of one image (its own seed). */
+export interface ImageParameters extends ResolvedGenerateOptions {
+  /** Model name and hash source, when known. */
+  model?: ImageModelInfo;
+}
+
+/** PNG encoding options. */
+export interface PngOptions {
+  /** zlib level 0 to 9. Default 6. */
+  compressionLevel?: number;
+  /** Write the A1111 `parameters` chunk. Default true. */
+  parameters?: boolean;
+}
+
+/** JPEG encoding options. */
+export interface JpegOptions {
+  /** 1 to 100. Default 90. */
+  quality?: number;
+  /** Write the parameters into EXIF UserComment. Default true. */
+  parameters?: boolean;
+}
+
+/** WebP encoding options. */
+export interface WebpOptions {
+  /** 1 to 100. Default 90. */
+  quality?: number;
+  /** Lossless encoding. Default false. */
+  lossless?: boolean;
+  /** Write the parameters into EXIF UserComment. Default true. */
+  parameters?: boolean;
+}
+
+const SAMPLER_LABELS: Record<Sampler, string> = {
+  euler: 'Euler',
+  euler_a: 'Euler a',
+  heun: 'Heun',
+  dpm2: 'DPM2',
+  'dpm++2m': 'DPM++ 2M',
+  'dpm++2s_a': 'DPM++ 2S a',
+  lcm: 'LCM',
+  ddim_trailing: 'DDIM',
+};
+
+const SCHEDULER_LABELS: Record<Scheduler, string | undefined> = {
+  discrete: undefined, // A1111 "Automatic" for the samplers above
+  karras: 'Karras',
+  exponential: 'Exponential',
+};
+
+/**
+ * Formats parameters as AUTOMATIC1111 infotext, e.g.
+ * `prompt\nNegative prompt: ...\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model hash: ..., Clip skip: 2`.
+ */
+export function formatInfotext(p: ImageParameters, modelHash?: string): string {
+  const fields: Array<[string, string | number]> = [
+    ['Steps', p.steps],
+    ['Sampler', SAMPLER_LABELS[p.sampler] ?? p.sampler],
+  ];
+  const sched = SCHEDULER_LABELS[p.scheduler];
+  if (sched) fields.push(['Schedule type', sched]);
+  fields.push(['CFG scale', p.cfgScale], ['Seed', p.seed], ['Size', `${p.width}x${p.height}`]);
+  if (modelHash) fields.push(['Model hash', modelHash]);
+  if (p.model?.name) fields.push(['Model', p.model.name]);
+  if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
+  if (p.rng === 'cpu') fields.push(['RNG', 'CPU']);
+  fields.push(['Version', 'sdnode']);
+  const quote = (v: string | number): string => {
+    const s = String(v);
+    return /[,:\n]/.test(s) ? JSON.stringify(s) : s; // as A1111 quote()
+  };
+  let text = p.prompt;
+  if (p.negativePrompt) text += `\nNegative prompt: ${p.negativePrompt}`;
+  text += `\n${fields.map(([k, v]) => `${k}: ${quote(v)}`).join(', ')}`;
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PNG text chunks (sharp writes no arbitrary tEXt chunks, so we insert one into its output ourselves)
+// ---------------------------------------------------------------------------------------------------------------
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (ISO-HDLC, as PNG uses) of `data`. */
+export function crc32(data: Uint8Array, crc = 0): number {
+  let c = ~crc >>> 0;
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function isLatin1(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
+  return true;
+}
+
+/**
+ * Returns a copy of `png` with a text chunk inserted right after IHDR: `tEXt` when the text is Latin-1 (as PNG
+ * requires), otherwise an uncompressed UTF-8 `iTXt` (what Pillow, and so A1111, does).
+ */
+export function insertPngText(png: Buffer, keyword: string, text: string): Buffer {
+  if (png.length < 33 || !png.subarray(0, 8).equals(PNG_SIGNATURE) || png.toString('latin1', 12, 16) !== 'IHDR') {
+    throw new Error('insertPngText: not a PNG starting with IHDR');
+  }
+  const ihdrEnd = 8 + 12 + png.readUInt32BE(8);
+  const key = Buffer.from(keyword, 'latin1');
+  let type: string;
+  let body: Buffer;
+  if (isLatin1(text)) {
+    type = 'tEXt';
+    body = Buffer.concat([key, Buffer.from([0]), Buffer.from(text, 'latin1')]);
+  } else {
+    type = 'iTXt';
+    // keyword NUL, compression flag 0, method 0, language tag "" NUL, translated keyword "" NUL, UTF-8 text
+    body = Buffer.concat([key, Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')]);
+  }
+  const chunk = Buffer.alloc(12 + body.length);
+  chunk.writeUInt32BE(body.length, 0);
+  chunk.write(type, 4, 'latin1');
+  body.copy(chunk, 8);
+  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + body.length)), 8 + body.length);
+  return Buffer.concat([png.subarray(0, ihdrEnd), chunk, png.subarray(ihdrEnd)]);
+}
+
+function checkQuality(param: string, q: unknown): number {
+  if (q === undefined) return 90;
+  if (typeof q !== 'number' || !Number.isInteger(q) || q < 1 || q > 100) {
+    throw new InvalidOptionError(`expected an integer from 1 to 100 for ${param} but received ${String(q)} (${typeof q})`, param);
+  }
+  return q;
+}
+
+/** An RGB image produced by the engine (a result or a preview). */
+export class GeneratedImage {
+  /** Width in pixels. */
+  readonly width: number;
+  /** Height in pixels. */
+  readonly height: number;
+  /** Channels per pixel (3: RGB). */
+  readonly channels: number;
+  /** Pixels, row-major, 8 bits per channel, `width * height * channels` bytes. */
+  readonly data: Buffer;
+  /** Seed of this image (for a batch: seed + index). */
+  readonly seed: number;
+  /** Parameters that made this image (absent for previews). */
+  readonly parameters: ImageParameters | undefined;
+
+  /** @internal */
+  constructor(raw: { width: number; height: number; channels: number; data: Buffer; seed: number }, parameters?: ImageParameters) {
+    this.width = raw.width;
+    this.height = raw.height;
+    this.channels = raw.channels;
+    this.data = raw.data;
+    this.seed = raw.seed;
+    this.parameters = parameters;
+  }
+
+  /** A1111 infotext for this image (includes the model hash once it has been computed by an encode). */
+  infotext(modelHash?: string): string | undefined {
+    return this.parameters ? formatInfotext(this.parameters, modelHash) : undefined;
+  }
+
+  private async metadataText(wanted: boolean | undefined): Promise<string | undefined> {
+    if (wanted === false || !this.parameters) return undefined;
+    let hash: string | undefined;
+    try {
+      hash = await this.parameters.model?.hash?.();
+    } catch {
+      hash = undefined; // the model file may be gone; the rest of the metadata is still worth writing
+    }
+    return formatInfotext(this.parameters, hash);
+  }
+
+  private sharp(): sharp.Sharp {
+    return sharp(this.data, { raw: { width: this.width, height: this.height, channels: this.channels as 1 | 2 | 3 | 4 } });
+  }
+
+  /** Encodes as PNG with the A1111 `parameters` text chunk. */
+  async toPNG(options: PngOptions = {}): Promise<Buffer> {
+    const level = options.compressionLevel ?? 6;
+    if (!Number.isInteger(level) || level < 0 || level > 9) {
+      throw new InvalidOptionError(`expected an integer from 0 to 9 for compressionLevel but received ${String(level)} (${typeof level})`, 'compressionLevel');
+    }
+    const png = await this.sharp().png({ compressionLevel: level }).toBuffer();
+    const text = await this.metadataText(options.parameters);
+    return text === undefined ? png : insertPngText(png, 'parameters', text);
+  }
+
+  /** Encodes as JPEG (parameters in EXIF UserComment). */
+  async toJPEG(options: JpegOptions = {}): Promise<Buffer> {
+    const quality = checkQuality('quality', options.quality);
+    let s = this.sharp().jpeg({ quality });
+    const text = await this.metadataText(options.parameters);
+    if (text !== undefined) s = s.withExif({ IFD2: { UserComment: text } });
+    return s.toBuffer();
+  }
+
+  /** Encodes as WebP (parameters in EXIF UserComment). */
+  async toWebP(options: WebpOptions = {}): Promise<Buffer> {
+    const quality = checkQuality('quality', options.quality);
+    let s = this.sharp().webp({ quality, lossless: options.lossless === true });
+    const text = await this.metadataText(options.parameters);
+    if (text !== undefined) s = s.withExif({ IFD2: { UserComment: text } });
+    return s.toBuffer();
+  }
+
+  /** Writes the image; the format follows the extension: .png, .jpg/.jpeg or .webp. */
+  async save(file: string, options: PngOptions & JpegOptions & WebpOptions = {}): Promise<void> {
+    if (typeof file !== 'string' || file.length === 0) {
+      throw new InvalidOptionError(`expected a file path for path but received ${String(file)} (${typeof file})`, 'path');
+    }
+    const ext = path.extname(file).toLowerCase();
+    let buf: Buffer;
+    if (ext === '.png') buf = await this.toPNG(options);
+    else if (ext === '.jpg' || ext === '.jpeg') buf = await this.toJPEG(options);
+    else if (ext === '.webp') buf = await this.toWebP(options);
+    else {
+      throw new InvalidOptionError(`expected a path ending in .png, .jpg, .jpeg or .webp for path but received ${JSON.stringify(file)} (string)`, 'path');
+    }
+    await fsp.writeFile(file, buf);
+  }
+}

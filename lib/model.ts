@@ -1,0 +1,438 @@
+/**
+ * Models: loading, queued generation with progress, previews and cancellation, and disposal.
+ * @packageDocumentation
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { binding, type NativeAbortHandle, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
+import { AbortError, DisposedError, fromNative } from './errors';
+import { GeneratedImage, type ImageModelInfo } from './image';
+import {
+  integer,
+  invalid,
+  isPlainObject,
+  checkKeys,
+  optionalFunction,
+  optionalSignal,
+  resolveGenerateOptions,
+  resolveLoadOptions,
+  resolveModelSource,
+  type GenerateOptions,
+  type LoadOptions,
+  type LoadProgressEvent,
+  type ModelSource,
+  type ResolvedGenerateOptions,
+  type ResolvedLoadOptions,
+} from './options';
+
+if (typeof (Symbol as { asyncDispose?: symbol }).asyncDispose !== 'symbol') {
+  // Node < 18.18 / 20.4: the well-known symbol that `await using` looks up.
+  Object.defineProperty(Symbol, 'asyncDispose', { value: Symbol.for('nodejs.asyncDispose') });
+}
+
+/** What a model file holds (from its headers) — also returned by {@link inspect}. */
+export interface ModelInfo {
+  /** Path as given. */
+  path: string;
+  /** `'safetensors'`, `'gguf'` or `'diffusers'`. */
+  format: string;
+  /** `'sd1'`, `'sd2'`, `'sdxl'` or `'unknown'`. */
+  family: string;
+  /** `'base'`, `'inpaint'`, ... (`''` if unknown). */
+  variant: string;
+  /** `'eps'`, `'v'` or `''` when not declared. */
+  prediction: string;
+  /** Whether this engine can generate with it. */
+  runnable: boolean;
+  /** Why not, when `runnable` is false. */
+  notRunnableReason: string;
+  /** Number of tensors. */
+  tensorCount: number;
+  /** Number of parameters (tensor elements). */
+  parameterCount: number;
+  /** Bytes of tensor data. */
+  sizeBytes: number;
+  /** Tensor counts per data type name (`'f16'`, `'q8_0'`, ...). */
+  tensorsByType: Record<string, number>;
+  /** Selected metadata key-values. */
+  metadata: Record<string, string>;
+  /** Whether CLIP merges are embedded or were found next to the model. */
+  hasTokenizer: boolean;
+}
+
+/** Phases of a generation, in order, for each image of a batch. */
+export type GenerationPhase = 'encode' | 'sample' | 'decode';
+
+/** Progress of {@link Model.generate}. */
+export interface ProgressEvent {
+  /** Current phase. */
+  phase: GenerationPhase;
+  /** Steps done in this phase (sampling: denoising steps done). */
+  step: number;
+  /** Steps in this phase. */
+  steps: number;
+  /** Index of the image in the batch (0-based). */
+  image: number;
+  /** Images in the batch. */
+  images: number;
+  /** Milliseconds since this call started running (queueing time excluded). */
+  elapsedMs: number;
+  /** Estimated milliseconds until the call finishes; undefined until a sampling step has been timed. */
+  etaMs: number | undefined;
+}
+
+/** A preview during sampling: a cheap approximation of the current image (latent-resolution). */
+export interface PreviewEvent {
+  /** Sampling step the preview shows. */
+  step: number;
+  /** The preview image (encodable with toPNG() etc.; no metadata). */
+  image: GeneratedImage;
+}
+
+/** Per-call options of {@link Model.generate}. */
+export interface GenerateCallOptions {
+  /** Cancels the call, queued or running: the promise rejects with {@link AbortError} and its memory is released. */
+  signal?: AbortSignal;
+  /** Progress callback (every phase and step). If it throws, the call is aborted and rejects with that error. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Preview callback. If it throws, the call is aborted and rejects with that error. */
+  onPreview?: (event: PreviewEvent) => void;
+  /** A preview every N sampling steps (1 to 1000). Default 1 when `onPreview` is given. */
+  previewEvery?: number;
+}
+
+/** What {@link Model.generate} resolves to. */
+export interface GenerationResult {
+  /** The images, one per batch entry, seeds seed, seed+1, ... */
+  images: GeneratedImage[];
+  /** Parameters used, defaults and the seed resolved. */
+  parameters: ResolvedGenerateOptions;
+  /** Milliseconds the engine ran (queueing excluded). */
+  elapsedMs: number;
+  /** Milliseconds the call waited in the model's queue. */
+  queuedMs: number;
+}
+
+interface Job {
+  params: ResolvedGenerateOptions;
+  call: { signal?: AbortSignal; onProgress?: (e: ProgressEvent) => void; onPreview?: (e: PreviewEvent) => void; previewEvery: number };
+  resolve: (r: GenerationResult) => void;
+  reject: (e: unknown) => void;
+  site: Error;
+  queuedAt: number;
+  handle?: NativeAbortHandle;
+  userError?: unknown;
+  detach: () => void;
+}
+
+function abortErrorFor(signal: AbortSignal | undefined, what: string): AbortError {
+  return new AbortError(`The ${what} was aborted`, signal?.reason !== undefined ? { cause: signal.reason } : undefined);
+}
+
+function resolveCallOptions(options: unknown): Job['call'] {
+  if (options === undefined) return { previewEvery: 0 };
+  if (!isPlainObject(options)) invalid('callOptions', 'an object', options);
+  checkKeys(options, ['signal', 'onProgress', 'onPreview', 'previewEvery'], 'generate call options');
+  const onPreview = optionalFunction<(e: PreviewEvent) => void>('onPreview', options.onPreview);
+  const every = options.previewEvery === undefined ? 1 : integer('previewEvery', options.previewEvery, 1, 1000);
+  return {
+    signal: optionalSignal('signal', options.signal),
+    onProgress: optionalFunction<(e: ProgressEvent) => void>('onProgress', options.onProgress),
+    onPreview,
+    previewEvery: onPreview ? every : 0,
+  };
+}
+
+/** Estimates the remaining time of a run from the engine's own timestamps. */
+class Eta {
+  private phase = '';
+  private phaseStart = 0;
+  private last = 0;
+  private stepMs: number | undefined;
+  private encodeMs: number | undefined;
+  private decodeMs: number | undefined;
+  private sampleSteps = 0;
+
+  update(p: NativeProgress): number | undefined {
+    if (p.phase !== this.phase) {
+      this.phaseStart = this.last;
+      this.phase = p.phase;
+    }
+    this.last = p.timeMs;
+    const inPhase = p.timeMs - this.phaseStart;
+    if (p.phase === 'sample') {
+      this.sampleSteps = p.steps;
+      if (p.step > 0) this.stepMs = inPhase / p.step;
+    } else if (p.phase === 'encode' && p.step === p.steps) {
+      this.encodeMs = inPhase;
+    } else if (p.phase === 'decode' && p.step === p.steps) {
+      this.decodeMs = inPhase;
+    }
+    if (this.stepMs === undefined) return undefined;
+    const decode = this.decodeMs ?? this.stepMs; // before the first decode is timed, guess one step
+    const perImage = (this.encodeMs ?? 0) + this.sampleSteps * this.stepMs + decode;
+    let rest: number;
+    if (p.phase === 'encode') rest = this.sampleSteps * this.stepMs + decode;
+    else if (p.phase === 'sample') rest = (p.steps - p.step) * this.stepMs + decode;
+    else rest = p.step >= p.steps ? 0 : decode;
+    rest += (p.images - p.image - 1) * perImage;
+    return Math.max(0, Math.round(rest));
+  }
+}
+
+/**
+ * A loaded model. Calls to {@link Model.generate} are queued and run one at a time, in order, on the model's own
+ * engine thread; each can be aborted while queued or running. Release it with {@link Model.dispose} (or
+ * `await using model = await loadModel(...)`).
+ */
+export class Model {
+  /** What the model is (family, format, tensor counts, ...). */
+  readonly info: ModelInfo;
+  /** Where it was loaded from. */
+  readonly source: ModelSource;
+  #native: NativeModel;
+  #queue: Job[] = [];
+  #running: Job | undefined;
+  #disposed = false;
+  #disposing: Promise<void> | undefined;
+  #hash: Promise<string | undefined> | undefined;
+
+  /** @internal Use {@link loadModel}. */
+  constructor(native: NativeModel, info: ModelInfo, source: ModelSource) {
+    this.#native = native;
+    this.info = info;
+    this.source = source;
+  }
+
+  /** True once {@link Model.dispose} has been called. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Calls waiting or running on this model. */
+  get pending(): number {
+    return this.#queue.length + (this.#running ? 1 : 0);
+  }
+
+  /**
+   * A1111's short model hash (first 10 hex digits of the SHA-256 of the model file), computed once, on demand,
+   * by streaming the file (the event loop stays free). Undefined for folders and parts.
+   */
+  hash(): Promise<string | undefined> {
+    if (!this.#hash) this.#hash = modelFileHash(this.source);
+    return this.#hash;
+  }
+
+  /**
+   * Generates images. Every option is validated before any native work; invalid ones reject with
+   * {@link InvalidOptionError}. Calls on one model run in order.
+   * @param options - what to generate (prompt, size, steps, sampler, seed, ...)
+   * @param callOptions - signal, onProgress, onPreview, previewEvery
+   * @returns the images and the parameters used
+   */
+  generate(options: GenerateOptions, callOptions?: GenerateCallOptions): Promise<GenerationResult> {
+    const site = new Error('generate');
+    let params: ResolvedGenerateOptions;
+    let call: Job['call'];
+    try {
+      if (this.#disposed) throw new DisposedError('Cannot generate: the model has been disposed');
+      params = resolveGenerateOptions(options);
+      call = resolveCallOptions(callOptions);
+      if (call.signal?.aborted) throw abortErrorFor(call.signal, 'generation');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<GenerationResult>((resolve, reject) => {
+      const job: Job = { params, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
+      const signal = call.signal;
+      if (signal) {
+        const onAbort = (): void => {
+          if (this.#running === job) {
+            job.handle?.abort(); // the engine stops at its next poll; the native promise rejects with Aborted
+          } else {
+            const i = this.#queue.indexOf(job);
+            if (i >= 0) {
+              this.#queue.splice(i, 1);
+              job.detach();
+              reject(abortErrorFor(signal, 'generation'));
+            }
+          }
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        job.detach = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.#queue.push(job);
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    if (this.#running || this.#queue.length === 0) return;
+    const job = this.#queue.shift()!;
+    this.#running = job;
+    const startedAt = performance.now();
+    const b = binding();
+    const handle = new b.AbortHandle();
+    job.handle = handle;
+    const fail = (err: unknown): void => {
+      if (job.userError === undefined) {
+        job.userError = err;
+        handle.abort();
+      }
+    };
+    const eta = new Eta();
+    const onProgress = job.call.onProgress
+      ? (p: NativeProgress): void => {
+          if (job.userError !== undefined) return;
+          try {
+            const etaMs = eta.update(p);
+            job.call.onProgress!({ phase: p.phase, step: p.step, steps: p.steps, image: p.image, images: p.images, elapsedMs: p.timeMs, etaMs });
+          } catch (err) {
+            fail(err);
+          }
+        }
+      : null;
+    const onPreview = job.call.onPreview
+      ? (p: NativePreview): void => {
+          if (job.userError !== undefined) return;
+          try {
+            job.call.onPreview!({ step: p.step, image: new GeneratedImage(p) });
+          } catch (err) {
+            fail(err);
+          }
+        }
+      : null;
+    const params = job.params;
+    const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
+    let native: Promise<import('./binding').NativeImage[]>;
+    try {
+      native = this.#native.generate({ ...params, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
+    } catch (err) {
+      native = Promise.reject(err);
+    }
+    native
+      .then(
+        (images) => {
+          const elapsedMs = performance.now() - startedAt;
+          job.resolve({
+            images: images.map((img) => new GeneratedImage(img, { ...params, seed: img.seed, model: modelInfo })),
+            parameters: params,
+            elapsedMs,
+            queuedMs: startedAt - job.queuedAt,
+          });
+        },
+        (err: unknown) => {
+          if (job.userError !== undefined) job.reject(job.userError);
+          else if (job.call.signal?.aborted && (err as { code?: string })?.code === 'Aborted') job.reject(abortErrorFor(job.call.signal, 'generation'));
+          else job.reject(fromNative(err, 'generate', job.site));
+        },
+      )
+      .finally(() => {
+        job.detach();
+        this.#running = undefined;
+        this.#pump();
+      });
+  }
+
+  /**
+   * Releases the model. Calls still queued reject with {@link DisposedError}; a running call finishes first (its
+   * memory is never freed under it). Later calls reject with DisposedError. Safe to call more than once.
+   */
+  dispose(): Promise<void> {
+    if (this.#disposing) return this.#disposing;
+    this.#disposed = true;
+    const queued = this.#queue.splice(0);
+    for (const job of queued) {
+      job.detach();
+      job.reject(new DisposedError('The model was disposed before this generation started'));
+    }
+    this.#disposing = this.#native.dispose().catch((err: unknown) => {
+      throw fromNative(err, 'dispose');
+    });
+    return this.#disposing;
+  }
+
+  /** `await using model = await loadModel(...)` disposes the model at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}
+
+function modelName(source: ModelSource): string {
+  const p = typeof source === 'string' ? source : source.unet;
+  const base = path.basename(p.replace(/[\\/]+$/, ''));
+  return base.replace(/\.(safetensors|ckpt|gguf|pt|pth|bin)$/i, '');
+}
+
+async function modelFileHash(source: ModelSource): Promise<string | undefined> {
+  if (typeof source !== 'string') return undefined;
+  const st = await fs.promises.stat(source).catch(() => undefined);
+  if (!st?.isFile()) return undefined;
+  const h = createHash('sha256');
+  await new Promise<void>((resolve, reject) => {
+    fs.createReadStream(source, { highWaterMark: 1 << 20 })
+      .on('data', (chunk) => h.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve());
+  });
+  return h.digest('hex').slice(0, 10);
+}
+
+/** @internal Shared by loadModel and the test double (lib/testing.ts). Options must be validated already. */
+export async function openModel(
+  source: ModelSource,
+  opts: ResolvedLoadOptions,
+  load: (native: NativeModel, onProgress: ((f: number) => void) | null, handle: NativeAbortHandle) => Promise<NativeModelInfo>,
+  site: Error = new Error('loadModel'),
+): Promise<Model> {
+  const signal = opts.signal;
+  if (signal?.aborted) throw abortErrorFor(signal, 'model load');
+  const b = binding();
+  const native = new b.Model();
+  const handle = new b.AbortHandle();
+  const onAbort = (): void => handle.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let userError: unknown;
+  const onProgress = opts.onProgress
+    ? (f: number): void => {
+        if (userError !== undefined) return;
+        try {
+          opts.onProgress!({ progress: f } satisfies LoadProgressEvent);
+        } catch (err) {
+          userError = err;
+          handle.abort();
+        }
+      }
+    : null;
+  try {
+    const info = await load(native, onProgress, handle);
+    return new Model(native, info, source);
+  } catch (err) {
+    if (userError !== undefined) throw userError;
+    if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
+    throw fromNative(err, 'load', site);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * Loads a model: a single file (`.safetensors`, `.ckpt`, `.gguf`), a diffusers folder, or separate parts.
+ * Weights are memory-mapped where possible; `weightType` converts or quantizes them while loading.
+ * @param pathOrParts - file or folder path, or `{ unet, vae, textEncoder, tokenizer? }`
+ * @param options - threads, weightType, tokenizerPath, onProgress, signal
+ * @returns the loaded model; rejects with ModelLoadError, UnsupportedError, InsufficientMemoryError,
+ *   InvalidOptionError or AbortError
+ */
+export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions): Promise<Model> {
+  const site = new Error('loadModel');
+  const src = resolveModelSource(pathOrParts);
+  const opts = resolveLoadOptions(options);
+  const nativeSource = typeof src === 'string' ? path.resolve(src) : src;
+  const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
+  if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
+  return openModel(source, opts, (native, onProgress, handle) =>
+    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath }, onProgress, handle),
+  site);
+}

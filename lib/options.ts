@@ -1,0 +1,322 @@
+/**
+ * Option types and their validation. Everything is checked here, in TypeScript, before any native work starts;
+ * a bad value throws {@link InvalidOptionError} with the message `expected X for P but received V (type)`.
+ * @packageDocumentation
+ */
+import { InvalidOptionError } from './errors';
+
+/** Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM, DDIM. */
+export type Sampler = 'euler' | 'euler_a' | 'heun' | 'dpm2' | 'dpm++2m' | 'dpm++2s_a' | 'lcm' | 'ddim_trailing';
+/** Sigma schedules: `discrete` (A1111 "Automatic"/"Normal" for most samplers), `karras`, `exponential`. */
+export type Scheduler = 'discrete' | 'karras' | 'exponential';
+/** Noise generator: `cuda`/`philox` reproduce A1111/sd.cpp GPU seeds; `cpu` (MT19937) reproduces ComfyUI's. */
+export type Rng = 'cuda' | 'philox' | 'cpu';
+/** Weight storage types for conversion and quantize-on-load. */
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_K' | 'q5_K' | 'q6_K';
+
+/** All accepted sampler names. */
+export const SAMPLERS: readonly Sampler[] = ['euler', 'euler_a', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim_trailing'];
+/** All accepted scheduler names. */
+export const SCHEDULERS: readonly Scheduler[] = ['discrete', 'karras', 'exponential'];
+/** All accepted RNG names. */
+export const RNGS: readonly Rng[] = ['cuda', 'philox', 'cpu'];
+/** All accepted weight types. */
+export const WEIGHT_TYPES: readonly WeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_K', 'q5_K', 'q6_K'];
+
+/** Image side limits (pixels). Sides must also be multiples of 8 (the VAE's scale). */
+export const MIN_SIZE = 64;
+export const MAX_SIZE = 4096;
+/** Upper limits that catch mistakes (e.g. 20000 steps) rather than real constraints. */
+export const MAX_STEPS = 1000;
+export const MAX_CFG = 100;
+export const MAX_CLIP_SKIP = 12;
+export const MAX_BATCH = 64;
+
+/** What to generate. Only `prompt` is required. */
+export interface GenerateOptions {
+  /** What the image should show (A1111 emphasis syntax `(word:1.2)` and `BREAK` are understood by the engine). */
+  prompt: string;
+  /** What it should not show. Default `''`. */
+  negativePrompt?: string;
+  /** Image width in pixels: a multiple of 8 from 64 to 4096. Default 512. */
+  width?: number;
+  /** Image height in pixels: a multiple of 8 from 64 to 4096. Default 512. */
+  height?: number;
+  /** Denoising steps, 1 to 1000. Default 20. */
+  steps?: number;
+  /** Classifier-free guidance scale, 0 to 100 (1 disables the negative pass in effect). Default 7. */
+  cfgScale?: number;
+  /** Sampler. Default `'euler_a'`. */
+  sampler?: Sampler;
+  /** Sigma schedule. Default `'discrete'`. */
+  scheduler?: Scheduler;
+  /** Seed: an integer from 0 to 2^53-1, or -1 / omitted for a random one (the seed used is in the result). */
+  seed?: number;
+  /** Noise generator. Default `'cuda'` (A1111/sd.cpp compatible seeds). */
+  rng?: Rng;
+  /** CLIP layers to skip from the end, 1 (none) to 12. Default 1. */
+  clipSkip?: number;
+  /** Number of images, 1 to 64, with seeds seed, seed+1, ... Default 1. */
+  batchCount?: number;
+}
+
+/** {@link GenerateOptions} with every default filled in and the seed resolved. */
+export interface ResolvedGenerateOptions {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  cfgScale: number;
+  sampler: Sampler;
+  scheduler: Scheduler;
+  seed: number;
+  rng: Rng;
+  clipSkip: number;
+  batchCount: number;
+}
+
+/** Defaults applied by {@link resolveGenerateOptions}. */
+export const GENERATE_DEFAULTS: Readonly<Omit<ResolvedGenerateOptions, 'prompt' | 'seed'>> = Object.freeze({
+  negativePrompt: '',
+  width: 512,
+  height: 512,
+  steps: 20,
+  cfgScale: 7,
+  sampler: 'euler_a',
+  scheduler: 'discrete',
+  rng: 'cuda',
+  clipSkip: 1,
+  batchCount: 1,
+});
+
+/** A short, readable rendering of a received value and its type, for error messages. */
+export function describeValue(v: unknown): string {
+  let type: string = typeof v;
+  let repr: string;
+  if (v === null) {
+    type = 'null';
+    repr = 'null';
+  } else if (Array.isArray(v)) {
+    type = 'array';
+    repr = safeJson(v);
+  } else if (typeof v === 'string') {
+    repr = JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  } else if (typeof v === 'bigint') {
+    repr = `${v}n`;
+  } else if (typeof v === 'function') {
+    repr = `function ${v.name || '(anonymous)'}`;
+  } else if (typeof v === 'symbol') {
+    repr = v.toString();
+  } else if (typeof v === 'object') {
+    const ctor = (v as object).constructor?.name;
+    repr = ctor && ctor !== 'Object' ? `[object ${ctor}]` : safeJson(v);
+  } else {
+    repr = String(v);
+  }
+  return `${repr} (${type})`;
+}
+
+function safeJson(v: unknown): string {
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
+/** Throws the standard InvalidOptionError: `expected <expected> for <param> but received <value> (<type>)`. */
+export function invalid(param: string, expected: string, value: unknown): never {
+  throw new InvalidOptionError(`expected ${expected} for ${param} but received ${describeValue(value)}`, param);
+}
+
+/** @internal */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Rejects keys that are not options (catches typos such as `cfg` for `cfgScale`). @internal */
+export function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (allowed.includes(key)) continue;
+    const near = allowed.find((a) => a.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(a.toLowerCase()));
+    throw new InvalidOptionError(
+      `expected one of ${allowed.join(', ')} for a key of ${where} but received ${describeValue(key)}` +
+        (near ? ` (did you mean ${near}?)` : ''),
+      key,
+    );
+  }
+}
+
+/** @internal */
+export function integer(param: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) invalid(param, `an integer from ${min} to ${max}`, v);
+  return v;
+}
+
+/** @internal */
+export function finite(param: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) invalid(param, `a finite number from ${min} to ${max}`, v);
+  return v;
+}
+
+/** @internal */
+export function oneOf<T extends string>(param: string, v: unknown, values: readonly T[]): T {
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) invalid(param, `one of ${values.join(', ')}`, v);
+  return v as T;
+}
+
+/** @internal */
+export function string(param: string, v: unknown, { nonEmpty = false } = {}): string {
+  if (typeof v !== 'string' || (nonEmpty && v.length === 0)) invalid(param, nonEmpty ? 'a non-empty string' : 'a string', v);
+  if (v.includes('\0')) invalid(param, 'a string without NUL characters', v);
+  return v;
+}
+
+/** @internal */
+export function optionalFunction<F>(param: string, v: unknown): F | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'function') invalid(param, 'a function', v);
+  return v as F;
+}
+
+/** @internal */
+export function optionalSignal(param: string, v: unknown): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  const s = v as AbortSignal | null;
+  if (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
+    invalid(param, 'an AbortSignal', v);
+  }
+  return s;
+}
+
+function size(param: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v % 8 !== 0 || v < MIN_SIZE || v > MAX_SIZE) {
+    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE}`, v);
+  }
+  return v;
+}
+
+const GENERATE_KEYS = [
+  'prompt',
+  'negativePrompt',
+  'width',
+  'height',
+  'steps',
+  'cfgScale',
+  'sampler',
+  'scheduler',
+  'seed',
+  'rng',
+  'clipSkip',
+  'batchCount',
+] as const;
+
+/** A random seed in [0, 2^32), like A1111's. */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 0x1_0000_0000);
+}
+
+/**
+ * Validates generation options and fills in defaults. Throws {@link InvalidOptionError} on the first problem.
+ * A missing or -1 seed becomes a random one here, so the result always reports the seed that was used.
+ */
+export function resolveGenerateOptions(options: unknown): ResolvedGenerateOptions {
+  if (!isPlainObject(options)) invalid('options', 'an object', options);
+  const o = options;
+  checkKeys(o, GENERATE_KEYS, 'generate options');
+  const d = GENERATE_DEFAULTS;
+  const pick = <T>(key: string, def: T): unknown => (o[key] === undefined ? def : o[key]);
+  const r: ResolvedGenerateOptions = {
+    prompt: string('prompt', o.prompt),
+    negativePrompt: string('negativePrompt', pick('negativePrompt', d.negativePrompt)),
+    width: size('width', pick('width', d.width)),
+    height: size('height', pick('height', d.height)),
+    steps: integer('steps', pick('steps', d.steps), 1, MAX_STEPS),
+    cfgScale: finite('cfgScale', pick('cfgScale', d.cfgScale), 0, MAX_CFG),
+    sampler: oneOf('sampler', pick('sampler', d.sampler), SAMPLERS),
+    scheduler: oneOf('scheduler', pick('scheduler', d.scheduler), SCHEDULERS),
+    seed: 0,
+    rng: oneOf('rng', pick('rng', d.rng), RNGS),
+    clipSkip: integer('clipSkip', pick('clipSkip', d.clipSkip), 1, MAX_CLIP_SKIP),
+    batchCount: integer('batchCount', pick('batchCount', d.batchCount), 1, MAX_BATCH),
+  };
+  const seed = integer('seed', pick('seed', -1), -1, Number.MAX_SAFE_INTEGER - MAX_BATCH);
+  r.seed = seed === -1 ? randomSeed() : seed;
+  return r;
+}
+
+/** Where a model's weights are: one file, a diffusers folder, or separate parts. */
+export type ModelSource = string | ModelParts;
+
+/** A model given as separate files. */
+export interface ModelParts {
+  /** UNet / diffusion model weights. */
+  unet: string;
+  /** VAE weights. */
+  vae: string;
+  /** CLIP text encoder weights. */
+  textEncoder: string;
+  /** Optional BPE merges file (`merges.txt` or `.gz`); otherwise embedded/nearby merges are used. */
+  tokenizer?: string;
+}
+
+/** Progress of {@link loadModel}. */
+export interface LoadProgressEvent {
+  /** Fraction loaded, 0 to 1. */
+  progress: number;
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadOptions {
+  /** CPU threads for the whole process (0 or omitted: physical cores). */
+  threads?: number;
+  /** Convert or quantize weights while loading (e.g. `'q8_0'` halves memory of f16 weights). Default: as stored. */
+  weightType?: WeightType;
+  /** Explicit CLIP BPE merges file, overriding embedded or nearby ones. */
+  tokenizerPath?: string;
+  /** Called as loading advances. */
+  onProgress?: (event: LoadProgressEvent) => void;
+  /** Aborts loading; the promise rejects with {@link AbortError}. */
+  signal?: AbortSignal;
+}
+
+/** @internal */
+export interface ResolvedLoadOptions {
+  threads: number;
+  weightType: string;
+  tokenizerPath: string;
+  onProgress?: (event: LoadProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+/** Validates the model source. @internal */
+export function resolveModelSource(source: unknown): string | { unet: string; vae: string; textEncoder: string; tokenizer: string } {
+  if (typeof source === 'string') return string('pathOrParts', source, { nonEmpty: true });
+  if (!isPlainObject(source)) invalid('pathOrParts', 'a path string or an object { unet, vae, textEncoder, tokenizer? }', source);
+  checkKeys(source, ['unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  return {
+    unet: string('unet', source.unet, { nonEmpty: true }),
+    vae: string('vae', source.vae, { nonEmpty: true }),
+    textEncoder: string('textEncoder', source.textEncoder, { nonEmpty: true }),
+    tokenizer: source.tokenizer === undefined ? '' : string('tokenizer', source.tokenizer, { nonEmpty: true }),
+  };
+}
+
+/** Validates load options. @internal */
+export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) invalid('options', 'an object', options);
+  const o = options;
+  checkKeys(o, ['threads', 'weightType', 'tokenizerPath', 'onProgress', 'signal'], 'load options');
+  return {
+    threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, 1024),
+    weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
+    tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),
+    onProgress: optionalFunction('onProgress', o.onProgress),
+    signal: optionalSignal('signal', o.signal),
+  };
+}
