@@ -130,7 +130,7 @@ export const generateCommand: Command = {
       result = await model.generate(genOptions, {
         signal: ctx.signal,
         onProgress: (e) => {
-          const img = e.images > 1 ? ` image ${e.image + 1}/${e.images}` : '';
+          const img = e.images > 1 && e.phase === 'sample' ? ` image ${e.image + 1}/${e.images}` : '';
           const eta = e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`;
           bar.update(e.phase, e.step, e.steps, `${eta}${img}`);
         },
