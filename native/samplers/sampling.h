@@ -10,6 +10,9 @@
 namespace sdn {
 
 // Seeded Gaussian noise, matching PyTorch's generators so seeds reproduce other tools' images.
+// "cuda": each randn call is one torch.randn on a freshly seeded CUDA generator's stream (Philox offset advances
+// by one per call; exact for n up to the GPU's thread count, ~100k+ values, which covers SD latents).
+// "cpu": torch CPU MT19937 incl. its separate paths for n >= 16 (float, groups of 16) and n < 16 (double).
 class NoiseGenerator {
  public:
   virtual ~NoiseGenerator() = default;
@@ -37,8 +40,14 @@ class DiscreteSchedule {
   std::vector<float> alphas_cumprod_, sigmas_, log_sigmas_;
 };
 
-// Sigmas for `steps` steps, descending, with a final 0 appended (steps + 1 values).
-// scheduler: "discrete" | "karras" | "exponential" (throws InvalidArgument otherwise).
+// Sigmas for `steps` steps (1..10000), descending, with a final 0 appended (steps + 1 values); float32 arithmetic as
+// in the reference engine (stable-diffusion.cpp). scheduler (throws InvalidArgument otherwise):
+//   "discrete"    t = linspace(T-1, 0, steps), sigma = t_to_sigma(t)          (sd.cpp default for SD models)
+//   "karras"      rho = 7 between sigma_min and sigma_max
+//   "exponential" log-linear between sigma_max and sigma_min
+//   "simple"      sigmas[T-1 - floor(i*T/steps)]                              (sd.cpp default for ddim_trailing)
+//   "sgm_uniform" t = linspace(T-1, 0, steps+1)[0..steps-1]
+//   "lcm"         t = (50 - floor(i*50/steps))*(T/50) - 1                     (sd.cpp default for lcm)
 std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::string& scheduler, int steps);
 
 enum class Prediction { Eps, V };
@@ -54,11 +63,21 @@ struct DenoiserScalings {
 DenoiserScalings denoiser_scalings(Prediction p, float sigma);
 
 // Runs `sampler` ("euler", "euler_a", "heun", "dpm2", "dpm++2m", "dpm++2s_a", "lcm", "ddim_trailing") over
-// `sigmas`, updating x in place (x starts as noise * sigmas[0]). Ancestral/LCM noise comes from `noise`.
-// on_step(i, steps) is called after each step; returning false aborts (throws Error Aborted).
+// `sigmas` (all > 0 except the last, which may be 0), updating x in place (x starts as noise * sigmas[0]).
+// The loops follow the reference engine (stable-diffusion.cpp 97d2990), float32 throughout:
+//  * noise comes from `noise`, one randn(x.size()) per step where the sampler adds noise, and only then:
+//    euler_a when sigma_up > 0 and sigmas[i+1] > 0; dpm++2s_a and lcm when sigmas[i+1] > 0. Use the generator
+//    that drew the initial latent (so per-step draws continue its stream, as A1111 GPU seeds and sd.cpp do).
+//  * lcm: x = D(x, sigma_i), then + z * sigmas[i+1] (plain denoiser, no LCM boundary scalings).
+//  * ddim_trailing: DDIM in sigma form = Euler ancestral with eta 0 (deterministic, no draws); pair it with the
+//    "simple" scheduler to get sd.cpp's ddim_trailing.
+//  * eta: < 0 (default) = the sampler's default (1 for euler_a and dpm++2s_a, 0 for ddim_trailing); other
+//    samplers ignore it. eta = 0 makes euler_a deterministic; eta > 0 gives ddim_trailing DDIM(eta) noise.
+// on_step(done, steps) is called after each step with done = 1..steps; returning false aborts (throws Error
+// Aborted). An empty std::function is allowed. Throws InvalidArgument for unknown names or bad sigmas.
 void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<float>& x,
                  const std::vector<float>& sigmas, NoiseGenerator& noise,
-                 const std::function<bool(int, int)>& on_step);
+                 const std::function<bool(int, int)>& on_step, float eta = -1.f);
 
 // Names accepted by run_sampler / make_sigmas (for validation messages).
 const std::vector<std::string>& sampler_names();

@@ -1,0 +1,73 @@
+#include "formats/mapped_file.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sdn/error.h"
+
+namespace sdn {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) throw_error(ErrorCode::NotFound, path + ": file not found");
+    throw_error(ErrorCode::Io, path + ": cannot open (" + std::strerror(e) + ")");
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw_error(ErrorCode::Io, path + ": cannot stat (" + std::strerror(e) + ")");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw_error(ErrorCode::InvalidFile, path + ": not a regular file");
+  }
+  std::shared_ptr<MappedFile> m(new MappedFile());
+  m->path_ = path;
+  m->size_ = (size_t)st.st_size;
+  if (m->size_ > 0) {
+    void* p = ::mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      throw_error(e == ENOMEM ? ErrorCode::OutOfMemory : ErrorCode::Io,
+                  path + ": cannot memory-map (" + std::strerror(e) + ")");
+    }
+    m->data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);  // the mapping stays valid
+  return m;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+static bool page_range(size_t size, size_t offset, size_t len, size_t* begin, size_t* end) {
+  if (offset >= size || len == 0) return false;
+  if (len > size - offset) len = size - offset;
+  static const size_t page = (size_t)::sysconf(_SC_PAGESIZE);
+  *begin = offset / page * page;
+  *end = (offset + len + page - 1) / page * page;
+  return true;
+}
+
+void MappedFile::release(size_t offset, size_t len) const {
+  size_t b, e;
+  if (!data_ || !page_range(size_, offset, len, &b, &e)) return;
+  ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_DONTNEED);
+}
+
+void MappedFile::prefetch(size_t offset, size_t len) const {
+  size_t b, e;
+  if (!data_ || !page_range(size_, offset, len, &b, &e)) return;
+  ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_WILLNEED);
+}
+
+}  // namespace sdn

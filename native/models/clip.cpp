@@ -1,0 +1,91 @@
+#include "models/clip.h"
+
+#include <cstring>
+
+#include "core/quant.h"
+#include "models/blocks.h"
+#include "sdn/error.h"
+
+namespace sdn {
+
+ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix) : w_(w), p_(std::move(prefix)) {
+  const Tensor& tok = w_.raw(p_ + "embeddings.token_embedding.weight");
+  const Tensor& pos = w_.raw(p_ + "embeddings.position_embedding.weight");
+  if (tok.ndim != 2 || pos.ndim != 2 || tok.shape[1] != pos.shape[1])
+    throw_error(ErrorCode::InvalidFile, "CLIP embeddings have unexpected shapes " + tok.shape_str() + " / " +
+                                            pos.shape_str());
+  vocab_ = (int)tok.shape[0];
+  width_ = (int)tok.shape[1];
+  positions_ = (int)pos.shape[0];
+  layers_ = count_indexed(w_, p_ + "encoder.layers.", ".self_attn.q_proj.weight");
+  if (layers_ == 0) throw_error(ErrorCode::InvalidFile, "CLIP text encoder has no layers under " + p_);
+  heads_ = width_ % 64 == 0 ? width_ / 64 : 1;
+}
+
+static Tensor embedding_rows(const Tensor& table, const std::vector<int>& ids) {
+  int64_t d = table.shape[1];
+  Tensor out = Tensor::empty({(int64_t)ids.size(), d});
+  size_t row_bytes = dtype_row_bytes(table.dtype, d);
+  for (size_t i = 0; i < ids.size(); ++i)
+    dequantize_row(table.dtype, static_cast<const char*>(table.data) + row_bytes * (size_t)ids[i],
+                   out.f32() + (size_t)i * d, d);
+  return out;
+}
+
+Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_skip) {
+  Backend& be = w_.backend();
+  const int T = positions_;
+  if (batch < 1 || (int64_t)ids.size() != (int64_t)batch * T)
+    throw_error(ErrorCode::InvalidArgument, "CLIP: expected " + std::to_string(batch) + " x " +
+                                                std::to_string(T) + " token ids, got " + std::to_string(ids.size()));
+  for (int id : ids)
+    if (id < 0 || id >= vocab_)
+      throw_error(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary (" +
+                                                  std::to_string(vocab_) + ")");
+  if (clip_skip < 1 || clip_skip > layers_)
+    throw_error(ErrorCode::InvalidArgument, "clip_skip must be in 1.." + std::to_string(layers_) + ", got " +
+                                                std::to_string(clip_skip));
+  // embeddings (host gather: the tables stay in their stored type)
+  const Tensor& tok = w_.raw(p_ + "embeddings.token_embedding.weight");
+  const Tensor& pos = w_.raw(p_ + "embeddings.position_embedding.weight");
+  Tensor x = embedding_rows(tok, ids);
+  std::vector<int> pos_ids(T);
+  for (int i = 0; i < T; ++i) pos_ids[i] = i;
+  Tensor pe = embedding_rows(pos, pos_ids);
+  float* xp = x.f32();
+  for (int b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < (int64_t)T * width_; ++i) xp[(size_t)b * T * width_ + i] += pe.f32()[i];
+  x = be.from_host(x.reshape({batch, T, width_}));
+  dump("clip.embed", x);
+
+  const int run = layers_ - clip_skip + 1;
+  for (int l = 0; l < run; ++l) {
+    std::string lp = p_ + "encoder.layers." + std::to_string(l) + ".";
+    {
+      Tensor h = layer_norm(w_, lp + "layer_norm1", x, 1e-5f);
+      Tensor q = linear(w_, lp + "self_attn.q_proj", h);
+      Tensor k = linear(w_, lp + "self_attn.k_proj", h);
+      Tensor v = linear(w_, lp + "self_attn.v_proj", h);
+      h = Tensor();
+      Tensor a = be.attention(q, k, v, heads_, /*causal=*/true);
+      q = k = v = Tensor();
+      Tensor o = linear(w_, lp + "self_attn.out_proj", a);
+      be.add_(x, o);
+    }
+    {
+      Tensor h = layer_norm(w_, lp + "layer_norm2", x, 1e-5f);
+      Tensor f = linear(w_, lp + "mlp.fc1", h);
+      f = be.unary(UnaryOp::QuickGelu, f);
+      Tensor o = linear(w_, lp + "mlp.fc2", f);
+      be.add_(x, o);
+    }
+    if (dump_enabled()) dump("clip.layer" + std::to_string(l), x);
+  }
+  Tensor out = layer_norm(w_, p_ + "final_layer_norm", x, 1e-5f);
+  dump("clip.out", out);
+  return out;
+}
+
+void ClipTextModel::release() { w_.release(p_); }
+
+}  // namespace sdn

@@ -1,0 +1,208 @@
+#include "models/unet.h"
+
+#include "models/blocks.h"
+#include "sdn/error.h"
+
+namespace sdn {
+
+UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads) : w_(w), p_(std::move(prefix)), heads_(heads) {
+  const Tensor& cin = w_.raw(p_ + "input_blocks.0.0.weight");
+  const Tensor& te = w_.raw(p_ + "time_embed.0.weight");
+  const Tensor& cout = w_.raw(p_ + "out.2.weight");
+  if (cin.ndim != 4 || te.ndim != 2 || cout.ndim != 4)
+    throw_error(ErrorCode::InvalidFile, "U-Net tensors have unexpected shapes");
+  in_channels_ = (int)cin.shape[1];
+  model_channels_ = (int)te.shape[1];
+  out_channels_ = (int)cout.shape[0];
+  for (int i = 0;; ++i) {
+    std::string b = p_ + "input_blocks." + std::to_string(i) + ".";
+    Block blk;
+    if (i == 0) {
+      blk.kind = Block::ConvIn;
+    } else if (w_.has(b + "0.op.weight")) {
+      blk.kind = Block::Down;
+      blk.res = b + "0.op";
+      ++downsamples_;
+    } else if (w_.has(b + "0.in_layers.0.weight")) {
+      blk.res = b + "0.";
+      if (w_.has(b + "1.norm.weight")) blk.attn = b + "1.";
+    } else {
+      break;
+    }
+    input_.push_back(blk);
+  }
+  for (int o = 0;; ++o) {
+    std::string b = p_ + "output_blocks." + std::to_string(o) + ".";
+    if (!w_.has(b + "0.in_layers.0.weight")) break;
+    Block blk;
+    blk.res = b + "0.";
+    for (int k = 1; k <= 2; ++k) {
+      std::string s = b + std::to_string(k) + ".";
+      if (w_.has(s + "norm.weight")) blk.attn = s;
+      if (w_.has(s + "conv.weight")) blk.up = s + "conv";
+    }
+    output_.push_back(blk);
+  }
+  mid_res0_ = p_ + "middle_block.0.";
+  mid_attn_ = w_.has(p_ + "middle_block.1.norm.weight") ? p_ + "middle_block.1." : "";
+  mid_res1_ = p_ + "middle_block.2.";
+  if (input_.size() < 2 || output_.size() != input_.size() || !w_.has(mid_res0_ + "in_layers.0.weight"))
+    throw_error(ErrorCode::InvalidFile, "U-Net block layout not recognised (" + std::to_string(input_.size()) +
+                                            " input blocks, " + std::to_string(output_.size()) + " output blocks)");
+  // context width from the first cross-attention
+  for (const Block& b : input_)
+    if (!b.attn.empty()) {
+      context_dim_ = (int)w_.raw(b.attn + "transformer_blocks.0.attn2.to_k.weight").shape[1];
+      break;
+    }
+  if (!context_dim_ && !mid_attn_.empty())
+    context_dim_ = (int)w_.raw(mid_attn_ + "transformer_blocks.0.attn2.to_k.weight").shape[1];
+}
+
+Tensor UNetModel::resblock(const std::string& p, const Tensor& x, const Tensor& emb_silu) {
+  Backend& be = w_.backend();
+  Tensor h = group_norm(w_, p + "in_layers.0", x, 1e-5f, true);
+  h = conv(w_, p + "in_layers.2", h, 1, 1);
+  {
+    Tensor e = linear(w_, p + "emb_layers.1", emb_silu);  // [B, Cout]
+    be.add_(h, e.reshape({e.shape[0], e.shape[1], 1, 1}));
+  }
+  h = group_norm(w_, p + "out_layers.0", h, 1e-5f, true);
+  h = conv(w_, p + "out_layers.3", h, 1, 1);
+  if (w_.has(p + "skip_connection.weight")) {
+    Tensor s = conv(w_, p + "skip_connection", x, 1, 0);
+    be.add_(h, s);
+  } else {
+    be.add_(h, x);
+  }
+  return h;
+}
+
+Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tensor& context, UNetContextCache* cache) {
+  Backend& be = w_.backend();
+  const int64_t H = x.shape[2], W = x.shape[3];
+  Tensor h = group_norm(w_, p + "norm", x, 1e-6f, false);
+  h = conv(w_, p + "proj_in", h, 1, 0);
+  h = be.nchw_to_nlc(h);  // [B, HW, C]
+  int depth = count_indexed(w_, p + "transformer_blocks.", ".norm1.weight");
+  for (int d = 0; d < depth; ++d) {
+    std::string tb = p + "transformer_blocks." + std::to_string(d) + ".";
+    {
+      Tensor n = layer_norm(w_, tb + "norm1", h, 1e-5f);
+      Tensor q = linear(w_, tb + "attn1.to_q", n);
+      Tensor k = linear(w_, tb + "attn1.to_k", n);
+      Tensor v = linear(w_, tb + "attn1.to_v", n);
+      n = Tensor();
+      Tensor a = be.attention(q, k, v, heads_, false);
+      q = k = v = Tensor();
+      Tensor o = linear(w_, tb + "attn1.to_out.0", a);
+      be.add_(h, o);
+    }
+    {
+      Tensor n = layer_norm(w_, tb + "norm2", h, 1e-5f);
+      Tensor q = linear(w_, tb + "attn2.to_q", n);
+      n = Tensor();
+      Tensor k, v;
+      if (cache) {
+        if (cache->context_data != context.data) {
+          cache->kv.clear();
+          cache->context_data = context.data;
+        }
+        auto it = cache->kv.find(tb);
+        if (it == cache->kv.end())
+          it = cache->kv.emplace(tb, std::make_pair(linear(w_, tb + "attn2.to_k", context),
+                                                    linear(w_, tb + "attn2.to_v", context))).first;
+        k = it->second.first;
+        v = it->second.second;
+      } else {
+        k = linear(w_, tb + "attn2.to_k", context);
+        v = linear(w_, tb + "attn2.to_v", context);
+      }
+      Tensor a = be.attention(q, k, v, heads_, false);
+      q = k = v = Tensor();
+      Tensor o = linear(w_, tb + "attn2.to_out.0", a);
+      be.add_(h, o);
+    }
+    {
+      Tensor n = layer_norm(w_, tb + "norm3", h, 1e-5f);
+      Tensor f = linear(w_, tb + "ff.net.0.proj", n);
+      n = Tensor();
+      f = be.geglu(f);
+      Tensor o = linear(w_, tb + "ff.net.2", f);
+      be.add_(h, o);
+    }
+  }
+  h = be.nlc_to_nchw(h, H, W);
+  h = conv(w_, p + "proj_out", h, 1, 0);
+  be.add_(h, x);
+  return h;
+}
+
+Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
+                          UNetContextCache* cache) {
+  Backend& be = w_.backend();
+  const int64_t B = x.shape[0];
+  if (x.ndim != 4 || x.shape[1] != in_channels_)
+    throw_error(ErrorCode::InvalidArgument, "U-Net input must be [B, " + std::to_string(in_channels_) +
+                                                ", h, w], got " + x.shape_str());
+  if ((int64_t)t.size() != B) throw_error(ErrorCode::InvalidArgument, "U-Net: one timestep per batch item needed");
+  if (context.ndim != 3 || context.shape[0] != B || context.shape[2] != context_dim_)
+    throw_error(ErrorCode::InvalidArgument, "U-Net context must be [" + std::to_string(B) + ", T, " +
+                                                std::to_string(context_dim_) + "], got " + context.shape_str());
+  const int m = size_multiple();
+  if (x.shape[2] % m || x.shape[3] % m)
+    throw_error(ErrorCode::InvalidArgument, "U-Net latent size " + std::to_string(x.shape[3]) + "x" +
+                                                std::to_string(x.shape[2]) + " must be a multiple of " +
+                                                std::to_string(m) + " (image size a multiple of " +
+                                                std::to_string(8 * m) + ")");
+  Tensor emb = be.timestep_embedding(t, model_channels_, 10000.f);
+  emb = linear(w_, p_ + "time_embed.0", emb);
+  emb = be.unary(UnaryOp::Silu, emb);
+  emb = linear(w_, p_ + "time_embed.2", emb);
+  Tensor emb_silu = be.unary(UnaryOp::Silu, emb);
+  emb = Tensor();
+  dump("unet.emb_silu", emb_silu);
+
+  std::vector<Tensor> skips;
+  Tensor h;
+  for (size_t i = 0; i < input_.size(); ++i) {
+    const Block& b = input_[i];
+    if (b.kind == Block::ConvIn) {
+      h = conv(w_, p_ + "input_blocks.0.0", x, 1, 1);
+    } else if (b.kind == Block::Down) {
+      h = conv(w_, b.res, h, 2, 1);
+    } else {
+      h = resblock(b.res, h, emb_silu);
+      if (!b.attn.empty()) h = transformer(b.attn, h, context, cache);
+    }
+    if (dump_enabled()) dump("unet.input_blocks." + std::to_string(i), h);
+    skips.push_back(h);
+  }
+  h = resblock(mid_res0_, h, emb_silu);
+  if (!mid_attn_.empty()) h = transformer(mid_attn_, h, context, cache);
+  h = resblock(mid_res1_, h, emb_silu);
+  dump("unet.middle", h);
+  for (size_t o = 0; o < output_.size(); ++o) {
+    const Block& b = output_[o];
+    {
+      Tensor s = std::move(skips.back());
+      skips.pop_back();
+      h = be.concat(h, s, 1);
+    }
+    h = resblock(b.res, h, emb_silu);
+    if (!b.attn.empty()) h = transformer(b.attn, h, context, cache);
+    if (!b.up.empty()) {
+      h = be.upsample_nearest2x(h);
+      h = conv(w_, b.up, h, 1, 1);
+    }
+    if (dump_enabled()) dump("unet.output_blocks." + std::to_string(o), h);
+  }
+  h = group_norm(w_, p_ + "out.0", h, 1e-5f, true);
+  h = conv(w_, p_ + "out.2", h, 1, 1);
+  dump("unet.out", h);
+  return h;
+}
+
+void UNetModel::release() { w_.release(p_); }
+
+}  // namespace sdn

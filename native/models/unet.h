@@ -1,0 +1,58 @@
+// SD1.x U-Net (LDM names under "model.diffusion_model."), following the original model definition:
+// GroupNorm eps 1e-5 in ResBlocks and the output norm, 1e-6 in SpatialTransformer norms, exact-erf GEGLU,
+// 8 heads, 1x1-conv proj_in/proj_out. The block layout (levels, channels, attention placement, transformer depth)
+// is read from the tensor names and shapes, so tiny test models run too.
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/weights.h"
+
+namespace sdn {
+
+// Cross-attention keys/values depend only on the text context: computed once per context and reused every step.
+struct UNetContextCache {
+  const void* context_data = nullptr;  // identity of the context the entries belong to
+  std::map<std::string, std::pair<Tensor, Tensor>> kv;
+  void clear() {
+    kv.clear();
+    context_data = nullptr;
+  }
+};
+
+class UNetModel {
+ public:
+  explicit UNetModel(WeightStore& w, std::string prefix = "model.diffusion_model.", int heads = 8);
+
+  int in_channels() const { return in_channels_; }
+  int out_channels() const { return out_channels_; }
+  int model_channels() const { return model_channels_; }
+  int context_dim() const { return context_dim_; }
+  // Latent sizes must be multiples of this (2^number of downsamples).
+  int size_multiple() const { return 1 << downsamples_; }
+
+  // x [B, Cin, h, w]; t: B timesteps (fractional allowed); context [B, T, D] -> [B, Cout, h, w].
+  // cache (optional) holds the cross-attention K/V for this context; it must be cleared when the context changes.
+  Tensor forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
+                 UNetContextCache* cache = nullptr);
+  void release();
+
+ private:
+  struct Block {
+    enum Kind { ConvIn, Res, Down } kind = Res;
+    std::string res, attn, up;  // prefixes ("" if absent)
+  };
+  Tensor resblock(const std::string& p, const Tensor& x, const Tensor& emb_silu);
+  Tensor transformer(const std::string& p, const Tensor& x, const Tensor& context, UNetContextCache* cache);
+
+  WeightStore& w_;
+  std::string p_;
+  int heads_;
+  int in_channels_ = 0, out_channels_ = 0, model_channels_ = 0, context_dim_ = 0, downsamples_ = 0;
+  std::vector<Block> input_, output_;
+  std::string mid_res0_, mid_attn_, mid_res1_;
+};
+
+}  // namespace sdn

@@ -1,0 +1,134 @@
+#include "models/weights.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/quant.h"
+#include "formats/weight_file.h"
+#include "sdn/error.h"
+
+namespace sdn {
+
+WeightStore::WeightStore(WeightFile* file, Backend& backend) : file_(file), backend_(&backend) {}
+WeightStore::WeightStore(std::map<std::string, Tensor> tensors, Backend& backend)
+    : mem_(std::move(tensors)), backend_(&backend) {}
+
+bool WeightStore::has(const std::string& name) const {
+  if (overrides_.count(name)) return true;
+  if (file_) return file_->has(name);
+  return mem_.count(name) != 0;
+}
+
+const Tensor& WeightStore::raw(const std::string& name) const {
+  auto o = overrides_.find(name);
+  if (o != overrides_.end()) return o->second;
+  if (file_) return file_->get(name);
+  auto it = mem_.find(name);
+  if (it == mem_.end()) throw_error(ErrorCode::InvalidFile, "model weights: no tensor " + name);
+  return it->second;
+}
+
+const Tensor& WeightStore::get(const std::string& name) {
+  auto it = cache_.find(name);
+  if (it != cache_.end()) return it->second;
+  Tensor p = backend_->prepare_weight(raw(name));
+  return cache_.emplace(name, std::move(p)).first->second;
+}
+
+const Tensor* WeightStore::get_opt(const std::string& name) {
+  if (!has(name)) return nullptr;
+  return &get(name);
+}
+
+std::vector<std::string> WeightStore::names_with_prefix(const std::string& prefix) const {
+  std::vector<std::string> out;
+  if (file_) {
+    for (const auto& n : file_->names())
+      if (n.compare(0, prefix.size(), prefix) == 0) out.push_back(n);
+  } else {
+    for (const auto& kv : mem_)
+      if (kv.first.compare(0, prefix.size(), prefix) == 0) out.push_back(kv.first);
+  }
+  return out;
+}
+
+void WeightStore::override_tensor(const std::string& name, Tensor t) {
+  cache_.erase(name);
+  overrides_[name] = std::move(t);
+}
+
+void WeightStore::release(const std::string& prefix) {
+  for (auto it = cache_.lower_bound(prefix); it != cache_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
+    it = cache_.erase(it);
+  if (file_) file_->release(prefix);
+}
+
+void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,
+                     const std::function<bool(int64_t, int64_t)>& on_tensor) {
+  std::vector<std::string> names;
+  for (const auto& p : prefixes)
+    for (auto& n : store.names_with_prefix(p)) names.push_back(n);
+  const DTypeTraits& tt = dtype_traits(type);
+  int64_t done = 0, total = (int64_t)names.size();
+  for (const auto& name : names) {
+    const Tensor& src = store.raw(name);
+    bool matrix = src.ndim >= 2 && name.find("embedding") == std::string::npos &&
+                  dtype_traits(src.dtype).weight_type;
+    if (matrix && src.dtype != type) {
+      int64_t rows = src.shape[0];
+      int64_t row = src.numel() / (rows ? rows : 1);
+      DType target = type;
+      if (row % tt.block_size != 0) target = DType::F16;  // rows that do not fit the blocks
+      if (target != src.dtype && !(target == DType::F16 && src.dtype == DType::BF16)) {
+        // heap copy, not from the activation pool
+        size_t row_bytes = dtype_row_bytes(target, row);
+        auto buf = std::shared_ptr<void>(std::malloc(row_bytes * (size_t)rows + 64), std::free);
+        if (!buf) throw_error(ErrorCode::OutOfMemory, "converting " + name + ": out of memory");
+        Tensor dst = Tensor::wrap(buf.get(), src.sizes(), target, buf);
+        std::vector<float> tmp((size_t)row);
+        size_t src_row_bytes = dtype_row_bytes(src.dtype, row);
+        for (int64_t r = 0; r < rows; ++r) {
+          dequantize_row(src.dtype, static_cast<const char*>(src.data) + (size_t)r * src_row_bytes, tmp.data(), row);
+          quantize_row(target, tmp.data(), static_cast<char*>(dst.data) + (size_t)r * row_bytes, row);
+        }
+        store.override_tensor(name, std::move(dst));
+        store.release(name);  // the stored copy's pages are not needed any more
+      }
+    }
+    ++done;
+    if (on_tensor && !on_tensor(done, total)) throw_error(ErrorCode::Aborted, "model loading was aborted");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+static const char* dump_dir() {
+  static const char* d = std::getenv("SDN_DUMP_DIR");
+  return (d && *d) ? d : nullptr;
+}
+bool dump_enabled() { return dump_dir() != nullptr; }
+
+void dump(const std::string& name, const Tensor& t) {
+  const char* dir = dump_dir();
+  if (!dir) return;
+  Tensor f = t.to_f32();
+  std::string path = std::string(dir) + "/" + name + ".npy";
+  FILE* fp = std::fopen(path.c_str(), "wb");
+  if (!fp) return;
+  std::string shape = "(";
+  for (int i = 0; i < f.ndim; ++i) shape += std::to_string(f.shape[i]) + (f.ndim == 1 || i + 1 < f.ndim ? "," : "");
+  shape += ")";
+  std::string hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  size_t total = 10 + hdr.size() + 1;
+  hdr.append((64 - total % 64) % 64, ' ');
+  hdr += '\n';
+  const unsigned char magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+  std::fwrite(magic, 1, 8, fp);
+  uint16_t hl = (uint16_t)hdr.size();
+  std::fwrite(&hl, 2, 1, fp);
+  std::fwrite(hdr.data(), 1, hdr.size(), fp);
+  std::fwrite(f.data, 4, (size_t)f.numel(), fp);
+  std::fclose(fp);
+}
+
+}  // namespace sdn

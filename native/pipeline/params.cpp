@@ -1,0 +1,46 @@
+// validate_params: the checks generate() runs before any work (also exposed to callers without a model).
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "samplers/sampling.h"
+#include "sdn/sdn.h"
+
+namespace sdn {
+
+static bool contains(const std::vector<std::string>& v, const std::string& s) {
+  for (const auto& x : v)
+    if (x == s) return true;
+  return false;
+}
+static std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+void validate_params(const GenerateParams& p) {
+  auto bad = [](const std::string& m) { throw_error(ErrorCode::InvalidArgument, m); };
+  if (p.width < 64 || p.width > 2048 || p.width % 8)
+    bad("width must be a multiple of 8 between 64 and 2048, got " + std::to_string(p.width));
+  if (p.height < 64 || p.height > 2048 || p.height % 8)
+    bad("height must be a multiple of 8 between 64 and 2048, got " + std::to_string(p.height));
+  if (p.steps < 1 || p.steps > 1000) bad("steps must be between 1 and 1000, got " + std::to_string(p.steps));
+  if (!std::isfinite(p.cfg_scale)) bad("cfg_scale must be a finite number");
+  if (p.cfg_scale < 0 || p.cfg_scale > 100) bad("cfg_scale must be between 0 and 100, got " + std::to_string(p.cfg_scale));
+  if (!contains(sampler_names(), p.sampler))
+    bad("sampler '" + p.sampler + "' is not known (use one of: " + join(sampler_names()) + ")");
+  if (!contains(scheduler_names(), p.scheduler))
+    bad("scheduler '" + p.scheduler + "' is not known (use one of: " + join(scheduler_names()) + ")");
+  if (p.rng != "cuda" && p.rng != "philox" && p.rng != "cpu")
+    bad("rng '" + p.rng + "' is not known (use cuda, philox or cpu)");
+  if (p.clip_skip < 1 || p.clip_skip > 64) bad("clip_skip must be 1 or more, got " + std::to_string(p.clip_skip));
+  if (p.batch_count < 1 || p.batch_count > 64)
+    bad("batch_count must be between 1 and 64, got " + std::to_string(p.batch_count));
+  if (p.preview_every < 0) bad("preview_every must be 0 (off) or a positive step interval");
+  const size_t kMaxPrompt = 64 * 1024;
+  if (p.prompt.size() > kMaxPrompt) bad("prompt is longer than 65536 bytes");
+  if (p.negative_prompt.size() > kMaxPrompt) bad("negative_prompt is longer than 65536 bytes");
+}
+
+}  // namespace sdn

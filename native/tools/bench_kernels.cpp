@@ -1,0 +1,239 @@
+// sdn_bench_kernels: measures the CPU's FP32 FMA peak, then linear (GEMM) and conv2d 3x3 throughput against it.
+//   sdn_bench_kernels [--quick] [--threads N] [--reps N]
+// Times are the best of several repetitions (the machine may be shared); rates are GFLOP/s and % of the peak
+// measured in the same run. Conv rates are "effective": direct-convolution FLOPs (2*B*OC*OH*OW*C*9) / time.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/gemm.h"
+#include "core/cpu.h"
+#include "core/dtype.h"
+#include "core/quant.h"
+#include "core/tensor.h"
+#include "core/threadpool.h"
+#include "sdn/error.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their internal _mm512_undefined_* temporaries.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+using namespace sdn;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+std::string cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      return p == std::string::npos ? line : line.substr(p + 2);
+    }
+  return "unknown CPU";
+}
+
+// Register-only FMA loops: 12 independent accumulators, `iters` iterations. Returns FLOPs done.
+#if defined(__x86_64__)
+__attribute__((target("avx512f,fma"))) double fma_loop_avx512(int64_t iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return (double)iters * 12 * 16 * 2;
+}
+__attribute__((target("avx2,fma"))) double fma_loop_avx2(int64_t iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  }
+  float out[8];
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  _mm256_storeu_ps(out, s);
+  volatile float sink = out[0];
+  (void)sink;
+  return (double)iters * 12 * 8 * 2;
+}
+#endif
+double fma_loop_scalar(int64_t iters) {
+  float a[12];
+  for (int i = 0; i < 12; ++i) a[i] = 1.0f + i * 1e-3f;
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = a[i] * 0.999999f + 1e-7f;
+  volatile float sink = a[0] + a[11];
+  (void)sink;
+  return (double)iters * 12 * 2;
+}
+
+double fma_loop(int64_t iters) {
+#if defined(__x86_64__)
+  if (simd_level() == SimdLevel::AVX512) return fma_loop_avx512(iters);
+  if (simd_level() == SimdLevel::AVX2) return fma_loop_avx2(iters);
+#endif
+  return fma_loop_scalar(iters);
+}
+
+double measure_peak(ThreadPool& pool, int reps) {
+  double best = 0;
+  const int64_t iters = 20'000'000;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<double> flops((size_t)pool.size(), 0.0);
+    double t0 = now_s();
+    pool.run([&](int i, int) { flops[(size_t)i] = fma_loop(iters); });
+    double dt = now_s() - t0;
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / dt / 1e9);
+  }
+  return best;
+}
+
+// Best time of `reps` runs of fn (after one warm-up run).
+template <typename F>
+double best_time(F&& fn, int reps, double min_total = 0.0) {
+  fn();
+  double best = 1e30, total = 0;
+  for (int r = 0; r < reps || total < min_total; ++r) {
+    double t0 = now_s();
+    fn();
+    double dt = now_s() - t0;
+    best = std::min(best, dt);
+    total += dt;
+    if (r > 50) break;
+  }
+  return best;
+}
+
+bool quant_available(DType t) {
+  if (!dtype_traits(t).quantized) return true;
+  try {
+    float v[256] = {0};
+    std::vector<float> out(256);
+    std::vector<uint8_t> buf(dtype_row_bytes(t, 256) + 64);
+    dequantize_row(t, buf.data(), out.data(), 256);
+    (void)v;
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+Tensor random_tensor(const std::vector<int64_t>& shape, float scale, uint32_t seed) {
+  Tensor t = Tensor::empty(shape);
+  uint32_t s = seed * 2654435761u + 12345u;
+  float* p = t.f32();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    // Sum of 4 uniforms ~ roughly normal, unit variance after scaling.
+    float acc = 0;
+    for (int j = 0; j < 4; ++j) {
+      s = s * 1664525u + 1013904223u;
+      acc += (float)((s >> 8) * (1.0 / 16777216.0)) - 0.5f;
+    }
+    p[i] = acc * 1.7320508f * scale;
+  }
+  return t;
+}
+
+// Weight of type t from f32 values (rows of k): needs the quantizer for block types.
+Tensor make_weight(DType t, const Tensor& wf, const std::vector<int64_t>& shape, int64_t rows, int64_t k);
+
+}  // namespace
+
+#include "bench_kernels_weights.inc"
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  int threads = 0, reps = 5;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: sdn_bench_kernels [--quick] [--threads N] [--reps N]\n");
+      return 2;
+    }
+  }
+  if (quick) reps = 2;
+  set_default_threads(threads);
+  ThreadPool& pool = default_pool();
+  std::printf("CPU: %s\n", cpu_name().c_str());
+  std::printf("SIMD level: %s (best %s), threads: %d\n", simd_name(simd_level()), simd_name(simd_best()), pool.size());
+  double peak = measure_peak(pool, 3);
+  std::printf("FP32 FMA peak (12-accumulator register loop, %d threads): %.1f GFLOP/s\n\n", pool.size(), peak);
+
+  struct Shape {
+    int64_t m, k, n;
+  };
+  const std::vector<Shape> shapes = {{4096, 320, 320}, {4096, 320, 1280}, {1024, 1280, 5120}, {77, 768, 3072}};
+  const std::vector<DType> types = {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K};
+  std::printf("linear y[M,N] = x[M,K] w[N,K]^T            GFLOP/s  %%peak   ms\n");
+  for (const auto& s : shapes) {
+    Tensor x = random_tensor({s.m, s.k}, 1.f, 1);
+    Tensor wf = random_tensor({s.n, s.k}, 1.f / std::sqrt((float)s.k), 2);
+    for (DType t : types) {
+      char label[96];
+      std::snprintf(label, sizeof label, "  M=%-5lld K=%-5lld N=%-5lld %-5s", (long long)s.m, (long long)s.k,
+                    (long long)s.n, dtype_name(t));
+      if (s.k % dtype_traits(t).block_size != 0) {
+        std::printf("%s    n/a (K not a multiple of the %d-element block)\n", label, dtype_traits(t).block_size);
+        continue;
+      }
+      if (!quant_available(t)) {
+        std::printf("%s    n/a (type not implemented in this build)\n", label);
+        continue;
+      }
+      Tensor w = make_weight(t, wf, {s.n, s.k}, s.n, s.k);
+      double sec = best_time([&] { cpu::linear(x, w, nullptr); }, quick ? 2 : reps, quick ? 0.1 : 0.5);
+      double gf = 2.0 * s.m * s.n * s.k / sec / 1e9;
+      std::printf("%s %8.1f %6.1f%% %7.2f\n", label, gf, 100.0 * gf / peak, sec * 1e3);
+    }
+  }
+
+  struct ConvShape {
+    int64_t c, h, w, oc;
+  };
+  const std::vector<ConvShape> convs = {{320, 64, 64, 320}, {1280, 32, 32, 1280}, {128, 256, 256, 128}};
+  std::printf("\nconv2d 3x3 stride 1 pad 1, batch 1 (effective GFLOP/s = direct-conv FLOPs / time)\n");
+  for (const auto& cs : convs) {
+    Tensor x = random_tensor({1, cs.c, cs.h, cs.w}, 1.f, 3);
+    Tensor wf = random_tensor({cs.oc, cs.c * 9}, 1.f / std::sqrt((float)(cs.c * 9)), 4);
+    const double flops = 2.0 * cs.oc * cs.h * cs.w * cs.c * 9;
+    for (DType t : {DType::F32, DType::F16}) {
+      Tensor w = make_weight(t, wf, {cs.oc, cs.c, 3, 3}, cs.oc, cs.c * 9);
+      for (auto algo : {cpu::ConvAlgo::Auto, cpu::ConvAlgo::Im2col}) {
+        if (algo == cpu::ConvAlgo::Im2col && (quick || t != DType::F32)) continue;
+        double sec = best_time([&] { cpu::conv2d_with(x, w, nullptr, 1, 1, algo); }, quick ? 2 : reps,
+                               quick ? 0.1 : 0.5);
+        double gf = flops / sec / 1e9;
+        std::printf("  %4lldx%-4lld C=%-5lld OC=%-5lld %-4s %-7s %8.1f %6.1f%% %8.2f ms\n", (long long)cs.h,
+                    (long long)cs.w, (long long)cs.c, (long long)cs.oc, dtype_name(t),
+                    algo == cpu::ConvAlgo::Auto ? "auto" : "im2col", gf, 100.0 * gf / peak, sec * 1e3);
+      }
+    }
+  }
+  return 0;
+}

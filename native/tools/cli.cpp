@@ -1,0 +1,96 @@
+// sdn_cli: command-line txt2img over the public C++ API (used by the golden-image tests).
+//   sdn_cli generate --model FILE --prompt TEXT [--negative TEXT] [--width N] [--height N] [--steps N]
+//                    [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N] [--rng cuda|cpu] [--clip-skip N]
+//                    [--batch N] [--threads N] [--weight-type T] [--tokenizer MERGES] --output OUT.png
+// With --batch N > 1 the images are written as OUT-0.png, OUT-1.png, ...
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "png_write.h"
+#include "sdn/sdn.h"
+
+static void usage() {
+  std::fprintf(stderr,
+               "usage: sdn_cli generate --model FILE --prompt TEXT --output OUT.png [--negative TEXT] [--width N]\n"
+               "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
+               "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
+               "         [--tokenizer MERGES] [--quiet]\n");
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "generate") != 0) {
+    usage();
+    return 2;
+  }
+  sdn::GenerateParams p;
+  sdn::LoadOptions lo;
+  std::string model, output;
+  bool quiet = false;
+  try {
+    for (int i = 2; i < argc; ++i) {
+      std::string a = argv[i];
+      auto val = [&]() -> std::string {
+        if (i + 1 >= argc) throw sdn::Error(sdn::ErrorCode::InvalidArgument, a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--model") model = val();
+      else if (a == "--prompt") p.prompt = val();
+      else if (a == "--negative") p.negative_prompt = val();
+      else if (a == "--width") p.width = std::atoi(val().c_str());
+      else if (a == "--height") p.height = std::atoi(val().c_str());
+      else if (a == "--steps") p.steps = std::atoi(val().c_str());
+      else if (a == "--cfg") p.cfg_scale = std::strtof(val().c_str(), nullptr);
+      else if (a == "--sampler") p.sampler = val();
+      else if (a == "--scheduler") p.scheduler = val();
+      else if (a == "--seed") p.seed = std::strtoll(val().c_str(), nullptr, 10);
+      else if (a == "--rng") p.rng = val();
+      else if (a == "--clip-skip") p.clip_skip = std::atoi(val().c_str());
+      else if (a == "--batch") p.batch_count = std::atoi(val().c_str());
+      else if (a == "--threads") lo.threads = std::atoi(val().c_str());
+      else if (a == "--weight-type") lo.weight_type = val();
+      else if (a == "--tokenizer") lo.tokenizer_path = val();
+      else if (a == "--output") output = val();
+      else if (a == "--quiet") quiet = true;
+      else throw sdn::Error(sdn::ErrorCode::InvalidArgument, "unknown option " + a);
+    }
+    if (model.empty() || output.empty()) throw sdn::Error(sdn::ErrorCode::InvalidArgument, "--model and --output are required");
+    sdn::validate_params(p);
+    auto t0 = std::chrono::steady_clock::now();
+    auto m = sdn::Model::load(model, lo);
+    auto t1 = std::chrono::steady_clock::now();
+    sdn::GenerateCallbacks cb;
+    if (!quiet)
+      cb.on_progress = [&](const sdn::Progress& pr) {
+        const char* ph = pr.phase == sdn::Phase::Encode ? "encode" : pr.phase == sdn::Phase::Sample ? "sample" : "decode";
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+        std::fprintf(stderr, "[%7.2fs] %s %d/%d (image %d/%d)\n", s, ph, pr.step, pr.steps, pr.image + 1, pr.images);
+      };
+    auto images = m->generate(p, cb);
+    auto t2 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < images.size(); ++i) {
+      std::string path = output;
+      if (images.size() > 1) {
+        size_t dot = output.rfind(".png");
+        path = (dot == std::string::npos ? output : output.substr(0, dot)) + "-" + std::to_string(i) + ".png";
+      }
+      if (!sdntool::write_png_rgb(path, images[i].data.data(), images[i].width, images[i].height)) {
+        std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
+        return 1;
+      }
+      if (!quiet) std::fprintf(stderr, "wrote %s (seed %lld)\n", path.c_str(), (long long)images[i].seed);
+    }
+    if (!quiet)
+      std::fprintf(stderr, "load %.2fs, generate %.2fs\n", std::chrono::duration<double>(t1 - t0).count(),
+                   std::chrono::duration<double>(t2 - t1).count());
+  } catch (const sdn::Error& e) {
+    std::fprintf(stderr, "error (%s): %s\n", sdn::error_code_name(e.code()), e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
