@@ -21,3 +21,6 @@ SDN_DECLARE_ISA(bool dot_row_ext(::sdn::DType t, const uint8_t* w, const float* 
 // kq_fit_sym16: 16 values x ~ s * q, q in [-32, 31]; returns s.
 SDN_DECLARE_ISA(void kq_fit_affine32(const float* x, int nmax, float* s, float* m))
 SDN_DECLARE_ISA(float kq_fit_sym16(const float* x))
+
+// Vectorised quantize_row for F16, BF16, Q8_0, Q4_0 (quant_simd_q.cpp); same bytes as the scalar reference.
+SDN_DECLARE_ISA(bool quant_row_simd(::sdn::DType t, const float* x, void* dst, int64_t n))
