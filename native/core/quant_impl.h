@@ -31,6 +31,9 @@ inline uint32_t rd32(const uint8_t* p) {
 }
 inline void wr32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 inline float rdf16(const uint8_t* p) { return f16_to_f32(rd16(p)); }
+// Super-block scales are stored as fp16: cap at the largest finite half so absurdly large inputs saturate
+// instead of producing inf (and NaN on dequantization).
+inline float f16_cap(float v) { return v < 65504.f ? v : 65504.f; }
 
 // Q4_K/Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes q.
 inline void k4_scale_min(int j, const uint8_t* q, int* sc, int* mn) {

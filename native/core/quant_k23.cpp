@@ -171,7 +171,7 @@ void quantize_q2_K(const float* x, uint8_t* out, int64_t nblocks) {
       smax = s[i] > smax ? s[i] : smax;
       mmax = m[i] > mmax ? m[i] : mmax;
     }
-    const uint16_t dh = f32_to_f16(smax / 15.f), mh = f32_to_f16(mmax / 15.f);
+    const uint16_t dh = f32_to_f16(f16_cap(smax / 15.f)), mh = f32_to_f16(f16_cap(mmax / 15.f));
     const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
     std::memset(out, 0, kQ2_KBytes);
     uint8_t* qs = out + 16;
@@ -199,7 +199,7 @@ void quantize_q3_K(const float* x, uint8_t* out, int64_t nblocks) {
       s[i] = fit_symmetric16(x + 16 * i, -4, 3);
       amax = std::fabs(s[i]) > amax ? std::fabs(s[i]) : amax;
     }
-    const uint16_t dh = f32_to_f16(amax / 31.f);
+    const uint16_t dh = f32_to_f16(f16_cap(amax / 31.f));
     const float d = f16_to_f32(dh);
     std::memset(out, 0, kQ3_KBytes);
     uint8_t* hmask = out;

@@ -612,3 +612,14 @@ TEST(quant, q8_0_q4_0_quantize_ties_every_level) {
     }
   }
 }
+
+TEST(quant, huge_values_saturate_without_nan_in_k_quants) {
+  std::vector<float> x = gaussian(256, 4, 1e9f);
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    std::vector<uint8_t> q(dtype_row_bytes(t, 256));
+    quantize_row(t, x.data(), q.data(), 256);
+    std::vector<float> y(256);
+    dequantize_row(t, q.data(), y.data(), 256);
+    for (float v : y) EXPECT_TRUE(std::isfinite(v));
+  }
+}
