@@ -4,7 +4,7 @@
 // pipeline.test.ts.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import { AbortError, DisposedError, GeneratedImage, InvalidOptionError, getSystemInfo, loadModel, ModelLoadError, UnsupportedError } from '../lib/index';
+import { AbortError, convert, DisposedError, GeneratedImage, InvalidOptionError, getSystemInfo, inspect, loadModel, ModelLoadError, SdnodeError } from '../lib/index';
 import type { Model, ProgressEvent } from '../lib/index';
 import { loadFakeModel } from '../lib/testing';
 
@@ -46,10 +46,25 @@ describe('loading', () => {
     await expect(loadFakeModel({}, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
   });
 
-  test('a missing file is a typed error (ModelLoadError, or UnsupportedError while the engine cannot load)', async () => {
+  test('a missing file is a ModelLoadError with code NotFound', async () => {
     const err = await loadModel(path.join(__dirname, 'no-such-model.safetensors')).catch((e: unknown) => e);
-    expect(err instanceof ModelLoadError || err instanceof UnsupportedError).toBe(true);
-    if (err instanceof ModelLoadError) expect(err.code).toBe('NotFound');
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as ModelLoadError).code).toBe('NotFound');
+    expect((err as Error).message).toContain('no-such-model.safetensors');
+  });
+
+  test('inspect and convert: typed errors and option checks', async () => {
+    const missing = path.join(__dirname, 'no-such-model.safetensors');
+    const e = await inspect(missing).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(SdnodeError);
+    expect((e as SdnodeError).code).toBe('NotFound');
+    await expect(convert(missing, 'out.gguf', { type: 'q3' as never })).rejects.toThrow(
+      'expected one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K for type but received "q3" (string)',
+    );
+    await expect(convert('a.gguf', './a.gguf')).rejects.toThrow('expected a path different from input for output but received "./a.gguf" (string)');
+    await expect(convert(missing, 'out.gguf', { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    const c = await convert(missing, path.join(__dirname, 'never-written.gguf')).catch((err: unknown) => err);
+    expect((c as SdnodeError).code).toBe('NotFound');
   });
 
   test('invalid load options reject before native work', async () => {
