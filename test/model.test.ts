@@ -315,6 +315,37 @@ describe('process and thread teardown (native clean-up hooks)', () => {
     expect(r.status).toBe(0);
   });
 
+  test('undisposed models are freed by garbage collection, threads included', () => {
+    if (process.platform !== 'linux') return; // counts threads in /proc
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `
+        const fs = require('fs');
+        const b = require(process.env.ADDON);
+        const threads = () => fs.readdirSync('/proc/self/task').length;
+        (async () => {
+          const before = threads();
+          for (let i = 0; i < 20; i++) {
+            const m = new b.Model();
+            await m.loadFake({}, null, null);
+            await m.generate({ prompt: 'x', width: 64, height: 64, steps: 1, seed: i }, null, null, null);
+          }
+          const peak = threads();
+          for (let i = 0; i < 5; i++) { global.gc(); await new Promise((r) => setTimeout(r, 20)); }
+          console.log(JSON.stringify({ before, peak, after: threads() }));
+        })();`,
+      ],
+      { encoding: 'utf8', timeout: 60000, env: { ...process.env, ADDON: addon } },
+    );
+    expect(r.stderr).toBe('');
+    const t = JSON.parse(r.stdout) as { before: number; peak: number; after: number };
+    expect(t.peak).toBeGreaterThan(t.before); // one worker thread per live model
+    expect(t.after).toBeLessThanOrEqual(t.before + 1);
+  });
+
   test('process.exit() during a generation does not crash', () => {
     const r = run(`
       const b = require(process.env.ADDON);
