@@ -78,6 +78,8 @@ const std::vector<ConvCase>& conv_cases() {
       // channel counts whose rows (C*KH*KW) are whole quant blocks: 32 (1x1), 32*9 = 288 (3x3), 256*9 (K-quants)
       {1, 32, 5, 7, 6, 3, 1, 1, true},  {2, 32, 6, 5, 9, 3, 2, 1, true},   {1, 64, 3, 4, 5, 1, 1, 0, true},
       {1, 256, 4, 5, 3, 3, 1, 1, true},  {1, 256, 3, 3, 4, 1, 2, 0, false},
+      // more than 160 output pixels (im2col GEMM row-panel path)
+      {1, 8, 20, 21, 10, 3, 1, 1, true}, {2, 5, 27, 26, 6, 3, 2, 1, true}, {1, 32, 14, 13, 7, 1, 1, 0, false},
   };
   return cases;
 }

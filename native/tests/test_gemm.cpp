@@ -68,6 +68,8 @@ TEST(gemm, linear_all_types_levels_threads) {
       {{9}, 64, 65, false},    {{17}, 300, 40, true},  {{77}, 768, 35, true},   {{5}, 1000, 70, false},
       {{1}, 96, 129, true},    {{70}, 64, 300, true},   {{3}, 256, 17, true},    {{33}, 512, 45, false},
       {{2}, 1024, 9, true},
+      // more than 160 rows: the row-panel path (weights packed as B) instead of the few-rows path
+      {{200}, 40, 33, true},   {{3, 70}, 64, 45, false}, {{170}, 512, 70, true},  {{161}, 1000, 5, true},
   };
   uint32_t seed = 100;
   for (SimdLevel level : simd_levels()) {
