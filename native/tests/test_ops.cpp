@@ -445,6 +445,26 @@ TEST(ops, attention_matches_double) {
   EXPECT_THROWS_CODE(B().attention(q, rnd({2, 77, 160}, 1), v, 8, false), ErrorCode::InvalidArgument);
 }
 
+TEST(ops, attention_on_strided_views) {
+  // q, k, v as column slices of one [B, T, 3*H*D] tensor (a fused projection): same result as contiguous copies.
+  const int64_t Bn = 2, T = 37, H = 2, D = 24, HD = H * D;
+  Tensor qkv = rnd({Bn, T, 3 * HD}, 1400, -2.f, 2.f);
+  auto slice = [&](int part) {
+    Tensor t = qkv;
+    t.shape[2] = HD;
+    t.data = qkv.f32() + part * HD;
+    return t;  // strides stay those of qkv
+  };
+  Tensor q = slice(0), k = slice(1), v = slice(2);
+  EXPECT_TRUE(!q.is_contiguous());
+  Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  auto ref = ref_attention(qc, kc, vc, (int)H, false);
+  each_level([&](SimdLevel l) {
+    Tensor o = B().attention(q, k, v, (int)H, false);
+    CHECK_CLOSE_LEVEL(l, o.f32(), ref.data(), ref.size(), 2e-6, 1e-4);
+  });
+}
+
 TEST(ops, attention_4096_scratch_stays_small) {
   // 4096 x 4096 scores would take 64 MiB; the fused kernel must stay within a few MiB beyond its output.
   const int64_t T = 4096, D = 8;
