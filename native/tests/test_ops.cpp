@@ -238,6 +238,11 @@ TEST(ops, softmax_matches_double) {
   }
 }
 
+TEST(ops, softmax_same_with_threads) {
+  Tensor x = rnd({3, 1000, 77}, 250, -20.f, 20.f);
+  same_with_threads([&] { return B().softmax(x); });
+}
+
 TEST(ops, unary_matches_double) {
   Tensor x = rnd({3, 5, 67}, 300, -9.f, 9.f);
   Tensor small = rnd({1, 1}, 301);
@@ -278,6 +283,8 @@ TEST(ops, geglu_matches_double) {
       CHECK_CLOSE_LEVEL(l, y.f32(), ref.data(), ref.size(), 1e-7, 2e-6);
     });
   }
+  Tensor big = rnd({3, 700, 2 * 77}, 410, -4.f, 4.f);
+  same_with_threads([&] { return B().geglu(big); });
   EXPECT_THROWS_CODE(B().geglu(rnd({2, 5}, 1)), ErrorCode::InvalidArgument);
 }
 
