@@ -229,10 +229,12 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     gen->randn(x.data(), n);
     for (float& v : x) v *= sigmas[0];
     progress(Phase::Sample, 0, p.steps, img);
-    run_sampler(p.sampler, model, x, sigmas, *gen, [&](int i, int steps) {
-      progress(Phase::Sample, i + 1, steps, img);
-      if (cb.on_preview && p.preview_every > 0 && ((i + 1) % p.preview_every == 0 || i + 1 == steps))
-        cb.on_preview(i + 1, latent_preview(x, lh, lw));
+    int done = 0;  // counted here, independent of the index convention of the callback
+    run_sampler(p.sampler, model, x, sigmas, *gen, [&](int, int steps) {
+      ++done;
+      progress(Phase::Sample, done, steps, img);
+      if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
+        cb.on_preview(done, latent_preview(x, lh, lw));
       return !aborted();
     });
     latents.push_back(std::move(x));

@@ -136,13 +136,18 @@ TEST(pipeline, progress_and_previews) {
   auto pipe = tiny_pipeline();
   GenerateParams p = tiny_params();
   p.steps = 4;
-  p.preview_every = 2;
-  int encode = 0, sample = 0, decode = 0;
+  p.preview_every = 3;
+  int encode = 0, sample = 0, decode = 0, last_sample_step = -1;
   std::vector<int> preview_steps;
   GenerateCallbacks cb;
   cb.on_progress = [&](const Progress& pr) {
     if (pr.phase == Phase::Encode) ++encode;
-    if (pr.phase == Phase::Sample) ++sample;
+    if (pr.phase == Phase::Sample) {
+      ++sample;
+      EXPECT_EQ(pr.step, last_sample_step + 1);
+      EXPECT_EQ(pr.steps, 4);
+      last_sample_step = pr.step;
+    }
     if (pr.phase == Phase::Decode) ++decode;
   };
   cb.on_preview = [&](int step, const Image& im) {
@@ -156,8 +161,8 @@ TEST(pipeline, progress_and_previews) {
   EXPECT_EQ(sample, 5);  // 0/4 .. 4/4
   EXPECT_EQ(decode, 2);
   EXPECT_EQ(preview_steps.size(), (size_t)2);
-  EXPECT_EQ(preview_steps[0], 2);
-  EXPECT_EQ(preview_steps[1], 4);
+  EXPECT_EQ(preview_steps[0], 3);
+  EXPECT_EQ(preview_steps[1], 4);  // the last step always gets one
 }
 
 TEST(pipeline, same_image_with_1_and_n_threads) {
