@@ -11,7 +11,7 @@
 // has exactly that many rows).
 //
 // CLI:   node scripts/make-tiny-model.js OUT_DIR [--dtype f32|f16] [--seed N] [--formats safetensors,gguf,diffusers,ckpt]
-//          [--unet-ch 32] [--unet-heads 8] [--vae-ch 32] [--clip-hidden 32] [--clip-layers 2] [--clip-heads 2]
+//          [--unet-ch 32] [--unet-heads 8] [--vae-ch 32] [--clip-hidden 32] [--clip-layers 2] [--clip-heads 1]
 //          [--merges 300] [--in-ch 4] [--no-position-ids] [--sd15] [--dry-run]
 //        --dry-run prints "name shape" lines (torch order) and writes nothing; --sd15 uses the real SD1.5 widths.
 // Module: const { makeTinyModel, listTensors } = require('./scripts/make-tiny-model.js');
@@ -40,7 +40,8 @@ function resolveOptions(o = {}) {
   const base = o.sd15 ? SD15 : {
     unetCh: 32, unetMult: [1, 2, 4, 4], unetHeads: 8, inCh: 4,
     vaeCh: 32, vaeMult: [1, 2, 4, 4], z: 4,
-    clipHidden: 32, clipLayers: 2, clipHeads: 2, vocab: 0, positions: 77,
+    clipHidden: 32, clipLayers: 2, clipHeads: 1,  // heads = width / 64 as in real CLIP, at least 1 (what native/models/clip.cpp uses)
+    vocab: 0, positions: 77,
   };
   const r = Object.assign({}, base, {
     dtype: 'f32', seed: 1234, merges: 300, positionIds: true,
