@@ -144,39 +144,37 @@ function resolveCallOptions(options: unknown): Job['call'] {
   };
 }
 
-/** Estimates the remaining time of a run from the engine's own timestamps. */
+/**
+ * Estimates the remaining time of a run from the engine's own timestamps. The engine reports: encode 0/1, 1/1
+ * (once); for each image, sample 0..steps; then decode i/N -> i+1/N for each image.
+ */
 class Eta {
-  private phase = '';
-  private phaseStart = 0;
+  private key = '';
+  private segStart = 0;
   private last = 0;
   private stepMs: number | undefined;
-  private encodeMs: number | undefined;
   private decodeMs: number | undefined;
-  private sampleSteps = 0;
 
   update(p: NativeProgress): number | undefined {
-    if (p.phase !== this.phase) {
-      this.phaseStart = this.last;
-      this.phase = p.phase;
+    const key = `${p.phase}:${p.image}`;
+    if (key !== this.key) {
+      this.key = key;
+      this.segStart = this.last;
     }
     this.last = p.timeMs;
-    const inPhase = p.timeMs - this.phaseStart;
-    if (p.phase === 'sample') {
-      this.sampleSteps = p.steps;
-      if (p.step > 0) this.stepMs = inPhase / p.step;
-    } else if (p.phase === 'encode' && p.step === p.steps) {
-      this.encodeMs = inPhase;
-    } else if (p.phase === 'decode' && p.step === p.steps) {
-      this.decodeMs = inPhase;
-    }
+    const inSegment = p.timeMs - this.segStart;
+    if (p.phase === 'sample' && p.step > 0) this.stepMs = inSegment / p.step;
+    if (p.phase === 'decode' && p.step > p.image) this.decodeMs = inSegment;
     if (this.stepMs === undefined) return undefined;
-    const decode = this.decodeMs ?? this.stepMs; // before the first decode is timed, guess one step
-    const perImage = (this.encodeMs ?? 0) + this.sampleSteps * this.stepMs + decode;
+    const decodeEach = this.decodeMs ?? this.stepMs; // until a decode is timed, guess one step's time
     let rest: number;
-    if (p.phase === 'encode') rest = this.sampleSteps * this.stepMs + decode;
-    else if (p.phase === 'sample') rest = (p.steps - p.step) * this.stepMs + decode;
-    else rest = p.step >= p.steps ? 0 : decode;
-    rest += (p.images - p.image - 1) * perImage;
+    if (p.phase === 'sample') {
+      rest = (p.steps - p.step) * this.stepMs + (p.images - p.image - 1) * p.steps * this.stepMs + p.images * decodeEach;
+    } else if (p.phase === 'decode') {
+      rest = (p.steps - p.step) * decodeEach;
+    } else {
+      return undefined;
+    }
     return Math.max(0, Math.round(rest));
   }
 }

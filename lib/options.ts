@@ -138,11 +138,44 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/** The candidate closest to `name` (edit distance at most 2, or a prefix either way), if any. @internal */
+export function closest(name: string, candidates: readonly string[]): string | undefined {
+  const a = name.toLowerCase();
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of candidates) {
+    const b = c.toLowerCase();
+    if (a.length >= 3 && (b.startsWith(a) || a.startsWith(b))) return c;
+    const d = editDistance(a, b);
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0];
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j];
+      dp[j] = Math.min(dp[j] + 1, dp[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      // transposition counts as one edit
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) dp[j] = Math.min(dp[j], prev);
+      prev = tmp;
+    }
+  }
+  return dp[b.length];
+}
+
 /** Rejects keys that are not options (catches typos such as `cfg` for `cfgScale`). @internal */
 export function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {
   for (const key of Object.keys(obj)) {
     if (allowed.includes(key)) continue;
-    const near = allowed.find((a) => a.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(a.toLowerCase()));
+    const near = closest(key, allowed);
     throw new InvalidOptionError(
       `expected one of ${allowed.join(', ')} for a key of ${where} but received ${describeValue(key)}` +
         (near ? ` (did you mean ${near}?)` : ''),

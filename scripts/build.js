@@ -52,6 +52,9 @@ function buildNative({ quiet = false } = {}) {
 function buildTs() {
   const tsc = require.resolve('typescript/bin/tsc');
   run(process.execPath, [tsc, '-p', 'tsconfig.json']);
+  // the `sdnode` bin must be executable when run from a clone (npm sets the bit itself when it installs a package)
+  const cli = path.join(root, 'dist', 'cli', 'cli.js');
+  if (fs.existsSync(cli) && process.platform !== 'win32') fs.chmodSync(cli, 0o755);
 }
 
 module.exports = { buildNative, buildTs };

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Writes native/text/unicode_tables.inc: the Unicode facts the CLIP tokenizer needs, taken from Python's own
 Unicode database (unicodedata): letter (\\p{L}) and number (\\p{N}) ranges and the simple lower-case mapping,
-for code points below U+30000. Run: python3 scripts/gen_unicode_tables.py > native/text/unicode_tables.inc"""
+for all code points. Run: python3 scripts/gen_unicode_tables.py > native/text/unicode_tables.inc"""
 import sys
 import unicodedata as ud
 
-HI = 0x30000
+HI = 0x110000
 
 
 def ranges(pred):
@@ -60,6 +60,32 @@ emit("UniRange kNumberRanges", ranges(lambda c: ud.category(chr(c))[0] == "N"), 
 print("// Lower-case runs {first, last, delta, stride}: cp in [first, last] with (cp - first) % stride == 0 maps to")
 print("// cp + delta. (U+0130 lower-cases to two code points, handled in code.)")
 emit("LowerRun kLowerRuns", lower_runs(), lambda r: "{0x%X, 0x%X, %d, %d}" % r)
+
+# Python's str.lower() maps U+03A3 to final sigma U+03C2 when it follows a cased letter (skipping case-ignorable
+# characters) and no cased letter follows (again skipping case-ignorable ones). The two properties, probed through
+# str.lower() itself so that they are exactly Python's: ignorable(c) <=> both "A"+c+"Σ" and "AΣ"+c give a
+# final sigma; cased(c) for a non-ignorable c <=> c+"Σ" gives a final sigma.
+def _final(s, i):
+    return s.lower()[i] == "\u03c2"
+
+
+def _ignorable(c):
+    ch = chr(c)
+    if 0xD800 <= c <= 0xDFFF:
+        return False
+    return _final("A" + ch + "\u03a3", -1) and _final("A\u03a3" + ch, 1)
+
+
+def _cased(c):
+    ch = chr(c)
+    if 0xD800 <= c <= 0xDFFF:
+        return False
+    return _final(ch + "\u03a3", -1) and not _ignorable(c)
+
+
+print("// Case_Ignorable and Cased (the latter only for non-ignorable characters), as Python's final-sigma rule sees them.")
+emit("UniRange kCaseIgnorableRanges", ranges(_ignorable), lambda r: "{0x%X, 0x%X}" % r)
+emit("UniRange kCasedRanges", ranges(_cased), lambda r: "{0x%X, 0x%X}" % r)
 
 # HTML5 named character references as Python's html.unescape knows them (html.entities.html5): name (with its
 # ';' where the standard requires one), up to two code points. Sorted by name (byte order) for binary search.

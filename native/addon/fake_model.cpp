@@ -48,21 +48,28 @@ class FakeModel : public sdn::Model {
     for (size_t i = 0; i < scratch.size(); i += 4096) scratch[i] = (uint8_t)i;  // touch the pages
     uint32_t ph = 2166136261u;
     for (char c : p.prompt) ph = (ph ^ (uint8_t)c) * 16777619u;
-    for (int b = 0; b < p.batch_count; ++b) {
+    // Same event sequence as the real pipeline (native/pipeline/txt2img.cpp): encode 0/1, 1/1 once; per image
+    // sample 0..steps; then decode img/N -> img+1/N per image.
+    auto progress = [&](sdn::Phase ph, int step, int steps, int image) {
+      if (!cb.on_progress) return;
       sdn::Progress pr;
-      pr.image = b;
+      pr.phase = ph;
+      pr.step = step;
+      pr.steps = steps;
+      pr.image = image;
       pr.images = p.batch_count;
-      pr.phase = sdn::Phase::Encode;
-      pr.steps = 1;
-      busy(o_.encode_ms, cb.should_abort);
-      pr.step = 1;
-      if (cb.on_progress) cb.on_progress(pr);
-      pr.phase = sdn::Phase::Sample;
-      pr.steps = p.steps;
+      cb.on_progress(pr);
+    };
+    check(cb.should_abort);
+    progress(sdn::Phase::Encode, 0, 1, 0);
+    busy(o_.encode_ms, cb.should_abort);
+    progress(sdn::Phase::Encode, 1, 1, 0);
+    for (int b = 0; b < p.batch_count; ++b) {
+      check(cb.should_abort);
+      progress(sdn::Phase::Sample, 0, p.steps, b);
       for (int s = 1; s <= p.steps; ++s) {
         busy(o_.step_ms, cb.should_abort);
-        pr.step = s;
-        if (cb.on_progress) cb.on_progress(pr);
+        progress(sdn::Phase::Sample, s, p.steps, b);
         if (p.preview_every > 0 && cb.on_preview && (s % p.preview_every == 0 || s == p.steps)) {
           sdn::Image prev;
           prev.width = p.width / 8;
@@ -71,10 +78,10 @@ class FakeModel : public sdn::Model {
           cb.on_preview(s, prev);
         }
       }
+    }
+    for (int b = 0; b < p.batch_count; ++b) {
       check(cb.should_abort);
-      pr.phase = sdn::Phase::Decode;
-      pr.steps = 1;
-      pr.step = 0;
+      progress(sdn::Phase::Decode, b, p.batch_count, b);
       busy(o_.decode_ms, cb.should_abort);
       sdn::Image img;
       img.width = p.width;
@@ -88,10 +95,8 @@ class FakeModel : public sdn::Model {
           px[1] = (uint8_t)(y * 255 / std::max(1, p.height - 1));
           px[2] = (uint8_t)((img.seed * 37 + ph) & 0xff);
         }
-      pr.step = 1;
-      if (cb.on_progress) cb.on_progress(pr);
       out.push_back(std::move(img));
-      check(cb.should_abort);
+      progress(sdn::Phase::Decode, b + 1, p.batch_count, b);
     }
     return out;
   }

@@ -11,6 +11,14 @@
 #include "core/quant_impl.h"
 #include "sdn/error.h"
 
+// Results must not depend on whether the compiler fuses a*b+c into one rounding (quantized bytes are compared
+// across SIMD levels and platforms): no contraction in this file.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace sdn {
 
 using namespace qimpl;
@@ -291,8 +299,9 @@ void dequant_ref_impl(DType t, const void* src, float* dst, int64_t n) {
 
 // ---- public scalar references -------------------------------------------------------------------------------
 
-void quantize_row_ref(DType t, const float* src, void* dst, int64_t n) {
-  check_row(t, n, "quantize_row");
+namespace {
+
+void quantize_impl(DType t, const float* src, void* dst, int64_t n, const KQuantFit& fit) {
   uint8_t* out = static_cast<uint8_t*>(dst);
   const DTypeTraits& tr = dtype_traits(t);
   const int64_t nb = n / tr.block_size;
@@ -316,13 +325,20 @@ void quantize_row_ref(DType t, const float* src, void* dst, int64_t n) {
     case DType::Q5_1: for (int64_t b = 0; b < nb; ++b) quantize_q5_1(src + 32 * b, out + kQ5_1Bytes * b); return;
     case DType::Q8_0: for (int64_t b = 0; b < nb; ++b) quantize_q8_0(src + 32 * b, out + kQ8_0Bytes * b); return;
     case DType::Q8_1: for (int64_t b = 0; b < nb; ++b) quantize_q8_1(src + 32 * b, out + kQ8_1Bytes * b); return;
-    case DType::Q4_K: quantize_q4_K(src, out, nb); return;
-    case DType::Q5_K: quantize_q5_K(src, out, nb); return;
-    case DType::Q6_K: quantize_q6_K(src, out, nb); return;
+    case DType::Q4_K: quantize_q4_K(src, out, nb, fit); return;
+    case DType::Q5_K: quantize_q5_K(src, out, nb, fit); return;
+    case DType::Q6_K: quantize_q6_K(src, out, nb, fit); return;
     case DType::Q8_K: quantize_q8_K(src, out, nb); return;
     default: break;
   }
   throw_error(ErrorCode::Unsupported, "quantize_row: " + type_label(t) + " is not supported");
+}
+
+}  // namespace
+
+void quantize_row_ref(DType t, const float* src, void* dst, int64_t n) {
+  check_row(t, n, "quantize_row");
+  quantize_impl(t, src, dst, n, KQuantFit{&cpu::scalar::kq_fit_affine32, &cpu::scalar::kq_fit_sym16});
 }
 
 void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n) {
@@ -355,7 +371,10 @@ float dot_row_ref(DType t, const void* w, const float* x, int64_t n) {
 
 // ---- dispatching entry points ---------------------------------------------------------------------------------
 
-void quantize_row(DType t, const float* src, void* dst, int64_t n) { quantize_row_ref(t, src, dst, n); }
+void quantize_row(DType t, const float* src, void* dst, int64_t n) {
+  check_row(t, n, "quantize_row");
+  quantize_impl(t, src, dst, n, KQuantFit{SDN_DISPATCH(kq_fit_affine32), SDN_DISPATCH(kq_fit_sym16)});
+}
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   check_row(t, n, "dequantize_row");

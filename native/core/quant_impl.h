@@ -63,10 +63,15 @@ void dequant_block_q5_K(const uint8_t* b, float* y);
 void dequant_block_q6_K(const uint8_t* b, float* y);
 void dequant_block_q8_K(const uint8_t* b, float* y);
 
-// K-quant quantizers (quant_k.cpp): nblocks super-blocks of 256 values.
-void quantize_q4_K(const float* x, uint8_t* out, int64_t nblocks);
-void quantize_q5_K(const float* x, uint8_t* out, int64_t nblocks);
-void quantize_q6_K(const float* x, uint8_t* out, int64_t nblocks);
+// K-quant quantizers (quant_k.cpp): nblocks super-blocks of 256 values. `fit` supplies the per-sub-block scale
+// searches (backends/cpu/simd/quant_fit.cpp; every SIMD level returns identical results).
+struct KQuantFit {
+  void (*affine32)(const float* x, int nmax, float* s, float* m);
+  float (*sym16)(const float* x);
+};
+void quantize_q4_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit);
+void quantize_q5_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit);
+void quantize_q6_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit);
 void quantize_q8_K(const float* x, uint8_t* out, int64_t nblocks);
 
 // Throws InvalidArgument / Unsupported for a bad (type, n) pair; `what` names the operation in the message.

@@ -2,13 +2,22 @@
 // decoders and quantizers. Layouts: ENGINE-FACTS.md section 3.8.
 //
 // Quantizers (our own): every sub-block gets a least-squares fit over a handful of candidate scales
-// (x ~ s*q - m for Q4_K/Q5_K with m >= 0, x ~ s*q for Q6_K), the per-sub-block scales/mins are then quantized
+// (x ~ s*q - m for Q4_K/Q5_K with m >= 0, x ~ s*q for Q6_K; the searches live in
+// backends/cpu/simd/quant_fit.cpp so they run vectorised), the per-sub-block scales/mins are then quantized
 // to 6 bits (8 bits signed for Q6_K) against fp16 super-scales, and the values are re-rounded against the
 // scales actually stored.
 #include <cmath>
 #include <cstring>
 
 #include "core/quant_impl.h"
+
+// Results must not depend on whether the compiler fuses a*b+c into one rounding (quantized bytes are compared
+// across SIMD levels and platforms): no contraction in this file.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace sdn {
 namespace qimpl {
@@ -100,91 +109,13 @@ inline int rint_small(float v) {
 }
 inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-constexpr int kAffineCandidates = 9;
-
-// Fits x[0..n) ~ s * q - m with integer q in [0, nmax], s >= 0 and m >= 0 (the representable range always
-// includes 0, as the format's unsigned mins require). Tries a few candidate grid spacings around
-// (max - min) / nmax; for each, rounds x onto the grid and solves the 2-parameter least-squares problem for the
-// resulting q; then two refinement passes (re-round against the best (s, m), re-solve). Keeps the smallest error.
-void fit_affine(const float* x, int n, int nmax, float* s_out, float* m_out) {
-  float lo = x[0], hi = x[0];
-  for (int i = 1; i < n; ++i) {
-    lo = x[i] < lo ? x[i] : lo;
-    hi = x[i] > hi ? x[i] : hi;
-  }
-  if (lo > 0.f) lo = 0.f;
-  if (!(hi > lo)) {  // all values equal (and <= 0), or NaN
-    *s_out = 0.f;
-    *m_out = std::isfinite(lo) ? -lo : 0.f;
-    return;
-  }
-  double sx = 0, sxx = 0;
-  for (int i = 0; i < n; ++i) {
-    sx += x[i];
-    sxx += (double)x[i] * x[i];
-  }
-  float best_s = (hi - lo) / (float)nmax, best_b = lo;
-  double best_err = 1e300;
-  int q[32];
-  // Solves for (s, b) given q; returns the squared error (closed form).
-  auto solve = [&](double* s, double* b) -> double {
-    long sq = 0, sqq = 0;
-    double sqx = 0;
-    for (int i = 0; i < n; ++i) {
-      sq += q[i];
-      sqq += (long)q[i] * q[i];
-      sqx += (double)q[i] * x[i];
-    }
-    const double det = (double)n * (double)sqq - (double)sq * (double)sq;
-    double ss = 0, bb = 0;
-    if (det > 0) {
-      ss = ((double)n * sqx - (double)sq * sx) / det;
-      bb = ((double)sqq * sx - (double)sq * sqx) / det;
-    }
-    if (det <= 0 || bb > 0 || ss < 0) {  // constrain b = 0
-      bb = 0;
-      ss = sqq > 0 ? sqx / (double)sqq : 0;
-      if (ss < 0) ss = 0;
-    }
-    *s = ss;
-    *b = bb;
-    // sum (s q + b - x)^2 = s^2 Sqq + 2 s b Sq + n b^2 - 2 s Sqx - 2 b Sx + Sxx
-    double e = ss * ss * (double)sqq + 2 * ss * bb * (double)sq + n * bb * bb - 2 * ss * sqx - 2 * bb * sx + sxx;
-    return e;
-  };
-  const float range = hi - lo;
-  for (int k = 0; k < kAffineCandidates; ++k) {
-    const float iscale = ((float)nmax + 0.25f * (float)(k - kAffineCandidates / 2)) / range;
-    for (int i = 0; i < n; ++i) q[i] = clampi(rint_small((x[i] - lo) * iscale), 0, nmax);
-    double s, b;
-    double e = solve(&s, &b);
-    if (e < best_err) {
-      best_err = e;
-      best_s = (float)s;
-      best_b = (float)b;
-    }
-  }
-  for (int it = 0; it < 2 && best_s > 0.f; ++it) {
-    const float inv = 1.f / best_s;
-    for (int i = 0; i < n; ++i) q[i] = clampi(rint_small((x[i] - best_b) * inv), 0, nmax);
-    double s, b;
-    double e = solve(&s, &b);
-    if (!(e < best_err)) break;
-    best_err = e;
-    best_s = (float)s;
-    best_b = (float)b;
-  }
-  *s_out = best_s;
-  *m_out = -best_b;
-}
-
 // Q4_K / Q5_K: shared scale/min selection. Writes d, dmin, the 12 scale bytes, and the final q (0..nmax) of all
 // 256 values into qv.
-void k4_choose(const float* x, int nmax, uint8_t* b, uint8_t* qv) {
+void k4_choose(const float* x, int nmax, uint8_t* b, uint8_t* qv, const KQuantFit& fit) {
   float s[8], m[8];
   float smax = 0.f, mmax = 0.f;
   for (int j = 0; j < 8; ++j) {
-    fit_affine(x + 32 * j, 32, nmax, &s[j], &m[j]);
+    fit.affine32(x + 32 * j, nmax, &s[j], &m[j]);
     smax = s[j] > smax ? s[j] : smax;
     mmax = m[j] > mmax ? m[j] : mmax;
   }
@@ -205,56 +136,22 @@ void k4_choose(const float* x, int nmax, uint8_t* b, uint8_t* qv) {
   }
 }
 
-// Fits x[0..n) ~ s * q with integer q in [-32, 31]; returns s (may be negative). Candidates map the largest
-// magnitude onto -32 or +31 with slightly perturbed grids; each is re-solved by least squares.
-float fit_symmetric6(const float* x, int n) {
-  float amax = 0.f, vmax = 0.f;
-  for (int i = 0; i < n; ++i) {
-    float a = std::fabs(x[i]);
-    if (a > amax) {
-      amax = a;
-      vmax = x[i];
-    }
-  }
-  if (!(amax > 0.f)) return 0.f;
-  double best_score = -1, best_s = vmax / -32.f;
-  for (int k = 0; k < 10; ++k) {
-    // k < 6: vmax -> about -32 (the wider side); k >= 6: vmax -> about +31.
-    const float target = k < 6 ? -(32.f - 0.4f * (float)k) : (31.f - 0.4f * (float)(k - 6));
-    const float iscale = target / vmax;
-    long sqq = 0;
-    double sqx = 0;
-    for (int i = 0; i < n; ++i) {
-      int q = clampi(rint_small(x[i] * iscale), -32, 31);
-      sqq += (long)q * q;
-      sqx += (double)q * x[i];
-    }
-    if (sqq == 0) continue;
-    const double score = sqx * sqx / (double)sqq;  // error = Sxx - score
-    if (score > best_score) {
-      best_score = score;
-      best_s = sqx / (double)sqq;
-    }
-  }
-  return (float)best_s;
-}
-
 }  // namespace
 
-void quantize_q4_K(const float* x, uint8_t* out, int64_t nblocks) {
+void quantize_q4_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit) {
   uint8_t qv[256];
   for (int64_t bi = 0; bi < nblocks; ++bi, x += 256, out += kQ4_KBytes) {
-    k4_choose(x, 15, out, qv);
+    k4_choose(x, 15, out, qv, fit);
     uint8_t* qs = out + 16;
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l) qs[32 * c + l] = (uint8_t)(qv[64 * c + l] | (qv[64 * c + 32 + l] << 4));
   }
 }
 
-void quantize_q5_K(const float* x, uint8_t* out, int64_t nblocks) {
+void quantize_q5_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit) {
   uint8_t qv[256];
   for (int64_t bi = 0; bi < nblocks; ++bi, x += 256, out += kQ5_KBytes) {
-    k4_choose(x, 31, out, qv);
+    k4_choose(x, 31, out, qv, fit);
     uint8_t* qh = out + 16;
     uint8_t* qs = out + 48;
     std::memset(qh, 0, 32);
@@ -267,12 +164,12 @@ void quantize_q5_K(const float* x, uint8_t* out, int64_t nblocks) {
   }
 }
 
-void quantize_q6_K(const float* x, uint8_t* out, int64_t nblocks) {
+void quantize_q6_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit) {
   for (int64_t bi = 0; bi < nblocks; ++bi, x += 256, out += kQ6_KBytes) {
     float s[16];
     float amax = 0.f;
     for (int j = 0; j < 16; ++j) {
-      s[j] = fit_symmetric6(x + 16 * j, 16);
+      s[j] = fit.sym16(x + 16 * j);
       amax = std::fabs(s[j]) > amax ? std::fabs(s[j]) : amax;
     }
     const uint16_t dh = f32_to_f16(amax / 127.f);

@@ -12,12 +12,6 @@
 
 namespace sdn {
 
-// TEMPORARY until the quantization module reaches main: main's placeholder quant.cpp has no quantize_row. This weak
-// definition only links when no real one exists; the real (strong) definition in core/quant.cpp replaces it.
-__attribute__((weak)) void quantize_row(DType t, const float*, void*, int64_t) {
-  throw_error(ErrorCode::Unsupported, std::string("quantizing to ") + dtype_name(t) + " is not available in this build");
-}
-
 ModelInfo inspect_model(const std::string& path) {
   OpenOptions o;
   o.load_data = false;

@@ -116,6 +116,9 @@ RawModel parse_gguf(const uint8_t* data, size_t size, const std::string& what, c
   // Each KV needs at least 8 (key len) + 4 (type) + 1 bytes; each tensor info 8 + 4 + 4 + 8 bytes.
   if (n_kv > c.remaining() / 13) c.fail("key/value count " + std::to_string(n_kv) + " cannot fit in the file");
   if (n_tensors > c.remaining() / 24) c.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the file");
+  // Hard caps far above any real model (SDXL has ~2,500 tensors) keep memory bounded for hostile files.
+  if (n_tensors > (1u << 20)) c.fail("tensor count " + std::to_string(n_tensors) + " exceeds the limit of 1048576");
+  if (n_kv > (1u << 20)) c.fail("key/value count " + std::to_string(n_kv) + " exceeds the limit of 1048576");
 
   RawModel m;
   m.format = "gguf";

@@ -52,6 +52,7 @@ class Parser {
 
   void parse_value(Value& v, int depth) {
     if (depth > kMaxDepth) fail("nesting deeper than " + std::to_string(kMaxDepth));
+    if (++values_ > kMaxValues) fail("more than " + std::to_string(kMaxValues) + " values");
     if (pos_ >= n_) fail("unexpected end of input");
     char c = s_[pos_];
     if (c == '{') {
@@ -304,6 +305,7 @@ class Parser {
   const char* s_;
   size_t n_;
   size_t pos_ = 0;
+  size_t values_ = 0;
   const std::string& what_;
 };
 

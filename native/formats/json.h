@@ -13,6 +13,9 @@ namespace sdn {
 namespace json {
 
 constexpr int kMaxDepth = 64;
+// At most this many values per document (bounds memory at ~150 bytes per value whatever the input size; a real
+// safetensors header has about 12 values per tensor).
+constexpr size_t kMaxValues = 2u << 20;
 
 struct Value {
   enum Type { Null, Bool, Number, String, Array, Object } type = Null;

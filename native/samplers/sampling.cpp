@@ -43,7 +43,9 @@ DiscreteSchedule::DiscreteSchedule(std::vector<float> alphas_cumprod) : alphas_c
   sigmas_.resize(n);
   log_sigmas_.resize(n);
   for (size_t i = 0; i < n; i++) {
-    float a = alphas_cumprod_[i];
+    float& a = alphas_cumprod_[i];
+    // zero-terminal-SNR schedules end in exactly 0 (sigma = inf): use 2^-24 there, as diffusers' samplers do
+    if (a == 0.f && i + 1 == n) a = 1.0f / 16777216.0f;
     if (!(a > 0.f && a < 1.f))
       throw_error(ErrorCode::InvalidArgument,
                   "alphas_cumprod[" + std::to_string(i) + "] = " + std::to_string(a) + " is outside (0, 1)");
@@ -197,7 +199,7 @@ class Runner {
     for (size_t k = 0; k < n_; k++) x_[k] += z_[k] * scale;
   }
   void step_done(int i) {
-    if (on_step_ && !on_step_(i + 1, steps())) throw_error(ErrorCode::Aborted, "sampling aborted by the caller");
+    if (on_step_ && !on_step_(i, steps())) throw_error(ErrorCode::Aborted, "sampling aborted by the caller");
   }
 
   const Denoiser& model_;

@@ -28,11 +28,16 @@ std::unique_ptr<NoiseGenerator> make_noise_generator(const std::string& name, ui
 class DiscreteSchedule {
  public:
   DiscreteSchedule();                                     // the standard SD schedule
+  // A checkpoint's own schedule: 2..100000 strictly decreasing values in (0, 1); a final exact 0
+  // (zero-terminal-SNR) is replaced by 2^-24. Throws InvalidArgument otherwise.
   explicit DiscreteSchedule(std::vector<float> alphas_cumprod);
-  const std::vector<float>& sigmas() const { return sigmas_; }  // 1000 values, ascending
+  const std::vector<float>& sigmas() const { return sigmas_; }  // T (normally 1000) values, ascending
   float sigma_min() const { return sigmas_.front(); }
   float sigma_max() const { return sigmas_.back(); }
-  float sigma_to_t(float sigma) const;  // fractional timestep (log-sigma interpolation)
+  // Fractional timestep by log-sigma interpolation (k-diffusion CompVisDenoiser / sd.cpp): t in [0, T-1],
+  // clamped at both ends; sigma <= 0 gives 0. NaN throws InvalidArgument.
+  float sigma_to_t(float sigma) const;
+  // exp of the linear interpolation of log sigmas at t (clamped to [0, T-1]). NaN throws InvalidArgument.
   float t_to_sigma(float t) const;
   const std::vector<float>& alphas_cumprod() const { return alphas_cumprod_; }
 
@@ -48,6 +53,7 @@ class DiscreteSchedule {
 //   "simple"      sigmas[T-1 - floor(i*T/steps)]                              (sd.cpp default for ddim_trailing)
 //   "sgm_uniform" t = linspace(T-1, 0, steps+1)[0..steps-1]
 //   "lcm"         t = (50 - floor(i*50/steps))*(T/50) - 1                     (sd.cpp default for lcm)
+// With steps = 1 every scheduler gives [sigma_max-ish first value, 0] (karras/exponential: exactly sigma_max).
 std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::string& scheduler, int steps);
 
 enum class Prediction { Eps, V };
@@ -73,8 +79,11 @@ DenoiserScalings denoiser_scalings(Prediction p, float sigma);
 //    "simple" scheduler to get sd.cpp's ddim_trailing.
 //  * eta: < 0 (default) = the sampler's default (1 for euler_a and dpm++2s_a, 0 for ddim_trailing); other
 //    samplers ignore it. eta = 0 makes euler_a deterministic; eta > 0 gives ddim_trailing DDIM(eta) noise.
-// on_step(done, steps) is called after each step with done = 1..steps; returning false aborts (throws Error
-// Aborted). An empty std::function is allowed. Throws InvalidArgument for unknown names or bad sigmas.
+// on_step(i, steps) is called after each step with the 0-based index i of the step just completed (0..steps-1);
+// returning false aborts (throws Error Aborted). An empty std::function is allowed. Throws InvalidArgument for
+// unknown names, bad sigmas, an empty x or an empty model.
+//  * dpm2 uses the sigmas as given (A1111 instead builds steps+1 sigmas and drops the second-to-last one).
+//  * dpm2 / heun / dpm++2s_a call the model twice per step except on a step that ends at sigma 0.
 void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<float>& x,
                  const std::vector<float>& sigmas, NoiseGenerator& noise,
                  const std::function<bool(int, int)>& on_step, float eta = -1.f);

@@ -17,8 +17,12 @@ namespace sdntest {
 
 // Weight types the kernels are tested with.
 inline std::vector<sdn::DType> kernel_weight_types() {
-  return {sdn::DType::F32, sdn::DType::F16, sdn::DType::BF16};
+  return {sdn::DType::F32,  sdn::DType::F16,  sdn::DType::BF16, sdn::DType::Q8_0, sdn::DType::Q4_0, sdn::DType::Q4_1,
+          sdn::DType::Q5_0, sdn::DType::Q5_1, sdn::DType::Q4_K, sdn::DType::Q5_K, sdn::DType::Q6_K};
 }
+
+// Whether a weight of type t can have rows of k elements (block types need whole blocks).
+inline bool type_fits(sdn::DType t, int64_t k) { return k % sdn::dtype_traits(t).block_size == 0; }
 
 // rows x k weight tensor of type t (shape `shape`, rows of k elements) from random values; `deq` receives the
 // exact values the kernels must use (the stored values, dequantized).
@@ -38,7 +42,7 @@ inline sdn::Tensor make_weight(sdn::DType t, const std::vector<int64_t>& shape, 
       case sdn::DType::BF16:
         for (int64_t i = 0; i < k; ++i) reinterpret_cast<uint16_t*>(dst)[i] = sdn::f32_to_bf16(src[i]);
         break;
-      default: SDN_FAIL("make_weight: type " << sdn::dtype_name(t) << " not handled");
+      default: sdn::quantize_row(t, src, dst, k); break;
     }
   }
   deq->assign((size_t)(rows * k), 0.f);

@@ -75,6 +75,9 @@ const std::vector<ConvCase>& conv_cases() {
       {2, 3, 5, 7, 4, 1, 2, 0, true},   {1, 3, 6, 6, 2, 1, 1, 1, true},    {1, 16, 9, 11, 33, 3, 1, 1, true},
       {1, 20, 13, 12, 17, 3, 2, 1, true}, {2, 3, 1, 1, 5, 3, 1, 1, true},  {1, 2, 3, 3, 3, 3, 1, 0, false},
       {1, 40, 17, 10, 36, 3, 1, 1, true}, {2, 6, 11, 13, 7, 3, 1, 0, true},
+      // channel counts whose rows (C*KH*KW) are whole quant blocks: 32 (1x1), 32*9 = 288 (3x3), 256*9 (K-quants)
+      {1, 32, 5, 7, 6, 3, 1, 1, true},  {2, 32, 6, 5, 9, 3, 2, 1, true},   {1, 64, 3, 4, 5, 1, 1, 0, true},
+      {1, 256, 4, 5, 3, 3, 1, 1, true},  {1, 256, 3, 3, 4, 1, 2, 0, false},
   };
   return cases;
 }
@@ -87,7 +90,32 @@ TEST(conv, im2col_all_types_levels_threads) {
   for (SimdLevel level : simd_levels()) {
     EXPECT_TRUE(simd_set_level(level));
     for (DType t : kernel_weight_types())
-      for (const auto& cc : conv_cases()) run_conv_case(t, cc, cpu::ConvAlgo::Im2col, seed += 11);
+      for (const auto& cc : conv_cases())
+        if (type_fits(t, cc.c * cc.ks * cc.ks)) run_conv_case(t, cc, cpu::ConvAlgo::Im2col, seed += 11);
+  }
+}
+
+TEST(conv, winograd_all_types_levels_threads) {
+  KernelEnvGuard guard;
+  uint32_t seed = 700;
+  for (SimdLevel level : simd_levels()) {
+    EXPECT_TRUE(simd_set_level(level));
+    for (DType t : kernel_weight_types())
+      for (const auto& cc : conv_cases())
+        if (cc.ks == 3 && cc.stride == 1 && type_fits(t, cc.c * 9))
+          run_conv_case(t, cc, cpu::ConvAlgo::Winograd, seed += 13);
+  }
+}
+
+TEST(conv, winograd_larger_shapes) {
+  // Several tile-row blocks, channel chunks (C > 384) and output-channel groups; ragged right/bottom tiles.
+  KernelEnvGuard guard;
+  const std::vector<ConvCase> cases = {{1, 400, 6, 7, 70, 3, 1, 1, true}, {2, 24, 37, 29, 40, 3, 1, 1, true},
+                                       {1, 9, 70, 66, 3, 3, 1, 0, false}, {1, 256, 40, 37, 9, 3, 1, 1, true}};
+  uint32_t seed = 800;
+  for (SimdLevel level : simd_levels()) {
+    EXPECT_TRUE(simd_set_level(level));
+    for (const auto& cc : cases) run_conv_case(DType::F16, cc, cpu::ConvAlgo::Winograd, seed += 3);
   }
 }
 

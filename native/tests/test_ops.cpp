@@ -373,18 +373,24 @@ TEST(ops, upsample_nearest2x) {
 }
 
 TEST(ops, nchw_nlc_roundtrip) {
-  for (auto sh : std::vector<std::vector<int64_t>>{{2, 3, 5, 7}, {1, 40, 33, 35}, {1, 1, 1, 1}}) {
+  for (auto sh : std::vector<std::vector<int64_t>>{{2, 3, 5, 7}, {1, 40, 33, 35}, {1, 1, 1, 1}, {2, 67, 9, 15}}) {
     Tensor x = rnd(sh, 1000);
-    Tensor t = B().nchw_to_nlc(x);
     int64_t N = sh[0], C = sh[1], L = sh[2] * sh[3];
-    EXPECT_TRUE((t.sizes() == std::vector<int64_t>{N, L, C}));
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t l = 0; l < L; ++l) EXPECT_EQ(t.f32()[(n * L + l) * C + c], x.f32()[(n * C + c) * L + l]);
-    Tensor back = B().nlc_to_nchw(t, sh[2], sh[3]);
-    EXPECT_TRUE(back.sizes() == x.sizes());
-    EXPECT_TRUE(std::memcmp(back.data, x.data, (size_t)x.numel() * 4) == 0);
+    each_level([&](SimdLevel l) {
+      Tensor t = B().nchw_to_nlc(x);
+      EXPECT_TRUE((t.sizes() == std::vector<int64_t>{N, L, C}));
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < L; ++i)
+            if (t.f32()[(n * L + i) * C + c] != x.f32()[(n * C + c) * L + i])
+              SDN_FAIL(simd_name(l) << ": nchw_to_nlc wrong at n" << n << " c" << c << " l" << i);
+      Tensor back = B().nlc_to_nchw(t, sh[2], sh[3]);
+      EXPECT_TRUE(back.sizes() == x.sizes());
+      EXPECT_TRUE(std::memcmp(back.data, x.data, (size_t)x.numel() * 4) == 0);
+    });
   }
+  Tensor big = rnd({2, 320, 24, 40}, 1001);
+  same_with_threads([&] { return B().nchw_to_nlc(big); });
   EXPECT_THROWS_CODE(B().nlc_to_nchw(rnd({1, 10, 3}, 1), 3, 4), ErrorCode::InvalidArgument);
 }
 

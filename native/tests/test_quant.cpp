@@ -465,3 +465,24 @@ TEST(quant, bad_lengths_and_types_throw) {
   quantize_row(DType::Q4_K, f.data(), buf.data(), 0);
   EXPECT_EQ(dot_row(DType::Q4_K, buf.data(), f.data(), 0), 0.f);
 }
+
+TEST(quant, quantize_same_bytes_at_every_level) {
+  // The K-quant scale searches run vectorised; every level must write the bytes of the scalar reference.
+  LevelGuard g;
+  std::vector<float> x = gaussian(256 * 9, 321);
+  for (size_t i = 0; i < 256; ++i) x[i] *= 1e-4f;           // tiny block
+  for (size_t i = 256; i < 512; ++i) x[i] = std::fabs(x[i]);  // one-signed block
+  for (size_t i = 512; i < 544; ++i) x[i] = 0.f;              // zero sub-blocks
+  for (size_t i = 768; i < 800; ++i) x[i] = (float)(i % 7) - 3.f;  // exact small integers (ties)
+  for (const TypeBound& tb : kQuantTypes) {
+    const int64_t n = (int64_t)x.size();
+    std::vector<uint8_t> ref(dtype_row_bytes(tb.t, n)), got(ref.size());
+    quantize_row_ref(tb.t, x.data(), ref.data(), n);
+    for (SimdLevel lv : levels()) {
+      simd_set_level(lv);
+      quantize_row(tb.t, x.data(), got.data(), n);
+      for (size_t i = 0; i < ref.size(); ++i)
+        if (got[i] != ref[i]) SDN_FAIL(simd_name(lv) << " " << dtype_name(tb.t) << " byte " << i << " differs");
+    }
+  }
+}

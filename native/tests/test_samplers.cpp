@@ -104,7 +104,11 @@ TEST(samplers, discrete_schedule) {
   EXPECT_NEAR(c.sigma_max(), s.sigma_max(), 1e-6);
   EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{0.5f}), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{0.9f, 0.95f}), ErrorCode::InvalidArgument);
-  EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{0.9f, 0.f}), ErrorCode::InvalidArgument);
+  EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{0.9f, 0.f, 0.f}), ErrorCode::InvalidArgument);
+  EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{0.9f, -0.1f}), ErrorCode::InvalidArgument);
+  EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{1.0f, 0.5f}), ErrorCode::InvalidArgument);
+  sdn::DiscreteSchedule zsnr(std::vector<float>{0.9f, 0.5f, 0.f});  // zero terminal SNR
+  EXPECT_TRUE(std::isfinite(zsnr.sigma_max()) && zsnr.sigma_max() > 4000.f);
   EXPECT_THROWS_CODE(sdn::DiscreteSchedule(std::vector<float>{NAN, 0.5f}), ErrorCode::InvalidArgument);
 }
 
@@ -303,7 +307,7 @@ TEST(samplers, all_samplers_match_reference) {
           std::vector<float> x(n);
           g->randn(x.data(), (int64_t)n);
           for (auto& v : x) v *= sigmas[0];
-          int calls = 0, last_step = 0;
+          int calls = 0, last_step = -1;
           sdn::Denoiser model = [&](const std::vector<float>& xin, float sg, std::vector<float>& out) {
             calls++;
             m(xin, sg, out);
@@ -314,7 +318,7 @@ TEST(samplers, all_samplers_match_reference) {
             last_step = i;
             return true;
           });
-          EXPECT_EQ(last_step, steps);
+          EXPECT_EQ(last_step, steps - 1);
           // reference
           auto rg = sdn::make_noise_generator(rng, 1234);
           RefCtx c{m, *rg};
@@ -375,9 +379,9 @@ TEST(samplers, abort_and_bad_input) {
   for (const auto& name : sdn::sampler_names()) {
     std::vector<float> x(9, 1.f);
     calls = 0;
-    EXPECT_THROWS_CODE(sdn::run_sampler(name, model, x, sigmas, *g, [](int i, int) { return i < 2; }),
+    EXPECT_THROWS_CODE(sdn::run_sampler(name, model, x, sigmas, *g, [](int i, int) { return i < 1; }),
                        ErrorCode::Aborted);
-    EXPECT_TRUE(calls >= 2 && calls <= 4);  // stopped after the second step
+    EXPECT_TRUE(calls >= 2 && calls <= 4);  // stopped after the second step (i = 1)
   }
   std::vector<float> x(9, 1.f);
   auto ok = [](int, int) { return true; };

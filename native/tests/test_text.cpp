@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "sdn/error.h"
 #include "test.h"
@@ -13,9 +14,9 @@
 
 namespace {
 
-// ../shared next to the repository (or $SDN_SHARED_DIR). Empty when absent.
+// ../shared next to the repository (or $SDNODE_SHARED_DIR, as the JS golden tests use). Empty when absent.
 std::string shared_dir() {
-  if (const char* env = std::getenv("SDN_SHARED_DIR")) return env;
+  if (const char* env = std::getenv("SDNODE_SHARED_DIR")) return env;
   std::string f = __FILE__;  // <repo>/native/tests/test_text.cpp
   for (int i = 0; i < 3; i++) {
     size_t p = f.find_last_of("/\\");
@@ -151,6 +152,15 @@ TEST(text, normalisation) {
   same("&#99999999999999999999;", "\xef\xbf\xbd");
   same("&unknownentity;", "&unknownentity;");
   same("&nbsp;cat", "cat");  // NBSP is whitespace
+  // Python's str.lower() final-sigma rule: U+03A3 after a cased letter and not before one becomes U+03C2
+  same("ΟΔΟΣ", "οδο\xcf\x82");
+  same("ΟΔΟΣ.", "οδο\xcf\x82.");    // '.' is case-ignorable
+  same("ΟΔΟΣΑ", "οδο\xcf\x83α");
+  same("Σ", "\xcf\x83");                    // nothing cased before it
+  same("ΑΣ'Β", "α\xcf\x83'β");                // a cased letter follows after the ignorable apostrophe
+  // the contraction alternatives are case-insensitive: "'ſ" (long s) is one word like "'s"
+  EXPECT_EQ(tok->encode("'\xc5\xbf")[0], 6);  // "'" without </w>: merged into the word
+  EXPECT_EQ(tok->encode("' \xc5\xbf")[0], 262);
   // pre-tokenisation: letters run, digits single, symbol runs, contractions
   EXPECT_EQ(tok->encode("ab12").size(), (size_t)4);           // "a" "b</w>" | "1</w>" | "2</w>"
   EXPECT_EQ(ids_str(tok->encode("it's")), ids_str(tok->encode("it 's")));
@@ -163,7 +173,7 @@ TEST(text, normalisation) {
 
 TEST(text, unicode_classes) {
   using namespace sdn::uni;
-  for (uint32_t c : {0x61u, 0x5Au, 0xE9u, 0x3A9u, 0x416u, 0x732Bu, 0x3053u, 0x30ABu, 0xAC00u, 0x5D0u, 0x627u, 0x20000u})
+  for (uint32_t c : {0x61u, 0x5Au, 0xE9u, 0x3A9u, 0x416u, 0x732Bu, 0x3053u, 0x30ABu, 0xAC00u, 0x5D0u, 0x627u, 0x20000u, 0x30000u})
     if (!is_letter(c)) SDN_FAIL("U+" << std::hex << c << " should be a letter");
   for (uint32_t c : {0x30u, 0x39u, 0xB2u, 0xBDu, 0x663u, 0x2167u, 0xFF11u})
     if (!is_number(c) || is_letter(c)) SDN_FAIL("U+" << std::hex << c << " should be a number");
@@ -178,6 +188,7 @@ TEST(text, unicode_classes) {
   EXPECT_EQ(lower_simple(0x3A3), 0x3C3u);
   EXPECT_EQ(lower_simple(0x401), 0x451u);
   EXPECT_EQ(lower_simple(0x10400), 0x10428u);  // Deseret
+  EXPECT_EQ(lower_simple(0x1E900), 0x1E922u);  // Adlam
   EXPECT_EQ(lower_simple(0x212A), (uint32_t)'k');  // Kelvin sign
   EXPECT_EQ(lower_simple(0x732B), 0x732Bu);
   std::string s = "aé€🦊";
@@ -366,4 +377,90 @@ TEST(text, apply_emphasis) {
   std::vector<float> z = {1, -1, 2, -2}, w2 = {2, 3};
   sdn::apply_emphasis(z.data(), 2, 2, w2.data());
   for (float v : z) EXPECT_TRUE(std::isfinite(v));
+}
+
+TEST(text, hostile_input_does_not_crash) {
+  auto tok = tiny_tokenizer();
+  std::mt19937 gen(99);
+  const char alphabet[] = "()[]:\\ ,.BREAK&#;x1\t\n";
+  for (int iter = 0; iter < 300; iter++) {
+    std::string s;
+    int len = (int)(gen() % 200);
+    for (int i = 0; i < len; i++) {
+      if (gen() % 3 == 0)
+        s.push_back((char)(gen() & 0xFF));  // arbitrary bytes, often invalid UTF-8
+      else
+        s.push_back(alphabet[gen() % (sizeof(alphabet) - 1)]);
+    }
+    tok->encode(s);
+    sdn::parse_prompt_attention(s);
+    auto tp = sdn::tokenize_prompt(*tok, s);
+    EXPECT_EQ(tp.ids.size(), (size_t)tp.chunks * 77);
+    EXPECT_EQ(tp.weights.size(), tp.ids.size());
+  }
+  // deep nesting and long prompts
+  std::string deep(100000, '(');
+  deep += "cat";
+  auto v = sdn::parse_prompt_attention(deep);
+  EXPECT_EQ(v.size(), (size_t)1);
+  EXPECT_TRUE(std::isinf(v[0].weight) || v[0].weight > 1e30f);
+  EXPECT_THROWS_CODE(sdn::tokenize_prompt(*tok, std::string(2 << 20, 'a')), sdn::ErrorCode::InvalidArgument);
+  std::string quad;
+  for (int i = 0; i < 300000; i++) quad += "(a";
+  EXPECT_THROWS_CODE(sdn::parse_prompt_attention(quad), sdn::ErrorCode::InvalidArgument);
+  std::string many;
+  for (int i = 0; i < 100000; i++) many += "a\\";  // 200k segments merged into one
+  EXPECT_EQ(sdn::parse_prompt_attention(many).size(), (size_t)1);
+}
+
+TEST(text, long_words_heap_bpe) {
+  // Words over 64 bytes take the O(n log n) heap merge path; expected ids from an independent Python port of
+  // OpenAI's bpe() loop with the same merges.
+  auto tok = clip_tokenizer();
+  if (!tok) return;
+  std::string s3;
+  for (int i = 0; i < 3; i++) s3 += "supercalifragilisticexpialidocious";
+  std::vector<int> w1 = {1642, 2857, 13093, 2076, 5868, 26850, 835, 639, 698, 1987, 1642, 2857, 13093, 2076, 5868,
+                         26850, 835, 639, 698, 1987, 1642, 2857, 13093, 2076, 5868, 26850, 835, 639, 38466};
+  EXPECT_EQ(ids_str(tok->encode(s3)), ids_str(w1));
+  std::vector<int> w2(18, 23126);
+  w2.push_back(44413);
+  EXPECT_EQ(ids_str(tok->encode(std::string(150, 'a'))), ids_str(w2));
+  std::string ab;
+  for (int i = 0; i < 70; i++) ab += "ab";
+  std::vector<int> w3(70, 596);
+  w3.push_back(20023);
+  w3.push_back(345);
+  EXPECT_EQ(ids_str(tok->encode(ab + "xyz")), ids_str(w3));
+  std::string ban;
+  for (int i = 0; i < 20; i++) ban += "banana";
+  std::vector<int> w4 = {1159};
+  for (int i = 0; i < 19; i++) w4.push_back(34742), w4.push_back(514);
+  w4.push_back(1388);
+  EXPECT_EQ(ids_str(tok->encode(ban)), ids_str(w4));
+  // a 1 MB word finishes quickly
+  EXPECT_TRUE(!tok->encode(std::string(1 << 20, 'q')).empty());
+}
+
+TEST(text, concurrent_encode) {
+  // one tokenizer shared by several threads (its word cache is locked): same ids as serial calls
+  auto tok = sdn::ClipTokenizer::from_merges("#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\n");
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; i++) texts.push_back("cat dog w" + std::to_string(i) + " cadog x" + std::to_string(i * 7));
+  std::vector<std::string> serial;
+  for (auto& t : texts) serial.push_back(ids_str(tok->encode(t)));
+  auto fresh = sdn::ClipTokenizer::from_merges("#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\n");
+  std::vector<std::string> got[3];
+  std::vector<std::thread> th;
+  for (int k = 0; k < 3; k++)
+    th.emplace_back([&, k] {
+      for (int rep = 0; rep < 5; rep++)
+        for (size_t i = 0; i < texts.size(); i++) {
+          std::string r = ids_str(fresh->encode(texts[(i * (k + 1)) % texts.size()]));
+          if (rep == 0) got[k].push_back(r);
+        }
+    });
+  for (auto& t : th) t.join();
+  for (int k = 0; k < 3; k++)
+    for (size_t i = 0; i < texts.size(); i++) EXPECT_EQ(got[k][i], serial[(i * (k + 1)) % texts.size()]);
 }

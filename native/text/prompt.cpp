@@ -12,7 +12,8 @@ namespace {
 
 constexpr size_t kMaxPromptBytes = size_t(1) << 20;
 constexpr int kChunkTokens = 75;
-constexpr int kCommaBacktrack = 20;  // A1111 option comma_padding_backtrack (default 20)
+constexpr int kCommaBacktrack = 20;
+constexpr size_t kMaxBracketWork = size_t(50) << 20;  // A1111 option comma_padding_backtrack (default 20)
 
 struct Seg {
   std::string text;
@@ -65,7 +66,13 @@ std::vector<Seg> parse_attention(const std::string& prompt) {
   const size_t n = t.size();
   std::vector<Seg> res;
   std::vector<size_t> round, square;
+  // A1111 multiplies every segment of an open bracket's range; bound the total work (quadratic for prompts such
+  // as "(a(a(a..." with thousands of brackets) instead of hanging.
+  size_t work = 0;
   auto multiply = [&](size_t start, double m) {
+    work += res.size() - start;
+    if (work > kMaxBracketWork)
+      throw_error(ErrorCode::InvalidArgument, "prompt has too many nested emphasis brackets to evaluate");
     for (size_t p = start; p < res.size(); p++) res[p].weight *= m;
   };
   auto plain = [&](size_t a, size_t b) {
@@ -145,15 +152,15 @@ std::vector<Seg> parse_attention(const std::string& prompt) {
   for (size_t p : round) multiply(p, 1.1);
   for (size_t p : square) multiply(p, 1.0 / 1.1);
   if (res.empty()) res.push_back({"", 1.0});
-  for (size_t k = 0; k + 1 < res.size();) {
-    if (res[k].weight == res[k + 1].weight) {
-      res[k].text += res[k + 1].text;
-      res.erase(res.begin() + (long)k + 1);
-    } else {
-      k++;
-    }
+  // merge runs of equal weights (linear pass; A1111 pops one at a time)
+  std::vector<Seg> merged;
+  for (Seg& s : res) {
+    if (!merged.empty() && merged.back().weight == s.weight)
+      merged.back().text += s.text;
+    else
+      merged.push_back(std::move(s));
   }
-  return res;
+  return merged;
 }
 
 }  // namespace

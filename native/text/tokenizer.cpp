@@ -1,7 +1,9 @@
 // CLIP byte-level BPE (OpenAI CLIP SimpleTokenizer semantics, without ftfy).
 #include "text/tokenizer.h"
 
+#include <functional>
 #include <mutex>
+#include <queue>
 #include <unordered_map>
 
 #include "sdn/error.h"
@@ -13,6 +15,8 @@ namespace {
 constexpr size_t kMaxMergesText = size_t(64) << 20;  // the real file is ~0.5 MB
 constexpr int kClipMerges = 48894;                     // merges CLIP uses (49408 - 256 - 256 - 2)
 constexpr size_t kCacheLimit = 200000;                 // memoised words before the cache is reset
+constexpr size_t kMaxCachedWord = 256;                 // longer words are not memoised
+constexpr size_t kShortWord = 64;                      // symbols up to which the plain O(n^2) loop is used
 
 // bytes_to_unicode: the printable bytes keep their code point, the rest are moved to 256 + n in byte order.
 // `order` lists the bytes in vocabulary order (ids 0..255), `cp` gives each byte's code point.
@@ -65,7 +69,8 @@ class BpeTokenizer final : public ClipTokenizer {
       if (c == '\'' && i + 1 < n) {
         uint32_t a = cps[i + 1], b = i + 2 < n ? cps[i + 2] : 0;
         size_t len = 0;
-        if (a == 's' || a == 't' || a == 'm' || a == 'd')
+        // the pattern is case-insensitive: after lower-casing only U+017F (long s, folds to 's') still matters
+        if (a == 's' || a == 0x17F || a == 't' || a == 'm' || a == 'd')
           len = 2;
         else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
           len = 3;
@@ -175,9 +180,9 @@ class BpeTokenizer final : public ClipTokenizer {
       }
       if (pending_space) out.push_back(' ');
       pending_space = false;
-      uni::append_lower(out, c);
+      out.push_back(c);
     }
-    return out;
+    return uni::lower_string(out);
   }
 
   static size_t match_special(const std::vector<uint32_t>& cps, size_t i) {
@@ -208,6 +213,21 @@ class BpeTokenizer final : public ClipTokenizer {
     sym.reserve(utf8.size());
     for (unsigned char b : utf8) sym.push_back(bt.id[b]);
     sym.back() += 256;  // the last symbol carries "</w>"
+    if (sym.size() <= kShortWord)
+      merge_simple(sym);
+    else
+      merge_heap(sym);
+    ids.insert(ids.end(), sym.begin(), sym.end());
+    if (utf8.size() > kMaxCachedWord) return;
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.size() >= kCacheLimit) cache_.clear();
+    cache_.emplace(std::move(utf8), std::move(sym));
+  }
+
+ private:
+  // OpenAI's loop: repeatedly merge every (non-overlapping, left to right) occurrence of the lowest-ranked
+  // adjacent pair. O(n^2) per word, fine for ordinary words.
+  void merge_simple(std::vector<int>& sym) const {
     while (sym.size() > 1) {
       int best_rank = -1, best_id = 0, left = 0, right = 0;
       for (size_t k = 0; k + 1 < sym.size(); k++) {
@@ -228,10 +248,45 @@ class BpeTokenizer final : public ClipTokenizer {
       }
       sym.resize(w);
     }
-    ids.insert(ids.end(), sym.begin(), sym.end());
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.size() >= kCacheLimit) cache_.clear();
-    cache_.emplace(std::move(utf8), std::move(sym));
+  }
+
+  // The same result in O(n log n) for very long "words": a heap of candidate pairs ordered by (rank, position).
+  // Exact because a merge's result only takes part in later-ranked merges (the parser requires each merge's
+  // symbols to exist before it), so all occurrences of one rank are consumed left to right before any other.
+  void merge_heap(std::vector<int>& sym) const {
+    const int n = (int)sym.size();
+    std::vector<int> prev(n), next(n);
+    std::vector<char> alive(n, 1);
+    for (int k = 0; k < n; k++) prev[k] = k - 1, next[k] = k + 1 < n ? k + 1 : -1;
+    struct Cand {
+      int rank, pos, left, right;  // left/right symbols at push time, to detect stale entries
+      bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+    };
+    std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+    auto push = [&](int a) {
+      int b = a >= 0 ? next[a] : -1;
+      if (a < 0 || b < 0) return;
+      auto it = merges_.find(key(sym[a], sym[b]));
+      if (it != merges_.end()) heap.push(Cand{it->second.rank, a, sym[a], sym[b]});
+    };
+    for (int k = 0; k + 1 < n; k++) push(k);
+    while (!heap.empty()) {
+      Cand c = heap.top();
+      heap.pop();
+      int a = c.pos;
+      if (!alive[a]) continue;
+      int b = next[a];
+      if (b < 0 || sym[a] != c.left || sym[b] != c.right) continue;  // stale
+      sym[a] = merges_.find(key(c.left, c.right))->second.id;
+      alive[b] = 0;
+      next[a] = next[b];
+      if (next[b] >= 0) prev[next[b]] = a;
+      push(prev[a]);
+      push(a);
+    }
+    std::vector<int> out;
+    for (int k = 0; k >= 0; k = next[k]) out.push_back(sym[k]);
+    sym.swap(out);
   }
 };
 

@@ -166,6 +166,36 @@ uint32_t lower_simple(uint32_t cp) {
   return cp;
 }
 
+bool is_case_ignorable(uint32_t cp) {
+  return in_ranges(kCaseIgnorableRanges, sizeof(kCaseIgnorableRanges) / sizeof(kCaseIgnorableRanges[0]), cp);
+}
+bool is_cased(uint32_t cp) {
+  return in_ranges(kCasedRanges, sizeof(kCasedRanges) / sizeof(kCasedRanges[0]), cp);
+}
+
+std::vector<uint32_t> lower_string(const std::vector<uint32_t>& s) {
+  std::vector<uint32_t> out;
+  out.reserve(s.size());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] != 0x3A3) {
+      append_lower(out, s[i]);
+      continue;
+    }
+    // Final_Sigma: \p{cased} \p{case-ignorable}* U+03A3 !(\p{case-ignorable}* \p{cased})
+    size_t j = i;
+    while (j > 0 && is_case_ignorable(s[j - 1])) j--;
+    bool final_sigma = j > 0 && is_cased(s[j - 1]);
+    if (final_sigma) {
+      size_t k = i + 1;
+      while (k < n && is_case_ignorable(s[k])) k++;
+      final_sigma = k == n || !is_cased(s[k]);
+    }
+    out.push_back(final_sigma ? 0x3C2 : 0x3C3);
+  }
+  return out;
+}
+
 void append_lower(std::vector<uint32_t>& out, uint32_t cp) {
   if (cp == 0x130) {  // LATIN CAPITAL LETTER I WITH DOT ABOVE -> i + COMBINING DOT ABOVE
     out.push_back('i');

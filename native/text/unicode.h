@@ -21,6 +21,11 @@ bool is_space(uint32_t cp);   // Python str.isspace()
 // Python str.lower() for one code point (U+0130 gives two code points).
 void append_lower(std::vector<uint32_t>& out, uint32_t cp);
 uint32_t lower_simple(uint32_t cp);
+// Python str.lower() of a whole string: per code point as above, plus the Final_Sigma rule for U+03A3 (which
+// needs the Cased / Case_Ignorable properties of its neighbours).
+std::vector<uint32_t> lower_string(const std::vector<uint32_t>& s);
+bool is_cased(uint32_t cp);           // only meaningful for characters that are not case-ignorable
+bool is_case_ignorable(uint32_t cp);
 
 // Python html.unescape(): named references (HTML5 table, incl. the legacy ones without ';' and longest-prefix
 // matching), decimal/hex numeric references with the HTML5 replacements for invalid ones.

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include <ctime>
 
 #include "backends/cpu/gemm.h"
 #include "core/cpu.h"
@@ -33,6 +34,17 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+// CPU time of the whole process (all threads): excludes time spent descheduled on a shared machine.
+double cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct Timing {
+  double wall = 1e30;  // best wall time of one run
+  double cpu = 1e30;   // CPU seconds (all threads) of the run with the least CPU time
+};
 
 std::string cpu_name() {
   std::ifstream f("/proc/cpuinfo");
@@ -96,35 +108,42 @@ double fma_loop(int64_t iters) {
   return fma_loop_scalar(iters);
 }
 
-double measure_peak(ThreadPool& pool, int reps) {
-  double best = 0;
+// Peak FLOP/s by wall time and by CPU time (FLOPs per CPU-second times the thread count).
+struct Peak {
+  double wall_gf = 0, cpu_gf = 0;
+};
+Peak measure_peak(ThreadPool& pool, int reps) {
+  Peak p;
   const int64_t iters = 20'000'000;
   for (int r = 0; r < reps; ++r) {
     std::vector<double> flops((size_t)pool.size(), 0.0);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     pool.run([&](int i, int) { flops[(size_t)i] = fma_loop(iters); });
-    double dt = now_s() - t0;
+    double dt = now_s() - t0, dc = cpu_s() - c0;
     double total = 0;
     for (double f : flops) total += f;
-    best = std::max(best, total / dt / 1e9);
+    p.wall_gf = std::max(p.wall_gf, total / dt / 1e9);
+    p.cpu_gf = std::max(p.cpu_gf, total / dc * pool.size() / 1e9);
   }
-  return best;
+  return p;
 }
 
-// Best time of `reps` runs of fn (after one warm-up run).
+// Best times of `reps` runs of fn (after one warm-up run), running at least min_total seconds.
 template <typename F>
-double best_time(F&& fn, int reps, double min_total = 0.0) {
+Timing best_time(F&& fn, int reps, double min_total = 0.0) {
   fn();
-  double best = 1e30, total = 0;
+  Timing t;
+  double total = 0;
   for (int r = 0; r < reps || total < min_total; ++r) {
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     fn();
-    double dt = now_s() - t0;
-    best = std::min(best, dt);
+    double dt = now_s() - t0, dc = cpu_s() - c0;
+    t.wall = std::min(t.wall, dt);
+    t.cpu = std::min(t.cpu, dc);
     total += dt;
     if (r > 50) break;
   }
-  return best;
+  return t;
 }
 
 bool quant_available(DType t) {
@@ -182,15 +201,22 @@ int main(int argc, char** argv) {
   ThreadPool& pool = default_pool();
   std::printf("CPU: %s\n", cpu_name().c_str());
   std::printf("SIMD level: %s (best %s), threads: %d\n", simd_name(simd_level()), simd_name(simd_best()), pool.size());
-  double peak = measure_peak(pool, 3);
-  std::printf("FP32 FMA peak (12-accumulator register loop, %d threads): %.1f GFLOP/s\n\n", pool.size(), peak);
+  const Peak pk = measure_peak(pool, 3);
+  const double peak = pk.wall_gf;
+  std::printf("FP32 FMA peak (12-accumulator register loop, %d threads): %.1f GFLOP/s wall-clock; %.1f GFLOP/s per "
+              "%d CPU-seconds\n",
+              pool.size(), pk.wall_gf, pk.cpu_gf, pool.size());
+  std::printf("(%%peak = wall-clock rate / wall-clock peak; %%cpu = the same ratio computed from process CPU time, which\n"
+              " is insensitive to other processes sharing the cores)\n\n");
+  const int T = pool.size();
+  auto cpu_pct = [&](double flops, const Timing& t) { return 100.0 * (flops / (t.cpu / T) / 1e9) / pk.cpu_gf; };
 
   struct Shape {
     int64_t m, k, n;
   };
   const std::vector<Shape> shapes = {{4096, 320, 320}, {4096, 320, 1280}, {1024, 1280, 5120}, {77, 768, 3072}};
   const std::vector<DType> types = {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K};
-  std::printf("linear y[M,N] = x[M,K] w[N,K]^T            GFLOP/s  %%peak   ms\n");
+  std::printf("linear y[M,N] = x[M,K] w[N,K]^T            GFLOP/s  %%peak    %%cpu      ms\n");
   for (const auto& s : shapes) {
     Tensor x = random_tensor({s.m, s.k}, 1.f, 1);
     Tensor wf = random_tensor({s.n, s.k}, 1.f / std::sqrt((float)s.k), 2);
@@ -207,9 +233,10 @@ int main(int argc, char** argv) {
         continue;
       }
       Tensor w = make_weight(t, wf, {s.n, s.k}, s.n, s.k);
-      double sec = best_time([&] { cpu::linear(x, w, nullptr); }, quick ? 2 : reps, quick ? 0.1 : 0.5);
-      double gf = 2.0 * s.m * s.n * s.k / sec / 1e9;
-      std::printf("%s %8.1f %6.1f%% %7.2f\n", label, gf, 100.0 * gf / peak, sec * 1e3);
+      Timing tm = best_time([&] { cpu::linear(x, w, nullptr); }, quick ? 2 : reps, quick ? 0.1 : 0.5);
+      const double flops = 2.0 * s.m * s.n * s.k;
+      double gf = flops / tm.wall / 1e9;
+      std::printf("%s %8.1f %6.1f%% %6.1f%% %7.2f\n", label, gf, 100.0 * gf / peak, cpu_pct(flops, tm), tm.wall * 1e3);
     }
   }
 
@@ -218,6 +245,7 @@ int main(int argc, char** argv) {
   };
   const std::vector<ConvShape> convs = {{320, 64, 64, 320}, {1280, 32, 32, 1280}, {128, 256, 256, 128}};
   std::printf("\nconv2d 3x3 stride 1 pad 1, batch 1 (effective GFLOP/s = direct-conv FLOPs / time)\n");
+  std::printf("                                             GFLOP/s  %%peak    %%cpu\n");
   for (const auto& cs : convs) {
     Tensor x = random_tensor({1, cs.c, cs.h, cs.w}, 1.f, 3);
     Tensor wf = random_tensor({cs.oc, cs.c * 9}, 1.f / std::sqrt((float)(cs.c * 9)), 4);
@@ -226,13 +254,58 @@ int main(int argc, char** argv) {
       Tensor w = make_weight(t, wf, {cs.oc, cs.c, 3, 3}, cs.oc, cs.c * 9);
       for (auto algo : {cpu::ConvAlgo::Auto, cpu::ConvAlgo::Im2col}) {
         if (algo == cpu::ConvAlgo::Im2col && (quick || t != DType::F32)) continue;
-        double sec = best_time([&] { cpu::conv2d_with(x, w, nullptr, 1, 1, algo); }, quick ? 2 : reps,
-                               quick ? 0.1 : 0.5);
-        double gf = flops / sec / 1e9;
-        std::printf("  %4lldx%-4lld C=%-5lld OC=%-5lld %-4s %-7s %8.1f %6.1f%% %8.2f ms\n", (long long)cs.h,
+        Timing tm = best_time([&] { cpu::conv2d_with(x, w, nullptr, 1, 1, algo); }, quick ? 2 : reps,
+                              quick ? 0.1 : 0.5);
+        double gf = flops / tm.wall / 1e9;
+        std::printf("  %4lldx%-4lld C=%-5lld OC=%-5lld %-4s %-7s %8.1f %6.1f%% %6.1f%% %8.2f ms\n", (long long)cs.h,
                     (long long)cs.w, (long long)cs.c, (long long)cs.oc, dtype_name(t),
-                    algo == cpu::ConvAlgo::Auto ? "auto" : "im2col", gf, 100.0 * gf / peak, sec * 1e3);
+                    algo == cpu::ConvAlgo::Auto ? "auto" : "im2col", gf, 100.0 * gf / peak, cpu_pct(flops, tm),
+                    tm.wall * 1e3);
       }
+    }
+  }
+
+  // Accuracy of the conv algorithms against a direct f64 convolution (x ~ N(0,1), w ~ N(0, 1/fan_in)), on the
+  // first 4 output channels.
+  std::printf("\nconv2d 3x3 accuracy vs f64 direct convolution (first 4 output channels; output RMS ~1)\n");
+  for (const auto& cs : convs) {
+    if (quick && cs.c > 320) continue;
+    Tensor x = random_tensor({1, cs.c, cs.h, cs.w}, 1.f, 5);
+    Tensor wf = random_tensor({cs.oc, cs.c * 9}, 1.f / std::sqrt((float)(cs.c * 9)), 6);
+    Tensor w = make_weight(DType::F32, wf, {cs.oc, cs.c, 3, 3}, cs.oc, cs.c * 9);
+    const int64_t H = cs.h, W = cs.w, P = H * W, nc = 4;
+    std::vector<double> ref((size_t)(nc * P), 0.0);
+    for (int64_t o = 0; o < nc; ++o)
+      for (int64_t c = 0; c < cs.c; ++c)
+        for (int64_t i = 0; i < 3; ++i)
+          for (int64_t j = 0; j < 3; ++j) {
+            const double wv = wf.f32()[o * cs.c * 9 + c * 9 + i * 3 + j];
+            for (int64_t y = 0; y < H; ++y) {
+              const int64_t iy = y - 1 + i;
+              if (iy < 0 || iy >= H) continue;
+              const float* xr = x.f32() + c * P + iy * W;
+              double* rr = ref.data() + o * P + y * W;
+              for (int64_t q = 0; q < W; ++q) {
+                const int64_t ix = q - 1 + j;
+                if (ix >= 0 && ix < W) rr[q] += wv * xr[ix];
+              }
+            }
+          }
+    double rms_ref = 0;
+    for (double v : ref) rms_ref += v * v;
+    rms_ref = std::sqrt(rms_ref / ref.size());
+    for (auto algo : {cpu::ConvAlgo::Winograd, cpu::ConvAlgo::Im2col}) {
+      Tensor y = cpu::conv2d_with(x, w, nullptr, 1, 1, algo);
+      double max_err = 0, se = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        double e = std::fabs((double)y.f32()[i] - ref[i]);
+        max_err = std::max(max_err, e);
+        se += e * e;
+      }
+      std::printf("  %4lldx%-4lld C=%-5lld %-8s max|err| %.2e  rms err %.2e  (output rms %.3f, rel rms %.1e)\n",
+                  (long long)H, (long long)W, (long long)cs.c,
+                  algo == cpu::ConvAlgo::Winograd ? "winograd" : "im2col", max_err, std::sqrt(se / ref.size()), rms_ref,
+                  std::sqrt(se / ref.size()) / rms_ref);
     }
   }
   return 0;

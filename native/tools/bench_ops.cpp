@@ -1,6 +1,7 @@
 // Benchmarks of the CPU backend's non-GEMM operations at Stable Diffusion 1.x shapes.
 //   sdn_bench_ops [--reps N] [--filter SUBSTR] [--simd scalar|avx2|avx512] [--threads N]
-// Prints the best of N runs per case: attention in GFLOP/s (4 * B * H * Tq * Tk * D / time, causal counted as
+// Prints the best of N runs per case (the machine may be shared: compare figures only within one run, or
+// count cycles with `perf stat -e cycles:u sdn_bench_ops --no-peak --filter CASE`): attention in GFLOP/s (4 * B * H * Tq * Tk * D / time, causal counted as
 // full), streaming ops in GB/s (bytes read + written once).
 #include <algorithm>
 #include <chrono>
@@ -25,7 +26,8 @@ Tensor rnd(const std::vector<int64_t>& shape, uint32_t seed, float lo = -1.f, fl
   Tensor t = Tensor::empty(shape);
   uint32_t s = seed * 2654435761u + 1u;
   float* p = t.f32();
-  for (int64_t i = 0; i < t.numel(); ++i) {
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) {
     s = s * 1664525u + 1013904223u;
     p[i] = lo + (hi - lo) * (float)(s >> 8) * (1.0f / 16777216.0f);
   }
@@ -65,17 +67,19 @@ double fma_peak() {
 int main(int argc, char** argv) {
   int reps = 5;
   std::string filter;
+  bool peak_baseline = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
+    else if (a == "--no-peak") peak_baseline = false;  // (for perf stat: count only the kernels' cycles)
     else if (a == "--threads" && i + 1 < argc) set_default_threads(std::atoi(argv[++i]));
     else if (a == "--simd" && i + 1 < argc) {
       std::string l = argv[++i];
       SimdLevel lv = l == "scalar" ? SimdLevel::Scalar : l == "avx2" ? SimdLevel::AVX2 : SimdLevel::AVX512;
       if (!simd_set_level(lv)) std::fprintf(stderr, "SIMD level %s not supported here\n", l.c_str());
     } else {
-      std::fprintf(stderr, "usage: sdn_bench_ops [--reps N] [--filter SUBSTR] [--simd LEVEL] [--threads N]\n");
+      std::fprintf(stderr, "usage: sdn_bench_ops [--reps N] [--filter SUBSTR] [--simd LEVEL] [--threads N] [--no-peak]\n");
       return 2;
     }
   }
@@ -104,10 +108,10 @@ int main(int argc, char** argv) {
     Tensor q = rnd({c.b, c.tq, c.h * c.d}, 1, -2.f, 2.f);
     Tensor k = rnd({c.b, c.tk, c.h * c.d}, 2, -2.f, 2.f);
     Tensor v = rnd({c.b, c.tk, c.h * c.d}, 3);
-    double peak = fma_peak();
+    double peak = peak_baseline ? fma_peak() : 0;
     double t = best_seconds(reps, [&] { be.attention(q, k, v, c.h, c.causal); });
     double flop = 4.0 * c.b * c.h * (double)c.tq * c.tk * c.d;
-    double peak2 = fma_peak();
+    double peak2 = peak_baseline ? fma_peak() : 0;
     std::printf("%-40s %9.3f ms %8.1f GFLOP/s  (%.0f%% of FMA peak %.0f measured around it)\n", c.name, t * 1e3,
                 flop / t * 1e-9, 100.0 * flop / t * 1e-9 / std::max(peak, peak2), std::max(peak, peak2));
   }

@@ -99,7 +99,7 @@ static int run(int argc, char** argv) {
   if (cmd == "compare") {
     if (argc < 4) throw Error(ErrorCode::InvalidArgument, "compare A B [--tol TYPE=x]");
     std::map<std::string, double> tol = {{"f32", 1e-6}, {"f16", 1e-3}, {"bf16", 8e-3}, {"q8_0", 1e-2},
-                                         {"q5_0", 6e-2}, {"q5_1", 6e-2}, {"q4_0", 0.12}, {"q4_1", 0.12},
+                                         {"q5_0", 7e-2}, {"q5_1", 6e-2}, {"q4_0", 0.15}, {"q4_1", 0.15},
                                          {"q4_K", 0.12}, {"q5_K", 6e-2}, {"q6_K", 3e-2}, {"i32", 0}};
     for (int i = 4; i + 1 < argc; i += 2)
       if (std::string(argv[i]) == "--tol") {

@@ -127,21 +127,20 @@ void binary_broadcast(int op, const Tensor& a, const Tensor& b, float* out, cons
   });
 }
 
-// [B, rows, cols] -> [B, cols, rows], parallel over blocks of 32 source rows.
+// [B, rows, cols] -> [B, cols, rows] in 64x64 tiles, parallel over (batch, 64-row block).
 void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols) {
-  constexpr int64_t T = 32;
-  int64_t rb = (rows + T - 1) / T;
+  constexpr int64_t T = 64;
+  constexpr int64_t TC = 64;
+  const int64_t rb = (rows + T - 1) / T;
+  auto tr = SDN_DISPATCH(transpose_f32);
   parallel(batch * rb, grain_for(T * cols), [&](int64_t s, int64_t e) {
     for (int64_t it = s; it < e; ++it) {
-      int64_t bi = it / rb, r0 = (it % rb) * T;
-      int64_t r1 = std::min(rows, r0 + T);
+      const int64_t bi = it / rb, r0 = (it % rb) * T;
+      const int64_t nr = std::min(T, rows - r0);
       const float* sp = src + bi * rows * cols;
       float* dp = dst + bi * rows * cols;
-      for (int64_t c0 = 0; c0 < cols; c0 += T) {
-        int64_t c1 = std::min(cols, c0 + T);
-        for (int64_t c = c0; c < c1; ++c)
-          for (int64_t r = r0; r < r1; ++r) dp[c * rows + r] = sp[r * cols + c];
-      }
+      for (int64_t c0 = 0; c0 < cols; c0 += TC)
+        tr(sp + r0 * cols + c0, cols, dp + c0 * rows + r0, rows, nr, std::min(TC, cols - c0));
     }
   });
 }

@@ -51,10 +51,9 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void dequantize_weight_rows(const WeightMatrix& w, int64_t r0, int64_t rows, int64_t k0, int64_t cols, float* dst,
                             int64_t dst_ld) {
-  // Local stand-in for quant.h's dequantize_rows until that lands on main.
   size_t off = dtype_row_bytes(w.type, k0);
-  const char* base = static_cast<const char*>(w.data) + off;
-  for (int64_t r = 0; r < rows; ++r) dequantize_row(w.type, base + (size_t)(r0 + r) * w.row_bytes, dst + r * dst_ld, cols);
+  const char* base = static_cast<const char*>(w.data) + (size_t)r0 * w.row_bytes + off;
+  dequantize_rows(w.type, base, w.row_bytes, rows, cols, dst, dst_ld);
 }
 
 void gemm_f32_weights(int64_t m, const float* a, int64_t lda, const WeightMatrix& w, const float* bias, float* c,

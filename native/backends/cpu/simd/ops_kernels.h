@@ -36,3 +36,6 @@ SDN_DECLARE_ISA(void softmax_row_f32(const float* x, float* y, int64_t n))
 // Benchmark baseline: `iters` rounds of 12 independent vector FMA chains (12 * W * 2 FLOP per round, W = lanes of
 // the level: 16, 8, or 1 for the plain twin). Returns a value derived from the chains so nothing is optimised away.
 SDN_DECLARE_ISA(float fma_probe(int64_t iters, int* lanes))
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols (8x8 register transposes inside).
+SDN_DECLARE_ISA(void transpose_f32(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                                   int64_t cols))

@@ -15,3 +15,9 @@ SDN_DECLARE_ISA(bool dot_row_simd(::sdn::DType t, const void* w, const float* x,
 // n is a validated multiple of the block size.
 SDN_DECLARE_ISA(bool dequant_row_ext(::sdn::DType t, const uint8_t* src, float* dst, int64_t n))
 SDN_DECLARE_ISA(bool dot_row_ext(::sdn::DType t, const uint8_t* w, const float* x, int64_t n, float* out))
+
+// Scale searches of the K-quant quantizers (quant_fit.cpp); identical results at every level.
+// kq_fit_affine32: 32 values x ~ s * q - m, q in [0, nmax], s >= 0, m >= 0.
+// kq_fit_sym16: 16 values x ~ s * q, q in [-32, 31]; returns s.
+SDN_DECLARE_ISA(void kq_fit_affine32(const float* x, int nmax, float* s, float* m))
+SDN_DECLARE_ISA(float kq_fit_sym16(const float* x))

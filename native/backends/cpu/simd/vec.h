@@ -5,6 +5,9 @@
 // Vector math here (exp, erfc) is our own: Cody-Waite range reduction plus a Taylor polynomial for exp (degree 7 on
 // |r| <= ln2/2: truncation error < 6e-8 relative, about 2 ulp overall), and a Chebyshev-fitted erfc of the form
 // t * exp(poly(t) - z^2), t = 1/(1 + z/2) (published coefficients; fractional error < 1.2e-7 for z >= 0).
+// Measured against double over x in [-10, 10] (step 5e-6), max relative error: GELU-erf 4.8e-7, SiLU 1.5e-7;
+// GELU-tanh 2.3e-6 and quick-GELU 6.8e-7 for |x| < 5 (beyond, where |y| < 1e-9, the float rounding of the
+// sigmoid's argument gives up to 1e-5 relative; absolute errors stay below 1e-6 everywhere).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -13,6 +16,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's own _mm512_reduce_* helpers trip -Wmaybe-uninitialized (_mm256_undefined_pd); not our code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 #define SDN_VEC 1
@@ -128,8 +132,28 @@ inline F exp(F x) {
   return zero_below(x, kExpLo, mul(p, pow2i(n)));
 }
 
-// erfc(z) for z >= 0 (fractional error about 2e-7 in float, plus the rounding of -z^2 for large z).
-inline F erfc_nonneg(F z) {
+// 2^x for x <= 0 (softmax weights): 2^x = 2^n * p(x - n), n = round(x), |x - n| <= 1/2, p the degree-6 Taylor
+// polynomial of e^(r ln2) (truncation error < 1.2e-7 relative). Results below 2^-126 flush towards 0; -inf gives 0.
+inline F exp2_nonpos(F x) {
+  x = max(x, set1(-150.f));
+  F n = round(x);
+  F r = sub(x, n);
+  F p = set1(1.5403530393381606e-04f);  // ln2^6 / 720
+  p = fmadd(p, r, set1(1.3333558146428443e-03f));  // ln2^5 / 120
+  p = fmadd(p, r, set1(9.6181291076284772e-03f));  // ln2^4 / 24
+  p = fmadd(p, r, set1(5.5504108664821580e-02f));  // ln2^3 / 6
+  p = fmadd(p, r, set1(2.4022650695910071e-01f));  // ln2^2 / 2
+  p = fmadd(p, r, set1(6.9314718055994531e-01f));  // ln2
+  p = fmadd(p, r, set1(1.f));
+#if SDN_ISA_avx512
+  return _mm512_scalef_ps(p, n);
+#else
+  return zero_below(x, -126.f, mul(p, pow2i(max(n, set1(-126.f)))));
+#endif
+}
+
+// erfc(z) for z >= 0, given z^2 = z2hi + z2lo exactly (fractional error about 2e-7 in float).
+inline F erfc_nonneg(F z, F z2hi, F z2lo) {
   F t = div(set1(1.f), fmadd(z, set1(0.5f), set1(1.f)));
   F p = set1(0.17087277f);
   p = fmadd(p, t, set1(-0.82215223f));
@@ -141,10 +165,8 @@ inline F erfc_nonneg(F z) {
   p = fmadd(p, t, set1(0.37409196f));
   p = fmadd(p, t, set1(1.00002368f));
   p = fmadd(p, t, set1(-1.26551223f));
-  // exp(-z^2 + p): split z^2 = hi + lo exactly (FMA) so the large part is not rounded together with p.
-  F hi = mul(z, z);
-  F lo = fmadd(z, z, sub(zero(), hi));
-  return mul(t, mul(exp(sub(zero(), hi)), exp(sub(p, lo))));
+  // exp(-z^2 + p) as exp(-z2hi) * exp(p - z2lo), so the large part of z^2 is not rounded together with p
+  return mul(t, mul(exp(sub(zero(), z2hi)), exp(sub(p, z2lo))));
 }
 
 // x * sigmoid(a x) = x / (1 + e^{-a x})
@@ -152,7 +174,12 @@ inline F x_sigmoid(F x, F ax) { return div(x, add(set1(1.f), exp(sub(zero(), ax)
 
 inline F silu(F x) { return x_sigmoid(x, x); }
 inline F gelu_erf(F x) {
-  F c = erfc_nonneg(mul(abs(x), set1(0.70710678118654752f)));
+  // z = |x| / sqrt 2; z^2 = x^2 / 2 is formed from the exact product x*x = hi + lo (FMA), so no rounding of z
+  // feeds the exponential (that rounding alone would cost ~1e-6 relative at x = -5).
+  F hi = mul(x, x);
+  F lo = fmadd(x, x, sub(zero(), hi));
+  F half = set1(0.5f);
+  F c = erfc_nonneg(mul(abs(x), set1(0.70710678118654752f)), mul(hi, half), mul(lo, half));
   F f = select_nonneg(x, sub(set1(2.f), c), c);
   return mul(mul(x, set1(0.5f)), f);
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+/**
+ * The `sdnode` command line: `sdnode <generate|convert|info|system> [options]`.
+ * Exit codes: 0 success, 1 failure, 2 bad arguments, 130 cancelled (Ctrl-C).
+ * @packageDocumentation
+ */
+import { AbortError, InvalidOptionError, SdnodeError } from '../errors';
+import { formatHelp, parseArgs, UsageError } from './args';
+import type { Command, CommandContext } from './command';
+import { convertCommand } from './commands/convert';
+import { FLAG_OF, generateCommand } from './commands/generate';
+import { infoCommand, systemCommand } from './commands/info';
+
+const COMMANDS: readonly Command[] = [generateCommand, convertCommand, infoCommand, systemCommand];
+
+function version(): string {
+  try {
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function mainHelp(): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return (
+    'Usage: sdnode <command> [options]\n\nLocal Stable Diffusion on the CPU.\n\nCommands:\n' +
+    COMMANDS.map((c) => `  ${c.name.padEnd(w)}${c.summary}`).join('\n') +
+    '\n\nRun "sdnode <command> --help" for the options of a command.\n'
+  );
+}
+
+/** Rephrases an option error in the CLI's flag names. */
+function cliMessage(err: InvalidOptionError): string {
+  let m = err.message;
+  for (const [opt, flag] of Object.entries(FLAG_OF)) m = m.replace(new RegExp(`\\bfor ${opt}\\b`), `for ${flag}`);
+  return m;
+}
+
+/** Runs the CLI with argv (without node and script); resolves to the exit code. */
+export async function main(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    ctx.stdout.write(mainHelp());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '-v' || name === '--version') {
+    ctx.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  try {
+    if (!cmd) throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(', ')}; see sdnode --help)`);
+    const args = parseArgs(rest, cmd.options, cmd.name);
+    if (args.help) {
+      ctx.stdout.write(formatHelp(cmd.usage, cmd.description, cmd.options));
+      return 0;
+    }
+    if (args.positionals.length !== cmd.positionals) {
+      throw new UsageError(
+        `${cmd.name}: expected ${cmd.positionals} argument${cmd.positionals === 1 ? '' : 's'} but got ${args.positionals.length}` +
+          (args.positionals.length ? ` (${args.positionals.map((p) => JSON.stringify(p)).join(' ')})` : '') +
+          `; usage: ${cmd.usage}`,
+      );
+    }
+    return await cmd.run(args, ctx);
+  } catch (err) {
+    const prefix = `sdnode${cmd ? ` ${cmd.name}` : ''}`;
+    if (err instanceof UsageError) {
+      ctx.stderr.write(`sdnode ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof InvalidOptionError) {
+      ctx.stderr.write(`${prefix}: invalid option: ${cliMessage(err)}\n`);
+      return 2;
+    }
+    if (err instanceof AbortError || ctx.signal.aborted) {
+      ctx.stderr.write(`${prefix}: cancelled\n`);
+      return 130;
+    }
+    if (err instanceof SdnodeError) {
+      ctx.stderr.write(`${prefix}: ${err.name}: ${err.message}\n`);
+      return 1;
+    }
+    ctx.stderr.write(`${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  const controller = new AbortController();
+  let interrupts = 0;
+  process.on('SIGINT', () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    process.stderr.write('\ncancelling (press Ctrl-C again to quit at once)...\n');
+    controller.abort(new Error('interrupted (SIGINT)'));
+  });
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: controller.signal }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`sdnode: ${String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,176 @@
+/**
+ * `sdnode generate`: text to image.
+ * @internal
+ * @packageDocumentation
+ */
+import * as path from 'path';
+import { loadModel, type GenerationResult, type Model } from '../../model';
+import type { GeneratedImage } from '../../image';
+import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, type GenerateOptions, type LoadOptions } from '../../options';
+import { UsageError } from '../args';
+import type { Command } from '../command';
+import { formatDuration, ProgressBar } from '../progress';
+
+const IMAGE_EXTS = ['.png', '.jpg', '.jpeg', '.webp'];
+
+/** API option name -> CLI flag, to phrase validation errors in the user's terms. */
+export const FLAG_OF: Record<string, string> = {
+  prompt: '--prompt',
+  negativePrompt: '--negative-prompt',
+  width: '--width',
+  height: '--height',
+  steps: '--steps',
+  cfgScale: '--cfg',
+  sampler: '--sampler',
+  scheduler: '--scheduler',
+  seed: '--seed',
+  rng: '--rng',
+  clipSkip: '--clip-skip',
+  batchCount: '--batch',
+  threads: '--threads',
+  weightType: '--weight-type',
+  tokenizerPath: '--tokenizer',
+  previewEvery: '--preview-every',
+  pathOrParts: '--model',
+};
+
+/** Output file of image i of n: `out.png`, or `out-0.png`, `out-1.png`, ... for a batch. */
+export function outputPath(output: string, i: number, n: number): string {
+  if (n === 1) return output;
+  const ext = path.extname(output);
+  return `${output.slice(0, output.length - ext.length)}-${i}${ext}`;
+}
+
+async function openModel(file: string, options: LoadOptions): Promise<Model> {
+  // Internal test hook: SDNODE_TEST_FAKE_MODEL='{"stepMs":5}' swaps in the addon's fake engine (no weights), so the
+  // CLI's own behaviour (arguments, progress, Ctrl-C, --json) can be tested without a model.
+  const fake = process.env.SDNODE_TEST_FAKE_MODEL;
+  if (fake) {
+    const { loadFakeModel } = await import('../../testing');
+    return loadFakeModel(JSON.parse(fake), { onProgress: options.onProgress, signal: options.signal });
+  }
+  return loadModel(file, options);
+}
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'generate images from a text prompt',
+  usage: 'sdnode generate --model FILE --prompt TEXT --output out.png [options]',
+  description:
+    'Generates one image (or --batch N) and writes it as PNG (with A1111 "parameters" metadata), JPEG or WebP,\n' +
+    'chosen by the --output extension. A batch writes out-0.png, out-1.png, ... Progress goes to stderr;\n' +
+    'Ctrl-C cancels cleanly (exit code 130).',
+  positionals: 0,
+  options: [
+    { name: 'model', short: 'm', type: 'string', arg: 'FILE', description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder', required: true },
+    { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', description: 'what to draw', required: true },
+    { name: 'negative-prompt', short: 'n', type: 'string', arg: 'TEXT', description: 'what to avoid', default: '""' },
+    { name: 'output', short: 'o', type: 'string', arg: 'FILE', description: 'output image (.png, .jpg, .jpeg, .webp)', required: true },
+    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width, multiple of 8', default: '512' },
+    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height, multiple of 8', default: '512' },
+    { name: 'steps', type: 'integer', arg: 'N', description: 'sampling steps', default: '20' },
+    { name: 'cfg', type: 'number', arg: 'X', description: 'classifier-free guidance scale', default: '7' },
+    { name: 'sampler', type: 'string', arg: 'NAME', description: SAMPLERS.join(' | '), default: 'euler_a' },
+    { name: 'scheduler', type: 'string', arg: 'NAME', description: SCHEDULERS.join(' | '), default: 'discrete' },
+    { name: 'seed', short: 's', type: 'integer', arg: 'N', description: 'seed, -1 for random', default: '-1' },
+    { name: 'rng', type: 'string', arg: 'NAME', description: RNGS.join(' | '), default: 'cuda' },
+    { name: 'clip-skip', type: 'integer', arg: 'N', description: 'CLIP layers to skip from the end', default: '1' },
+    { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
+    { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
+    { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
+    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt or .gz)' },
+    { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
+    { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
+    { name: 'json', type: 'boolean', description: 'print a machine-readable result on stdout' },
+    { name: 'quiet', short: 'q', type: 'boolean', description: 'no progress output' },
+  ],
+
+  async run(args, ctx) {
+    const o = args.options;
+    const output = o.output as string;
+    if (!IMAGE_EXTS.includes(path.extname(output).toLowerCase())) {
+      throw new UsageError(`generate: --output must end in ${IMAGE_EXTS.join(', ')} (got "${output}")`);
+    }
+    const preview = o.preview as string | undefined;
+    if (preview !== undefined && !IMAGE_EXTS.includes(path.extname(preview).toLowerCase())) {
+      throw new UsageError(`generate: --preview must end in ${IMAGE_EXTS.join(', ')} (got "${preview}")`);
+    }
+    const genOptions: GenerateOptions = { prompt: o.prompt as string };
+    const set = <K extends keyof GenerateOptions>(key: K, v: unknown): void => {
+      if (v !== undefined) (genOptions as unknown as Record<string, unknown>)[key] = v;
+    };
+    set('negativePrompt', o['negative-prompt']);
+    set('width', o.width);
+    set('height', o.height);
+    set('steps', o.steps);
+    set('cfgScale', o.cfg);
+    set('sampler', o.sampler);
+    set('scheduler', o.scheduler);
+    set('seed', o.seed);
+    set('rng', o.rng);
+    set('clipSkip', o['clip-skip']);
+    set('batchCount', o.batch);
+
+    // Validate everything before the (slow) model load.
+    const { resolveGenerateOptions } = await import('../../options');
+    resolveGenerateOptions(genOptions);
+
+    const bar = new ProgressBar(ctx.stderr, o.quiet !== true);
+    const t0 = performance.now();
+    const loadOptions: LoadOptions = { signal: ctx.signal, onProgress: (e) => bar.update('load', Math.round(e.progress * 100), 100, '%') };
+    if (o.threads !== undefined) loadOptions.threads = o.threads as number;
+    if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
+    if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
+    const model = await openModel(o.model as string, loadOptions);
+    bar.done();
+    const loadMs = performance.now() - t0;
+    let result: GenerationResult;
+    try {
+      let previewWrite: Promise<void> | undefined;
+      result = await model.generate(genOptions, {
+        signal: ctx.signal,
+        onProgress: (e) => {
+          const img = e.images > 1 && e.phase === 'sample' ? ` image ${e.image + 1}/${e.images}` : '';
+          const eta = e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`;
+          bar.update(e.phase, e.step, e.steps, `${eta}${img}`);
+        },
+        onPreview: preview
+          ? (e) => {
+              if (previewWrite) return; // still writing the previous one: skip this preview
+              previewWrite = e.image.save(preview).then(
+                () => {
+                  previewWrite = undefined;
+                },
+                () => {
+                  previewWrite = undefined;
+                },
+              );
+            }
+          : undefined,
+        previewEvery: o['preview-every'] as number | undefined,
+      });
+      await previewWrite;
+    } finally {
+      bar.done();
+      await model.dispose();
+    }
+    const files: Array<{ file: string; image: GeneratedImage }> = result.images.map((image, i) => ({ file: outputPath(output, i, result.images.length), image }));
+    for (const f of files) await f.image.save(f.file);
+    const totalMs = performance.now() - t0;
+    if (o.json) {
+      const json = {
+        model: o.model,
+        images: files.map((f) => ({ file: path.resolve(f.file), width: f.image.width, height: f.image.height, seed: f.image.seed })),
+        parameters: result.parameters,
+        loadMs: Math.round(loadMs),
+        generateMs: Math.round(result.elapsedMs),
+        totalMs: Math.round(totalMs),
+      };
+      ctx.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    } else {
+      for (const f of files) ctx.stdout.write(`saved ${f.file} (${f.image.width}x${f.image.height}, seed ${f.image.seed})\n`);
+      ctx.stdout.write(`done in ${formatDuration(totalMs)} (load ${formatDuration(loadMs)}, generate ${formatDuration(result.elapsedMs)})\n`);
+    }
+    return 0;
+  },
+};

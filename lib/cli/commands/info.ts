@@ -1,0 +1,72 @@
+/**
+ * `sdnode info`: what a model file holds (headers only), and `sdnode system`: engine information.
+ * @internal
+ * @packageDocumentation
+ */
+import { inspect } from '../../convert';
+import { getSystemInfo } from '../../system';
+import type { Command } from '../command';
+import { formatBytes } from '../progress';
+
+/** 859520964 -> "859.5M". */
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
+
+export const infoCommand: Command = {
+  name: 'info',
+  summary: 'show what a model file holds (family, variant, tensors by type, parameters, size)',
+  usage: 'sdnode info FILE [--json]',
+  description: 'Reads the headers of a model file or diffusers folder (no weights are loaded).',
+  positionals: 1,
+  options: [{ name: 'json', type: 'boolean', description: 'print the information as JSON on stdout' }],
+
+  async run(args, ctx) {
+    const info = await inspect(args.positionals[0]);
+    if (args.options.json) {
+      ctx.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+      return 0;
+    }
+    const types = Object.entries(info.tensorsByType)
+      .sort((a, b) => b[1] - a[1])
+      .map(([t, n]) => `${t}: ${n}`)
+      .join(', ');
+    const rows: Array<[string, string]> = [
+      ['file', info.path],
+      ['format', info.format],
+      ['family', `${info.family}${info.variant ? ` (${info.variant})` : ''}`],
+      ['prediction', info.prediction || 'not declared'],
+      ['runnable', info.runnable ? 'yes' : `no: ${info.notRunnableReason}`],
+      ['tensors', `${info.tensorCount}${types ? ` (${types})` : ''}`],
+      ['parameters', `${formatCount(info.parameterCount)} (${info.parameterCount})`],
+      ['size', `${formatBytes(info.sizeBytes)} (${info.sizeBytes} bytes)`],
+      ['tokenizer', info.hasTokenizer ? 'yes (embedded or next to the model)' : 'no'],
+    ];
+    for (const [k, v] of Object.entries(info.metadata)) rows.push([`meta ${k}`, v.length > 100 ? `${v.slice(0, 97)}...` : v]);
+    const w = Math.max(...rows.map((r) => r[0].length)) + 2;
+    ctx.stdout.write(rows.map(([k, v]) => `${k.padEnd(w)}${v}`).join('\n') + '\n');
+    return 0;
+  },
+};
+
+export const systemCommand: Command = {
+  name: 'system',
+  summary: 'show the engine version, SIMD level, threads and backends',
+  usage: 'sdnode system [--json]',
+  description: 'Prints what the engine runs with on this machine.',
+  positionals: 0,
+  options: [{ name: 'json', type: 'boolean', description: 'print as JSON on stdout' }],
+
+  async run(args, ctx) {
+    const s = getSystemInfo();
+    if (args.options.json) ctx.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    else
+      ctx.stdout.write(
+        `engine    ${s.version}\nsimd      ${s.simd}\nthreads   ${s.threads} (physical cores ${s.physicalCores})\nbackends  ${s.backends.join(', ')}\n`,
+      );
+    return 0;
+  },
+};

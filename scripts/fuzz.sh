@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets in native/fuzz/ (clang, -fsanitize=fuzzer,address,undefined; outside the main CMake
+# build, which never needs clang) and runs each for DURATION seconds (default 60).
+#   scripts/fuzz.sh [DURATION] [TARGET...]      TARGET: safetensors gguf json (default: all)
+# Corpora live in build-fuzz/corpus/<target>/ (seeded from test/fixtures/fuzz-seeds/<target>/); crashing inputs are
+# written to build-fuzz/artifacts/<target>/. Copy each into test/fixtures/fuzz-regressions/<target>/ after fixing the
+# bug: the native test formats.fuzz_regressions_replay replays them.
+# Needs clang with the fuzzer runtime (Debian/Ubuntu: apt-get install -y clang libclang-rt-14-dev).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+duration="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors gguf json)
+CXX="${CXX_FUZZ:-clang++}"
+if ! command -v "$CXX" > /dev/null; then
+  echo "fuzz.sh: $CXX not found (install clang and its fuzzer runtime, e.g. apt-get install -y clang libclang-rt-14-dev)" >&2
+  exit 2
+fi
+out="$root/build-fuzz"
+mkdir -p "$out"
+flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I"$root/native" -I"$root/native/include")
+lib_src=("$root/native/formats/json.cpp" "$root/native/formats/safetensors.cpp" "$root/native/formats/gguf.cpp"
+         "$root/native/formats/names.cpp" "$root/native/formats/mapped_file.cpp" "$root/native/core/dtype.cpp"
+         "$root/native/core/error.cpp")
+status=0
+for t in "${targets[@]}"; do
+  echo "== building fuzz_$t"
+  "$CXX" "${flags[@]}" "$root/native/fuzz/fuzz_$t.cpp" "${lib_src[@]}" -o "$out/fuzz_$t"
+  mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
+  seeds="$root/test/fixtures/fuzz-seeds/$t"
+  regress="$root/test/fixtures/fuzz-regressions/$t"
+  dirs=("$out/corpus/$t")
+  [ -d "$seeds" ] && dirs+=("$seeds")
+  [ -d "$regress" ] && dirs+=("$regress")
+  echo "== running fuzz_$t for ${duration}s"
+  if ! ASAN_OPTIONS=allocator_may_return_null=0:detect_leaks=1 "$out/fuzz_$t" -max_total_time="$duration" -rss_limit_mb=2048 \
+      -malloc_limit_mb=1024 -max_len=65536 -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" "${dirs[@]}" \
+      2> "$out/fuzz_$t.log"; then
+    echo "fuzz_$t: FOUND A PROBLEM, see $out/fuzz_$t.log and $out/artifacts/$t/" >&2
+    status=1
+  fi
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb|^Done|ERROR" "$out/fuzz_$t.log" || true
+done
+exit $status
