@@ -54,6 +54,13 @@ inline void k4_pack_scales(const uint8_t sc[8], const uint8_t mn[8], uint8_t q[1
   }
 }
 
+// Q3_K: signed 6-bit scale (-32..31) of sub-block i (0..15) from the 12 packed bytes b.
+inline int k3_scale(const uint8_t* b, int i) {
+  const int low4 = i < 8 ? (b[i] & 0x0F) : (b[i - 8] >> 4);
+  const int high2 = (b[8 + (i % 4)] >> (2 * (i / 4))) & 3;
+  return (low4 | (high2 << 4)) - 32;
+}
+
 // Scalar block decoders (one block each), used by the references and by the plain-C++ SIMD fallbacks.
 void dequant_block_q4_0(const uint8_t* b, float* y);
 void dequant_block_q4_1(const uint8_t* b, float* y);
