@@ -8,7 +8,7 @@
 
 namespace sdn {
 
-ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix) : w_(w), p_(std::move(prefix)) {
+ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix, int heads) : w_(w), p_(std::move(prefix)) {
   const Tensor& tok = w_.raw(p_ + "embeddings.token_embedding.weight");
   const Tensor& pos = w_.raw(p_ + "embeddings.position_embedding.weight");
   if (tok.ndim != 2 || pos.ndim != 2 || tok.shape[1] != pos.shape[1])
@@ -19,7 +19,10 @@ ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix) : w_(w), p_(std
   positions_ = (int)pos.shape[0];
   layers_ = count_indexed(w_, p_ + "encoder.layers.", ".self_attn.q_proj.weight");
   if (layers_ == 0) throw_error(ErrorCode::InvalidFile, "CLIP text encoder has no layers under " + p_);
-  heads_ = width_ % 64 == 0 ? width_ / 64 : 1;
+  heads_ = heads > 0 ? heads : (width_ % 64 == 0 ? width_ / 64 : 1);
+  if (width_ % heads_ != 0)
+    throw_error(ErrorCode::InvalidFile, "CLIP width " + std::to_string(width_) + " is not divisible into " +
+                                            std::to_string(heads_) + " heads");
 }
 
 static Tensor embedding_rows(const Tensor& table, const std::vector<int>& ids) {

@@ -1,5 +1,5 @@
 // CLIP ViT-L/14 text encoder (SD1.x), HF-transformers tensor names under a prefix. Dimensions come from the
-// tensors (width, layers, positions, vocabulary), so tiny test models run too; heads = width / 64 (at least 1).
+// tensors (width, layers, positions, vocabulary), so tiny test models run too.
 #pragma once
 #include <string>
 #include <vector>
@@ -10,7 +10,9 @@ namespace sdn {
 
 class ClipTextModel {
  public:
-  explicit ClipTextModel(WeightStore& w, std::string prefix = "cond_stage_model.transformer.text_model.");
+  // heads <= 0: width / 64 (CLIP ViT-L/14 has 12 heads of 64), at least 1.
+  explicit ClipTextModel(WeightStore& w, std::string prefix = "cond_stage_model.transformer.text_model.",
+                         int heads = 0);
 
   int width() const { return width_; }
   int layers() const { return layers_; }

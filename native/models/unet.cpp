@@ -81,6 +81,9 @@ Tensor UNetModel::resblock(const std::string& p, const Tensor& x, const Tensor& 
 Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tensor& context, UNetContextCache* cache) {
   Backend& be = w_.backend();
   const int64_t H = x.shape[2], W = x.shape[3];
+  if (heads_ < 1 || x.shape[1] % heads_ != 0)
+    throw_error(ErrorCode::InvalidFile, p + ": " + std::to_string(x.shape[1]) + " channels do not split into " +
+                                            std::to_string(heads_) + " attention heads");
   Tensor h = group_norm(w_, p + "norm", x, 1e-6f, false);
   h = conv(w_, p + "proj_in", h, 1, 0);
   h = be.nchw_to_nlc(h);  // [B, HW, C]

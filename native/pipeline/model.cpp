@@ -135,7 +135,18 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     });
   }
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
-  auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred);
+  // head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records
+  ModelConfig cfg;
+  const auto& md = file->metadata();
+  auto md_int = [&](const char* key, int def) {
+    auto it = md.find(key);
+    if (it == md.end()) return def;
+    int v = std::atoi(it->second.c_str());
+    return v > 0 && v <= 1024 ? v : def;
+  };
+  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
+  cfg.unet_heads = md_int("sdnode.unet.heads", 8);
+  auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
   report(1.f);
   return std::make_unique<SdModel>(std::move(file), std::move(pipe), info);
 }

@@ -29,10 +29,10 @@ struct StateReset {
 }  // namespace
 
 Txt2ImgPipeline::Txt2ImgPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
-                                 Prediction prediction)
+                                 Prediction prediction, ModelConfig config)
     : store_(std::move(store)), tokenizer_(std::move(tokenizer)), prediction_(prediction) {
-  clip_ = std::make_unique<ClipTextModel>(*store_);
-  unet_ = std::make_unique<UNetModel>(*store_);
+  clip_ = std::make_unique<ClipTextModel>(*store_, "cond_stage_model.transformer.text_model.", config.clip_heads);
+  unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", config.unet_heads);
   vae_ = std::make_unique<VaeModel>(*store_);
   if (unet_->context_dim() != clip_->width())
     throw_error(ErrorCode::InvalidFile, "the U-Net expects a text context of width " +

@@ -14,6 +14,12 @@
 
 namespace sdn {
 
+// Architecture values not recorded in tensor shapes (from file metadata when present).
+struct ModelConfig {
+  int clip_heads = 0;  // 0: width / 64
+  int unet_heads = 8;  // SD1.x: 8
+};
+
 struct PipelineOptions {
   bool release_between_stages = true;  // drop CLIP pages after encoding and U-Net pages before decoding
   bool batch_cfg = true;               // run cond and uncond as one batch of 2 when their token counts agree
@@ -22,7 +28,7 @@ struct PipelineOptions {
 class Txt2ImgPipeline {
  public:
   Txt2ImgPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
-                  Prediction prediction = Prediction::Eps);
+                  Prediction prediction = Prediction::Eps, ModelConfig config = {});
   WeightStore& store() { return *store_; }
   PipelineOptions& options() { return options_; }
 

@@ -12,11 +12,68 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sdn/sdn.h"
 
 using Clock = std::chrono::steady_clock;
+
+// Contention baseline: FP32 FMA throughput of `threads` threads right now (12 independent accumulator chains
+// per thread; AVX-512 where the CPU has it, else a plain loop the compiler may vectorise). On a quiet machine of
+// this kind it is ~108 GFLOP/s for 2 threads; the ratio tells how much of the machine this run really had.
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static double fma_avx512(int64_t iters) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(0.0001f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  double r = 0;
+  for (float v : lanes) r += v;  // the value keeps the loop alive
+  return r;
+}
+#endif
+static double fma_plain(int64_t iters) {
+  float acc[12][16];
+  for (int i = 0; i < 12; ++i)
+    for (int l = 0; l < 16; ++l) acc[i][l] = 0.001f * i;
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i)
+      for (int l = 0; l < 16; ++l) acc[i][l] = acc[i][l] * 0.9999f + 0.0001f;
+  double s = 0;
+  for (int i = 0; i < 12; ++i)
+    for (int l = 0; l < 16; ++l) s += acc[i][l];
+  return s;
+}
+static double fma_gflops(int threads) {
+  const int64_t iters = 4000000;  // 4e6 * 12 * 16 * 2 = 1.5 GFLOP per thread
+  bool avx512 = false;
+#if defined(__x86_64__)
+  avx512 = __builtin_cpu_supports("avx512f");
+#endif
+  std::vector<std::thread> ts;
+  std::vector<double> sink(threads);
+  auto t0 = Clock::now();
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+#if defined(__x86_64__)
+      sink[t] = avx512 ? fma_avx512(iters) : fma_plain(iters);
+#else
+      sink[t] = fma_plain(iters);
+#endif
+    });
+  for (auto& t : ts) t.join();
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  volatile double keep = sink[0];
+  (void)keep;
+  return (double)iters * 12 * 16 * 2 * threads / s / 1e9;
+}
 
 static double peak_rss_mb() {
   std::ifstream f("/proc/self/status");
@@ -68,6 +125,8 @@ int main(int argc, char** argv) {
     lo.threads = threads;
     lo.weight_type = type == "f16" ? "" : type;  // the reference checkpoint is stored as f16
     lo.tokenizer_path = tokenizer;
+    const int base_threads = threads > 0 ? threads : sdn::system_info().threads;
+    double gflops_before = fma_gflops(base_threads);
     auto t0 = Clock::now();
     auto m = sdn::Model::load(model, lo);
     double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -81,20 +140,28 @@ int main(int argc, char** argv) {
     p.sampler = sampler;
     p.seed = 42;
     std::vector<double> step_s;
-    double encode_s = 0, decode_s = 0;
+    double encode_s = 0, decode_s = 0, rss_encoded = 0, rss_sampling = 0, rss_sampled = 0;
     Clock::time_point mark = Clock::now();
     sdn::GenerateCallbacks cb;
     cb.on_progress = [&](const sdn::Progress& pr) {
       auto now = Clock::now();
       double dt = std::chrono::duration<double>(now - mark).count();
-      if (pr.phase == sdn::Phase::Encode && pr.step == 1) encode_s = dt;
-      if (pr.phase == sdn::Phase::Sample && pr.step > 0) step_s.push_back(dt);
+      if (pr.phase == sdn::Phase::Encode && pr.step == 1) {
+        encode_s = dt;
+        rss_encoded = current_rss_mb();
+      }
+      if (pr.phase == sdn::Phase::Sample && pr.step > 0) {
+        step_s.push_back(dt);
+        rss_sampling = std::max(rss_sampling, current_rss_mb());
+      }
+      if (pr.phase == sdn::Phase::Decode && pr.step == 0) rss_sampled = current_rss_mb();
       if (pr.phase == sdn::Phase::Decode && pr.step == 1) decode_s = dt;
       mark = now;
     };
     auto g0 = Clock::now();
     auto images = m->generate(p, cb);
     double total_s = std::chrono::duration<double>(Clock::now() - g0).count();
+    double gflops_after = fma_gflops(base_threads);
     double best = 1e30, sum = 0;
     for (double s : step_s) {
       best = std::min(best, s);
@@ -106,8 +173,9 @@ int main(int argc, char** argv) {
                 size, type.empty() ? "f16" : type.c_str(), steps, cfg, si.threads, si.simd.c_str(), load_s, encode_s);
     for (size_t i = 0; i < step_s.size(); ++i) std::printf("%s%.3f", i ? "," : "", step_s[i]);
     std::printf("],\"step_best_s\":%.3f,\"step_mean_s\":%.3f,\"decode_s\":%.3f,\"total_s\":%.3f,"
-                "\"rss_after_load_mb\":%.1f,\"peak_rss_mb\":%.1f}\n",
-                best, step_s.empty() ? 0 : sum / step_s.size(), decode_s, total_s, rss_after_load, peak_rss_mb());
+                "\"rss_after_load_mb\":%.1f,\"rss_after_encode_mb\":%.1f,\"rss_sampling_mb\":%.1f,\"rss_before_decode_mb\":%.1f,\"peak_rss_mb\":%.1f,\"fma_gflops_before\":%.1f,\"fma_gflops_after\":%.1f}\n",
+                best, step_s.empty() ? 0 : sum / step_s.size(), decode_s, total_s, rss_after_load, rss_encoded, rss_sampling, rss_sampled, peak_rss_mb(),
+                gflops_before, gflops_after);
   } catch (const sdn::Error& e) {
     std::fprintf(stderr, "error (%s): %s\n", sdn::error_code_name(e.code()), e.what());
     return 1;
