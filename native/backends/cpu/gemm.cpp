@@ -1,6 +1,7 @@
 // Blocked GEMM driver: C = A . W^T with W in any weight type (see gemm.h).
 //
-// Work split: the N columns are cut into blocks of whole NR-wide panels (a multiple of the thread count when there
+// Two paths. Few rows (M <= kSmallM, e.g. text tokens): gemm_small_m, weights broadcast from their (dequantized)
+// rows, see there. Otherwise: weights packed as NR-wide B panels, rows of A broadcast. Work split: the N columns are cut into blocks of whole NR-wide panels (a multiple of the thread count when there
 // are enough panels, so threads get equal shares), and, when there are too few panels, the M rows are split as
 // well. A thread that takes a task dequantizes the task's weight panels (all of K) into its own packed buffer once,
 // then runs the microkernel over every row of its row range: rows in blocks of kMc, K in chunks of at most kKcMax
