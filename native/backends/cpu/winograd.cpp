@@ -1,9 +1,10 @@
 // Winograd F(4x4, 3x3) convolution (stride 1, pad 0 or 1).
 //
-// Per image, the output is cut into 4x4 tiles (ragged at the right/bottom edges), processed in blocks of whole
-// tile rows sized so that the transformed input V (36 x C x tiles) stays within kVBudget:
-//   1. input transform (parallel over channels): each channel's rows for the block are copied into a zero-padded
-//      buffer, then V[xi][panel][c][NR] = B^T d B is written directly in the GEMM's packed-panel layout (tiles are
+// The output is cut into 4x4 tiles (ragged at the right/bottom edges). The tile rows of all images of the batch
+// form one sequence, processed in blocks of whole tile rows sized so that the transformed input V (36 x C x tiles)
+// stays within kVBudget (so a batch shares each weight transform):
+//   1. input transform (parallel over channels): each tile row's 6 input rows are copied into a zero-padded
+//      strip, then V[xi][panel][c][NR] = B^T d B is written directly in the GEMM's packed-panel layout (tiles are
 //      the GEMM's N dimension);
 //   2. tasks of (output-channel group x tile range), dynamically shared by the threads: the task dequantizes and
 //      transforms its weights U[xi][oc][c] = G g G^T (per call, into thread-local scratch: no cache of transformed
