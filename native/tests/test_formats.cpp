@@ -33,15 +33,22 @@ std::string repo_root() {
   return ".";
 }
 
+// A private temp folder for this process, removed at exit.
+struct TempDir {
+  std::string dir;
+  ~TempDir() {
+    if (!dir.empty() && dir.rfind("/tmp/sdn_formats_", 0) == 0) std::system(("rm -rf '" + dir + "'").c_str());
+  }
+};
 std::string temp_dir() {
-  static std::string dir;
-  if (dir.empty()) {
+  static TempDir t;
+  if (t.dir.empty()) {
     char tmpl[] = "/tmp/sdn_formats_XXXXXX";
     char* d = mkdtemp(tmpl);
     if (!d) SDN_FAIL("mkdtemp failed");
-    dir = d;
+    t.dir = d;
   }
-  return dir;
+  return t.dir;
 }
 
 void write_file(const std::string& path, const std::string& bytes) {
