@@ -940,6 +940,12 @@ TEST(formats, convert_rules_roundtrip_and_abort) {
   bad.type = "i32";
   EXPECT_THROWS_CODE(convert_model(src, out, bad), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(convert_model(temp_dir() + "/missing.safetensors", out, ConvertOptions()), ErrorCode::NotFound);
+  ConvertOptions tp;
+  tp.tokenizer_path = temp_dir() + "/no-merges.txt";
+  EXPECT_THROWS_CODE(convert_model(src, out, tp), ErrorCode::NotFound);
+  tp.tokenizer_path = temp_dir();
+  EXPECT_THROWS_CODE(convert_model(src, out, tp), ErrorCode::InvalidArgument);
+  EXPECT_TRUE(access(out.c_str(), F_OK) != 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
