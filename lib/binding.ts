@@ -141,15 +141,29 @@ export const packageRoot = path.resolve(__dirname, '..');
 
 /** Returns the native addon, loading it on first use. Throws NativeBindingError listing every failure. */
 export function binding(): NativeBinding {
-  if (cached) return cached;
+  if (!cached) cached = loadBinding(packageRoot, process.env.SDNODE_BINARY);
+  return cached;
+}
+
+/**
+ * Loads the addon from `root` (prebuilds/ via node-gyp-build, then build/Release and build/Debug), or from
+ * `override` first when given. Throws {@link NativeBindingError} listing every attempt and what to do.
+ * @internal
+ */
+export function loadBinding(root: string, override?: string): NativeBinding {
   const attempts: string[] = [];
   const candidates: Array<[string, () => unknown]> = [];
-  const override = process.env.SDNODE_BINARY;
   if (override) candidates.push([`SDNODE_BINARY=${override}`, () => require(path.resolve(override))]);
-  candidates.push([`node-gyp-build(${packageRoot})`, () => (require('node-gyp-build') as (dir: string) => unknown)(packageRoot)]);
+  candidates.push([`node-gyp-build(${root})`, () => (require('node-gyp-build') as (dir: string) => unknown)(root)]);
   for (const sub of ['build/Release/sdnode.node', 'build/Debug/sdnode.node']) {
-    const p = path.join(packageRoot, sub);
-    candidates.push([p, () => (fs.existsSync(p) ? require(p) : (() => { throw new Error('file does not exist'); })())]);
+    const p = path.join(root, sub);
+    candidates.push([
+      p,
+      () => {
+        if (!fs.existsSync(p)) throw new Error('file does not exist');
+        return require(p);
+      },
+    ]);
   }
   for (const [where, load] of candidates) {
     try {
@@ -158,10 +172,9 @@ export function binding(): NativeBinding {
         attempts.push(`${where}: loaded, but it is not the sdnode addon (or an incompatible version)`);
         continue;
       }
-      cached = b as NativeBinding;
-      return cached;
+      return b as NativeBinding;
     } catch (err) {
-      attempts.push(`${where}: ${(err as Error).message.split('\n')[0]}`);
+      attempts.push(`${where}: ${String((err as Error)?.message ?? err).split('\n')[0]}`);
     }
   }
   const platform = `${process.platform}-${process.arch}, Node ${process.versions.node} (N-API ${process.versions.napi})`;

@@ -120,6 +120,31 @@ export class NativeBindingError extends SdnodeError {
 /** Where a native error came from; decides e.g. whether NotFound becomes a {@link ModelLoadError}. */
 export type NativeContext = 'load' | 'generate' | 'convert' | 'inspect' | 'dispose';
 
+const ENGINE_OPTION_NAMES: Record<string, string> = {
+  prompt: 'prompt',
+  negative_prompt: 'negativePrompt',
+  width: 'width',
+  height: 'height',
+  steps: 'steps',
+  cfg_scale: 'cfgScale',
+  sampler: 'sampler',
+  scheduler: 'scheduler',
+  seed: 'seed',
+  rng: 'rng',
+  clip_skip: 'clipSkip',
+  batch_count: 'batchCount',
+  preview_every: 'previewEvery',
+  weight_type: 'weightType',
+  tokenizer_path: 'tokenizerPath',
+  threads: 'threads',
+};
+
+/** The API option an engine InvalidArgument message is about ("width must be ..." -> "width"), or ''. */
+function engineOptionName(message: string): string {
+  const m = /^([a-z_]+)\b/.exec(message);
+  return (m && ENGINE_OPTION_NAMES[m[1]]) || '';
+}
+
 /**
  * Turns an error from the native addon (an Error whose `code` is an engine code name) into the matching typed
  * error. `site` (an Error created at the public call) supplies a JavaScript stack that points at the caller.
@@ -146,7 +171,7 @@ export function fromNative(err: unknown, context: NativeContext, site?: Error): 
       out = new UnsupportedError(message, { cause: err });
       break;
     case 'InvalidArgument':
-      out = new InvalidOptionError(message, '', { cause: err });
+      out = new InvalidOptionError(message, engineOptionName(message), { cause: err });
       break;
     case 'NotFound':
     case 'InvalidFile':

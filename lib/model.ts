@@ -5,7 +5,7 @@
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding, type NativeAbortHandle, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
+import { binding, type NativeAbortHandle, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
 import { AbortError, DisposedError, fromNative } from './errors';
 import { GeneratedImage, type ImageModelInfo } from './image';
 import {
@@ -33,7 +33,7 @@ if (typeof (Symbol as { asyncDispose?: symbol }).asyncDispose !== 'symbol') {
 
 /** What a model file holds (from its headers) — also returned by {@link inspect}. */
 export interface ModelInfo {
-  /** Path as given. */
+  /** Absolute path of the file or folder. */
   path: string;
   /** `'safetensors'`, `'gguf'` or `'diffusers'`. */
   format: string;
@@ -303,7 +303,7 @@ export class Model {
       : null;
     const params = job.params;
     const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
-    let native: Promise<import('./binding').NativeImage[]>;
+    let native: Promise<NativeImage[]>;
     try {
       native = this.#native.generate({ ...params, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
     } catch (err) {

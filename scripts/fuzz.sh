@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in native/fuzz/ (clang, -fsanitize=fuzzer,address,undefined; outside the main CMake
 # build, which never needs clang) and runs each for DURATION seconds (default 60).
-#   scripts/fuzz.sh [DURATION] [TARGET...]      TARGET: safetensors gguf json (default: all)
+#   scripts/fuzz.sh [DURATION] [TARGET...]      TARGET: safetensors gguf json ckpt (default: all)
 # Corpora live in build-fuzz/corpus/<target>/ (seeded from test/fixtures/fuzz-seeds/<target>/); crashing inputs are
 # written to build-fuzz/artifacts/<target>/. Copy each into test/fixtures/fuzz-regressions/<target>/ after fixing the
 # bug: the native test formats.fuzz_regressions_replay replays them.
@@ -11,7 +11,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 duration="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors gguf json)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors gguf json ckpt)
 CXX="${CXX_FUZZ:-clang++}"
 if ! command -v "$CXX" > /dev/null; then
   echo "fuzz.sh: $CXX not found (install clang and its fuzzer runtime, e.g. apt-get install -y clang libclang-rt-14-dev)" >&2
@@ -22,7 +22,7 @@ mkdir -p "$out"
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$root/native" -I"$root/native/include")
 lib_src=("$root/native/formats/json.cpp" "$root/native/formats/safetensors.cpp" "$root/native/formats/gguf.cpp"
-         "$root/native/formats/names.cpp" "$root/native/formats/mapped_file.cpp" "$root/native/core/dtype.cpp"
+         "$root/native/formats/names.cpp" "$root/native/formats/mapped_file.cpp" "$root/native/formats/ckpt.cpp" "$root/native/core/dtype.cpp"
          "$root/native/core/error.cpp")
 status=0
 for t in "${targets[@]}"; do

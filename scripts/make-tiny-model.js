@@ -4,13 +4,14 @@
 // context = CLIP hidden; VAE: 4 levels, 2 encoder / 3 decoder ResnetBlocks per level, mid attention, z = 4;
 // CLIP text model: pre-LN transformer, 77 positions), with small, configurable widths.
 //
-// Forms: a single .safetensors file (LDM names), a .gguf file (same names, dims in ggml order, alignment 32) and a
+// Forms: a single .safetensors file (LDM names), a .gguf file (same names, dims in ggml order, alignment 32), on
+// request a PyTorch-style zip .ckpt (pickle protocol 2, state_dict inside a Lightning-like dict), and a
 // diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/, model_index.json), plus a BPE merges
 // file learnt from a small built-in English corpus (vocabulary = 256 + 256 + merges + 2; the CLIP token embedding
 // has exactly that many rows).
 //
-// CLI:   node scripts/make-tiny-model.js OUT_DIR [--dtype f32|f16] [--seed N] [--formats safetensors,gguf,diffusers]
-//          [--unet-ch 32] [--unet-heads 8] [--vae-ch 32] [--clip-hidden 32] [--clip-layers 2] [--clip-heads 2]
+// CLI:   node scripts/make-tiny-model.js OUT_DIR [--dtype f32|f16] [--seed N] [--formats safetensors,gguf,diffusers,ckpt]
+//          [--unet-ch 32] [--unet-heads 8] [--vae-ch 32] [--clip-hidden 32] [--clip-layers 2] [--clip-heads 1]
 //          [--merges 300] [--in-ch 4] [--no-position-ids] [--sd15] [--dry-run]
 //        --dry-run prints "name shape" lines (torch order) and writes nothing; --sd15 uses the real SD1.5 widths.
 // Module: const { makeTinyModel, listTensors } = require('./scripts/make-tiny-model.js');
@@ -39,7 +40,8 @@ function resolveOptions(o = {}) {
   const base = o.sd15 ? SD15 : {
     unetCh: 32, unetMult: [1, 2, 4, 4], unetHeads: 8, inCh: 4,
     vaeCh: 32, vaeMult: [1, 2, 4, 4], z: 4,
-    clipHidden: 32, clipLayers: 2, clipHeads: 2, vocab: 0, positions: 77,
+    clipHidden: 32, clipLayers: 2, clipHeads: 1,  // heads = width / 64 as in real CLIP, at least 1 (what native/models/clip.cpp uses)
+    vocab: 0, positions: 77,
   };
   const r = Object.assign({}, base, {
     dtype: 'f32', seed: 1234, merges: 300, positionIds: true,
@@ -401,6 +403,85 @@ function writeGguf(file, tensors, kv) {
   fs.writeFileSync(file, Buffer.concat([head, body]));
 }
 
+// PyTorch zip checkpoint (what torch.save writes, ENGINE-FACTS Appendix B): archive/data.pkl (pickle protocol 2)
+// + one stored (uncompressed) entry per storage. The state dict sits under "state_dict" next to a plain int and
+// an arbitrary class instance (as Lightning checkpoints have), which readers must tolerate without executing it.
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (let i = 0; i < buf.length; i++) c = CRC_TABLE[(c ^ buf[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function writeZipStored(file, entries) {
+  const parts = [], central = [];
+  let off = 0;
+  for (const [name, data] of entries) {
+    const nb = Buffer.from(name, 'utf8');
+    const crc = crc32(data);
+    const lh = Buffer.alloc(30);
+    lh.writeUInt32LE(0x04034b50, 0); lh.writeUInt16LE(20, 4); lh.writeUInt16LE(0, 6); lh.writeUInt16LE(0, 8);
+    lh.writeUInt32LE(crc, 14); lh.writeUInt32LE(data.length, 18); lh.writeUInt32LE(data.length, 22);
+    lh.writeUInt16LE(nb.length, 26); lh.writeUInt16LE(0, 28);
+    const ch = Buffer.alloc(46);
+    ch.writeUInt32LE(0x02014b50, 0); ch.writeUInt16LE(20, 4); ch.writeUInt16LE(20, 6);
+    ch.writeUInt32LE(crc, 16); ch.writeUInt32LE(data.length, 20); ch.writeUInt32LE(data.length, 24);
+    ch.writeUInt16LE(nb.length, 28); ch.writeUInt32LE(off, 42);
+    central.push(ch, nb);
+    parts.push(lh, nb, data);
+    off += 30 + nb.length + data.length;
+  }
+  const cd = Buffer.concat(central);
+  const eocd = Buffer.alloc(22);
+  eocd.writeUInt32LE(0x06054b50, 0); eocd.writeUInt16LE(entries.length, 8); eocd.writeUInt16LE(entries.length, 10);
+  eocd.writeUInt32LE(cd.length, 12); eocd.writeUInt32LE(off, 16);
+  fs.writeFileSync(file, Buffer.concat([...parts, cd, eocd]));
+}
+function writeCkpt(file, tensors) {
+  const ops = [];
+  const byte = (...b) => ops.push(Buffer.from(b));
+  const uni = (s) => { const b = Buffer.from(s, 'utf8'); const h = Buffer.alloc(5); h[0] = 0x58; h.writeUInt32LE(b.length, 1); ops.push(h, b); };
+  const int = (v) => { const h = Buffer.alloc(5); h[0] = 0x4a; h.writeInt32LE(v, 1); ops.push(h); };
+  const glob = (m, n) => ops.push(Buffer.from(`c${m}\n${n}\n`, 'latin1'));
+  const MARK = 0x28, TUPLE = 0x74, REDUCE = 0x52, SETITEMS = 0x75, EMPTY_TUPLE = 0x29;
+  const storageType = { f32: 'FloatStorage', f16: 'HalfStorage', i64: 'LongStorage' };
+  byte(0x80, 2);
+  byte(0x7d); byte(0x71, 0);  // {} memo 0
+  byte(MARK);
+  uni('global_step'); int(5);
+  uni('callbacks'); glob('pytorch_lightning.callbacks.model_checkpoint', 'ModelCheckpoint'); byte(EMPTY_TUPLE, REDUCE, 0x7d, 0x62);
+  uni('state_dict'); glob('collections', 'OrderedDict'); byte(EMPTY_TUPLE, REDUCE); byte(0x71, 1);
+  byte(MARK);
+  const entries = [];
+  tensors.forEach((t, i) => {
+    uni(t.name);
+    if (i === 0) { glob('torch._utils', '_rebuild_tensor_v2'); byte(0x71, 2); } else byte(0x68, 2);  // memo 2
+    byte(MARK);
+    byte(MARK); uni('storage'); glob('torch', storageType[t.dtype]); uni(String(i)); uni('cpu');
+    int(t.shape.reduce((a, b) => a * b, 1)); byte(TUPLE, 0x51);  // BINPERSID
+    int(0);
+    byte(MARK); for (const d of t.shape) int(d); byte(TUPLE);
+    const strides = t.shape.map((_, k) => t.shape.slice(k + 1).reduce((a, b) => a * b, 1));
+    byte(MARK); for (const d of strides) int(d); byte(TUPLE);
+    byte(0x89);  // requires_grad False
+    glob('collections', 'OrderedDict'); byte(EMPTY_TUPLE, REDUCE);
+    byte(TUPLE, REDUCE);
+    entries.push([`archive/data/${i}`, t.data]);
+  });
+  byte(SETITEMS);
+  byte(SETITEMS);
+  byte(0x2e);  // STOP
+  writeZipStored(file, [['archive/data.pkl', Buffer.concat(ops)], ...entries, ['archive/byteorder', Buffer.from('little')],
+    ['archive/version', Buffer.from('3\n')]]);
+}
+
 // LDM -> diffusers names (the inverse of ENGINE-FACTS 4.7), for the SD1 layout.
 function toDiffusers(name, o) {
   let m;
@@ -518,6 +599,10 @@ function makeTinyModel(opts = {}) {
     writeGguf(result.gguf, tensors.filter((t) => !t.name.endsWith('position_ids')),
       { ...metadata, 'general.architecture': 'stable-diffusion', 'tokenizer.clip.merges': mergesText });
   }
+  if (o.formats.includes('ckpt')) {
+    result.ckpt = path.join(o.outDir, `${o.name}.ckpt`);
+    writeCkpt(result.ckpt, tensors);
+  }
   if (o.formats.includes('diffusers')) {
     result.diffusers = path.join(o.outDir, `${o.name}-diffusers`);
     writeDiffusers(result.diffusers, tensors, o, mergesText, metadata);
@@ -525,7 +610,7 @@ function makeTinyModel(opts = {}) {
   return result;
 }
 
-module.exports = { makeTinyModel, listTensors, learnMerges, f32ToF16, tensorValues };
+module.exports = { makeTinyModel, listTensors, learnMerges, f32ToF16, tensorValues, writeCkpt, writeSafetensors, writeGguf };
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
@@ -568,6 +653,6 @@ if (require.main === module) {
     const r = makeTinyModel({ ...opts, outDir });
     const params = r.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
     console.log(`wrote ${r.tensors.length} tensors (${(params / 1e6).toFixed(2)}M parameters, vocab ${r.vocabSize}) in ${Date.now() - t0} ms:`);
-    for (const k of ['safetensors', 'gguf', 'diffusers', 'merges']) if (r[k]) console.log(`  ${k}: ${r[k]}`);
+    for (const k of ['safetensors', 'gguf', 'ckpt', 'diffusers', 'merges']) if (r[k]) console.log(`  ${k}: ${r[k]}`);
   }
 }

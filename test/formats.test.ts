@@ -81,16 +81,16 @@ describe('make-tiny-model', () => {
 const haveTool = fs.existsSync(tool);
 (haveTool ? describe : describe.skip)('native model files (sdn_formats)', () => {
   let dir = '';
-  let model: { safetensors: string; gguf: string; diffusers: string; merges: string };
+  let model: { safetensors: string; gguf: string; diffusers: string; ckpt: string; merges: string };
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdn-formats-'));
-    model = tiny.makeTinyModel({ outDir: dir, dtype: 'f32' });
+    model = tiny.makeTinyModel({ outDir: dir, dtype: 'f32', formats: ['safetensors', 'gguf', 'diffusers', 'ckpt'] });
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const run = (...args: string[]) => spawnSync(tool, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
 
-  test('inspect: safetensors, gguf and diffusers forms', () => {
-    for (const p of [model.safetensors, model.gguf, model.diffusers]) {
+  test('inspect: safetensors, gguf, diffusers and ckpt forms', () => {
+    for (const p of [model.safetensors, model.gguf, model.diffusers, model.ckpt]) {
       const r = run('inspect', p);
       expect(r.status).toBe(0);
       const info = JSON.parse(r.stdout);
@@ -104,10 +104,12 @@ const haveTool = fs.existsSync(tool);
     expect(JSON.parse(run('inspect', model.diffusers).stdout).has_tokenizer).toBe(true);
   });
 
-  test('diffusers folder and single file hold the same tensors', () => {
-    const r = run('compare', model.safetensors, model.diffusers);
-    expect(JSON.parse(r.stdout).problems).toEqual([]);
-    expect(r.status).toBe(0);
+  test('diffusers folder, .ckpt and single file hold the same tensors', () => {
+    for (const other of [model.diffusers, model.ckpt]) {
+      const r = run('compare', model.safetensors, other);
+      expect(JSON.parse(r.stdout).problems).toEqual([]);
+      expect(r.status).toBe(0);
+    }
   });
 
   for (const type of ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_K', 'q6_K']) {

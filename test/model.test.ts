@@ -4,7 +4,7 @@
 // pipeline.test.ts.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import { AbortError, DisposedError, GeneratedImage, InvalidOptionError, getSystemInfo, loadModel, ModelLoadError, UnsupportedError } from '../lib/index';
+import { AbortError, convert, DisposedError, GeneratedImage, InvalidOptionError, getSystemInfo, inspect, loadModel, ModelLoadError, SdnodeError } from '../lib/index';
 import type { Model, ProgressEvent } from '../lib/index';
 import { loadFakeModel } from '../lib/testing';
 
@@ -46,10 +46,25 @@ describe('loading', () => {
     await expect(loadFakeModel({}, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
   });
 
-  test('a missing file is a typed error (ModelLoadError, or UnsupportedError while the engine cannot load)', async () => {
+  test('a missing file is a ModelLoadError with code NotFound', async () => {
     const err = await loadModel(path.join(__dirname, 'no-such-model.safetensors')).catch((e: unknown) => e);
-    expect(err instanceof ModelLoadError || err instanceof UnsupportedError).toBe(true);
-    if (err instanceof ModelLoadError) expect(err.code).toBe('NotFound');
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as ModelLoadError).code).toBe('NotFound');
+    expect((err as Error).message).toContain('no-such-model.safetensors');
+  });
+
+  test('inspect and convert: typed errors and option checks', async () => {
+    const missing = path.join(__dirname, 'no-such-model.safetensors');
+    const e = await inspect(missing).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(SdnodeError);
+    expect((e as SdnodeError).code).toBe('NotFound');
+    await expect(convert(missing, 'out.gguf', { type: 'q3' as never })).rejects.toThrow(
+      'expected one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K for type but received "q3" (string)',
+    );
+    await expect(convert('a.gguf', './a.gguf')).rejects.toThrow('expected a path different from input for output but received "./a.gguf" (string)');
+    await expect(convert(missing, 'out.gguf', { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    const c = await convert(missing, path.join(__dirname, 'never-written.gguf')).catch((err: unknown) => err);
+    expect((c as SdnodeError).code).toBe('NotFound');
   });
 
   test('invalid load options reject before native work', async () => {
@@ -298,6 +313,37 @@ describe('process and thread teardown (native clean-up hooks)', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('done 1');
     expect(r.status).toBe(0);
+  });
+
+  test('undisposed models are freed by garbage collection, threads included', () => {
+    if (process.platform !== 'linux') return; // counts threads in /proc
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `
+        const fs = require('fs');
+        const b = require(process.env.ADDON);
+        const threads = () => fs.readdirSync('/proc/self/task').length;
+        (async () => {
+          const before = threads();
+          for (let i = 0; i < 20; i++) {
+            const m = new b.Model();
+            await m.loadFake({}, null, null);
+            await m.generate({ prompt: 'x', width: 64, height: 64, steps: 1, seed: i }, null, null, null);
+          }
+          const peak = threads();
+          for (let i = 0; i < 5; i++) { global.gc(); await new Promise((r) => setTimeout(r, 20)); }
+          console.log(JSON.stringify({ before, peak, after: threads() }));
+        })();`,
+      ],
+      { encoding: 'utf8', timeout: 60000, env: { ...process.env, ADDON: addon } },
+    );
+    expect(r.stderr).toBe('');
+    const t = JSON.parse(r.stdout) as { before: number; peak: number; after: number };
+    expect(t.peak).toBeGreaterThan(t.before); // one worker thread per live model
+    expect(t.after).toBeLessThanOrEqual(t.before + 1);
   });
 
   test('process.exit() during a generation does not crash', () => {

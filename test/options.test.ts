@@ -171,6 +171,8 @@ describe('typed errors', () => {
     expect(fromNative(native('OutOfMemory'), 'generate')).toBeInstanceOf(InsufficientMemoryError);
     expect(fromNative(native('Unsupported'), 'load')).toBeInstanceOf(UnsupportedError);
     expect(fromNative(native('InvalidArgument'), 'generate')).toBeInstanceOf(InvalidOptionError);
+    expect((fromNative(native('InvalidArgument', 'cfg_scale must be finite'), 'generate') as InvalidOptionError).option).toBe('cfgScale');
+    expect((fromNative(native('InvalidArgument', 'something else'), 'generate') as InvalidOptionError).option).toBe('');
     for (const code of ['NotFound', 'InvalidFile', 'Io']) {
       const e = fromNative(native(code), 'load') as SdnodeError;
       expect(e).toBeInstanceOf(ModelLoadError);

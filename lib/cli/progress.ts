@@ -35,11 +35,20 @@ export class ProgressBar {
 
   /** Shows `label [#####.....] done/total  extra`. */
   update(label: string, done: number, total: number, extra = ''): void {
+    this.draw(label, total > 0 ? done / total : 0, `${done}/${total}`, extra);
+  }
+
+  /** Shows `label [#####.....] 42%  extra` for a fraction in [0, 1]. */
+  fraction(label: string, f: number, extra = ''): void {
+    this.draw(label, f, `${Math.round(Math.min(1, Math.max(0, f)) * 100)}%`, extra, f >= 1);
+  }
+
+  private draw(label: string, frac: number, count: string, extra: string, complete = frac >= 1): void {
     if (!this.enabled) return;
-    const frac = total > 0 ? Math.min(1, done / total) : 0;
+    frac = Math.min(1, Math.max(0, frac));
     const width = 24;
     const fill = Math.round(frac * width);
-    const line = `${label.padEnd(8)} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${done}/${total}${extra ? `  ${extra}` : ''}`;
+    const line = `${label.padEnd(8)} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${count}${extra ? `  ${extra}` : ''}`;
     if (line === this.lastLine) return;
     this.lastLine = line;
     if (this.stream.isTTY) {
@@ -49,7 +58,7 @@ export class ProgressBar {
     } else {
       // Not a terminal (a log file, a test): one line per second, plus every phase's end.
       const now = Date.now();
-      if (done === total || now - this.lastPlain >= 1000) {
+      if (complete || now - this.lastPlain >= 1000) {
         this.lastPlain = now;
         this.stream.write(`${line}\n`);
       }

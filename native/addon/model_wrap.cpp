@@ -81,6 +81,11 @@ Napi::Value ModelWrap::start_load(const Napi::CallbackInfo& info, Maker make, co
   task->set_on_settle([this, bytes](Napi::Env env, bool ok) {
     if (!ok) {
       load_started_ = false;  // a failed or aborted load may be retried
+      // An abort that lands just as loading finishes rejects the call; free the model it produced anyway.
+      if (worker_) {
+        auto state = state_;
+        worker_->post([state] { state->model.reset(); });
+      }
       return;
     }
     loaded_ = true;

@@ -21,6 +21,8 @@ const Entry kTypes[] = {
     {DType::Q5_1, {"q5_1", 32, 24, true, true}},
     {DType::Q8_0, {"q8_0", 32, 34, true, true}},
     {DType::Q8_1, {"q8_1", 32, 36, true, false}},
+    {DType::Q2_K, {"q2_K", 256, 84, true, true}},
+    {DType::Q3_K, {"q3_K", 256, 110, true, true}},
     {DType::Q4_K, {"q4_K", 256, 144, true, true}},
     {DType::Q5_K, {"q5_K", 256, 176, true, true}},
     {DType::Q6_K, {"q6_K", 256, 210, true, true}},

@@ -36,7 +36,7 @@ bool dequant_supported(DType t) {
     case DType::F32: case DType::F16: case DType::BF16: case DType::F64:
     case DType::I8: case DType::I16: case DType::I32: case DType::I64:
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-    case DType::Q8_0: case DType::Q8_1: case DType::Q4_K: case DType::Q5_K:
+    case DType::Q8_0: case DType::Q8_1: case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
     case DType::Q6_K: case DType::Q8_K:
       return true;
     default:
@@ -259,6 +259,8 @@ BlockDecoder block_decoder(DType t) {
     case DType::Q5_1: return dequant_block_q5_1;
     case DType::Q8_0: return dequant_block_q8_0;
     case DType::Q8_1: return dequant_block_q8_1;
+    case DType::Q2_K: return dequant_block_q2_K;
+    case DType::Q3_K: return dequant_block_q3_K;
     case DType::Q4_K: return dequant_block_q4_K;
     case DType::Q5_K: return dequant_block_q5_K;
     case DType::Q6_K: return dequant_block_q6_K;
@@ -329,6 +331,8 @@ void quantize_impl(DType t, const float* src, void* dst, int64_t n, const KQuant
     case DType::Q5_K: quantize_q5_K(src, out, nb, fit); return;
     case DType::Q6_K: quantize_q6_K(src, out, nb, fit); return;
     case DType::Q8_K: quantize_q8_K(src, out, nb); return;
+    case DType::Q2_K: quantize_q2_K(src, out, nb); return;
+    case DType::Q3_K: quantize_q3_K(src, out, nb); return;
     default: break;
   }
   throw_error(ErrorCode::Unsupported, "quantize_row: " + type_label(t) + " is not supported");

@@ -4,7 +4,7 @@
 // Implementations dispatch at run time to the best SIMD level (core/cpu.h), with scalar twins for testing.
 //
 // Types handled:
-//   quantize_row  : F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q5_K, Q6_K, Q8_K
+//   quantize_row  : F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K
 //   dequantize_row: all of the above plus I8, I16, I32, I64 (converted to float)
 //   dot_row       : same as dequantize_row
 // Dequantization is bit-exact across SIMD levels (each value is computed with the same float operations as the
@@ -18,8 +18,11 @@
 namespace sdn {
 
 // f32 -> `t`. dst must hold dtype_row_bytes(t, n) bytes. Works for every weight type (F32/F16/BF16 too).
-// Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q8_1/Q8_K follow ggml's reference rounding (files come out byte-identical);
-// the K-quants (Q4_K/Q5_K/Q6_K) use our own scale search (layout identical, bytes may differ from ggml's).
+// Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q8_1 follow ggml's reference rounding (files come out byte-identical);
+// the K-quants use our own least-squares scale search (layout identical, bytes may differ from ggml's).
+// Output bytes are the same at every SIMD level for finite input; NaN/Inf only affect their own block.
+// Typical relative RMS error on N(0,1) rows: f16 2.1e-4, bf16 1.7e-3, q8_0 5.4e-3, q6_K 0.017, q5_1 0.038,
+// q5_K 0.036, q5_0 0.043, q4_K 0.071, q4_1 0.078, q4_0 0.086, q3_K 0.147, q2_K 0.27.
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 // `t` -> f32. Works for every weight type and for I8/I16/I32/I64/F64 (converted to float).
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);

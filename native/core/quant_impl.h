@@ -16,7 +16,7 @@ constexpr int QKK = 256;  // K-quants super-block
 
 // Byte sizes of one block.
 constexpr int kQ4_0Bytes = 18, kQ4_1Bytes = 20, kQ5_0Bytes = 22, kQ5_1Bytes = 24, kQ8_0Bytes = 34, kQ8_1Bytes = 36;
-constexpr int kQ4_KBytes = 144, kQ5_KBytes = 176, kQ6_KBytes = 210, kQ8_KBytes = 292;
+constexpr int kQ2_KBytes = 84, kQ3_KBytes = 110, kQ4_KBytes = 144, kQ5_KBytes = 176, kQ6_KBytes = 210, kQ8_KBytes = 292;
 
 inline uint16_t rd16(const uint8_t* p) {
   uint16_t v;
@@ -58,6 +58,8 @@ void dequant_block_q5_0(const uint8_t* b, float* y);
 void dequant_block_q5_1(const uint8_t* b, float* y);
 void dequant_block_q8_0(const uint8_t* b, float* y);
 void dequant_block_q8_1(const uint8_t* b, float* y);
+void dequant_block_q2_K(const uint8_t* b, float* y);
+void dequant_block_q3_K(const uint8_t* b, float* y);
 void dequant_block_q4_K(const uint8_t* b, float* y);
 void dequant_block_q5_K(const uint8_t* b, float* y);
 void dequant_block_q6_K(const uint8_t* b, float* y);
@@ -73,6 +75,9 @@ void quantize_q4_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFi
 void quantize_q5_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit);
 void quantize_q6_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFit& fit);
 void quantize_q8_K(const float* x, uint8_t* out, int64_t nblocks);
+// Q2_K / Q3_K (rare in SD files; plain scalar scale search).
+void quantize_q2_K(const float* x, uint8_t* out, int64_t nblocks);
+void quantize_q3_K(const float* x, uint8_t* out, int64_t nblocks);
 
 // Throws InvalidArgument / Unsupported for a bad (type, n) pair; `what` names the operation in the message.
 void check_row(DType t, int64_t n, const char* what);

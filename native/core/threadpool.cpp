@@ -1,5 +1,6 @@
 #include "core/threadpool.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 
@@ -10,6 +11,30 @@ namespace sdn {
 namespace {
 thread_local bool t_in_region = false;
 }
+
+namespace {
+
+// Spins (with pause) until pred() or about `us` microseconds have passed. Returns pred().
+template <typename Pred>
+bool spin_until(Pred pred, int us) {
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+    if ((i & 63) == 63 &&
+        std::chrono::steady_clock::now() - start > std::chrono::microseconds(us))
+      return pred();
+  }
+}
+
+constexpr int kWorkerSpinUs = 200;  // regions come back to back during a forward pass
+constexpr int kCallerSpinUs = 100;
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
@@ -24,37 +49,52 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_main(int index) {
-  uint64_t seen = 0;
+void ThreadPool::run_index(int index) {
+  t_in_region = true;
+  try {
+    (*job_)(index, n_threads_);
+  } catch (...) {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (!error_) error_ = std::current_exception();
+  }
+  t_in_region = false;
+}
+
+void ThreadPool::drain(uint32_t gen) {
   for (;;) {
-    // Spin briefly: regions come back to back during a forward pass.
-    uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < 20000; ++spin) {
-#if defined(__x86_64__)
-      __builtin_ia32_pause();
-#endif
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    if ((uint32_t)(t >> 32) != gen) return;  // another region
+    const uint32_t idx = (uint32_t)t;
+    if (idx >= (uint32_t)n_threads_) return;  // all claimed
+    if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    // Index idx of region gen is ours: the region cannot end before we report it done, so job_ is valid.
+    run_index((int)idx);
+    if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == n_threads_ - 1 &&
+        caller_waiting_.load(std::memory_order_seq_cst)) {
+      std::lock_guard<std::mutex> lk(mutex_);
+      done_cv_.notify_all();
+    }
+  }
+}
+
+void ThreadPool::worker_main(int) {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t g = generation_.load(std::memory_order_acquire);
+    if (g == seen) {
+      spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; }, kWorkerSpinUs);
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
       std::unique_lock<std::mutex> lk(mutex_);
-      wake_cv_.wait(lk, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+      wake_cv_.wait(lk, [&] { return stop_ || generation_.load(std::memory_order_seq_cst) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
       if (stop_) return;
       g = generation_.load(std::memory_order_acquire);
     }
     seen = g;
-    const std::function<void(int, int)>* job = job_;
-    t_in_region = true;
-    try {
-      (*job)(index, n_threads_);
-    } catch (...) {
-      std::lock_guard<std::mutex> lk(mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-    t_in_region = false;
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lk(mutex_);
-      done_cv_.notify_all();
-    }
+    drain(g);
   }
 }
 
@@ -72,36 +112,30 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> region(region_mutex_);
-  {
-    std::lock_guard<std::mutex> lk(mutex_);
-    job_ = &fn;
-    error_ = nullptr;
-    pending_.store(n_threads_ - 1, std::memory_order_release);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+  job_ = &fn;
+  error_ = nullptr;
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  ticket_.store(((uint64_t)gen << 32) | 1u, std::memory_order_release);  // index 0 is the caller's
+  generation_.store(gen, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lk(mutex_); }
+    wake_cv_.notify_all();
   }
-  wake_cv_.notify_all();
-  t_in_region = true;
-  std::exception_ptr mine;
-  try {
-    fn(0, n_threads_);
-  } catch (...) {
-    mine = std::current_exception();
-  }
-  t_in_region = false;
-  // Wait for workers: spin first, then sleep.
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0 && spin < 200000; ++spin) {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
-  }
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  run_index(0);
+  drain(gen);  // indices no worker has claimed yet
+  // Wait for indices that workers are running.
+  auto all_done = [&] { return done_.load(std::memory_order_seq_cst) == n_threads_ - 1; };
+  if (!spin_until(all_done, kCallerSpinUs)) {
+    caller_waiting_.store(true, std::memory_order_seq_cst);
     std::unique_lock<std::mutex> lk(mutex_);
-    done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    done_cv_.wait(lk, all_done);
+    caller_waiting_.store(false, std::memory_order_relaxed);
   }
   std::exception_ptr err;
   {
     std::lock_guard<std::mutex> lk(mutex_);
-    err = mine ? mine : error_;
+    err = error_;
     error_ = nullptr;
     job_ = nullptr;
   }

@@ -1,4 +1,7 @@
-// Persistent thread pool: workers are created once; each parallel region wakes them (short spin, then sleep).
+// Persistent thread pool: workers are created once; each parallel region wakes them (short timed spin, then sleep).
+// The n_threads "thread indices" of a region are claimed by whichever threads arrive first: the caller runs index 0,
+// then claims any index a worker has not started yet (a worker that is descheduled on a busy machine never holds
+// the region up; it only runs what is left when it arrives).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -21,9 +24,11 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(thread_index, n_threads) on every thread of the pool (the caller is index 0) and waits for all.
-  // An exception thrown by fn on any thread is rethrown here (the first one). Calls from inside a running
-  // region (nested) run fn(0, 1) inline. Regions from different caller threads are serialised.
+  // Runs fn(index, n_threads) once for every index in [0, n_threads) and waits for all: index 0 on the calling
+  // thread, the others on pool threads (or on the caller, when a worker has not picked its index up by the time the
+  // caller is free; indices never run concurrently on one thread, so per-index scratch is safe). An exception thrown
+  // by fn is rethrown here (the first one). Calls from inside a running region (nested) run fn(0, 1) inline.
+  // Regions from different caller threads are serialised.
   void run(const std::function<void(int, int)>& fn);
 
   // Splits [0, n) into chunks of about `grain` items handed out dynamically; fn(begin, end) per chunk.
@@ -31,6 +36,9 @@ class ThreadPool {
 
  private:
   void worker_main(int index);
+  // Claims and runs indices of region `gen` until none is left.
+  void drain(uint32_t gen);
+  void run_index(int index);
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -39,8 +47,11 @@ class ThreadPool {
   std::condition_variable wake_cv_;
   std::condition_variable done_cv_;
   const std::function<void(int, int)>* job_ = nullptr;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<uint32_t> generation_{0};
+  std::atomic<uint64_t> ticket_{0};  // (generation << 32) | next unclaimed index
+  std::atomic<int> done_{0};         // indices finished in the current region (index 0 excluded)
+  std::atomic<int> sleepers_{0};     // workers blocked on wake_cv_
+  std::atomic<bool> caller_waiting_{false};
   bool stop_ = false;
   std::exception_ptr error_;
 };

@@ -45,6 +45,9 @@ RawModel read_safetensors_index(const std::string& path);    // *.safetensors.in
 RawModel parse_gguf(const uint8_t* data, size_t size, const std::string& what, const std::shared_ptr<MappedFile>& map);
 RawModel read_gguf(const std::string& path);
 
+// PyTorch zip checkpoints (.ckpt/.pt/.bin), read with a restricted pickle interpreter that never executes code.
+RawModel parse_ckpt(const uint8_t* data, size_t size, const std::string& what, const std::shared_ptr<MappedFile>& map);
+
 // Overflow-checked helpers shared by the readers.
 bool checked_numel(const std::vector<int64_t>& shape, int64_t* out);
 // Bytes of a tensor of `shape` and `t` (torch order; rows = last dim); false if overflow / not block-aligned.

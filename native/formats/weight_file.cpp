@@ -228,12 +228,10 @@ std::unique_ptr<WeightFile> open_single(const std::string& path, const OpenOptio
     bool pickle = n >= 2 && d[0] == 0x80 && d[1] >= 2 && d[1] <= 5;
     if (n >= 4 && std::memcmp(d, "GGUF", 4) == 0) {
       raw = parse_gguf(d, n, path, map);
-    } else if (zip || pickle || (pickle_ext && !(n > 8 && d[8] == '{'))) {
-      throw_error(ErrorCode::Unsupported,
-                  path + ": this is a PyTorch pickle checkpoint (.ckpt/.pt/.bin). sdnode does not load pickle files "
-                         "(unpickling can run arbitrary code). Convert it to .safetensors first, e.g. with a trusted "
-                         "Python: safetensors.torch.save_file(torch.load(p, weights_only=True)['state_dict'], "
-                         "'model.safetensors'), then use that file or 'sdnode convert'.");
+    } else if (zip || pickle) {
+      raw = parse_ckpt(d, n, path, map);
+    } else if (pickle_ext && !(n > 8 && d[8] == '{')) {
+      throw_error(ErrorCode::InvalidFile, path + ": not a PyTorch zip checkpoint (no zip or pickle signature)");
     } else if (n >= 9 && d[8] == '{') {
       raw = parse_safetensors(d, n, path, map);
     } else if (n >= 8 && std::memcmp(d, "GGUF", 4) != 0 && ends_with(lower, ".safetensors")) {
@@ -268,10 +266,7 @@ std::string diffusers_component_file(const std::string& dir, const std::string& 
   static const char* kPickles[] = {"diffusion_pytorch_model.bin", "pytorch_model.bin", "diffusion_pytorch_model.fp16.bin",
                                    "pytorch_model.fp16.bin"};
   for (const char* n : kPickles)
-    if (is_file(d + "/" + n))
-      throw_error(ErrorCode::Unsupported, d + "/" + n + ": diffusers weights in PyTorch pickle form (.bin) are not "
-                                                        "loaded (unpickling can run code); use the .safetensors "
-                                                        "variant of this model");
+    if (is_file(d + "/" + n)) return d + "/" + n;
   throw_error(ErrorCode::InvalidFile, d + ": no weights file (expected diffusion_pytorch_model.safetensors or "
                                           "model.safetensors)");
 }
@@ -293,7 +288,15 @@ std::unique_ptr<WeightFile> open_diffusers(const std::string& dir, const OpenOpt
   for (const char* comp : {"unet", "vae", "text_encoder", "text_encoder_2"}) {
     std::string f = diffusers_component_file(dir, comp);
     if (f.empty()) continue;
-    RawModel r = ends_with(f, ".index.json") ? read_safetensors_index(f) : read_safetensors(f);
+    RawModel r;
+    if (ends_with(f, ".index.json")) {
+      r = read_safetensors_index(f);
+    } else if (ends_with(f, ".bin")) {
+      auto map = MappedFile::open(f);
+      r = parse_ckpt(map->data(), map->size(), f, map);
+    } else {
+      r = read_safetensors(f);
+    }
     for (auto& t : r.tensors) t.component = comp;
     for (auto& kv : r.metadata) wf->metadata_.emplace(kv.first, kv.second);
     parts.push_back(std::move(r));

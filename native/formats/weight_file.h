@@ -20,7 +20,8 @@ class WeightFile {
  public:
   virtual ~WeightFile() = default;
 
-  // Opens a file (.safetensors, .safetensors.index.json, .gguf) or a diffusers folder; format from content.
+  // Opens a file (.safetensors, .safetensors.index.json, .gguf, PyTorch zip .ckpt/.pt/.bin) or a diffusers folder;
+  // format from content.
   static std::unique_ptr<WeightFile> open(const std::string& path);
 
   // Canonical (LDM) names, in a stable order.

@@ -53,7 +53,7 @@ void run_conv_case(DType t, const ConvCase& cc, cpu::ConvAlgo algo, uint32_t see
                      std::to_string(cc.oc) + " k" + std::to_string(cc.ks) + " s" + std::to_string(cc.stride) + " p" +
                      std::to_string(cc.pad) + " algo " + std::to_string((int)algo) + " at " + simd_name(simd_level());
   std::vector<float> first;
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2, 3}) {
     set_default_threads(threads);
     Tensor out = cpu::conv2d_with(x, w, cc.bias ? &b : nullptr, cc.stride, cc.pad, algo);
     EXPECT_EQ(out.shape[0], cc.b);
@@ -64,7 +64,7 @@ void run_conv_case(DType t, const ConvCase& cc, cpu::ConvAlgo algo, uint32_t see
     if (threads == 1)
       first.assign(out.f32(), out.f32() + out.numel());
     else if (std::memcmp(first.data(), out.f32(), first.size() * 4) != 0)
-      SDN_FAIL(what << ": 1 and 2 threads differ");
+      SDN_FAIL(what << ": 1 and " << threads << " threads differ");
   }
 }
 
@@ -78,6 +78,8 @@ const std::vector<ConvCase>& conv_cases() {
       // channel counts whose rows (C*KH*KW) are whole quant blocks: 32 (1x1), 32*9 = 288 (3x3), 256*9 (K-quants)
       {1, 32, 5, 7, 6, 3, 1, 1, true},  {2, 32, 6, 5, 9, 3, 2, 1, true},   {1, 64, 3, 4, 5, 1, 1, 0, true},
       {1, 256, 4, 5, 3, 3, 1, 1, true},  {1, 256, 3, 3, 4, 1, 2, 0, false},
+      // more than 160 output pixels (im2col GEMM row-panel path)
+      {1, 8, 20, 21, 10, 3, 1, 1, true}, {2, 5, 27, 26, 6, 3, 2, 1, true}, {1, 32, 14, 13, 7, 1, 1, 0, false},
   };
   return cases;
 }

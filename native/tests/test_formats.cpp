@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "../fuzz/ckpt_zip.h"
 #include "core/quant.h"
 #include "formats/gguf.h"
 #include "formats/json.h"
@@ -162,7 +163,7 @@ std::string tiny_dir(const std::string& dtype) {
   if (it != made.end()) return it->second;
   std::string out = temp_dir() + "/tiny-" + dtype;
   std::string cmd = "node \"" + repo_root() + "/scripts/make-tiny-model.js\" \"" + out + "\" --dtype " + dtype +
-                    " > /dev/null 2>&1";
+                    " --formats safetensors,gguf,diffusers,ckpt > /dev/null 2>&1";
   int rc = std::system(cmd.c_str());
   if (rc != 0) {
     std::fprintf(stderr, "SKIP: could not run node scripts/make-tiny-model.js (rc %d); tiny-model tests skipped\n", rc);
@@ -291,9 +292,12 @@ TEST(formats, missing_and_pickle_files) {
   EXPECT_THROWS_CODE(inspect_model(temp_dir() + "/nope/model.gguf"), ErrorCode::NotFound);
   std::string ck = temp_dir() + "/model.ckpt";
   write_file(ck, std::string("PK\x03\x04", 4) + std::string(100, '\0'));
+  expect_invalid([&] { WeightFile::open(ck); }, "zip", "zip without a directory");
+  std::string legacy = temp_dir() + "/legacy.ckpt";
+  write_file(legacy, std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15));
   try {
-    WeightFile::open(ck);
-    SDN_FAIL("ckpt opened");
+    WeightFile::open(legacy);
+    SDN_FAIL("legacy ckpt opened");
   } catch (const Error& e) {
     EXPECT_TRUE(e.code() == ErrorCode::Unsupported);
     EXPECT_TRUE(std::string(e.what()).find("safetensors") != std::string::npos);
@@ -573,6 +577,108 @@ TEST(formats, gguf_corrupt_corpus) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// PyTorch zip checkpoints (restricted pickle reader)
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+struct Pk {
+  std::string s = std::string("\x80\x02", 2);
+  Pk& op(char c) { s += c; return *this; }
+  Pk& raw(const std::string& r) { s += r; return *this; }
+  Pk& uni(const std::string& v) { s += 'X'; s += le32((uint32_t)v.size()); s += v; return *this; }
+  Pk& i32(int32_t v) { s += 'J'; s += le32((uint32_t)v); return *this; }
+  Pk& glob(const std::string& m, const std::string& n) { s += 'c' + m + "\n" + n + "\n"; return *this; }
+  Pk& tuple_ints(const std::vector<int64_t>& v) {
+    op('(');
+    for (int64_t x : v) i32((int32_t)x);
+    return op('t');
+  }
+  // key -> _rebuild_tensor_v2(storage(type, key), offset, size, stride, False, OrderedDict())
+  Pk& tensor(const std::string& name, const std::string& storage_type, const std::string& key, int64_t offset,
+             const std::vector<int64_t>& size, const std::vector<int64_t>& stride) {
+    uni(name).glob("torch._utils", "_rebuild_tensor_v2").op('(');
+    op('(').uni("storage").glob("torch", storage_type).uni(key).uni("cpu").i32(100).op('t').op('Q');
+    i32((int32_t)offset).tuple_ints(size).tuple_ints(stride).op('\x89');
+    glob("collections", "OrderedDict").op(')').op('R');
+    return op('t').op('R');
+  }
+};
+
+std::string ckpt_bytes(const std::string& pkl, std::vector<std::pair<std::string, std::string>> storages) {
+  storages.insert(storages.begin(), {"archive/data.pkl", pkl});
+  storages.push_back({"archive/version", "3\n"});
+  return sdnfuzz::zip_stored(storages);
+}
+
+RawModel parse_ck(const std::string& b) {
+  return parse_ckpt(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "test.ckpt", nullptr);
+}
+
+}  // namespace
+
+TEST(formats, ckpt_restricted_pickle) {
+  std::vector<float> a = {1, 2, 3, 4, 5, 6, 7};
+  uint16_t h[5] = {0, f32_to_f16(1.5f), f32_to_f16(-2.f), f32_to_f16(3.f), f32_to_f16(4.f)};
+  Pk p;
+  p.op('}').raw(std::string("q\0", 2)).op('(');
+  p.uni("epoch").i32(3);
+  // A hostile global: must never run, only become an opaque value.
+  p.uni("evil").glob("os", "system").uni("touch /tmp/sdn_pwned").op('\x85').op('R');
+  p.uni("state_dict").glob("collections", "OrderedDict").op(')').op('R').raw(std::string("q\x01", 2)).op('(');
+  p.tensor("model.diffusion_model.out.2.weight", "FloatStorage", "0", 1, {2, 3}, {3, 1});
+  p.tensor("first_stage_model.quant_conv.bias", "HalfStorage", "1", 1, {4}, {1});
+  p.uni("step").i32(7);
+  p.op('u').op('u').op('.');
+  std::string path = temp_dir() + "/tiny.ckpt";
+  write_file(path, ckpt_bytes(p.s, {{"archive/data/0", f32_bytes(a)}, {"archive/data/1", std::string((char*)h, 10)}}));
+  auto wf = WeightFile::open(path);
+  EXPECT_EQ(wf->info().format, std::string("ckpt"));
+  EXPECT_EQ(wf->names().size(), (size_t)2);
+  const Tensor& w = wf->get("model.diffusion_model.out.2.weight");
+  EXPECT_EQ(w.shape[0], 2);
+  EXPECT_EQ(w.shape[1], 3);
+  EXPECT_EQ(w.f32()[0], 2.f);  // storage offset 1
+  EXPECT_EQ(w.f32()[5], 7.f);
+  Tensor b = wf->get("first_stage_model.quant_conv.bias").to_f32();
+  EXPECT_EQ(b.f32()[0], 1.5f);
+  EXPECT_EQ(b.f32()[3], 4.f);
+  EXPECT_TRUE(access("/tmp/sdn_pwned", F_OK) != 0);
+
+  struct Case {
+    std::string label, bytes, needle;
+  };
+  std::vector<Case> cases;
+  auto with = [&](const std::function<void(Pk&)>& body, std::vector<std::pair<std::string, std::string>> st) {
+    Pk q;
+    body(q);
+    return ckpt_bytes(q.s, st);
+  };
+  std::vector<std::pair<std::string, std::string>> st0 = {{"archive/data/0", f32_bytes(a)}};
+  cases.push_back({"truncated zip", ckpt_bytes(p.s, st0).substr(0, 40), "zip"});
+  cases.push_back({"no data.pkl", sdnfuzz::zip_stored({{"archive/x", "y"}}), "data.pkl"});
+  cases.push_back({"storage missing", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "9", 0, {2}, {1}).op('u').op('.'); }, st0), "missing"});
+  cases.push_back({"storage too short", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 5, {4}, {1}).op('u').op('.'); }, st0), "past the end"});
+  cases.push_back({"non-contiguous", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 0, {2, 2}, {1, 2}).op('u').op('.'); }, st0), "non-contiguous"});
+  cases.push_back({"five dims", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 0, {1, 1, 1, 1, 2}, {2, 2, 2, 2, 1}).op('u').op('.'); }, st0), "5 dimensions"});
+  cases.push_back({"dims overflow", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 0, {1 << 30, 1 << 30, 1 << 30}, {1 << 30, 1 << 30, 1}).op('u').op('.'); }, st0), "overflow|non-contiguous"});
+  cases.push_back({"unknown storage", with([](Pk& q) { q.op('}').op('(').tensor("w", "ComplexStorage", "0", 0, {2}, {1}).op('u').op('.'); }, st0), "storage type"});
+  cases.push_back({"unknown opcode", with([](Pk& q) { q.op('\xff'); }, st0), "opcode"});
+  cases.push_back({"stack underflow", with([](Pk& q) { q.op('R'); }, st0), "underflow"});
+  cases.push_back({"bad memo", with([](Pk& q) { q.raw("h\x05"); }, st0), "memo"});
+  cases.push_back({"no STOP", with([](Pk& q) { q.op('}'); }, st0), "STOP"});
+  cases.push_back({"string past end", with([](Pk& q) { q.raw(std::string("X\xff\xff\xff\x00ab", 7)); }, st0), "truncated"});
+  cases.push_back({"top not dict", with([](Pk& q) { q.op(']').op('.'); }, st0), "not a dictionary"});
+  cases.push_back({"duplicate", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 0, {2}, {1}).tensor("w", "FloatStorage", "0", 0, {2}, {1}).op('u').op('.'); }, st0), "duplicate"});
+  cases.push_back({"odd setitems", with([](Pk& q) { q.op('}').op('(').i32(1).op('u').op('.'); }, st0), "odd"});
+  std::string comp = ckpt_bytes(p.s, st0);
+  comp[8] = 8;  // compression method of data.pkl (local header); the central directory says so too:
+  size_t cdp = comp.find("PK\x01\x02");
+  comp[cdp + 10] = 8;
+  cases.push_back({"compressed", comp, "compressed"});
+  for (const Case& c : cases) expect_invalid([&] { parse_ck(c.bytes); }, c.needle, c.label);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------------------
 TEST(formats, name_mapping_diffusers_and_others) {
@@ -839,12 +945,14 @@ TEST(formats, tiny_model_forms_agree) {
     auto st = WeightFile::open(dir + "/tiny-sd1.safetensors");
     auto gg = WeightFile::open(dir + "/tiny-sd1.gguf");
     auto df = WeightFile::open(dir + "/tiny-sd1-diffusers");
+    auto ck = WeightFile::open(dir + "/tiny-sd1.ckpt");
+    EXPECT_TRUE(st->names() == ck->names());
     EXPECT_TRUE(st->names() == gg->names());
     EXPECT_TRUE(st->names() == df->names());
     EXPECT_EQ(st->names().size(), (size_t)970);  // 971 written, position_ids dropped
     for (const std::string& n : st->names()) {
       const Tensor& a = st->get(n);
-      for (const WeightFile* o : {gg.get(), df.get()}) {
+      for (const WeightFile* o : {gg.get(), df.get(), ck.get()}) {
         const Tensor& b = o->get(n);
         if (a.sizes() != b.sizes() || a.dtype != b.dtype) SDN_FAIL(n << ": " << a.shape_str() << " vs " << b.shape_str());
         if (std::memcmp(a.data, b.data, a.nbytes()) != 0) SDN_FAIL(n << ": data differs");
@@ -858,7 +966,7 @@ TEST(formats, tiny_model_forms_agree) {
     int lines = 0;
     for (char c : merges) lines += c == '\n';
     EXPECT_EQ(tok.shape[0], (int64_t)(256 + 256 + (lines - 1) + 2));
-    for (const WeightFile* w : {st.get(), gg.get(), df.get()}) {
+    for (const WeightFile* w : {st.get(), gg.get(), df.get(), ck.get()}) {
       const ModelInfo& i = w->info();
       EXPECT_EQ(i.family, std::string("sd1"));
       EXPECT_EQ(i.variant, std::string("base"));
@@ -867,7 +975,7 @@ TEST(formats, tiny_model_forms_agree) {
       EXPECT_EQ(i.tensor_count, 970);
       EXPECT_EQ(i.parameter_count, st->info().parameter_count);
       EXPECT_EQ(i.tensors_by_type.at(dt), 970);
-      EXPECT_EQ(i.metadata.at("sdnode.unet.heads"), std::string("8"));
+      if (w != ck.get()) EXPECT_EQ(i.metadata.at("sdnode.unet.heads"), std::string("8"));
     }
     ModelInfo ins = inspect_model(dir + "/tiny-sd1-diffusers");
     EXPECT_EQ(ins.format, std::string("diffusers"));
@@ -909,7 +1017,7 @@ TEST(formats, tiny_model_convert_diffusers_equals_single_file) {
 TEST(formats, fuzz_regressions_replay) {
   std::string root = repo_root() + "/test/fixtures/fuzz-regressions";
   int n = 0;
-  for (const char* parser : {"safetensors", "gguf", "json"}) {
+  for (const char* parser : {"safetensors", "gguf", "json", "ckpt"}) {
     std::string dir = root + "/" + parser;
     DIR* d = opendir(dir.c_str());
     if (!d) continue;
@@ -920,6 +1028,10 @@ TEST(formats, fuzz_regressions_replay) {
       try {
         if (std::string(parser) == "safetensors") parse_st(bytes);
         else if (std::string(parser) == "gguf") parse_gg(bytes);
+        else if (std::string(parser) == "ckpt")
+          parse_ck(bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K'
+                       ? bytes
+                       : sdnfuzz::zip_stored({{"archive/data.pkl", bytes}, {"archive/data/0", std::string(64, '\x01')}}));
         else json::parse(bytes, "fuzz");
       } catch (const Error& err) {
         if (err.code() == ErrorCode::Internal) SDN_FAIL(parser << "/" << e->d_name << ": internal error " << err.what());

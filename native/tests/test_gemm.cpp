@@ -45,7 +45,7 @@ void run_linear_case(DType t, const LinCase& lc, uint32_t seed) {
   std::string what = std::string("linear ") + dtype_name(t) + " M=" + std::to_string(m) + " K=" +
                      std::to_string(lc.k) + " N=" + std::to_string(lc.n) + " at " + simd_name(simd_level());
   std::vector<float> first;
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2, 3}) {
     set_default_threads(threads);
     Tensor y = cpu::linear(x, w, lc.bias ? &b : nullptr);
     EXPECT_EQ(y.ndim, (int)xs.size());
@@ -54,7 +54,7 @@ void run_linear_case(DType t, const LinCase& lc, uint32_t seed) {
     if (threads == 1) {
       first.assign(y.f32(), y.f32() + y.numel());
     } else if (std::memcmp(first.data(), y.f32(), first.size() * 4) != 0) {
-      SDN_FAIL(what << ": 1 and 2 threads differ");
+      SDN_FAIL(what << ": 1 and " << threads << " threads differ");
     }
   }
 }
@@ -68,6 +68,8 @@ TEST(gemm, linear_all_types_levels_threads) {
       {{9}, 64, 65, false},    {{17}, 300, 40, true},  {{77}, 768, 35, true},   {{5}, 1000, 70, false},
       {{1}, 96, 129, true},    {{70}, 64, 300, true},   {{3}, 256, 17, true},    {{33}, 512, 45, false},
       {{2}, 1024, 9, true},
+      // more than 160 rows: the row-panel path (weights packed as B) instead of the few-rows path
+      {{200}, 40, 33, true},   {{3, 70}, 64, 45, false}, {{170}, 512, 70, true},  {{161}, 1000, 5, true},
   };
   uint32_t seed = 100;
   for (SimdLevel level : simd_levels()) {

@@ -238,6 +238,11 @@ TEST(ops, softmax_matches_double) {
   }
 }
 
+TEST(ops, softmax_same_with_threads) {
+  Tensor x = rnd({3, 1000, 77}, 250, -20.f, 20.f);
+  same_with_threads([&] { return B().softmax(x); });
+}
+
 TEST(ops, unary_matches_double) {
   Tensor x = rnd({3, 5, 67}, 300, -9.f, 9.f);
   Tensor small = rnd({1, 1}, 301);
@@ -278,6 +283,8 @@ TEST(ops, geglu_matches_double) {
       CHECK_CLOSE_LEVEL(l, y.f32(), ref.data(), ref.size(), 1e-7, 2e-6);
     });
   }
+  Tensor big = rnd({3, 700, 2 * 77}, 410, -4.f, 4.f);
+  same_with_threads([&] { return B().geglu(big); });
   EXPECT_THROWS_CODE(B().geglu(rnd({2, 5}, 1)), ErrorCode::InvalidArgument);
 }
 
@@ -443,6 +450,26 @@ TEST(ops, attention_matches_double) {
   same_with_threads([&] { return B().attention(q, q, q, 5, true); });
   EXPECT_THROWS_CODE(B().attention(q, k, v, 7, false), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(B().attention(q, rnd({2, 77, 160}, 1), v, 8, false), ErrorCode::InvalidArgument);
+}
+
+TEST(ops, attention_on_strided_views) {
+  // q, k, v as column slices of one [B, T, 3*H*D] tensor (a fused projection): same result as contiguous copies.
+  const int64_t Bn = 2, T = 37, H = 2, D = 24, HD = H * D;
+  Tensor qkv = rnd({Bn, T, 3 * HD}, 1400, -2.f, 2.f);
+  auto slice = [&](int part) {
+    Tensor t = qkv;
+    t.shape[2] = HD;
+    t.data = qkv.f32() + part * HD;
+    return t;  // strides stay those of qkv
+  };
+  Tensor q = slice(0), k = slice(1), v = slice(2);
+  EXPECT_TRUE(!q.is_contiguous());
+  Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  auto ref = ref_attention(qc, kc, vc, (int)H, false);
+  each_level([&](SimdLevel l) {
+    Tensor o = B().attention(q, k, v, (int)H, false);
+    CHECK_CLOSE_LEVEL(l, o.f32(), ref.data(), ref.size(), 2e-6, 1e-4);
+  });
 }
 
 TEST(ops, attention_4096_scratch_stays_small) {

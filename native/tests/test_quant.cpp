@@ -33,13 +33,14 @@ const TypeBound kQuantTypes[] = {
     {DType::F32, 0.0},      {DType::F64, 0.0},      {DType::F16, 4e-4},    {DType::BF16, 3e-3},
     {DType::Q8_0, 7e-3},    {DType::Q8_1, 7e-3},    {DType::Q8_K, 1.2e-2}, {DType::Q5_0, 5.5e-2},
     {DType::Q5_1, 5e-2},    {DType::Q4_0, 1.1e-1},  {DType::Q4_1, 1.0e-1}, {DType::Q6_K, 2.2e-2},
-    {DType::Q5_K, 4.2e-2},  {DType::Q4_K, 8.5e-2},
+    {DType::Q5_K, 4.2e-2},  {DType::Q4_K, 8.5e-2},  {DType::Q3_K, 0.17},    {DType::Q2_K, 0.31},
 };
 
 // Types dequantize/dot accept (quantizable ones plus integers).
 const DType kReadTypes[] = {DType::F32,  DType::F64,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q8_1,
                             DType::Q8_K, DType::Q5_0, DType::Q5_1, DType::Q4_0, DType::Q4_1, DType::Q6_K,
-                            DType::Q5_K, DType::Q4_K, DType::I8,   DType::I16,  DType::I32,  DType::I64};
+                            DType::Q5_K, DType::Q4_K, DType::Q3_K, DType::Q2_K, DType::I8,   DType::I16,
+                            DType::I32,  DType::I64};
 
 std::vector<SimdLevel> levels() {
   std::vector<SimdLevel> v;
@@ -73,6 +74,8 @@ std::vector<uint8_t> random_encoded(DType t, int64_t n, uint32_t seed) {
       case DType::Q4_1: case DType::Q5_1: case DType::Q8_1: put_f16(o, true); put_f16(o + 2, true); break;
       case DType::Q4_K: case DType::Q5_K: put_f16(o, false); put_f16(o + 2, false); break;
       case DType::Q6_K: put_f16(o + 208, true); break;
+      case DType::Q2_K: put_f16(o + 80, false); put_f16(o + 82, false); break;
+      case DType::Q3_K: put_f16(o + 108, true); break;
       case DType::Q8_K: {
         float d = u(gen);
         std::memcpy(&b[o], &d, 4);
@@ -258,6 +261,44 @@ TEST(quant, q6_K_hand_superblock) {
   EXPECT_EQ(y[69], -32.f);    // ql[5] high 0, qh[5]=185 bits4-5 = 3 -> 48 -> 16; scale[4] = -4
   EXPECT_EQ(y[168], 8.f);     // half 1: ql[104] low 8, qh[40]=200 bits2-3 = 2 -> 40 -> 8; scale[10] = 2
   EXPECT_EQ(y[255], -87.5f);  // half 1: ql[127] high 7, qh[63]=27 bits6-7 = 0 -> 7 -> -25; scale[15] = 7
+}
+
+TEST(quant, q2_K_hand_superblock) {
+  // scales[i] = i | (15 - i) << 4 (scale i, min 15 - i), qs[k] = 5k + 1, d = 0.5, dmin = 0.25.
+  uint8_t b[84];
+  for (int i = 0; i < 16; ++i) b[i] = (uint8_t)(i | ((15 - i) << 4));
+  for (int k = 0; k < 64; ++k) b[16 + k] = (uint8_t)((k * 5 + 1) & 0xFF);
+  qimpl::wr16(b + 80, 0x3800);
+  qimpl::wr16(b + 82, 0x3400);
+  float y[256];
+  dequantize_row(DType::Q2_K, b, y, 256);
+  // e: h = e/128, j = (e%128)/32, g = (e%32)/16, l = e%16; q = (qs[32h+16g+l] >> 2j) & 3
+  EXPECT_EQ(y[0], -3.75f);   // qs[0]=1 -> 1; sub 0: 0.5*0*1 - 0.25*15
+  EXPECT_EQ(y[37], -1.25f);  // j1 l5: qs[5]=26 -> 2; sub 2: 0.5*2*2 - 0.25*13
+  EXPECT_EQ(y[100], -2.25f); // j3 l4: qs[4]=21 -> 0; sub 6: -0.25*9
+  EXPECT_EQ(y[191], 15.5f);  // h1 j1 g1 l15: qs[63]=60 -> 3; sub 11: 0.5*11*3 - 0.25*4
+  EXPECT_EQ(y[215], 6.f);    // h1 j2 g1 l7: qs[55]=20 -> 1; sub 13: 0.5*13*1 - 0.25*2
+}
+
+TEST(quant, q3_K_hand_superblock) {
+  // hmask[k] = 3k, qs[k] = 5k + 1, d = 0.5; scale bytes chosen so the 16 scales are
+  // {16,-30,-28,-26, 8,26,-4,-18, -15,3,5,-25, -23,-5,29,-17} (unpacked by hand from the layout rules).
+  uint8_t b[110];
+  for (int k = 0; k < 32; ++k) b[k] = (uint8_t)(k * 3);
+  for (int k = 0; k < 64; ++k) b[32 + k] = (uint8_t)((k * 5 + 1) & 0xFF);
+  const uint8_t sc[12] = {0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0x1B, 0x6C, 0xE4, 0x00};
+  std::memcpy(b + 96, sc, 12);
+  qimpl::wr16(b + 108, 0x3800);
+  float y[256];
+  dequantize_row(DType::Q3_K, b, y, 256);
+  // q = low2 - (hbit ? 0 : 4), low2 = (qs[32h+16g+l] >> 2j) & 3, hbit = (hmask[16g+l] >> (4h+j)) & 1
+  EXPECT_EQ(y[0], -24.f);    // low2 1, hbit 0 -> -3; scale 16
+  EXPECT_EQ(y[37], -28.f);   // qs[5]=26 -> 2, hmask[5]=15 bit1 = 1 -> 2; scale[2] = -28
+  EXPECT_EQ(y[72], -8.f);    // qs[8]=41 -> 2, hmask[8]=24 bit2 = 0 -> -2; scale[4] = 8
+  EXPECT_EQ(y[144], 1.5f);   // h1 g1 l0: qs[48]=241 -> 1, hmask[16]=48 bit4 = 1 -> 1; scale[9] = 3
+  EXPECT_EQ(y[191], 12.5f);  // h1 j1 g1 l15: qs[63]=60 -> 3, hmask[31]=93 bit5 = 0 -> -1; scale[11] = -25
+  EXPECT_EQ(y[215], -2.5f);  // h1 j2 g1 l7: qs[55]=20 -> 1, hmask[23]=69 bit6 = 1 -> 1; scale[13] = -5
+  EXPECT_EQ(y[250], 34.f);   // h1 j3 g1 l10: qs[58]=35 -> 0, hmask[26]=78 bit7 = 0 -> -4; scale[15] = -17
 }
 
 // ---- round trips ------------------------------------------------------------------------------------------------
@@ -446,7 +487,7 @@ TEST(quant, bad_lengths_and_types_throw) {
   EXPECT_THROWS_CODE(quantize_row_ref(DType::Q5_1, f.data(), buf.data(), 33), ErrorCode::InvalidArgument);
   // unknown / unsupported types
   EXPECT_THROWS_CODE(dequantize_row((DType)5, buf.data(), f.data(), 32), ErrorCode::Unsupported);
-  EXPECT_THROWS_CODE(dequantize_row((DType)10, buf.data(), f.data(), 256), ErrorCode::Unsupported);  // q2_K
+  EXPECT_THROWS_CODE(dequantize_row((DType)16, buf.data(), f.data(), 256), ErrorCode::Unsupported);  // iq2_xxs
   EXPECT_THROWS_CODE(dot_row(DType::Invalid, buf.data(), f.data(), 32), ErrorCode::Unsupported);
   EXPECT_THROWS_CODE(quantize_row(DType::I8, f.data(), buf.data(), 32), ErrorCode::Unsupported);
   EXPECT_THROWS_CODE(quantize_row((DType)23, f.data(), buf.data(), 256), ErrorCode::Unsupported);
@@ -484,5 +525,25 @@ TEST(quant, quantize_same_bytes_at_every_level) {
       for (size_t i = 0; i < ref.size(); ++i)
         if (got[i] != ref[i]) SDN_FAIL(simd_name(lv) << " " << dtype_name(tb.t) << " byte " << i << " differs");
     }
+  }
+}
+
+TEST(quant, non_finite_inputs_do_not_crash_or_leak_into_other_blocks) {
+  // NaN/Inf in one block give unspecified (but in-format) codes for that block; other blocks are unaffected.
+  for (const TypeBound& tb : kQuantTypes) {
+    const int bs = dtype_traits(tb.t).block_size;
+    const int64_t n = bs == 1 ? 64 : 4 * (int64_t)bs;
+    std::vector<float> x = gaussian((size_t)n, 8);
+    std::vector<float> clean(x.begin() + n / 2, x.end());
+    x[1] = std::nanf("");
+    x[2] = INFINITY;
+    x[3] = -INFINITY;
+    std::vector<uint8_t> q(dtype_row_bytes(tb.t, n)), qc(dtype_row_bytes(tb.t, n / 2));
+    quantize_row(tb.t, x.data(), q.data(), n);
+    quantize_row(tb.t, clean.data(), qc.data(), n / 2);
+    const size_t half = dtype_row_bytes(tb.t, n / 2);
+    for (size_t i = 0; i < half; ++i) EXPECT_EQ((int)q[half + i], (int)qc[i]);
+    std::vector<float> y((size_t)n);
+    dequantize_row(tb.t, q.data(), y.data(), n);  // must not crash
   }
 }

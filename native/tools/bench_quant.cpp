@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   n = (n / 256) * 256;
   std::string only = argc > 2 ? argv[2] : "";
   const DType types[] = {DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
-                         DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+                         DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K,
+                         DType::Q6_K};
   std::mt19937 gen(42);
   std::normal_distribution<float> dist(0.f, 1.f);
   std::vector<float> x((size_t)n), y((size_t)n), a((size_t)n);

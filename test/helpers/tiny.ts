@@ -47,6 +47,10 @@ export function tinyModel(): TinyModel {
     } catch {
       fs.rmSync(tmp, { recursive: true, force: true }); // another process won the race
     }
+    // Models from older versions of the script are dead weight (~200 MB each): remove them.
+    for (const old of fs.readdirSync(path.dirname(dir))) {
+      if (old !== key && /^[0-9a-f]{12}$/.test(old)) fs.rmSync(path.join(path.dirname(dir), old), { recursive: true, force: true });
+    }
   }
   return files;
 }

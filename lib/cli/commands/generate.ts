@@ -117,7 +117,7 @@ export const generateCommand: Command = {
 
     const bar = new ProgressBar(ctx.stderr, o.quiet !== true);
     const t0 = performance.now();
-    const loadOptions: LoadOptions = { signal: ctx.signal, onProgress: (e) => bar.update('load', Math.round(e.progress * 100), 100, '%') };
+    const loadOptions: LoadOptions = { signal: ctx.signal, onProgress: (e) => bar.fraction('load', e.progress) };
     if (o.threads !== undefined) loadOptions.threads = o.threads as number;
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;

@@ -1,13 +1,14 @@
 // conv2d and linear entry points (argument checks) and the im2col convolution path.
 //
-// im2col: the output pixels are processed in tiles; for each tile the patch matrix A[pixels][C*KH*KW] is built
-// in a scratch buffer (bounded, never the whole image), multiplied by the weights (rows of C*KH*KW, any type)
-// with the blocked GEMM into Ct[pixels][OC], and Ct is transposed into the NCHW output.
+// im2col: see conv_im2col below (patch panels built per chunk of output pixels, never the whole image).
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "backends/cpu/gemm.h"
+#include "backends/cpu/simd/gemm_kernels.h"
 #include "backends/cpu/winograd.h"
 #include "core/threadpool.h"
 #include "sdn/error.h"
@@ -17,7 +18,28 @@ namespace cpu {
 
 namespace {
 
-constexpr size_t kIm2colBudget = 8u << 20;  // bytes of patch matrix per tile
+constexpr size_t kIm2colBudget = 8u << 20;  // bytes of patch panels per chunk of output pixels
+constexpr size_t kDeqBudget = 256u * 1024u;  // bytes of dequantized weight rows per task
+constexpr int64_t kKcMax = 384;              // K chunk (same rule as the GEMM driver)
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw_error(ErrorCode::OutOfMemory, "conv2d scratch allocation failed");
+      cap = n;
+    }
+    return p;
+  }
+};
+thread_local Scratch t_conv_deq;
 
 [[noreturn]] void bad(const std::string& what) { throw_error(ErrorCode::InvalidArgument, what); }
 
@@ -69,54 +91,125 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor* b) {
   return y;
 }
 
-static void conv_im2col(const Tensor& x, const WeightMatrix& wm, const float* bias, int kh_, int stride, int pad,
+// im2col convolution without a full patch matrix: for each image, the output pixels are taken in chunks; the
+// chunk's patch matrix is written directly in the microkernel's panel layout B[panel][k][NR] (k = (c, kh, kw),
+// NR consecutive output pixels per panel; bounded by kIm2colBudget), and the tasks (groups of output channels x
+// groups of panels) compute y[oc][pixels] = W[oc][:] . B with the weight rows broadcast from memory (F32 in place,
+// other types dequantized per task into thread-local scratch). The output is written in NCHW directly.
+static void conv_im2col(const Tensor& x, const WeightMatrix& wm, const float* bias, int ks, int stride, int pad,
                         Tensor& y) {
   const int64_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
   const int64_t OC = y.shape[1], OH = y.shape[2], OW = y.shape[3];
-  const int64_t KS = kh_, K = C * KS * KS, P = OH * OW;
+  const int64_t K = C * ks * ks, P = OH * OW;
   ThreadPool& pool = default_pool();
-  int64_t pt = std::max<int64_t>(64, (int64_t)(kIm2colBudget / sizeof(float)) / std::max<int64_t>(K, 1));
-  pt = std::min(pt, P);
-  Tensor a = Tensor::empty({pt, K});
-  Tensor ct = Tensor::empty({pt, OC});
-  const bool plain1x1 = KS == 1 && stride == 1 && pad == 0;
+  const int T = pool.size();
+  auto kernel = SDN_DISPATCH(gemm_ukernel);
+  const int MR = SDN_DISPATCH(gemm_mr)();
+  const int NR = SDN_DISPATCH(gemm_nr)();
+  int64_t kc = K;
+  if (K > kKcMax) kc = (ceil_div(K, ceil_div(K, kKcMax)) + 15) / 16 * 16;
+  const int64_t nchunks = ceil_div(K, kc);
+
+  const int64_t panel_floats = K * NR;
+  int64_t chunk_panels = std::max<int64_t>(1, (int64_t)(kIm2colBudget / sizeof(float)) / panel_floats);
+  chunk_panels = std::min(chunk_panels, ceil_div(P, NR));
+  Tensor bbuf = Tensor::empty({chunk_panels * panel_floats});
+  float* Bp = bbuf.f32();
+
+  const bool in_place = wm.type == DType::F32;
+  const int64_t ldw = in_place ? (int64_t)(wm.row_bytes / sizeof(float)) : K;
+  int64_t gr = std::max<int64_t>(MR, (int64_t)kDeqBudget / (K * (int64_t)sizeof(float)) / MR * MR);
+  gr = std::min(gr, ceil_div(OC, MR) * MR);
+  const int64_t ngroups = ceil_div(OC, gr);
+  const bool plain1x1 = ks == 1 && stride == 1 && pad == 0;
+
   for (int64_t bi = 0; bi < B; ++bi) {
     const float* xb = x.f32() + bi * C * H * W;
     float* yb = y.f32() + bi * OC * P;
-    for (int64_t p0 = 0; p0 < P; p0 += pt) {
-      const int64_t np = std::min(pt, P - p0);
-      float* A = a.f32();
-      if (plain1x1) {
-        // A[p][c] = x[c][p0 + p]: read rows, write columns, in blocks of 64 pixels.
-        pool.parallel_for(np, 64, [&](int64_t pb, int64_t pe) {
-          for (int64_t c = 0; c < C; ++c) {
-            const float* src = xb + c * P + p0;
-            for (int64_t p = pb; p < pe; ++p) A[p * K + c] = src[p];
+    for (int64_t q0 = 0; q0 < P; q0 += chunk_panels * NR) {
+      const int64_t nq = std::min(chunk_panels * NR, P - q0);
+      const int64_t npan = ceil_div(nq, NR);
+      // 1. Patch panels.
+      pool.parallel_for(npan, 1, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          float* dst = Bp + j * panel_floats;
+          const int64_t qa = q0 + j * NR, n = std::min<int64_t>(NR, q0 + nq - qa);
+          if (plain1x1) {
+            for (int64_t k = 0; k < K; ++k) {
+              std::memcpy(dst + k * NR, xb + k * P + qa, (size_t)n * sizeof(float));
+              for (int64_t l = n; l < NR; ++l) dst[k * NR + l] = 0.f;
+            }
+            continue;
           }
-        });
-      } else {
-        pool.parallel_for(np, 16, [&](int64_t pb, int64_t pe) {
-          for (int64_t p = pb; p < pe; ++p) {
-            const int64_t oh = (p0 + p) / OW, ow = (p0 + p) % OW;
-            float* row = A + p * K;
-            for (int64_t c = 0; c < C; ++c) {
-              const float* xc = xb + c * H * W;
-              for (int64_t kh = 0; kh < KS; ++kh) {
+          if (n < NR)
+            for (int64_t k = 0; k < K; ++k)
+              for (int64_t l = n; l < NR; ++l) dst[k * NR + l] = 0.f;
+          // Runs of pixels within one output row.
+          for (int64_t l0 = 0; l0 < n;) {
+            const int64_t q = qa + l0, oh = q / OW, ow0 = q % OW;
+            const int64_t run = std::min<int64_t>(n - l0, OW - ow0);
+            for (int64_t c = 0; c < C; ++c)
+              for (int64_t kh = 0; kh < ks; ++kh) {
                 const int64_t ih = oh * stride - pad + kh;
-                for (int64_t kw = 0; kw < KS; ++kw) {
-                  const int64_t iw = ow * stride - pad + kw;
-                  *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xc[ih * W + iw] : 0.f;
+                const float* xr = xb + (c * H + ih) * W;
+                for (int64_t kw = 0; kw < ks; ++kw) {
+                  float* d = dst + ((c * ks + kh) * ks + kw) * NR + l0;
+                  if (ih < 0 || ih >= H) {
+                    for (int64_t l = 0; l < run; ++l) d[l] = 0.f;
+                    continue;
+                  }
+                  const int64_t iw0 = ow0 * stride - pad + kw;
+                  for (int64_t l = 0; l < run; ++l) {
+                    const int64_t iw = iw0 + l * stride;
+                    d[l] = (iw >= 0 && iw < W) ? xr[iw] : 0.f;
+                  }
                 }
+              }
+            l0 += run;
+          }
+        }
+      });
+      // 2. Output-channel groups x panel groups.
+      int64_t pg = std::min<int64_t>(npan, 8);
+      if (ngroups * ceil_div(npan, pg) < 2 * T) pg = std::max<int64_t>(1, ceil_div(npan, ceil_div(2 * T, ngroups)));
+      const int64_t npg = ceil_div(npan, pg);
+      const int64_t ntasks = ngroups * npg;
+      std::atomic<int64_t> next{0};
+      pool.run([&](int, int) {
+        for (;;) {
+          const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+          if (t >= ntasks) break;
+          const int64_t g = t / npg, jg = t % npg;
+          const int64_t n0 = g * gr, rows = std::min(gr, OC - n0);
+          const int64_t j0 = jg * pg, j1 = std::min(npan, j0 + pg);
+          const float* wr;
+          if (in_place) {
+            wr = reinterpret_cast<const float*>(static_cast<const char*>(wm.data) + (size_t)n0 * wm.row_bytes);
+          } else {
+            float* deq = t_conv_deq.get((size_t)(rows * K));
+            dequantize_weight_rows(wm, n0, rows, 0, K, deq, K);
+            wr = deq;
+          }
+          for (int64_t ch = 0; ch < nchunks; ++ch) {
+            const int64_t cbeg = ch * kc, clen = std::min(kc, K - cbeg);
+            for (int64_t i = 0; i < rows; i += MR) {
+              const int r = (int)std::min<int64_t>(MR, rows - i);
+              for (int64_t j = j0; j < j1; ++j) {
+                const int64_t qa = q0 + j * NR;
+                kernel(clen, wr + i * ldw + cbeg, ldw, Bp + j * panel_floats + cbeg * NR, yb + (n0 + i) * P + qa, P, r,
+                       (int)std::min<int64_t>(NR, q0 + nq - qa), nullptr, ch > 0);
               }
             }
           }
-        });
-      }
-      float* Ct = ct.f32();
-      gemm_f32_weights(np, A, K, wm, bias, Ct, OC, pool);
-      pool.parallel_for(OC, 16, [&](int64_t ob, int64_t oe) {
-        for (int64_t p = 0; p < np; ++p)
-          for (int64_t o = ob; o < oe; ++o) yb[o * P + p0 + p] = Ct[p * OC + o];
+          if (bias) {
+            const int64_t qa = q0 + j0 * NR, qe = std::min(q0 + nq, q0 + j1 * NR);
+            for (int64_t o = n0; o < n0 + rows; ++o) {
+              float* yr = yb + o * P;
+              const float bv = bias[o];
+              for (int64_t q = qa; q < qe; ++q) yr[q] += bv;
+            }
+          }
+        }
       });
     }
   }

@@ -260,7 +260,12 @@ Tensor CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tenso
   if (heads <= 0 || HD % heads != 0)
     bad(op, "heads (" + std::to_string(heads) + ") must divide the feature size " + std::to_string(HD));
   if (Tk == 0 && Tq > 0) bad(op, "no keys (Tk = 0)");
-  Tensor q = f32c(q_in, op, "q"), k = f32c(k_in, op, "k"), v = f32c(v_in, op, "v");
+  // Row-strided F32 views (e.g. slices of a fused QKV projection) are used in place; anything else is copied.
+  auto rows_view = [&](const Tensor& t, const char* what) {
+    if (t.dtype == DType::F32 && t.data && (t.stride[2] == 1 || t.shape[2] == 1)) return t;
+    return f32c(t, op, what);
+  };
+  Tensor q = rows_view(q_in, "q"), k = rows_view(k_in, "k"), v = rows_view(v_in, "v");
   Tensor out = Tensor::empty({B, Tq, HD});
   if (out.numel() == 0) return out;
   const int D = (int)(HD / heads);
@@ -285,11 +290,14 @@ Tensor CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tenso
       int64_t blk = it % nblocks, bh = it / nblocks;
       int64_t h = bh % heads, bi = bh / heads;
       cpu::AttnArgs a;
-      a.q = q.f32() + bi * Tq * HD + h * D;
-      a.k = k.f32() + bi * Tk * HD + h * D;
-      a.v = v.f32() + bi * Tk * HD + h * D;
+      a.q = q.f32() + bi * q.stride[0] + h * D;
+      a.k = k.f32() + bi * k.stride[0] + h * D;
+      a.v = v.f32() + bi * v.stride[0] + h * D;
       a.o = out.f32() + bi * Tq * HD + h * D;
-      a.q_stride = a.k_stride = a.v_stride = a.o_stride = HD;
+      a.q_stride = q.stride[1];
+      a.k_stride = k.stride[1];
+      a.v_stride = v.stride[1];
+      a.o_stride = HD;
       a.tq = Tq;
       a.tk = Tk;
       a.d = D;

@@ -26,6 +26,8 @@ constexpr int64_t kKcMax = 384;                  // K chunk: A micro-panel (MR x
 constexpr int64_t kMc = 64;                      // rows per block (C block stays in L2 across K chunks)
 constexpr size_t kBlockBudget = 512u * 1024u;    // bytes of packed weights per task (L2)
 constexpr int64_t kSeg = 256;                    // K elements dequantized at a time (multiple of every block size)
+constexpr int64_t kSmallM = 160;                 // up to this many rows: weights-as-A path (no weight transposes)
+constexpr size_t kDeqBudget = 256u * 1024u;      // bytes of dequantized weight rows per task (small-M path)
 
 struct Scratch {
   float* p = nullptr;
@@ -43,7 +45,7 @@ struct Scratch {
   }
 };
 
-thread_local Scratch t_bpack, t_deq;
+thread_local Scratch t_bpack, t_deq, t_ct;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -56,6 +58,69 @@ void dequantize_weight_rows(const WeightMatrix& w, int64_t r0, int64_t rows, int
   dequantize_rows(w.type, base, w.row_bytes, rows, cols, dst, dst_ld);
 }
 
+// Few rows (token sequences, M <= kSmallM): compute C^T = W . A^T instead. The rows of A are transposed once into
+// NR-wide panels (shared, small); each task dequantizes a group of weight rows contiguously (no transposition,
+// F32 weights are used in place) and broadcasts them in the microkernel; the MR x NR result tiles are transposed
+// into C. Each element is still reduced over k in order 0..K-1 (same chunking), whatever the thread count.
+static void gemm_small_m(int64_t m, const float* a, int64_t lda, const WeightMatrix& w, const float* bias, float* c,
+                         int64_t ldc, ThreadPool& pool) {
+  const int64_t N = w.n, K = w.k;
+  auto kernel = SDN_DISPATCH(gemm_ukernel);
+  auto pack = SDN_DISPATCH(gemm_pack_panel);
+  const int MR = SDN_DISPATCH(gemm_mr)();
+  const int NR = SDN_DISPATCH(gemm_nr)();
+  int64_t kc = K;
+  if (K > kKcMax) kc = (ceil_div(K, ceil_div(K, kKcMax)) + 15) / 16 * 16;
+  const int64_t nchunks = ceil_div(K, kc);
+
+  const int64_t nmp = ceil_div(m, NR);
+  Tensor xpt = Tensor::empty({nmp * K * NR});
+  float* xp = xpt.f32();
+  for (int64_t p = 0; p < nmp; ++p)
+    pack(a + p * NR * lda, lda, (int)std::min<int64_t>(NR, m - p * NR), K, xp + p * K * NR);
+
+  const int T = pool.size();
+  const bool in_place = w.type == DType::F32;
+  int64_t rows_cap = std::max<int64_t>(MR, (int64_t)kDeqBudget / (K * (int64_t)sizeof(float)) / MR * MR);
+  int64_t ngroups = ceil_div(ceil_div(N, rows_cap), T) * T;
+  const int64_t gr = std::max<int64_t>(MR, ceil_div(ceil_div(N, ngroups), MR) * MR);
+  ngroups = ceil_div(N, gr);
+  const int64_t ldt = nmp * NR;
+  std::atomic<int64_t> next{0};
+  pool.run([&](int, int) {
+    for (;;) {
+      const int64_t g = next.fetch_add(1, std::memory_order_relaxed);
+      if (g >= ngroups) break;
+      const int64_t n0 = g * gr, rows = std::min(gr, N - n0);
+      const float* wr;
+      if (in_place) {
+        wr = reinterpret_cast<const float*>(static_cast<const char*>(w.data) + (size_t)n0 * w.row_bytes);
+      } else {
+        float* deq = t_deq.get((size_t)(rows * K));
+        dequantize_weight_rows(w, n0, rows, 0, K, deq, K);
+        wr = deq;
+      }
+      const int64_t ldw = in_place ? (int64_t)(w.row_bytes / sizeof(float)) : K;
+      float* ct = t_ct.get((size_t)(rows * ldt));
+      for (int64_t i = 0; i < rows; i += MR) {
+        const int r = (int)std::min<int64_t>(MR, rows - i);
+        for (int64_t ch = 0; ch < nchunks; ++ch) {
+          const int64_t cbeg = ch * kc, clen = std::min(kc, K - cbeg);
+          for (int64_t p = 0; p < nmp; ++p)
+            kernel(clen, wr + i * ldw + cbeg, ldw, xp + p * K * NR + cbeg * NR, ct + i * ldt + p * NR, ldt, r,
+                   (int)std::min<int64_t>(NR, m - p * NR), nullptr, ch > 0);
+        }
+      }
+      // C[j][n0 + n] = ct[n][j] + bias: whole runs of `rows` outputs per row of C (C's row stride is often a
+      // multiple of 4 KiB, so writing column by column would thrash one cache set).
+      for (int64_t j = 0; j < m; ++j) {
+        float* cr = c + j * ldc + n0;
+        for (int64_t n = 0; n < rows; ++n) cr[n] = ct[n * ldt + j] + (bias ? bias[n0 + n] : 0.f);
+      }
+    }
+  });
+}
+
 void gemm_f32_weights(int64_t m, const float* a, int64_t lda, const WeightMatrix& w, const float* bias, float* c,
                       int64_t ldc, ThreadPool& pool) {
   const int64_t N = w.n, K = w.k;
@@ -63,6 +128,10 @@ void gemm_f32_weights(int64_t m, const float* a, int64_t lda, const WeightMatrix
   if (K == 0) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = bias ? bias[j] : 0.f;
+    return;
+  }
+  if (m <= kSmallM) {
+    gemm_small_m(m, a, lda, w, bias, c, ldc, pool);
     return;
   }
   auto kernel = SDN_DISPATCH(gemm_ukernel);

@@ -42,7 +42,7 @@ void set_threads(int n);
 // What a file or folder holds, as recognised from tensor names and shapes.
 struct ModelInfo {
   std::string path;
-  std::string format;            // "safetensors", "gguf", "diffusers"
+  std::string format;            // "safetensors", "gguf", "diffusers", "ckpt" (PyTorch zip checkpoint)
   std::string family;            // "sd1", "sd2", "sdxl", "unknown"
   std::string variant;           // "base", "inpaint", ... ("" if unknown)
   std::string prediction;        // "eps", "v", or "" when not declared

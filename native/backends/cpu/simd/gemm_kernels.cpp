@@ -22,8 +22,8 @@ namespace SDN_ISA {
 static constexpr int kMR = 8;
 static constexpr int kNR = 32;
 
-template <int R>
-static void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc, int ncols,
+template <int R, bool W2>
+static void kernel_rows_w(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc, int ncols,
                         const float* bias, bool accumulate) {
   __mmask16 m0 = ncols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncols) - 1u);
   __mmask16 m1 = ncols >= 32 ? (__mmask16)0xffff : ncols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (ncols - 16)) - 1u);
@@ -32,11 +32,11 @@ static void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* bp
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
-      c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+      c1[r] = W2 ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
     }
   } else {
     __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    __m512 b1 = (W2 && bias) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       c0[r] = b0;
@@ -48,19 +48,28 @@ static void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* bp
   for (int r = 0; r < R; ++r) ar[r] = a + r * lda;
   for (int64_t k = 0; k < kc; ++k) {
     __m512 v0 = _mm512_loadu_ps(bp + k * kNR);
-    __m512 v1 = _mm512_loadu_ps(bp + k * kNR + 16);
+    __m512 v1 = W2 ? _mm512_loadu_ps(bp + k * kNR + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       __m512 av = _mm512_set1_ps(ar[r][k]);
       c0[r] = _mm512_fmadd_ps(av, v0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(av, v1, c1[r]);
+      if (W2) c1[r] = _mm512_fmadd_ps(av, v1, c1[r]);
     }
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+    if (W2) _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
   }
+}
+
+template <int R>
+static void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc, int ncols,
+                        const float* bias, bool accumulate) {
+  if (ncols > 16)
+    kernel_rows_w<R, true>(kc, a, lda, bp, c, ldc, ncols, bias, accumulate);
+  else
+    kernel_rows_w<R, false>(kc, a, lda, bp, c, ldc, ncols, bias, accumulate);
 }
 
 // 16 x 16 transpose: r[i] (row i, 16 columns) -> r[c] (column c, 16 rows).

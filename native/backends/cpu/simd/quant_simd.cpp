@@ -39,6 +39,8 @@ BlockDecoder decoder_for(DType t) {
     case DType::Q5_1: return dequant_block_q5_1;
     case DType::Q8_0: return dequant_block_q8_0;
     case DType::Q8_1: return dequant_block_q8_1;
+    case DType::Q2_K: return dequant_block_q2_K;
+    case DType::Q3_K: return dequant_block_q3_K;
     case DType::Q4_K: return dequant_block_q4_K;
     case DType::Q5_K: return dequant_block_q5_K;
     case DType::Q6_K: return dequant_block_q6_K;
