@@ -29,7 +29,9 @@ beforeAll(async () => {
       res.writeHead(404).end('not found');
       return;
     }
-    setTimeout(() => res.writeHead(r.status).end(r.body), r.delayMs ?? 0);
+    setTimeout(() => {
+      if (!res.destroyed) res.writeHead(r.status).end(r.body);
+    }, r.delayMs ?? 0).unref();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
