@@ -67,6 +67,9 @@ Tensor VaeModel::decode(const Tensor& z) {
       h = conv(w_, up + "upsample.conv", h, 1, 1);
     }
     if (dump_enabled()) dump("vae.dec.up" + std::to_string(i), h);
+    // every level works at 4x the pixels of the previous one: blocks cached by the activation pool at the smaller
+    // sizes would never be reused, so give them back (keeps the decoder's peak memory at one level's working set)
+    default_tensor_pool().trim();
   }
   h = group_norm(w_, d + "norm_out", h, kVaeEps, true);
   h = conv(w_, d + "conv_out", h, 1, 1);

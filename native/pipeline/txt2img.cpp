@@ -209,7 +209,10 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     if (p.cfg_scale != 1.0f) uncond = encode_prompt(p.negative_prompt, p.clip_skip);
     set_conditioning(cond, uncond, p.cfg_scale);
   }
-  if (options_.release_between_stages) clip_->release();
+  if (options_.release_between_stages) {
+    clip_->release();
+    default_tensor_pool().trim();  // cached activation blocks of one stage are the wrong sizes for the next
+  }
   progress(Phase::Encode, 1, 1, 0);
 
   // 2. sampling, every image of the batch
@@ -241,7 +244,10 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     seeds.push_back(s);
   }
   reset.fn();
-  if (options_.release_between_stages) unet_->release();
+  if (options_.release_between_stages) {
+    unet_->release();
+    default_tensor_pool().trim();
+  }
 
   // 3. decode
   std::vector<Image> images;
@@ -276,7 +282,10 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     images.push_back(std::move(im));
     progress(Phase::Decode, img + 1, p.batch_count, img);
   }
-  if (options_.release_between_stages) vae_->release_decoder();
+  if (options_.release_between_stages) {
+    vae_->release_decoder();
+    default_tensor_pool().trim();
+  }
   return images;
 }
 

@@ -9,6 +9,7 @@
 #include "sdn/error.h"
 #include "test.h"
 #include "tiny_sd.h"
+#include "models/clip.h"
 
 using namespace sdn;
 
@@ -214,4 +215,44 @@ TEST(pipeline, validate_params_names_the_parameter) {
   EXPECT_THROWS_CODE(pipe->generate(p, {}), ErrorCode::InvalidArgument);
   p = tiny_params(); p.clip_skip = 9;
   EXPECT_THROWS_CODE(pipe->generate(p, {}), ErrorCode::InvalidArgument);
+}
+
+TEST(pipeline, emphasis_scales_tokens_and_restores_the_mean) {
+  auto pipe = tiny_pipeline();
+  auto tok = ClipTokenizer::from_merges(sdntest::tiny_merges());
+  const std::string prompt = "(the:1.5) red [and]";
+  TokenizedPrompt tp = tokenize_prompt(*tok, prompt);
+  EXPECT_EQ(tp.chunks, 1);
+  Tensor got = pipe->encode_prompt(prompt, 1).contiguous();
+  // reference: the plain CLIP output of the same ids, weighted per token in double precision, mean restored
+  WeightStore w(sdntest::make_tiny_sd(), cpu_backend());
+  ClipTextModel clip(w);
+  Tensor z = clip.encode(tp.ids, 1, 1).contiguous();
+  const int64_t T = 77, D = z.shape[2];
+  double m0 = 0, m1 = 0;
+  for (int64_t i = 0; i < T * D; ++i) m0 += z.f32()[i];
+  std::vector<double> ref((size_t)(T * D));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t d = 0; d < D; ++d) ref[(size_t)(t * D + d)] = (double)z.f32()[t * D + d] * tp.weights[(size_t)t];
+  for (double v : ref) m1 += v;
+  for (double& v : ref) v *= m0 / m1;
+  bool weighted = false;
+  for (float wt : tp.weights) weighted = weighted || wt != 1.0f;
+  EXPECT_TRUE(weighted);
+  EXPECT_EQ(got.shape_str(), std::string("[1, 77, 64] f32"));
+  EXPECT_CLOSE(got.f32(), ref.data(), ref.size(), 1e-5, 1e-5);
+}
+
+TEST(pipeline, long_prompts_concatenate_chunks) {
+  auto pipe = tiny_pipeline();
+  std::string prompt;
+  for (int i = 0; i < 60; ++i) prompt += "the red and ";  // > 75 tokens
+  Tensor c = pipe->encode_prompt(prompt, 1);
+  EXPECT_TRUE(c.shape[1] % 77 == 0 && c.shape[1] >= 154);
+  // cond and uncond with different chunk counts still work (two U-Net passes instead of one batch)
+  GenerateParams p = tiny_params();
+  p.prompt = prompt;
+  p.steps = 2;
+  auto img = pipe->generate(p, {});
+  EXPECT_EQ(img.size(), (size_t)1);
 }
