@@ -79,7 +79,14 @@ void convert_weights(WeightStore& store, const std::vector<std::string>& prefixe
       int64_t rows = src.shape[0];
       int64_t row = src.numel() / (rows ? rows : 1);
       DType target = type;
-      if (row % tt.block_size != 0) target = DType::F16;  // rows that do not fit the blocks
+      if (row % tt.block_size != 0) {
+        // rows that do not fit 256-element super-blocks take a 32-block type of similar size, as llama.cpp does
+        // (q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0); rows that fit no block stay 16-bit
+        if (type == DType::Q4_K) target = DType::Q5_0;
+        else if (type == DType::Q5_K) target = DType::Q5_1;
+        else if (type == DType::Q6_K) target = DType::Q8_0;
+        if (row % dtype_traits(target).block_size != 0) target = DType::F16;
+      }
       if (target != src.dtype && !(target == DType::F16 && src.dtype == DType::BF16)) {
         // heap copy, not from the activation pool
         size_t row_bytes = dtype_row_bytes(target, row);

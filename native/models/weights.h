@@ -51,7 +51,8 @@ class WeightStore {
 };
 
 // Converts the weights of `store` (matrices and convolution kernels under the given prefixes) to `type` on load.
-// Tensors whose rows do not fit the type's block size fall back to f16 (or stay as stored if already 16-bit).
+// Rows that do not fit a K-quant's 256-element blocks use q5_0 / q5_1 / q8_0 (for q4_K / q5_K / q6_K); rows that
+// fit no block size (e.g. 4*3*3 = 36) become f16 (bf16 stays bf16).
 // on_tensor(done, total) is polled after each tensor; returning false aborts (Error Aborted).
 void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,
                      const std::function<bool(int64_t, int64_t)>& on_tensor);
