@@ -130,6 +130,21 @@ const haveTool = fs.existsSync(tool);
     });
   }
 
+  test('corrupt-file corpus: every file gives its typed error naming the file and the problem', () => {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { makeCorruptCorpus } = require('../scripts/make-corrupt-corpus.js');
+    const cdir = path.join(dir, 'corrupt');
+    const manifest: { file: string; code: string; message: string }[] = makeCorruptCorpus(cdir);
+    expect(manifest.length).toBeGreaterThan(20);
+    for (const c of manifest) {
+      const r = run('inspect', path.join(cdir, c.file));
+      expect({ file: c.file, status: r.status }).toEqual({ file: c.file, status: 2 });
+      expect(r.stderr).toContain(`ERROR ${c.code}:`);
+      expect(r.stderr).toContain(c.file);
+      expect(r.stderr).toContain(c.message);
+    }
+  });
+
   test('errors are typed and name the file', () => {
     const missing = run('inspect', path.join(dir, 'nope.safetensors'));
     expect(missing.status).toBe(2);

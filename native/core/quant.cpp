@@ -377,6 +377,7 @@ float dot_row_ref(DType t, const void* w, const float* x, int64_t n) {
 
 void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   check_row(t, n, "quantize_row");
+  if (SDN_DISPATCH(quant_row_simd)(t, src, dst, n)) return;
   quantize_impl(t, src, dst, n, KQuantFit{SDN_DISPATCH(kq_fit_affine32), SDN_DISPATCH(kq_fit_sym16)});
 }
 

@@ -31,6 +31,9 @@ inline uint32_t rd32(const uint8_t* p) {
 }
 inline void wr32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 inline float rdf16(const uint8_t* p) { return f16_to_f32(rd16(p)); }
+// Super-block scales are stored as fp16: cap at the largest finite half so absurdly large inputs saturate
+// instead of producing inf (and NaN on dequantization).
+inline float f16_cap(float v) { return v < 65504.f ? v : 65504.f; }
 
 // Q4_K/Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes q.
 inline void k4_scale_min(int j, const uint8_t* q, int* sc, int* mn) {
@@ -49,6 +52,13 @@ inline void k4_pack_scales(const uint8_t sc[8], const uint8_t mn[8], uint8_t q[1
     q[j + 4] = (uint8_t)((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
     q[j + 8] = (uint8_t)((sc[j + 4] & 0x0F) | ((mn[j + 4] & 0x0F) << 4));
   }
+}
+
+// Q3_K: signed 6-bit scale (-32..31) of sub-block i (0..15) from the 12 packed bytes b.
+inline int k3_scale(const uint8_t* b, int i) {
+  const int low4 = i < 8 ? (b[i] & 0x0F) : (b[i - 8] >> 4);
+  const int high2 = (b[8 + (i % 4)] >> (2 * (i / 4))) & 3;
+  return (low4 | (high2 << 4)) - 32;
 }
 
 // Scalar block decoders (one block each), used by the references and by the plain-C++ SIMD fallbacks.

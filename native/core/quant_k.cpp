@@ -119,7 +119,7 @@ void k4_choose(const float* x, int nmax, uint8_t* b, uint8_t* qv, const KQuantFi
     smax = s[j] > smax ? s[j] : smax;
     mmax = m[j] > mmax ? m[j] : mmax;
   }
-  const uint16_t dh = f32_to_f16(smax / 63.f), mh = f32_to_f16(mmax / 63.f);
+  const uint16_t dh = f32_to_f16(f16_cap(smax / 63.f)), mh = f32_to_f16(f16_cap(mmax / 63.f));
   const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
   uint8_t sc[8], mn[8];
   for (int j = 0; j < 8; ++j) {
@@ -172,7 +172,7 @@ void quantize_q6_K(const float* x, uint8_t* out, int64_t nblocks, const KQuantFi
       s[j] = fit.sym16(x + 16 * j);
       amax = std::fabs(s[j]) > amax ? std::fabs(s[j]) : amax;
     }
-    const uint16_t dh = f32_to_f16(amax / 127.f);
+    const uint16_t dh = f32_to_f16(f16_cap(amax / 127.f));
     const float d = f16_to_f32(dh);
     int8_t* sc = reinterpret_cast<int8_t*>(out + 192);
     uint8_t qv[256];

@@ -35,14 +35,6 @@ void dequant_block_q2_K(const uint8_t* b, float* y) {
   }
 }
 
-namespace {
-inline int q3_scale(const uint8_t* b, int i) {
-  const int low4 = i < 8 ? (b[i] & 0x0F) : (b[i - 8] >> 4);
-  const int high2 = (b[8 + (i % 4)] >> (2 * (i / 4))) & 3;
-  return (low4 | (high2 << 4)) - 32;
-}
-}  // namespace
-
 void dequant_block_q3_K(const uint8_t* b, float* y) {
   const uint8_t* hmask = b;
   const uint8_t* qs = b + 32;
@@ -50,7 +42,7 @@ void dequant_block_q3_K(const uint8_t* b, float* y) {
   const float d = rdf16(b + 108);
   for (int e = 0; e < 256; e += 16) {
     const int h = e / 128, j = (e % 128) / 32, g = (e % 32) / 16;
-    const float dl = d * (float)q3_scale(scales, e / 16);
+    const float dl = d * (float)k3_scale(scales, e / 16);
     const uint8_t* q = qs + 32 * h + 16 * g;
     const uint8_t* hm = hmask + 16 * g;
     for (int l = 0; l < 16; ++l) {
@@ -171,7 +163,7 @@ void quantize_q2_K(const float* x, uint8_t* out, int64_t nblocks) {
       smax = s[i] > smax ? s[i] : smax;
       mmax = m[i] > mmax ? m[i] : mmax;
     }
-    const uint16_t dh = f32_to_f16(smax / 15.f), mh = f32_to_f16(mmax / 15.f);
+    const uint16_t dh = f32_to_f16(f16_cap(smax / 15.f)), mh = f32_to_f16(f16_cap(mmax / 15.f));
     const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
     std::memset(out, 0, kQ2_KBytes);
     uint8_t* qs = out + 16;
@@ -199,7 +191,7 @@ void quantize_q3_K(const float* x, uint8_t* out, int64_t nblocks) {
       s[i] = fit_symmetric16(x + 16 * i, -4, 3);
       amax = std::fabs(s[i]) > amax ? std::fabs(s[i]) : amax;
     }
-    const uint16_t dh = f32_to_f16(amax / 31.f);
+    const uint16_t dh = f32_to_f16(f16_cap(amax / 31.f));
     const float d = f16_to_f32(dh);
     std::memset(out, 0, kQ3_KBytes);
     uint8_t* hmask = out;

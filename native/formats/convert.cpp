@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/quant.h"
@@ -120,8 +121,13 @@ ConvertSummary convert_model(const std::string& input, const std::string& output
 
   std::string merges = wf->tokenizer_merges();
   if (!options.tokenizer_path.empty()) {
+    struct stat st;
+    if (::stat(options.tokenizer_path.c_str(), &st) != 0)
+      throw_error(ErrorCode::NotFound, options.tokenizer_path + ": tokenizer merges file not found");
+    if (!S_ISREG(st.st_mode))
+      throw_error(ErrorCode::InvalidArgument, options.tokenizer_path + ": tokenizer_path is not a regular file");
     std::FILE* mf = std::fopen(options.tokenizer_path.c_str(), "rb");
-    if (!mf) throw_error(ErrorCode::NotFound, options.tokenizer_path + ": tokenizer merges file not found");
+    if (!mf) throw_error(ErrorCode::Io, options.tokenizer_path + ": cannot open the tokenizer merges file");
     merges.clear();
     char buf[65536];
     size_t k;
@@ -137,7 +143,9 @@ ConvertSummary convert_model(const std::string& input, const std::string& output
 
   gguf::Writer w;
   w.add_string("general.architecture", "stable-diffusion");
-  w.add_string("general.name", info.path.substr(info.path.find_last_of('/') == std::string::npos ? 0 : info.path.find_last_of('/') + 1));
+  std::string base = info.path;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  w.add_string("general.name", base.substr(base.find_last_of('/') == std::string::npos ? 0 : base.find_last_of('/') + 1));
   w.add_string("sdnode.family", info.family);
   if (!info.variant.empty()) w.add_string("sdnode.variant", info.variant);
   if (!info.prediction.empty()) w.add_string("sdnode.prediction", info.prediction);

@@ -234,7 +234,7 @@ std::unique_ptr<WeightFile> open_single(const std::string& path, const OpenOptio
       throw_error(ErrorCode::InvalidFile, path + ": not a PyTorch zip checkpoint (no zip or pickle signature)");
     } else if (n >= 9 && d[8] == '{') {
       raw = parse_safetensors(d, n, path, map);
-    } else if (n >= 8 && std::memcmp(d, "GGUF", 4) != 0 && ends_with(lower, ".safetensors")) {
+    } else if (ends_with(lower, ".safetensors")) {
       raw = parse_safetensors(d, n, path, map);  // gives the precise header error
     } else {
       throw_error(ErrorCode::InvalidFile, path + ": not a recognised model file (expected .safetensors, .gguf or a "

@@ -113,7 +113,8 @@ TEST(conv, winograd_larger_shapes) {
   // Several tile-row blocks, channel chunks (C > 384) and output-channel groups; ragged right/bottom tiles.
   KernelEnvGuard guard;
   const std::vector<ConvCase> cases = {{1, 400, 6, 7, 70, 3, 1, 1, true}, {2, 24, 37, 29, 40, 3, 1, 1, true},
-                                       {1, 9, 70, 66, 3, 3, 1, 0, false}, {1, 256, 40, 37, 9, 3, 1, 1, true}};
+                                       {1, 9, 70, 66, 3, 3, 1, 0, false}, {1, 256, 40, 37, 9, 3, 1, 1, true},
+                                       {2, 1024, 20, 64, 3, 3, 1, 1, true}};  // blocks span both images
   uint32_t seed = 800;
   for (SimdLevel level : simd_levels()) {
     EXPECT_TRUE(simd_set_level(level));

@@ -33,15 +33,22 @@ std::string repo_root() {
   return ".";
 }
 
+// A private temp folder for this process, removed at exit.
+struct TempDir {
+  std::string dir;
+  ~TempDir() {
+    if (!dir.empty() && dir.rfind("/tmp/sdn_formats_", 0) == 0) std::system(("rm -rf '" + dir + "'").c_str());
+  }
+};
 std::string temp_dir() {
-  static std::string dir;
-  if (dir.empty()) {
+  static TempDir t;
+  if (t.dir.empty()) {
     char tmpl[] = "/tmp/sdn_formats_XXXXXX";
     char* d = mkdtemp(tmpl);
     if (!d) SDN_FAIL("mkdtemp failed");
-    dir = d;
+    t.dir = d;
   }
-  return dir;
+  return t.dir;
 }
 
 void write_file(const std::string& path, const std::string& bytes) {
@@ -933,6 +940,12 @@ TEST(formats, convert_rules_roundtrip_and_abort) {
   bad.type = "i32";
   EXPECT_THROWS_CODE(convert_model(src, out, bad), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(convert_model(temp_dir() + "/missing.safetensors", out, ConvertOptions()), ErrorCode::NotFound);
+  ConvertOptions tp;
+  tp.tokenizer_path = temp_dir() + "/no-merges.txt";
+  EXPECT_THROWS_CODE(convert_model(src, out, tp), ErrorCode::NotFound);
+  tp.tokenizer_path = temp_dir();
+  EXPECT_THROWS_CODE(convert_model(src, out, tp), ErrorCode::InvalidArgument);
+  EXPECT_TRUE(access(out.c_str(), F_OK) != 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------

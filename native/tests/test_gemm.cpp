@@ -80,6 +80,20 @@ TEST(gemm, linear_all_types_levels_threads) {
   }
 }
 
+TEST(gemm, linear_one_dimensional_input) {
+  // x [K] -> y [N]
+  std::vector<float> xv = random_vector(6, 11), wv = random_vector(12, 12), bv = random_vector(2, 13);
+  Tensor y = cpu::linear(Tensor::from_vector({6}, xv), Tensor::from_vector({2, 6}, wv), nullptr);
+  EXPECT_EQ(y.ndim, 1);
+  EXPECT_EQ(y.shape[0], (int64_t)2);
+  for (int j = 0; j < 2; ++j) {
+    double s = 0;
+    for (int k = 0; k < 6; ++k) s += (double)xv[k] * wv[j * 6 + k];
+    EXPECT_NEAR(y.f32()[j], s, 1e-5);
+  }
+  (void)bv;
+}
+
 TEST(gemm, linear_rejects_bad_input) {
   Tensor x = Tensor::from_vector({2, 3}, random_vector(6, 1));
   Tensor w = Tensor::from_vector({4, 5}, random_vector(20, 2));

@@ -547,3 +547,79 @@ TEST(quant, non_finite_inputs_do_not_crash_or_leak_into_other_blocks) {
     dequantize_row(tb.t, q.data(), y.data(), n);  // must not crash
   }
 }
+
+TEST(quant, f16_bf16_quantize_special_values_every_level) {
+  // Bit patterns of every class (normal, subnormal, zero, inf, NaN, round-to-nearest ties, overflow to inf):
+  // each level writes the bytes of the scalar conversions.
+  LevelGuard g;
+  std::vector<float> x;
+  std::mt19937 gen(5);
+  for (int i = 0; i < 4000; ++i) {
+    uint32_t u = gen();
+    float f;
+    std::memcpy(&f, &u, 4);
+    x.push_back(f);
+  }
+  const uint32_t specials[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                               0xffc12345u, 0x00000001u, 0x807fffffu, 0x33000000u, 0x33000001u, 0x387fe000u,
+                               0x38800000u, 0x477fe000u, 0x477ff000u, 0x477fefffu, 0x3f808000u, 0x3f818000u,
+                               0x3f801000u, 0x3f803000u, 0x7f7fffffu, 0xc77ff000u};
+  for (uint32_t u : specials) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    x.push_back(f);
+  }
+  auto sc = sdntest::random_vector(3001, 9, -70000.f, 70000.f);
+  x.insert(x.end(), sc.begin(), sc.end());
+  const int64_t n = (int64_t)x.size();
+  for (DType t : {DType::F16, DType::BF16}) {
+    std::vector<uint16_t> ref((size_t)n), got((size_t)n);
+    for (int64_t i = 0; i < n; ++i) ref[(size_t)i] = t == DType::F16 ? f32_to_f16(x[(size_t)i]) : f32_to_bf16(x[(size_t)i]);
+    for (SimdLevel lv : levels()) {
+      simd_set_level(lv);
+      quantize_row(t, x.data(), got.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        if (got[(size_t)i] != ref[(size_t)i])
+          SDN_FAIL(simd_name(lv) << " " << dtype_name(t) << " element " << i << ": " << std::hex << got[(size_t)i]
+                                 << " vs " << ref[(size_t)i]);
+    }
+  }
+}
+
+TEST(quant, q8_0_q4_0_quantize_ties_every_level) {
+  // Values landing exactly on .5 after scaling, and the largest magnitude appearing with both signs: every level
+  // must round and choose the sign of d like the reference.
+  LevelGuard g;
+  std::vector<float> x(32 * 64);
+  std::mt19937 gen(11);
+  for (size_t b = 0; b < 64; ++b)
+    for (size_t i = 0; i < 32; ++i) {
+      float v = (float)((int)(gen() % 255) - 127) * 0.5f;  // multiples of 0.5 -> many exact ties
+      if (b % 3 == 0 && i == 5) v = 64.f;
+      if (b % 3 == 0 && i == 9) v = -64.f;  // same magnitude as element 5, opposite sign
+      x[b * 32 + i] = v;
+    }
+  x[7] = 0.49999997f;
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    const int64_t n = (int64_t)x.size();
+    std::vector<uint8_t> ref(dtype_row_bytes(t, n)), got(ref.size());
+    quantize_row_ref(t, x.data(), ref.data(), n);
+    for (SimdLevel lv : levels()) {
+      simd_set_level(lv);
+      quantize_row(t, x.data(), got.data(), n);
+      for (size_t i = 0; i < ref.size(); ++i)
+        if (got[i] != ref[i]) SDN_FAIL(simd_name(lv) << " " << dtype_name(t) << " byte " << i << " differs");
+    }
+  }
+}
+
+TEST(quant, huge_values_saturate_without_nan_in_k_quants) {
+  std::vector<float> x = gaussian(256, 4, 1e9f);
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    std::vector<uint8_t> q(dtype_row_bytes(t, 256));
+    quantize_row(t, x.data(), q.data(), 256);
+    std::vector<float> y(256);
+    dequantize_row(t, q.data(), y.data(), 256);
+    for (float v : y) EXPECT_TRUE(std::isfinite(v));
+  }
+}

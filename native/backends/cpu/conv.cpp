@@ -246,7 +246,7 @@ Tensor conv2d_with(const Tensor& x_in, const Tensor& w_in, const Tensor* b, int 
   }
   bool wino = KH == 3 && stride == 1;
   if (algo == ConvAlgo::Im2col) wino = false;
-  if (algo == ConvAlgo::Auto && wino) wino = winograd_worthwhile(C, OC, OH, OW);
+  if (algo == ConvAlgo::Auto && wino) wino = winograd_worthwhile(B, C, OC, OH, OW);
   if (wino)
     conv3x3_winograd(x, wm, bp, pad, y);
   else

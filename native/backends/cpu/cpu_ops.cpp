@@ -127,9 +127,10 @@ void binary_broadcast(int op, const Tensor& a, const Tensor& b, float* out, cons
   });
 }
 
-// [B, rows, cols] -> [B, cols, rows] in 64x64 tiles, parallel over (batch, 64-row block).
+// [B, rows, cols] -> [B, cols, rows] in 128x64 tiles (128 source rows = 512 contiguous bytes per destination row),
+// parallel over (batch, 128-row block).
 void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols) {
-  constexpr int64_t T = 64;
+  constexpr int64_t T = 128;
   constexpr int64_t TC = 64;
   const int64_t rb = (rows + T - 1) / T;
   auto tr = SDN_DISPATCH(transpose_f32);

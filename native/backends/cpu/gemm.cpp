@@ -1,6 +1,7 @@
 // Blocked GEMM driver: C = A . W^T with W in any weight type (see gemm.h).
 //
-// Work split: the N columns are cut into blocks of whole NR-wide panels (a multiple of the thread count when there
+// Two paths. Few rows (M <= kSmallM, e.g. text tokens): gemm_small_m, weights broadcast from their (dequantized)
+// rows, see there. Otherwise: weights packed as NR-wide B panels, rows of A broadcast. Work split: the N columns are cut into blocks of whole NR-wide panels (a multiple of the thread count when there
 // are enough panels, so threads get equal shares), and, when there are too few panels, the M rows are split as
 // well. A thread that takes a task dequantizes the task's weight panels (all of K) into its own packed buffer once,
 // then runs the microkernel over every row of its row range: rows in blocks of kMc, K in chunks of at most kKcMax
@@ -26,6 +27,7 @@ constexpr int64_t kKcMax = 384;                  // K chunk: A micro-panel (MR x
 constexpr int64_t kMc = 64;                      // rows per block (C block stays in L2 across K chunks)
 constexpr size_t kBlockBudget = 512u * 1024u;    // bytes of packed weights per task (L2)
 constexpr int64_t kSeg = 256;                    // K elements dequantized at a time (multiple of every block size)
+constexpr int64_t kKcSmall = 192;               // K chunk of the few-rows path (x panel chunk in L1)
 constexpr int64_t kSmallM = 160;                 // up to this many rows: weights-as-A path (no weight transposes)
 constexpr size_t kDeqBudget = 256u * 1024u;      // bytes of dequantized weight rows per task (small-M path)
 
@@ -70,7 +72,7 @@ static void gemm_small_m(int64_t m, const float* a, int64_t lda, const WeightMat
   const int MR = SDN_DISPATCH(gemm_mr)();
   const int NR = SDN_DISPATCH(gemm_nr)();
   int64_t kc = K;
-  if (K > kKcMax) kc = (ceil_div(K, ceil_div(K, kKcMax)) + 15) / 16 * 16;
+  if (K > kKcSmall) kc = (ceil_div(K, ceil_div(K, kKcSmall)) + 15) / 16 * 16;
   const int64_t nchunks = ceil_div(K, kc);
 
   const int64_t nmp = ceil_div(m, NR);
@@ -102,14 +104,13 @@ static void gemm_small_m(int64_t m, const float* a, int64_t lda, const WeightMat
       }
       const int64_t ldw = in_place ? (int64_t)(w.row_bytes / sizeof(float)) : K;
       float* ct = t_ct.get((size_t)(rows * ldt));
-      for (int64_t i = 0; i < rows; i += MR) {
-        const int r = (int)std::min<int64_t>(MR, rows - i);
-        for (int64_t ch = 0; ch < nchunks; ++ch) {
-          const int64_t cbeg = ch * kc, clen = std::min(kc, K - cbeg);
-          for (int64_t p = 0; p < nmp; ++p)
-            kernel(clen, wr + i * ldw + cbeg, ldw, xp + p * K * NR + cbeg * NR, ct + i * ldt + p * NR, ldt, r,
-                   (int)std::min<int64_t>(NR, m - p * NR), nullptr, ch > 0);
-        }
+      // A (kc x NR) chunk of a row panel stays in L1 while every weight row group of the task passes over it.
+      for (int64_t ch = 0; ch < nchunks; ++ch) {
+        const int64_t cbeg = ch * kc, clen = std::min(kc, K - cbeg);
+        for (int64_t p = 0; p < nmp; ++p)
+          for (int64_t i = 0; i < rows; i += MR)
+            kernel(clen, wr + i * ldw + cbeg, ldw, xp + p * K * NR + cbeg * NR, ct + i * ldt + p * NR, ldt,
+                   (int)std::min<int64_t>(MR, rows - i), (int)std::min<int64_t>(NR, m - p * NR), nullptr, ch > 0);
       }
       // C[j][n0 + n] = ct[n][j] + bias: whole runs of `rows` outputs per row of C (C's row stride is often a
       // multiple of 4 KiB, so writing column by column would thrash one cache set).

@@ -7,8 +7,8 @@
 namespace sdn {
 namespace cpu {
 
-// True when Winograd is expected to beat im2col for this shape.
-bool winograd_worthwhile(int64_t c, int64_t oc, int64_t oh, int64_t ow);
+// True when Winograd is expected to beat im2col for this shape (batch b).
+bool winograd_worthwhile(int64_t b, int64_t c, int64_t oc, int64_t oh, int64_t ow);
 // y [B, OC, OH, OW] (allocated) = conv3x3(x [B, C, H, W], w rows of C*9, stride 1, pad 0 or 1) + bias.
 void conv3x3_winograd(const Tensor& x, const WeightMatrix& w, const float* bias, int pad, Tensor& y);
 

@@ -219,9 +219,15 @@ void pv_dispatch(int r, const float* p, int jn, const float* v, int64_t vstride,
   if constexpr (R > 1) pv_dispatch<R - 1>(r, p, jn, v, vstride, ot, alpha);
 }
 
-// Rows per PV block: the largest R in [kRmax - 2, kRmax] dividing D (no ragged tail), else kRmax.
+// Rows per PV block: the largest R in [kRmin, kRmax] dividing D (no ragged tail), else kRmax. (On AVX2 fewer
+// than kRmax rows would leave too few accumulators busy, so a ragged tail is the better deal there.)
+#if SDN_ISA_avx512
+constexpr int kRmin = kRmax - 2;
+#else
+constexpr int kRmin = kRmax;
+#endif
 int pv_rows_for(int D) {
-  for (int r = kRmax; r >= kRmax - 2 && r >= 1; --r)
+  for (int r = kRmax; r >= kRmin && r >= 1; --r)
     if (D % r == 0) return r;
   return kRmax;
 }

@@ -1,4 +1,5 @@
-// SIMD kernels for the less common block types: Q4_1, Q5_0, Q5_1, Q8_1, Q5_K, Q6_K, Q8_K (compiled per ISA).
+// SIMD kernels for the less common block types: Q4_1, Q5_0, Q5_1, Q8_1, Q2_K, Q3_K, Q5_K, Q6_K, Q8_K
+// (compiled per ISA).
 //
 // Each block type has one decoder, written once over a small vector vocabulary (W lanes of int32/float:
 // 16 on AVX-512, 8 on AVX2) and handing each group of W decoded floats to a sink: StoreSink writes them
@@ -29,7 +30,7 @@ namespace {
 [[maybe_unused]] bool ext_type(DType t) {
   switch (t) {
     case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_1:
-    case DType::Q5_K: case DType::Q6_K: case DType::Q8_K:
+    case DType::Q5_K: case DType::Q6_K: case DType::Q8_K: case DType::Q2_K: case DType::Q3_K:
       return true;
     default:
       return false;
@@ -204,6 +205,35 @@ inline void blk_q8_K(const uint8_t* b, S& s, int64_t base) {
   for (int j0 = 0; j0 < 256; j0 += W) s(base + j0, vmul(d, cvt(ld_i8(b + 4 + j0))));
 }
 
+// Q2_K / Q3_K: sub-block i (16 elements, e0 = 16 i) takes its 2 low bits from qs[32h + 16g + l] >> 2j
+// (h = e0 / 128, j = (e0 % 128) / 32, g = (e0 % 32) / 16); Q3_K's high bit is hmask[16g + l] >> (4h + j).
+template <class S>
+inline void blk_q2_K(const uint8_t* b, S& s, int64_t base) {
+  const float d = rdf16(b + 80), dmin = rdf16(b + 82);
+  for (int i = 0; i < 16; ++i) {
+    const int e0 = 16 * i, h = e0 / 128, j = (e0 % 128) / 32, g = (e0 % 32) / 16;
+    const V dl = vset(d * (float)(b[i] & 0x0F)), ml = vset(dmin * (float)(b[i] >> 4));
+    for (int l0 = 0; l0 < 16; l0 += W) {
+      const VI q = iand(isrl(ld_u8(b + 16 + 32 * h + 16 * g + l0), 2 * j), 3);
+      s(base + e0 + l0, vsub(vmul(dl, cvt(q)), ml));
+    }
+  }
+}
+
+template <class S>
+inline void blk_q3_K(const uint8_t* b, S& s, int64_t base) {
+  const float d = rdf16(b + 108);
+  for (int i = 0; i < 16; ++i) {
+    const int e0 = 16 * i, h = e0 / 128, j = (e0 % 128) / 32, g = (e0 % 32) / 16;
+    const V dl = vset(d * (float)k3_scale(b + 96, i));
+    for (int l0 = 0; l0 < 16; l0 += W) {
+      const VI low2 = iand(isrl(ld_u8(b + 32 + 32 * h + 16 * g + l0), 2 * j), 3);
+      const VI hbit = iand(isrl(ld_u8(b + 16 * g + l0), 4 * h + j), 1);
+      s(base + e0 + l0, vmul(dl, cvt(isub(ior(low2, isll(hbit, 2)), 4))));
+    }
+  }
+}
+
 template <class S>
 void run(DType t, const uint8_t* b, int64_t n, S& s) {
   switch (t) {
@@ -214,6 +244,8 @@ void run(DType t, const uint8_t* b, int64_t n, S& s) {
     case DType::Q5_K: for (int64_t i = 0; i < n / 256; ++i) blk_q5_K(b + i * kQ5_KBytes, s, 256 * i); break;
     case DType::Q6_K: for (int64_t i = 0; i < n / 256; ++i) blk_q6_K(b + i * kQ6_KBytes, s, 256 * i); break;
     case DType::Q8_K: for (int64_t i = 0; i < n / 256; ++i) blk_q8_K(b + i * kQ8_KBytes, s, 256 * i); break;
+    case DType::Q2_K: for (int64_t i = 0; i < n / 256; ++i) blk_q2_K(b + i * kQ2_KBytes, s, 256 * i); break;
+    case DType::Q3_K: for (int64_t i = 0; i < n / 256; ++i) blk_q3_K(b + i * kQ3_KBytes, s, 256 * i); break;
     default: break;
   }
 }
@@ -247,6 +279,8 @@ BlockDecoder ext_decoder(DType t) {
     case DType::Q5_K: return dequant_block_q5_K;
     case DType::Q6_K: return dequant_block_q6_K;
     case DType::Q8_K: return dequant_block_q8_K;
+    case DType::Q2_K: return dequant_block_q2_K;
+    case DType::Q3_K: return dequant_block_q3_K;
     default: return nullptr;
   }
 }

@@ -89,24 +89,19 @@ inline void g6(vf g0, vf g1, vf g2, vf r[6]) {
   r[5] = g2;
 }
 
-// V = B^T d B from d[i][j] (6x6 of 16 lanes); stores lanes [0, lanes).
-inline void input_from_patch(vf d[6][6], float* dst, int64_t xs, int lanes) {
-  vf t[6][6];  // t[a][j]
-  for (int j = 0; j < 6; ++j) {
+// Second half of V = B^T d B: S[i][b] holds (d B)[i][b] (row transforms); applies B^T down the columns and stores
+// lanes [0, lanes) of V[a][b] at dst[(6a + b) * xs].
+inline void input_columns(const float (*S)[6][L], float* dst, int64_t xs, int lanes) {
+  for (int b = 0; b < 6; ++b) {
     vf r[6];
-    bt6(d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], r);
-    for (int a = 0; a < 6; ++a) t[a][j] = r[a];
-  }
-  for (int a = 0; a < 6; ++a) {
-    vf r[6];
-    bt6(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5], r);
-    for (int b = 0; b < 6; ++b) {
+    bt6(load(S[0][b]), load(S[1][b]), load(S[2][b]), load(S[3][b]), load(S[4][b]), load(S[5][b]), r);
+    for (int a = 0; a < 6; ++a) {
       float* p = dst + (int64_t)(6 * a + b) * xs;
       if (lanes == L) {
-        store(p, r[b]);
+        store(p, r[a]);
       } else {
         float tmp[L];
-        store(tmp, r[b]);
+        store(tmp, r[a]);
         for (int l = 0; l < lanes; ++l) p[l] = tmp[l];
       }
     }
@@ -116,7 +111,8 @@ inline void input_from_patch(vf d[6][6], float* dst, int64_t xs, int lanes) {
 }  // namespace
 
 void wino_input_tiles(const float* p, int64_t wp, const int32_t* off, int lanes, float* dst, int64_t xs) {
-  vf d[6][6];
+  // Row by row (few live registers): S[i] = (row i of d) . B, then the column transform.
+  alignas(64) float S[6][6][L];
 #if SDN_ISA_avx512
   // Fast path: 16 lanes in two runs of 8 consecutive tiles (each run inside one tile row): contiguous loads,
   // then de-interleave the stride-4 columns with permutes. The caller guarantees 36 floats of slack per run.
@@ -136,39 +132,50 @@ void wino_input_tiles(const float* p, int64_t wp, const int32_t* off, int lanes,
       const __m512 b0 = _mm512_loadu_ps(r1), b1 = _mm512_loadu_ps(r1 + 16);
       const __m512 c0 = _mm512_loadu_ps(r0 + 4), c1 = _mm512_loadu_ps(r0 + 20);
       const __m512 e0 = _mm512_loadu_ps(r1 + 4), e1 = _mm512_loadu_ps(r1 + 20);
+      vf d[6];
       for (int j = 0; j < 4; ++j)
-        d[i][j].v = _mm512_mask_mov_ps(_mm512_permutex2var_ps(a0, idx[j], a1), (__mmask16)0xFF00,
-                                       _mm512_permutex2var_ps(b0, idx[j], b1));
+        d[j].v = _mm512_mask_mov_ps(_mm512_permutex2var_ps(a0, idx[j], a1), (__mmask16)0xFF00,
+                                    _mm512_permutex2var_ps(b0, idx[j], b1));
       for (int j = 4; j < 6; ++j)
-        d[i][j].v = _mm512_mask_mov_ps(_mm512_permutex2var_ps(c0, idx[j - 4], c1), (__mmask16)0xFF00,
-                                       _mm512_permutex2var_ps(e0, idx[j - 4], e1));
+        d[j].v = _mm512_mask_mov_ps(_mm512_permutex2var_ps(c0, idx[j - 4], c1), (__mmask16)0xFF00,
+                                    _mm512_permutex2var_ps(e0, idx[j - 4], e1));
+      vf r[6];
+      bt6(d[0], d[1], d[2], d[3], d[4], d[5], r);
+      for (int b = 0; b < 6; ++b) store(S[i][b], r[b]);
     }
-    input_from_patch(d, dst, xs, lanes);
+    input_columns(S, dst, xs, lanes);
     return;
   }
 #endif
   int32_t o[L];
   for (int l = 0; l < L; ++l) o[l] = off[l < lanes ? l : 0];
-  for (int i = 0; i < 6; ++i)
+  for (int i = 0; i < 6; ++i) {
+    vf d[6];
     for (int j = 0; j < 6; ++j) {
       float tmp[L];
       for (int l = 0; l < L; ++l) tmp[l] = p[o[l] + i * wp + j];
-      d[i][j] = load(tmp);
+      d[j] = load(tmp);
     }
-  input_from_patch(d, dst, xs, lanes);
+    vf r[6];
+    bt6(d[0], d[1], d[2], d[3], d[4], d[5], r);
+    for (int b = 0; b < 6; ++b) store(S[i][b], r[b]);
+  }
+  input_columns(S, dst, xs, lanes);
 }
 
 void wino_output_tiles(const float* m, int64_t xs, float bias, float* out, float* const* dst_half, int64_t ldy) {
-  vf t[6][4];  // t[a][j]
+  alignas(64) float Tb[6][4][L];  // (M A)[a][j]
   for (int a = 0; a < 6; ++a) {
     const float* r = m + (int64_t)(6 * a) * xs;
-    at4(load(r), load(r + xs), load(r + 2 * xs), load(r + 3 * xs), load(r + 4 * xs), load(r + 5 * xs), t[a]);
+    vf t[4];
+    at4(load(r), load(r + xs), load(r + 2 * xs), load(r + 3 * xs), load(r + 4 * xs), load(r + 5 * xs), t);
+    for (int j = 0; j < 4; ++j) store(Tb[a][j], t[j]);
   }
   const vf bv = splat(bias);
   vf o[4][4];  // o[i][j]
   for (int j = 0; j < 4; ++j) {
     vf r[4];
-    at4(t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j], r);
+    at4(load(Tb[0][j]), load(Tb[1][j]), load(Tb[2][j]), load(Tb[3][j]), load(Tb[4][j]), load(Tb[5][j]), r);
     for (int i = 0; i < 4; ++i) o[i][j] = r[i] + bv;
   }
   for (int h = 0; h < 2; ++h) {

@@ -1,0 +1,160 @@
+// Vectorised quantize_row for the common conversion targets F16, BF16, Q8_0, Q4_0 (compiled per ISA).
+// Every kernel writes exactly the bytes of the scalar reference (core/quant.cpp, core/dtype.cpp):
+//   F16  : F16C conversion with round-to-nearest-even (same as sdn::f32_to_f16, incl. subnormals, inf, NaN)
+//   BF16 : the integer round-to-nearest-even of sdn::f32_to_bf16, NaN quieted the same way
+//   Q8_0 : q = roundf(x * id) reproduced exactly (truncate, then step away from zero when |frac| >= 0.5)
+//   Q4_0 : q = min(15, trunc(x * id + 8.5)), the reference's first-largest-magnitude element sets the sign of d
+// The plain build (#else) has no kernels here: quantize_row then runs the scalar reference, which is the twin.
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/simd/quant_kernels.h"
+#include "core/quant_impl.h"
+
+#if SDN_ISA_avx512 || SDN_ISA_avx2
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+#endif
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+namespace sdn {
+namespace cpu {
+namespace SDN_ISA {
+
+using namespace ::sdn::qimpl;
+
+#if SDN_ISA_avx512 || SDN_ISA_avx2
+
+namespace {
+
+// 8 floats at a time (AVX2 encodings; the AVX-512 copy runs the same code, it is memory-bound anyway).
+inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), v); }
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+void q_f16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i*)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = f32_to_f16(x[i]);
+}
+
+void q_bf16(const float* x, uint16_t* y, int64_t n) {
+  const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(0x40);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
+    const __m256i rounded =
+        _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one))), 16);
+    const __m256i qn = _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet);
+    const __m256i r = _mm256_blendv_epi8(rounded, qn, nan);
+    // pack 8 x u32 (values < 65536) to 8 x u16
+    const __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+    _mm_storeu_si128((__m128i*)(y + i), _mm_packus_epi32(lo, hi));
+  }
+  for (; i < n; ++i) y[i] = f32_to_bf16(x[i]);
+}
+
+// roundf (half away from zero), exactly: t = trunc(v); t += sign(v) where |v - t| >= 0.5 (v - t is exact).
+inline __m256i roundf8(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 frac = abs8(_mm256_sub_ps(v, t));
+  const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                                    _mm256_or_ps(_mm256_set1_ps(1.f), _mm256_and_ps(v, _mm256_set1_ps(-0.f))));
+  return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+}
+
+// 32 int32 (4 vectors) -> 32 int8 in order
+inline void store_i8x32(int8_t* dst, const __m256i q[4]) {
+  const __m256i a = _mm256_packs_epi32(q[0], q[1]);  // lanes interleaved by 128-bit halves
+  const __m256i b = _mm256_packs_epi32(q[2], q[3]);
+  __m256i c = _mm256_packs_epi16(a, b);
+  c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256((__m256i*)dst, c);
+}
+
+void q_q8_0(const float* x, uint8_t* b, int64_t nb) {
+  for (int64_t k = 0; k < nb; ++k, x += 32, b += kQ8_0Bytes) {
+    __m256 v[4];
+    for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(x + 8 * j);
+    const float amax = hmax8(_mm256_max_ps(_mm256_max_ps(abs8(v[0]), abs8(v[1])), _mm256_max_ps(abs8(v[2]), abs8(v[3]))));
+    const float d = amax / 127.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    wr16(b, f32_to_f16(d));
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) q[j] = roundf8(_mm256_mul_ps(v[j], vid));
+    store_i8x32(reinterpret_cast<int8_t*>(b + 2), q);
+  }
+}
+
+void q_q4_0(const float* x, uint8_t* b, int64_t nb) {
+  for (int64_t k = 0; k < nb; ++k, x += 32, b += kQ4_0Bytes) {
+    __m256 v[4];
+    for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(x + 8 * j);
+    const __m256 am = _mm256_max_ps(_mm256_max_ps(abs8(v[0]), abs8(v[1])), _mm256_max_ps(abs8(v[2]), abs8(v[3])));
+    const float amax = hmax8(am);
+    float vmax = 0.f;
+    if (amax > 0.f) {  // first element with the largest magnitude (the reference's choice)
+      const __m256 a = _mm256_set1_ps(amax);
+      for (int j = 0; j < 4; ++j) {
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(abs8(v[j]), a, _CMP_EQ_OQ));
+        if (m) {
+          vmax = x[8 * j + __builtin_ctz((unsigned)m)];
+          break;
+        }
+      }
+    }
+    const float d = vmax / -8.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    wr16(b, f32_to_f16(d));
+    const __m256 vid = _mm256_set1_ps(id), off = _mm256_set1_ps(8.5f);
+    const __m256i fifteen = _mm256_set1_epi32(15);
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j)
+      q[j] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[j], vid), off)), fifteen);
+    // elements 0..15 -> low nibbles, 16..31 -> high nibbles
+    const __m256i lo = _mm256_packs_epi32(q[0], q[1]);  // 16 x i16 (128-bit lane interleaved)
+    const __m256i hi = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i bytes = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));  // each i16 < 256
+    __m256i p = _mm256_packus_epi16(bytes, bytes);
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+    _mm_storeu_si128((__m128i*)(b + 2), _mm256_castsi256_si128(p));
+  }
+}
+
+}  // namespace
+
+bool quant_row_simd(DType t, const float* x, void* dst, int64_t n) {
+  switch (t) {
+    case DType::F16: q_f16(x, static_cast<uint16_t*>(dst), n); return true;
+    case DType::BF16: q_bf16(x, static_cast<uint16_t*>(dst), n); return true;
+    case DType::Q8_0: q_q8_0(x, static_cast<uint8_t*>(dst), n / 32); return true;
+    case DType::Q4_0: q_q4_0(x, static_cast<uint8_t*>(dst), n / 32); return true;
+    default: return false;
+  }
+}
+
+#else
+
+bool quant_row_simd(DType t, const float* x, void* dst, int64_t n) { return false; }
+
+#endif
+
+}  // namespace SDN_ISA
+}  // namespace cpu
+}  // namespace sdn
