@@ -23,6 +23,9 @@ class WeightStore {
   WeightStore(WeightFile* file, Backend& backend);
   // Backed by tensors held in memory (tests, tiny models).
   WeightStore(std::map<std::string, Tensor> tensors, Backend& backend);
+  // Adds a file that supplies every tensor whose name starts with `prefix` (separate U-Net / VAE / text-encoder
+  // files), taking precedence over the files added before it for those names. Not owned.
+  void add_file(const std::string& prefix, WeightFile* file);
 
   Backend& backend() const { return *backend_; }
   bool has(const std::string& name) const;
@@ -43,7 +46,9 @@ class WeightStore {
   size_t cached_entries() const { return cache_.size(); }
 
  private:
-  WeightFile* file_ = nullptr;
+  // (prefix, file): a name comes from the LAST file whose prefix it starts with
+  const WeightFile* source(const std::string& name) const;
+  std::vector<std::pair<std::string, WeightFile*>> files_;
   std::map<std::string, Tensor> mem_;
   std::map<std::string, Tensor> overrides_;
   std::map<std::string, Tensor> cache_;
