@@ -9,6 +9,8 @@ export type { ImageParameters, ImageModelInfo, PngOptions, JpegOptions, WebpOpti
 export { convert, inspect } from './convert';
 export type { ConvertOptions, ConvertProgressEvent, ConvertResult } from './convert';
 export { getSystemInfo } from './system';
+export { downloadTokenizer, tokenizerCachePath, CLIP_MERGES_URLS, CLIP_MERGES_SHA256 } from './tokenizer';
+export type { DownloadTokenizerOptions, DownloadTokenizerResult } from './tokenizer';
 export type { SystemInfo } from './system';
 export {
   SAMPLERS,

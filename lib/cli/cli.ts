@@ -10,8 +10,9 @@ import type { Command, CommandContext } from './command';
 import { convertCommand } from './commands/convert';
 import { FLAG_OF, generateCommand } from './commands/generate';
 import { infoCommand, systemCommand } from './commands/info';
+import { tokenizerCommand } from './commands/tokenizer';
 
-const COMMANDS: readonly Command[] = [generateCommand, convertCommand, infoCommand, systemCommand];
+const COMMANDS: readonly Command[] = [generateCommand, convertCommand, infoCommand, systemCommand, tokenizerCommand];
 
 function version(): string {
   try {

@@ -18,7 +18,8 @@
 namespace sdn {
 
 // f32 -> `t`. dst must hold dtype_row_bytes(t, n) bytes. Works for every weight type (F32/F16/BF16 too).
-// Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q8_1 follow ggml's reference rounding (files come out byte-identical);
+// Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q8_1 follow ggml's reference rounding as documented in ENGINE-FACTS 3.2-3.7 (the
+// worked Q4_0 and Q8_0 examples there are reproduced byte for byte; other cases not compared against ggml);
 // the K-quants use our own least-squares scale search (layout identical, bytes may differ from ggml's).
 // Output bytes are the same at every SIMD level for finite input; NaN/Inf only affect their own block.
 // Typical relative RMS error on N(0,1) rows: f16 2.1e-4, bf16 1.7e-3, q8_0 5.4e-3, q6_K 0.017, q5_1 0.038,

@@ -59,6 +59,10 @@ UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads) : w_(w), p_(
     context_dim_ = (int)w_.raw(mid_attn_ + "transformer_blocks.0.attn2.to_k.weight").shape[1];
 }
 
+void UNetModel::poll_abort() const {
+  if (abort_check_ && abort_check_()) throw_error(ErrorCode::Aborted, "generation was aborted");
+}
+
 Tensor UNetModel::resblock(const std::string& p, const Tensor& x, const Tensor& emb_silu) {
   Backend& be = w_.backend();
   Tensor h = group_norm(w_, p + "in_layers.0", x, 1e-5f, true);
@@ -180,6 +184,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
     }
     if (dump_enabled()) dump("unet.input_blocks." + std::to_string(i), h);
     skips.push_back(h);
+    poll_abort();
   }
   h = resblock(mid_res0_, h, emb_silu);
   if (!mid_attn_.empty()) h = transformer(mid_attn_, h, context, cache);
@@ -199,6 +204,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
       h = conv(w_, b.up, h, 1, 1);
     }
     if (dump_enabled()) dump("unet.output_blocks." + std::to_string(o), h);
+    poll_abort();
   }
   h = group_norm(w_, p_ + "out.0", h, 1e-5f, true);
   h = conv(w_, p_ + "out.2", h, 1, 1);

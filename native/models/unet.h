@@ -3,6 +3,7 @@
 // 8 heads, 1x1-conv proj_in/proj_out. The block layout (levels, channels, attention placement, transformer depth)
 // is read from the tensor names and shapes, so tiny test models run too.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -38,8 +39,11 @@ class UNetModel {
   Tensor forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
                  UNetContextCache* cache = nullptr);
   void release();
+  // Polled between blocks during forward(); returning true throws Error(Aborted). Empty = never.
+  void set_abort_check(std::function<bool()> fn) { abort_check_ = std::move(fn); }
 
  private:
+  void poll_abort() const;
   struct Block {
     enum Kind { ConvIn, Res, Down } kind = Res;
     std::string res, attn, up;  // prefixes ("" if absent)
@@ -53,6 +57,7 @@ class UNetModel {
   int in_channels_ = 0, out_channels_ = 0, model_channels_ = 0, context_dim_ = 0, downsamples_ = 0;
   std::vector<Block> input_, output_;
   std::string mid_res0_, mid_attn_, mid_res1_;
+  std::function<bool()> abort_check_;
 };
 
 }  // namespace sdn

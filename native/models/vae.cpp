@@ -14,6 +14,7 @@ VaeModel::VaeModel(WeightStore& w, std::string prefix) : w_(w), p_(std::move(pre
 }
 
 Tensor VaeModel::resnet(const std::string& p, const Tensor& x) {
+  if (abort_check_ && abort_check_()) throw_error(ErrorCode::Aborted, "generation was aborted");
   Backend& be = w_.backend();
   Tensor h = group_norm(w_, p + "norm1", x, kVaeEps, true);
   h = conv(w_, p + "conv1", h, 1, 1);

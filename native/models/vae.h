@@ -2,6 +2,7 @@
 // moments). All GroupNorms eps 1e-6; the mid-block attention is single-head. Levels and channels come from the
 // tensors.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "models/weights.h"
@@ -19,6 +20,8 @@ class VaeModel {
   Tensor encode(const Tensor& image);
   void release_decoder();
   void release_encoder();
+  // Polled between blocks; returning true throws Error(Aborted). Empty = never.
+  void set_abort_check(std::function<bool()> fn) { abort_check_ = std::move(fn); }
 
  private:
   Tensor resnet(const std::string& p, const Tensor& x);
@@ -27,6 +30,7 @@ class VaeModel {
   WeightStore& w_;
   std::string p_;
   int latent_channels_ = 4;
+  std::function<bool()> abort_check_;
 };
 
 }  // namespace sdn

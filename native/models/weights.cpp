@@ -1,5 +1,6 @@
 #include "models/weights.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,20 +11,41 @@
 
 namespace sdn {
 
-WeightStore::WeightStore(WeightFile* file, Backend& backend) : file_(file), backend_(&backend) {}
+WeightStore::WeightStore(WeightFile* file, Backend& backend) : backend_(&backend) {
+  if (file) files_.push_back({"", file});
+}
+
+void WeightStore::add_file(const std::string& prefix, WeightFile* file) {
+  if (file) files_.push_back({prefix, file});
+  for (auto it = cache_.lower_bound(prefix); it != cache_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
+    it = cache_.erase(it);
+}
+
+const WeightFile* WeightStore::source(const std::string& name) const {
+  for (auto it = files_.rbegin(); it != files_.rend(); ++it)
+    if (name.compare(0, it->first.size(), it->first) == 0) return it->second;
+  return nullptr;
+}
 WeightStore::WeightStore(std::map<std::string, Tensor> tensors, Backend& backend)
     : mem_(std::move(tensors)), backend_(&backend) {}
 
 bool WeightStore::has(const std::string& name) const {
   if (overrides_.count(name)) return true;
-  if (file_) return file_->has(name);
+  if (!files_.empty()) {
+    const WeightFile* f = source(name);
+    return f && f->has(name);
+  }
   return mem_.count(name) != 0;
 }
 
 const Tensor& WeightStore::raw(const std::string& name) const {
   auto o = overrides_.find(name);
   if (o != overrides_.end()) return o->second;
-  if (file_) return file_->get(name);
+  if (!files_.empty()) {
+    const WeightFile* f = source(name);
+    if (!f) throw_error(ErrorCode::InvalidFile, "model weights: no tensor " + name);
+    return f->get(name);
+  }
   auto it = mem_.find(name);
   if (it == mem_.end()) throw_error(ErrorCode::InvalidFile, "model weights: no tensor " + name);
   return it->second;
@@ -43,9 +65,12 @@ const Tensor* WeightStore::get_opt(const std::string& name) {
 
 std::vector<std::string> WeightStore::names_with_prefix(const std::string& prefix) const {
   std::vector<std::string> out;
-  if (file_) {
-    for (const auto& n : file_->names())
-      if (n.compare(0, prefix.size(), prefix) == 0) out.push_back(n);
+  if (!files_.empty()) {
+    for (const auto& f : files_)
+      for (const auto& n : f.second->names())
+        if (n.compare(0, prefix.size(), prefix) == 0 && source(n) == f.second) out.push_back(n);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
   } else {
     for (const auto& kv : mem_)
       if (kv.first.compare(0, prefix.size(), prefix) == 0) out.push_back(kv.first);
@@ -61,7 +86,7 @@ void WeightStore::override_tensor(const std::string& name, Tensor t) {
 void WeightStore::release(const std::string& prefix) {
   for (auto it = cache_.lower_bound(prefix); it != cache_.end() && it->first.compare(0, prefix.size(), prefix) == 0;)
     it = cache_.erase(it);
-  if (file_) file_->release(prefix);
+  for (auto& f : files_) f.second->release(prefix);
 }
 
 void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,
@@ -79,7 +104,14 @@ void convert_weights(WeightStore& store, const std::vector<std::string>& prefixe
       int64_t rows = src.shape[0];
       int64_t row = src.numel() / (rows ? rows : 1);
       DType target = type;
-      if (row % tt.block_size != 0) target = DType::F16;  // rows that do not fit the blocks
+      if (row % tt.block_size != 0) {
+        // rows that do not fit 256-element super-blocks take a 32-block type of similar size, as llama.cpp does
+        // (q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0); rows that fit no block stay 16-bit
+        if (type == DType::Q4_K) target = DType::Q5_0;
+        else if (type == DType::Q5_K) target = DType::Q5_1;
+        else if (type == DType::Q6_K) target = DType::Q8_0;
+        if (row % dtype_traits(target).block_size != 0) target = DType::F16;
+      }
       if (target != src.dtype && !(target == DType::F16 && src.dtype == DType::BF16)) {
         // heap copy, not from the activation pool
         size_t row_bytes = dtype_row_bytes(target, row);

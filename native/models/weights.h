@@ -23,6 +23,9 @@ class WeightStore {
   WeightStore(WeightFile* file, Backend& backend);
   // Backed by tensors held in memory (tests, tiny models).
   WeightStore(std::map<std::string, Tensor> tensors, Backend& backend);
+  // Adds a file that supplies every tensor whose name starts with `prefix` (separate U-Net / VAE / text-encoder
+  // files), taking precedence over the files added before it for those names. Not owned.
+  void add_file(const std::string& prefix, WeightFile* file);
 
   Backend& backend() const { return *backend_; }
   bool has(const std::string& name) const;
@@ -43,7 +46,9 @@ class WeightStore {
   size_t cached_entries() const { return cache_.size(); }
 
  private:
-  WeightFile* file_ = nullptr;
+  // (prefix, file): a name comes from the LAST file whose prefix it starts with
+  const WeightFile* source(const std::string& name) const;
+  std::vector<std::pair<std::string, WeightFile*>> files_;
   std::map<std::string, Tensor> mem_;
   std::map<std::string, Tensor> overrides_;
   std::map<std::string, Tensor> cache_;
@@ -51,7 +56,8 @@ class WeightStore {
 };
 
 // Converts the weights of `store` (matrices and convolution kernels under the given prefixes) to `type` on load.
-// Tensors whose rows do not fit the type's block size fall back to f16 (or stay as stored if already 16-bit).
+// Rows that do not fit a K-quant's 256-element blocks use q5_0 / q5_1 / q8_0 (for q4_K / q5_K / q6_K); rows that
+// fit no block size (e.g. 4*3*3 = 36) become f16 (bf16 stays bf16).
 // on_tensor(done, total) is polled after each tensor; returning false aborts (Error Aborted).
 void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,
                      const std::function<bool(int64_t, int64_t)>& on_tensor);

@@ -47,21 +47,36 @@ std::string user_merges_cache_path() {
   return std::string(home && *home ? home : ".") + "/.cache/sdnode/clip-merges.txt";
 }
 
-static std::string find_merges(const std::string& path, const LoadOptions& options, const WeightFile& file) {
-  if (!options.tokenizer_path.empty()) {
-    if (!file_exists(options.tokenizer_path))
-      throw_error(ErrorCode::NotFound, "tokenizer_path " + options.tokenizer_path + " does not exist");
-    return read_text(options.tokenizer_path);
-  }
-  std::string m = file.tokenizer_merges();
-  if (!m.empty()) return m;
-  std::string dir = dir_exists(path) ? path : parent_dir(path);
-  for (const std::string& c : {dir + "/tokenizer/merges.txt", dir + "/merges.txt"})
+static std::string merges_in(const std::string& path) {
+  if (file_exists(path)) return read_text(path);
+  for (const std::string& c : {path + "/merges.txt", path + "/tokenizer/merges.txt"})
     if (file_exists(c)) return read_text(c);
+  return "";
+}
+
+// files: the opened model files with their paths (base file first if any).
+static std::string find_merges(const ModelParts& parts, const LoadOptions& options,
+                               const std::vector<std::pair<std::string, const WeightFile*>>& files) {
+  for (const std::string& explicit_path : {options.tokenizer_path, parts.tokenizer}) {
+    if (explicit_path.empty()) continue;
+    std::string m = merges_in(explicit_path);
+    if (m.empty()) throw_error(ErrorCode::NotFound, "tokenizer merges " + explicit_path + " do not exist");
+    return m;
+  }
+  for (const auto& f : files) {
+    std::string m = f.second->tokenizer_merges();
+    if (!m.empty()) return m;
+  }
+  for (const auto& f : files) {
+    std::string dir = dir_exists(f.first) ? f.first : parent_dir(f.first);
+    for (const std::string& c : {dir + "/tokenizer/merges.txt", dir + "/merges.txt", dir + "/../tokenizer/merges.txt"})
+      if (file_exists(c)) return read_text(c);
+  }
   std::string cache = user_merges_cache_path();
   if (file_exists(cache)) return read_text(cache);
+  std::string what = files.empty() ? std::string("the model") : files.front().first;
   throw_error(ErrorCode::NotFound,
-              "no CLIP tokenizer merges found for " + path +
+              "no CLIP tokenizer merges found for " + what +
                   ". Give one of: LoadOptions.tokenizer_path (a merges.txt file); a model file with embedded merges "
                   "(GGUF converted with a tokenizer); a diffusers folder with tokenizer/merges.txt (also looked for "
                   "next to the model file); or a per-user copy at " + cache +
@@ -70,11 +85,11 @@ static std::string find_merges(const std::string& path, const LoadOptions& optio
 
 class SdModel final : public Model {
  public:
-  SdModel(std::unique_ptr<WeightFile> file, std::unique_ptr<Txt2ImgPipeline> pipe, ModelInfo info)
-      : file_(std::move(file)), pipe_(std::move(pipe)), info_(std::move(info)) {}
+  SdModel(std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<Txt2ImgPipeline> pipe, ModelInfo info)
+      : files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
   ~SdModel() override {
-    pipe_.reset();  // the store refers to the file
-    file_.reset();
+    pipe_.reset();  // the store refers to the files
+    files_.clear();
   }
   const ModelInfo& info() const override { return info_; }
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) override {
@@ -82,19 +97,29 @@ class SdModel final : public Model {
   }
 
  private:
-  std::unique_ptr<WeightFile> file_;
+  std::vector<std::unique_ptr<WeightFile>> files_;
   std::unique_ptr<Txt2ImgPipeline> pipe_;
   ModelInfo info_;
 };
 
+static void require_sd1(const std::string& path, const ModelInfo& info) {
+  if (info.family != "sd1")
+    throw_error(ErrorCode::Unsupported,
+                path + ": model family '" + info.family +
+                    "' is not supported for generation yet (only Stable Diffusion 1.x checkpoints are)" +
+                    (info.not_runnable_reason.empty() ? "" : ": " + info.not_runnable_reason));
+  if (info.variant != "" && info.variant != "base")
+    throw_error(ErrorCode::Unsupported, path + ": SD1.x variant '" + info.variant +
+                                            "' is not supported for txt2img yet (only base models are)");
+}
+
 std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& options) {
-  if (parts.file.empty()) {
-    if (!parts.unet.empty() || !parts.vae.empty() || !parts.text_encoder.empty())
-      throw_error(ErrorCode::Unsupported,
-                  "loading a model from separate unet/vae/text_encoder files is not supported yet; pass a single "
-                  "checkpoint file or a diffusers folder as `file`");
-    throw_error(ErrorCode::InvalidArgument, "no model file given");
-  }
+  const bool any_part = !parts.unet.empty() || !parts.vae.empty() || !parts.text_encoder.empty();
+  if (parts.file.empty() && !any_part)
+    throw_error(ErrorCode::InvalidArgument, "no model file given (pass a checkpoint file or diffusers folder, or "
+                                            "unet, vae and text_encoder files)");
+  if (parts.file.empty() && parts.unet.empty())
+    throw_error(ErrorCode::InvalidArgument, "loading from parts needs the unet file (or a base checkpoint as file)");
   DType wtype = DType::Invalid;
   if (!options.weight_type.empty()) {
     wtype = dtype_from_name(options.weight_type);
@@ -108,26 +133,39 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     if (options.on_progress && !options.on_progress(f)) throw_error(ErrorCode::Aborted, "model loading was aborted");
   };
   report(0.f);
-  std::unique_ptr<WeightFile> file = WeightFile::open(parts.file);
-  ModelInfo info = file->info();
-  if (info.family != "sd1")
-    throw_error(ErrorCode::Unsupported,
-                parts.file + ": model family '" + info.family +
-                    "' is not supported for generation yet (only Stable Diffusion 1.x checkpoints are)" +
-                    (info.not_runnable_reason.empty() ? "" : ": " + info.not_runnable_reason));
-  if (info.variant != "" && info.variant != "base")
-    throw_error(ErrorCode::Unsupported, parts.file + ": SD1.x variant '" + info.variant +
-                                            "' is not supported for txt2img yet (only base models are)");
-  for (const char* req : {"model.diffusion_model.input_blocks.0.0.weight",
-                          "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
-                          "first_stage_model.decoder.conv_in.weight"})
-    if (!file->has(req))
-      throw_error(ErrorCode::InvalidFile, parts.file + ": tensor " + std::string(req) +
-                                              " is missing (the file is not a complete SD1.x checkpoint)");
-  std::string merges = find_merges(parts.file, options, *file);
+  std::vector<std::unique_ptr<WeightFile>> owned;
+  std::vector<std::pair<std::string, const WeightFile*>> opened;  // (path, file), for the tokenizer search
+  auto open = [&](const std::string& path) {
+    owned.push_back(WeightFile::open(path));
+    opened.push_back({path, owned.back().get()});
+    return owned.back().get();
+  };
+  WeightFile* base = parts.file.empty() ? nullptr : open(parts.file);
+  WeightFile* unet = parts.unet.empty() ? nullptr : open(parts.unet);
+  WeightFile* vae = parts.vae.empty() ? nullptr : open(parts.vae);
+  WeightFile* te = parts.text_encoder.empty() ? nullptr : open(parts.text_encoder);
+  // the family comes from the U-Net
+  const std::string main_path = unet ? parts.unet : parts.file;
+  ModelInfo info = (unet ? unet : base)->info();
+  require_sd1(main_path, info);
+  auto store = std::make_unique<WeightStore>(base, cpu_backend());
+  if (unet) store->add_file("model.diffusion_model.", unet);
+  if (vae) store->add_file("first_stage_model.", vae);
+  if (te) store->add_file("cond_stage_model.", te);
+  struct Req {
+    const char* name;
+    const char* part;
+  };
+  for (const Req& r : {Req{"model.diffusion_model.input_blocks.0.0.weight", "U-Net"},
+                       Req{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", "text encoder"},
+                       Req{"first_stage_model.decoder.conv_in.weight", "VAE decoder"}})
+    if (!store->has(r.name))
+      throw_error(ErrorCode::InvalidFile, main_path + ": the " + std::string(r.part) + " is missing (no tensor " +
+                                              r.name + "): not a complete SD1.x checkpoint" +
+                                              (any_part ? "; give it as a separate part" : ""));
+  std::string merges = find_merges(parts, options, opened);
   auto tokenizer = ClipTokenizer::from_merges(merges);
   report(0.05f);
-  auto store = std::make_unique<WeightStore>(file.get(), cpu_backend());
   if (wtype != DType::Invalid) {
     convert_weights(*store, {"model.diffusion_model.", "cond_stage_model."}, wtype, [&](int64_t d, int64_t t) {
       if (options.on_progress) return options.on_progress(0.05f + 0.9f * (float)d / (float)(t ? t : 1));
@@ -137,7 +175,7 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
   // head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records
   ModelConfig cfg;
-  const auto& md = file->metadata();
+  const auto& md = (unet ? unet : base)->metadata();
   auto md_int = [&](const char* key, int def) {
     auto it = md.find(key);
     if (it == md.end()) return def;
@@ -148,7 +186,7 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   cfg.unet_heads = md_int("sdnode.unet.heads", 8);
   auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
   report(1.f);
-  return std::make_unique<SdModel>(std::move(file), std::move(pipe), info);
+  return std::make_unique<SdModel>(std::move(owned), std::move(pipe), info);
 }
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {

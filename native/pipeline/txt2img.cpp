@@ -185,12 +185,20 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     pr.images = p.batch_count;
     cb.on_progress(pr);
   };
-  StateReset reset{[this] {
+  // the networks also poll between blocks, so an abort does not wait for a whole U-Net pass or VAE decode
+  unet_->set_abort_check(cb.should_abort);
+  vae_->set_abort_check(cb.should_abort);
+  auto clear_conditioning = [this] {
     cond_ = uncond_ = both_ = Tensor();
     cache_cond_.clear();
     cache_uncond_.clear();
     cache_both_.clear();
     cfg_ = 1.f;
+  };
+  StateReset reset{[this, clear_conditioning] {
+    unet_->set_abort_check({});
+    vae_->set_abort_check({});
+    clear_conditioning();
   }};
 
   // seeds
@@ -243,7 +251,7 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     latents.push_back(std::move(x));
     seeds.push_back(s);
   }
-  reset.fn();
+  clear_conditioning();
   if (options_.release_between_stages) {
     unet_->release();
     default_tensor_pool().trim();

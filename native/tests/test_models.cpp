@@ -173,6 +173,17 @@ TEST(models, convert_on_load_q8_0_close_to_f16) {
   }
   double rel = std::sqrt(num / den);
   if (rel > 0.1) SDN_FAIL("q8_0 U-Net differs from f16 by relative RMS " << rel);
+  // K-quant fallback for rows that are not multiples of 256
+  WeightStore k(sdntest::make_tiny_sd(), cpu_backend());
+  convert_weights(k, {"model.diffusion_model."}, DType::Q4_K, {});
+  EXPECT_TRUE(k.raw("model.diffusion_model.time_embed.0.weight").dtype == DType::Q5_0);   // rows of 32
+  EXPECT_TRUE(k.raw("model.diffusion_model.time_embed.2.weight").dtype == DType::Q5_0);   // rows of 128
+  EXPECT_TRUE(k.raw("model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight").dtype ==
+              DType::Q4_K);  // rows of 4*64 = 256
+  EXPECT_TRUE(k.raw("model.diffusion_model.input_blocks.0.0.weight").dtype == DType::F16);  // rows of 36
+  UNetModel uk(k);
+  Tensor yk = uk.forward(x, {400.f}, ctx).contiguous();
+  for (int64_t i = 0; i < yk.numel(); ++i) EXPECT_TRUE(std::isfinite(yk.f32()[i]));
   // abort while converting
   WeightStore q2(sdntest::make_tiny_sd(), cpu_backend());
   EXPECT_THROWS_CODE(convert_weights(q2, {"model.diffusion_model."}, DType::Q4_0, [](int64_t d, int64_t) { return d < 3; }),

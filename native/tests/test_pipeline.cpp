@@ -127,6 +127,20 @@ TEST(pipeline, abort_mid_sampling_throws_and_model_stays_usable) {
   EXPECT_EQ(steps_seen, 2);
   auto again = pipe->generate(p, {});
   EXPECT_TRUE(image_diff(ref[0], again[0]) == 0);
+  // abort inside a U-Net pass (polled between blocks) and inside the VAE decode
+  int polls = 0;
+  GenerateCallbacks inside;
+  inside.should_abort = [&] { return ++polls == 5; };  // the 5th poll falls inside the first U-Net pass
+  EXPECT_THROWS_CODE(pipe->generate(p, inside), ErrorCode::Aborted);
+  bool decoding = false;
+  int decode_polls = 0;
+  GenerateCallbacks in_decode;
+  in_decode.on_progress = [&](const Progress& pr) { decoding = pr.phase == Phase::Decode; };
+  in_decode.should_abort = [&] { return decoding && ++decode_polls == 3; };
+  EXPECT_THROWS_CODE(pipe->generate(p, in_decode), ErrorCode::Aborted);
+  EXPECT_EQ(decode_polls, 3);
+  auto after = pipe->generate(p, {});
+  EXPECT_TRUE(image_diff(ref[0], after[0]) == 0);
   // abort before any work
   GenerateCallbacks now;
   now.should_abort = [] { return true; };

@@ -2,6 +2,7 @@
 //   sdn_cli generate --model FILE --prompt TEXT [--negative TEXT] [--width N] [--height N] [--steps N]
 //                    [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N] [--rng cuda|cpu] [--clip-skip N]
 //                    [--batch N] [--threads N] [--weight-type T] [--tokenizer MERGES] --output OUT.png
+//   Separate parts: --unet FILE --vae FILE --text-encoder FILE (each overrides that part of --model, if given).
 // With --batch N > 1 the images are written as OUT-0.png, OUT-1.png, ...
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 static void usage() {
   std::fprintf(stderr,
                "usage: sdn_cli generate --model FILE --prompt TEXT --output OUT.png [--negative TEXT] [--width N]\n"
+               "         [--unet FILE] [--vae FILE] [--text-encoder FILE]\n"
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
                "         [--tokenizer MERGES] [--quiet]\n");
@@ -28,6 +30,7 @@ int main(int argc, char** argv) {
   sdn::GenerateParams p;
   sdn::LoadOptions lo;
   std::string model, output;
+  sdn::ModelParts parts;
   bool quiet = false;
   try {
     for (int i = 2; i < argc; ++i) {
@@ -37,6 +40,9 @@ int main(int argc, char** argv) {
         return argv[++i];
       };
       if (a == "--model") model = val();
+      else if (a == "--unet") parts.unet = val();
+      else if (a == "--vae") parts.vae = val();
+      else if (a == "--text-encoder") parts.text_encoder = val();
       else if (a == "--prompt") p.prompt = val();
       else if (a == "--negative") p.negative_prompt = val();
       else if (a == "--width") p.width = std::atoi(val().c_str());
@@ -56,10 +62,12 @@ int main(int argc, char** argv) {
       else if (a == "--quiet") quiet = true;
       else throw sdn::Error(sdn::ErrorCode::InvalidArgument, "unknown option " + a);
     }
-    if (model.empty() || output.empty()) throw sdn::Error(sdn::ErrorCode::InvalidArgument, "--model and --output are required");
+    parts.file = model;
+    if ((model.empty() && parts.unet.empty()) || output.empty())
+      throw sdn::Error(sdn::ErrorCode::InvalidArgument, "--model (or --unet/--vae/--text-encoder) and --output are required");
     sdn::validate_params(p);
     auto t0 = std::chrono::steady_clock::now();
-    auto m = sdn::Model::load(model, lo);
+    auto m = sdn::Model::load(parts, lo);
     auto t1 = std::chrono::steady_clock::now();
     sdn::GenerateCallbacks cb;
     if (!quiet)
