@@ -183,6 +183,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
       if (!b.attn.empty()) h = transformer(b.attn, h, context, cache);
     }
     if (dump_enabled()) dump("unet.input_blocks." + std::to_string(i), h);
+    if (stream_weights_) w_.release_pages(p_ + "input_blocks." + std::to_string(i) + ".");
     skips.push_back(h);
     poll_abort();
   }
@@ -190,6 +191,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
   if (!mid_attn_.empty()) h = transformer(mid_attn_, h, context, cache);
   h = resblock(mid_res1_, h, emb_silu);
   dump("unet.middle", h);
+  if (stream_weights_) w_.release_pages(p_ + "middle_block.");
   for (size_t o = 0; o < output_.size(); ++o) {
     const Block& b = output_[o];
     {
@@ -204,6 +206,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
       h = conv(w_, b.up, h, 1, 1);
     }
     if (dump_enabled()) dump("unet.output_blocks." + std::to_string(o), h);
+    if (stream_weights_) w_.release_pages(p_ + "output_blocks." + std::to_string(o) + ".");
     poll_abort();
   }
   h = group_norm(w_, p_ + "out.0", h, 1e-5f, true);

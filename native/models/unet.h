@@ -41,6 +41,9 @@ class UNetModel {
   void release();
   // Polled between blocks during forward(); returning true throws Error(Aborted). Empty = never.
   void set_abort_check(std::function<bool()> fn) { abort_check_ = std::move(fn); }
+  // When on, each block's memory-mapped weight pages are released right after the block ran (resident memory
+  // ~ one block's weights instead of the whole U-Net; the pages come back from the OS page cache next step).
+  void set_stream_weights(bool on) { stream_weights_ = on; }
 
  private:
   void poll_abort() const;
@@ -58,6 +61,7 @@ class UNetModel {
   std::vector<Block> input_, output_;
   std::string mid_res0_, mid_attn_, mid_res1_;
   std::function<bool()> abort_check_;
+  bool stream_weights_ = false;
 };
 
 }  // namespace sdn

@@ -89,6 +89,10 @@ void WeightStore::release(const std::string& prefix) {
   for (auto& f : files_) f.second->release(prefix);
 }
 
+void WeightStore::release_pages(const std::string& prefix) {
+  for (auto& f : files_) f.second->release(prefix);
+}
+
 void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,
                      const std::function<bool(int64_t, int64_t)>& on_tensor) {
   std::vector<std::string> names;

@@ -42,6 +42,9 @@ class WeightStore {
   void override_tensor(const std::string& name, Tensor t);
   // Drops cached prepared tensors under prefix and advises the file that their pages are not needed.
   void release(const std::string& prefix);
+  // Only advises the file(s) that the pages under prefix are not needed now (prepared views stay valid: the OS
+  // maps the pages again from its page cache on the next access).
+  void release_pages(const std::string& prefix);
   // Bytes held by prepared copies that do not alias the source (diagnostics).
   size_t cached_entries() const { return cache_.size(); }
 
