@@ -9,7 +9,7 @@ import * as path from 'path';
 const tiny = require('../scripts/make-tiny-model.js');
 
 const root = path.resolve(__dirname, '..');
-const shared = process.env.SDN_SHARED_DIR || path.resolve(root, '..', 'shared');
+const shared = process.env.SDNODE_SHARED_DIR || path.resolve(root, '..', 'shared');
 const factsPath = path.join(shared, 'docs', 'ENGINE-FACTS.md');
 const tool = path.join(root, 'build', 'bin', 'sdn_formats');
 
