@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "backends/cpu/scratch.h"
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/simd/gemm_kernels.h"
 #include "backends/cpu/winograd.h"
@@ -24,22 +25,7 @@ constexpr int64_t kKcMax = 384;              // K chunk (same rule as the GEMM d
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-      p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) throw_error(ErrorCode::OutOfMemory, "conv2d scratch allocation failed");
-      cap = n;
-    }
-    return p;
-  }
-};
-thread_local Scratch t_conv_deq;
+thread_local cpu::ScratchBuffer t_conv_deq("conv2d");
 
 [[noreturn]] void bad(const std::string& what) { throw_error(ErrorCode::InvalidArgument, what); }
 

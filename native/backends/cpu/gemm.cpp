@@ -6,6 +6,7 @@
 // well. A thread that takes a task dequantizes the task's weight panels (all of K) into its own packed buffer once,
 // then runs the microkernel over every row of its row range: rows in blocks of kMc, K in chunks of at most kKcMax
 // (the chunking depends only on K, never on the thread count, so results are deterministic).
+#include "backends/cpu/scratch.h"
 #include "backends/cpu/gemm.h"
 
 #include <algorithm>
@@ -31,23 +32,7 @@ constexpr int64_t kKcSmall = 192;               // K chunk of the few-rows path 
 constexpr int64_t kSmallM = 160;                 // up to this many rows: weights-as-A path (no weight transposes)
 constexpr size_t kDeqBudget = 256u * 1024u;      // bytes of dequantized weight rows per task (small-M path)
 
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-      p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) throw_error(ErrorCode::OutOfMemory, "GEMM scratch allocation failed");
-      cap = n;
-    }
-    return p;
-  }
-};
-
-thread_local Scratch t_bpack, t_deq, t_ct;
+thread_local cpu::ScratchBuffer t_bpack("GEMM"), t_deq("GEMM"), t_ct("GEMM");
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

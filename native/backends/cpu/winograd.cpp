@@ -11,6 +11,7 @@
 //      weights), runs the 36 GEMMs M_xi[oc][tile] = U_xi . V_xi with the f32 microkernel, and applies the output
 //      transform A^T M A (+ bias) into y.
 // Every output element is computed in an order that depends only on the shapes, not on the thread count.
+#include "backends/cpu/scratch.h"
 #include "backends/cpu/winograd.h"
 
 #include <algorithm>
@@ -33,23 +34,7 @@ constexpr size_t kUBudget = 4u << 20;      // bytes of transformed weights per t
 constexpr int64_t kKcMax = 384;            // channel chunk of the tile GEMMs
 constexpr int64_t kPanelsPerStep = 4;      // tile panels per GEMM + output-transform step
 
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-      p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) throw_error(ErrorCode::OutOfMemory, "Winograd scratch allocation failed");
-      cap = n;
-    }
-    return p;
-  }
-};
-
-thread_local Scratch t_pad, t_deq, t_u, t_m;
+thread_local cpu::ScratchBuffer t_pad("Winograd"), t_deq("Winograd"), t_u("Winograd"), t_m("Winograd");
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
