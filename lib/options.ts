@@ -25,7 +25,7 @@ export const WEIGHT_TYPES: readonly WeightType[] = ['f32', 'f16', 'bf16', 'q8_0'
 
 /** Image side limits (pixels). Sides must also be multiples of 8 (the VAE's scale). */
 export const MIN_SIZE = 64;
-export const MAX_SIZE = 4096;
+export const MAX_SIZE = 2048; // the engine's limit (native/pipeline/params.cpp)
 /** Upper limits that catch mistakes (e.g. 20000 steps) rather than real constraints. */
 export const MAX_STEPS = 1000;
 export const MAX_CFG = 100;
@@ -38,9 +38,9 @@ export interface GenerateOptions {
   prompt: string;
   /** What it should not show. Default `''`. */
   negativePrompt?: string;
-  /** Image width in pixels: a multiple of 8 from 64 to 4096. Default 512. */
+  /** Image width in pixels: a multiple of 8 from 64 to 2048. Default 512. */
   width?: number;
-  /** Image height in pixels: a multiple of 8 from 64 to 4096. Default 512. */
+  /** Image height in pixels: a multiple of 8 from 64 to 2048. Default 512. */
   height?: number;
   /** Denoising steps, 1 to 1000. Default 20. */
   steps?: number;

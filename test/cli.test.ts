@@ -77,7 +77,7 @@ describe('arguments', () => {
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--steps'], /^sdnode generate: --steps needs a value/],
     [
       ['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--width', '500'],
-      /^sdnode generate: invalid option: expected an integer multiple of 8 from 64 to 4096 for --width but received 500 \(number\)$/,
+      /^sdnode generate: invalid option: expected an integer multiple of 8 from 64 to 2048 for --width but received 500 \(number\)$/,
     ],
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--sampler', 'magic'], /for --sampler but received "magic"/],
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--cfg', 'NaN'], /--cfg expects a number, got "NaN"/],
