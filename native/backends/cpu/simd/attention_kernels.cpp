@@ -156,13 +156,13 @@ void attn_block(const AttnArgs& a, int64_t i0, int64_t i1, float* scratch) {
 using namespace vec;
 
 namespace {
-#if SDN_ISA_avx512
+#if SDN_ISA_avx512 || SDN_ISA_neon
 constexpr int kRmax = 6;  // broadcast rows per register block: 6 x 4 vectors = 24 accumulators of 32 registers
 #else
 constexpr int kRmax = 3;  // 3 x 4 = 12 accumulators of 16 registers
 #endif
 constexpr int kNV = 4;        // query vectors per block
-constexpr int kMq = kNV * W;  // queries per block (64 on AVX-512, 32 on AVX2)
+constexpr int kMq = kNV * W;  // queries per block (64 on AVX-512, 32 on AVX2, 16 on NEON)
 constexpr int kNK = 96;       // keys per tile
 constexpr float kNoMax = -1e30f;  // running max before any visible key (finite, so 2^(m - m') is 0, not NaN)
 
@@ -221,7 +221,7 @@ void pv_dispatch(int r, const float* p, int jn, const float* v, int64_t vstride,
 
 // Rows per PV block: the largest R in [kRmin, kRmax] dividing D (no ragged tail), else kRmax. (On AVX2 fewer
 // than kRmax rows would leave too few accumulators busy, so a ragged tail is the better deal there.)
-#if SDN_ISA_avx512
+#if SDN_ISA_avx512 || SDN_ISA_neon
 constexpr int kRmin = kRmax - 2;
 #else
 constexpr int kRmin = kRmax;

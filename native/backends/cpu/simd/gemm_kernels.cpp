@@ -1,6 +1,7 @@
 // GEMM microkernels, compiled once per ISA (see gemm_kernels.h for the contract).
 //   avx512: 8 x 32 tile, 16 zmm accumulators (A broadcast from 8 rows, two B vectors per k)
 //   avx2:   6 x 16 tile, 12 ymm accumulators
+//   neon:   8 x 12 tile, 24 q-register accumulators (A broadcast with ld1r, three B vectors per k)
 //   scalar: 4 x 8 tile in plain C++ (also the reference the others are tested against)
 // No STL and no header-defined inline functions are used here: this file is compiled with different -m flags
 // per ISA, and a shared inline function could otherwise be merged across the copies by the linker.
@@ -8,6 +9,8 @@
 
 #if SDN_ISA_avx512 || SDN_ISA_avx2
 #include <immintrin.h>
+#elif SDN_ISA_neon
+#include <arm_neon.h>
 #endif
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their internal _mm512_undefined_* temporaries.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -238,6 +241,148 @@ void gemm_pack_panel_16(const uint16_t* src, int64_t ld, int rows, int64_t count
     }
     for (int r = rows; r < kNR; ++r) d[r] = 0.f;
   }
+}
+
+#elif SDN_ISA_neon
+
+static constexpr int kMR = 8;
+static constexpr int kNR = 12;
+
+// Full-width tile: ncols == kNR (the caller routes ragged edges through a kNR-wide buffer).
+template <int R>
+static inline void kernel_full(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc,
+                               const float* bias, bool accumulate) {
+  float32x4_t c0[R], c1[R], c2[R];
+  if (accumulate) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      c0[r] = vld1q_f32(c + r * ldc);
+      c1[r] = vld1q_f32(c + r * ldc + 4);
+      c2[r] = vld1q_f32(c + r * ldc + 8);
+    }
+  } else {
+    const float32x4_t z = vdupq_n_f32(0.f);
+    const float32x4_t b0 = bias ? vld1q_f32(bias) : z;
+    const float32x4_t b1 = bias ? vld1q_f32(bias + 4) : z;
+    const float32x4_t b2 = bias ? vld1q_f32(bias + 8) : z;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      c0[r] = b0;
+      c1[r] = b1;
+      c2[r] = b2;
+    }
+  }
+  const float* ar[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) ar[r] = a + r * lda;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = bp + k * kNR;
+    const float32x4_t v0 = vld1q_f32(b), v1 = vld1q_f32(b + 4), v2 = vld1q_f32(b + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const float32x4_t av = vld1q_dup_f32(ar[r] + k);
+      c0[r] = vfmaq_f32(c0[r], av, v0);
+      c1[r] = vfmaq_f32(c1[r], av, v1);
+      c2[r] = vfmaq_f32(c2[r], av, v2);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    vst1q_f32(c + r * ldc, c0[r]);
+    vst1q_f32(c + r * ldc + 4, c1[r]);
+    vst1q_f32(c + r * ldc + 8, c2[r]);
+  }
+}
+
+template <int R>
+static void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc, int ncols,
+                        const float* bias, bool accumulate) {
+  if (ncols >= kNR) {
+    kernel_full<R>(kc, a, lda, bp, c, ldc, bias, accumulate);
+    return;
+  }
+  // Ragged right edge: NEON has no masked loads/stores, so go through a kNR-wide tile (the panel's columns past
+  // the edge are zero, and only the first ncols columns are copied back).
+  float tile[R * kNR];
+  float bt[kNR];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kNR; ++j) tile[r * kNR + j] = (accumulate && j < ncols) ? c[r * ldc + j] : 0.f;
+  if (!accumulate && bias)
+    for (int j = 0; j < kNR; ++j) bt[j] = j < ncols ? bias[j] : 0.f;
+  kernel_full<R>(kc, a, lda, bp, tile, kNR, (!accumulate && bias) ? bt : nullptr, accumulate);
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < ncols; ++j) c[r * ldc + j] = tile[r * kNR + j];
+}
+
+// dst[c][r] = src[r][c] for a 4x4 block of f32 vectors (rows a0..a3): d0..d3 are the columns.
+static inline void transpose4(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4_t a3, float32x4_t d[4]) {
+  const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(a0, a1)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(a0, a1));
+  const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(a2, a3)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(a2, a3));
+  d[0] = vreinterpretq_f32_f64(vtrn1q_f64(t0, t2));
+  d[1] = vreinterpretq_f32_f64(vtrn1q_f64(t1, t3));
+  d[2] = vreinterpretq_f32_f64(vtrn2q_f64(t0, t2));
+  d[3] = vreinterpretq_f32_f64(vtrn2q_f64(t1, t3));
+}
+
+// Loads 4 elements of a row as f32. kind: 0 f32, 1 f16, 2 bf16.
+template <int kind>
+static inline float32x4_t load4(const void* p) {
+  if (kind == 0) return vld1q_f32(static_cast<const float*>(p));
+  const uint16x4_t h = vld1_u16(static_cast<const uint16_t*>(p));
+  if (kind == 1) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+  return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+static float f16_bits_to_f32(uint16_t h) {
+  return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
+template <int kind>
+static inline float load1(const void* p, int64_t i) {
+  if (kind == 0) return static_cast<const float*>(p)[i];
+  const uint16_t v = static_cast<const uint16_t*>(p)[i];
+  if (kind == 1) return f16_bits_to_f32(v);
+  const uint32_t u = (uint32_t)v << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+// Panel packing: 4 rows x 4 k at a time through 4x4 register transposes; k tails and missing rows in plain code.
+template <int kind, typename T>
+static void pack_panel_t(const T* src, int64_t ld, int rows, int64_t count, float* dst) {
+  const int64_t k4 = count / 4 * 4;
+  const int rg = rows / 4 * 4;
+  for (int64_t k = 0; k < k4; k += 4) {
+    for (int r0 = 0; r0 < rg; r0 += 4) {
+      float32x4_t d[4];
+      transpose4(load4<kind>(src + r0 * ld + k), load4<kind>(src + (r0 + 1) * ld + k),
+                 load4<kind>(src + (r0 + 2) * ld + k), load4<kind>(src + (r0 + 3) * ld + k), d);
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) vst1q_f32(dst + (k + q) * kNR + r0, d[q]);
+    }
+    for (int q = 0; q < 4; ++q) {
+      float* dd = dst + (k + q) * kNR;
+      for (int r = rg; r < rows; ++r) dd[r] = load1<kind>(src + r * ld, k + q);
+      for (int r = rows; r < kNR; ++r) dd[r] = 0.f;
+    }
+  }
+  for (int64_t k = k4; k < count; ++k) {
+    float* dd = dst + k * kNR;
+    for (int r = 0; r < rows; ++r) dd[r] = load1<kind>(src + r * ld, k);
+    for (int r = rows; r < kNR; ++r) dd[r] = 0.f;
+  }
+}
+
+void gemm_pack_panel(const float* src, int64_t ld, int rows, int64_t count, float* dst) {
+  pack_panel_t<0>(src, ld, rows, count, dst);
+}
+
+void gemm_pack_panel_16(const uint16_t* src, int64_t ld, int rows, int64_t count, bool half, float* dst) {
+  if (half)
+    pack_panel_t<1>(src, ld, rows, count, dst);
+  else
+    pack_panel_t<2>(src, ld, rows, count, dst);
 }
 
 #else  // plain C++

@@ -1,4 +1,4 @@
-// Elementwise, normalisation and softmax kernels (compiled once per ISA). The vector path (AVX-512 or AVX2, via
+// Elementwise, normalisation and softmax kernels (compiled once per ISA). The vector path (AVX-512, AVX2 or NEON, via
 // vec.h) and the plain C++ twin compute the same functions; the twin uses libm (std::exp, std::erfc in double).
 #include <cmath>
 
@@ -275,6 +275,25 @@ void softmax_row_f32(const float* x, float* y, int64_t n) {
 
 #if SDN_VEC
 namespace {
+#if SDN_ISA_neon
+// dst[c][r] = src[r][c] for one 4x4 block: 32-bit then 64-bit transposes of the lane pairs
+inline void transpose4x4(const float* s0, int64_t ss, float* d0, int64_t ds) {
+  float32x4_t a0 = vld1q_f32(s0), a1 = vld1q_f32(s0 + ss), a2 = vld1q_f32(s0 + 2 * ss), a3 = vld1q_f32(s0 + 3 * ss);
+  float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(a0, a1)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(a0, a1));
+  float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(a2, a3)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(a2, a3));
+  vst1q_f32(d0, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+  vst1q_f32(d0 + ds, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+  vst1q_f32(d0 + 2 * ds, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+  vst1q_f32(d0 + 3 * ds, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+}
+// dst[c][r] = src[r][c] for one 8x8 block as four 4x4 blocks
+inline void transpose8x8(const float* s0, int64_t ss, float* d0, int64_t ds) {
+  transpose4x4(s0, ss, d0, ds);
+  transpose4x4(s0 + 4, ss, d0 + 4 * ds, ds);
+  transpose4x4(s0 + 4 * ss, ss, d0 + 4, ds);
+  transpose4x4(s0 + 4 * ss + 4, ss, d0 + 4 * ds + 4, ds);
+}
+#else
 // dst[c][r] = src[r][c] for one 8x8 block through AVX registers (both the AVX2 and the AVX-512 build have them)
 inline void transpose8x8(const float* s0, int64_t ss, float* d0, int64_t ds) {
   __m256 a0 = _mm256_loadu_ps(s0), a1 = _mm256_loadu_ps(s0 + ss), a2 = _mm256_loadu_ps(s0 + 2 * ss),
@@ -297,6 +316,7 @@ inline void transpose8x8(const float* s0, int64_t ss, float* d0, int64_t ds) {
   _mm256_storeu_ps(d0 + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
   _mm256_storeu_ps(d0 + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
+#endif
 }  // namespace
 #endif
 

@@ -1,5 +1,5 @@
-// A thin vector layer for the simd/ kernels: the same names over AVX-512 (16 lanes) and AVX2+FMA (8 lanes), so a
-// kernel is written once for both. Only included from simd/*.cpp (compiled once per ISA). When neither ISA is
+// A thin vector layer for the simd/ kernels: the same names over AVX-512 (16 lanes), AVX2+FMA (8 lanes) and
+// AArch64 NEON (4 lanes), so a kernel is written once for all. Only included from simd/*.cpp (compiled once per ISA). When neither ISA is
 // enabled SDN_VEC is 0 and kernels use their plain C++ twin.
 //
 // Vector math here (exp, erfc) is our own: Cody-Waite range reduction plus a Taylor polynomial for exp (degree 7 on
@@ -19,6 +19,9 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
+#define SDN_VEC 1
+#elif SDN_ISA_neon
+#include <arm_neon.h>
 #define SDN_VEC 1
 #else
 #define SDN_VEC 0
@@ -108,6 +111,45 @@ inline float hmax(F v) {
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+#elif SDN_ISA_neon
+// AArch64 Advanced SIMD: 4 lanes. No masked loads/stores, so the tails go through a small stack buffer.
+using F = float32x4_t;
+using I = int32x4_t;
+constexpr int W = 4;
+inline F load(const float* p) { return vld1q_f32(p); }
+inline F load_n(const float* p, int n) {
+  float t[4] = {0.f, 0.f, 0.f, 0.f};
+  std::memcpy(t, p, (size_t)n * sizeof(float));
+  return vld1q_f32(t);
+}
+inline void store(float* p, F v) { vst1q_f32(p, v); }
+inline void store_n(float* p, F v, int n) {
+  float t[4];
+  vst1q_f32(t, v);
+  std::memcpy(p, t, (size_t)n * sizeof(float));
+}
+inline F set1(float x) { return vdupq_n_f32(x); }
+inline F zero() { return vdupq_n_f32(0.f); }
+inline F add(F a, F b) { return vaddq_f32(a, b); }
+inline F sub(F a, F b) { return vsubq_f32(a, b); }
+inline F mul(F a, F b) { return vmulq_f32(a, b); }
+inline F div(F a, F b) { return vdivq_f32(a, b); }
+inline F fmadd(F a, F b, F c) { return vfmaq_f32(c, a, b); }   // a*b + c
+inline F fnmadd(F a, F b, F c) { return vfmsq_f32(c, a, b); }  // c - a*b
+inline F max(F a, F b) { return vmaxq_f32(a, b); }
+inline F min(F a, F b) { return vminq_f32(a, b); }
+inline F abs(F a) { return vabsq_f32(a); }
+inline F round(F a) { return vrndnq_f32(a); }  // to nearest, ties to even (as _MM_FROUND_TO_NEAREST_INT)
+inline F pow2i(F n) {
+  I e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
+  return vreinterpretq_f32_s32(e);
+}
+inline F zero_below(F x, float lim, F v) {
+  return vreinterpretq_f32_u32(vandq_u32(vcgeq_f32(x, vdupq_n_f32(lim)), vreinterpretq_u32_f32(v)));
+}
+inline F select_nonneg(F x, F a, F b) { return vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.f)), a, b); }
+inline float hsum(F v) { return vaddvq_f32(v); }
+inline float hmax(F v) { return vmaxvq_f32(v); }
 #endif
 
 #if SDN_VEC
