@@ -6,7 +6,8 @@
 // Dequantized values are computed with exactly the float operations of the reference (q converted to float,
 // multiplied by the fp16 scale, minus the min); every product involved is exact (<= 24 significant bits),
 // so results are bit-identical whether or not a compiler fuses multiply and subtract.
-// Each kernel has its plain C++ twin under the final #else (used by the scalar and NEON builds).
+// Each kernel has its plain C++ twin at the end (used by the scalar build; the NEON build has its own F32, F16,
+// BF16, Q8_0 and Q4_0 kernels and uses the plain Q4_K twin).
 #include <cstring>
 
 #include "backends/cpu/simd/quant_kernels.h"
@@ -19,6 +20,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
+#elif SDN_ISA_neon
+#include <arm_neon.h>
 #endif
 
 namespace sdn {
@@ -405,7 +408,162 @@ float dot_q4_K(const uint8_t* b, const float* x, int64_t nb) {
   return hsum(_mm256_sub_ps(acc, accm));
 }
 
-#else  // plain C++ twins
+#elif SDN_ISA_neon
+
+float dot_f32(const float* a, const float* x, int64_t n) {
+  float32x4_t s0 = vdupq_n_f32(0.f), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(x + i));
+    s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(x + i + 4));
+    s2 = vfmaq_f32(s2, vld1q_f32(a + i + 8), vld1q_f32(x + i + 8));
+    s3 = vfmaq_f32(s3, vld1q_f32(a + i + 12), vld1q_f32(x + i + 12));
+  }
+  for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(x + i));
+  float s = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+  for (; i < n; ++i) s += a[i] * x[i];
+  return s;
+}
+
+// 8 halves / bfloat16s -> two vectors of 4 floats (lo = elements 0..3, hi = 4..7)
+inline void load_f16x8(const uint16_t* p, float32x4_t* lo, float32x4_t* hi) {
+  const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(p));
+  *lo = vcvt_f32_f16(vget_low_f16(h));
+  *hi = vcvt_high_f32_f16(h);
+}
+inline void load_bf16x8(const uint16_t* p, float32x4_t* lo, float32x4_t* hi) {
+  const uint16x8_t h = vld1q_u16(p);
+  *lo = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+  *hi = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+}
+
+void deq_f16(const uint16_t* s, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    float32x4_t lo, hi;
+    load_f16x8(s + i, &lo, &hi);
+    vst1q_f32(y + i, lo);
+    vst1q_f32(y + i + 4, hi);
+  }
+  for (; i < n; ++i) y[i] = f16_to_f32(s[i]);
+}
+void deq_bf16(const uint16_t* s, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    float32x4_t lo, hi;
+    load_bf16x8(s + i, &lo, &hi);
+    vst1q_f32(y + i, lo);
+    vst1q_f32(y + i + 4, hi);
+  }
+  for (; i < n; ++i) y[i] = bf16_to_f32(s[i]);
+}
+float dot_f16(const uint16_t* s, const float* x, int64_t n) {
+  float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    float32x4_t w0, w1, w2, w3;
+    load_f16x8(s + i, &w0, &w1);
+    load_f16x8(s + i + 8, &w2, &w3);
+    a0 = vfmaq_f32(a0, w0, vld1q_f32(x + i));
+    a1 = vfmaq_f32(a1, w1, vld1q_f32(x + i + 4));
+    a2 = vfmaq_f32(a2, w2, vld1q_f32(x + i + 8));
+    a3 = vfmaq_f32(a3, w3, vld1q_f32(x + i + 12));
+  }
+  for (; i + 8 <= n; i += 8) {
+    float32x4_t w0, w1;
+    load_f16x8(s + i, &w0, &w1);
+    a0 = vfmaq_f32(a0, w0, vld1q_f32(x + i));
+    a1 = vfmaq_f32(a1, w1, vld1q_f32(x + i + 4));
+  }
+  float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+  for (; i < n; ++i) r += f16_to_f32(s[i]) * x[i];
+  return r;
+}
+float dot_bf16(const uint16_t* s, const float* x, int64_t n) {
+  float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    float32x4_t w0, w1, w2, w3;
+    load_bf16x8(s + i, &w0, &w1);
+    load_bf16x8(s + i + 8, &w2, &w3);
+    a0 = vfmaq_f32(a0, w0, vld1q_f32(x + i));
+    a1 = vfmaq_f32(a1, w1, vld1q_f32(x + i + 4));
+    a2 = vfmaq_f32(a2, w2, vld1q_f32(x + i + 8));
+    a3 = vfmaq_f32(a3, w3, vld1q_f32(x + i + 12));
+  }
+  for (; i + 8 <= n; i += 8) {
+    float32x4_t w0, w1;
+    load_bf16x8(s + i, &w0, &w1);
+    a0 = vfmaq_f32(a0, w0, vld1q_f32(x + i));
+    a1 = vfmaq_f32(a1, w1, vld1q_f32(x + i + 4));
+  }
+  float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+  for (; i < n; ++i) r += bf16_to_f32(s[i]) * x[i];
+  return r;
+}
+
+// 16 signed bytes -> 4 vectors of 4 floats (exact)
+inline void i8x16_to_f32(int8x16_t q, float32x4_t v[4]) {
+  const int16x8_t l = vmovl_s8(vget_low_s8(q)), h = vmovl_high_s8(q);
+  v[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(l)));
+  v[1] = vcvtq_f32_s32(vmovl_high_s16(l));
+  v[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+  v[3] = vcvtq_f32_s32(vmovl_high_s16(h));
+}
+
+// One Q8_0 block's 32 quants as 8 vectors of floats
+inline void q8_0_values(const uint8_t* b, float32x4_t v[8]) {
+  i8x16_to_f32(vld1q_s8(reinterpret_cast<const int8_t*>(b + 2)), v);
+  i8x16_to_f32(vld1q_s8(reinterpret_cast<const int8_t*>(b + 18)), v + 4);
+}
+// One Q4_0 block's 32 values q - 8 (low nibbles are elements 0..15, high nibbles 16..31) as 8 vectors of floats
+inline void q4_0_values(const uint8_t* b, float32x4_t v[8]) {
+  const uint8x16_t q = vld1q_u8(b + 2);
+  const int8x16_t eight = vdupq_n_s8(8);
+  i8x16_to_f32(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))), eight), v);
+  i8x16_to_f32(vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight), v + 4);
+}
+
+// y = q * d per block (both exact to float, so bit-identical to the reference)
+template <int Bytes, void (*Values)(const uint8_t*, float32x4_t*)>
+inline void deq_blocks(const uint8_t* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, b += Bytes, y += 32) {
+    const float32x4_t d = vdupq_n_f32(rdf16(b));
+    float32x4_t v[8];
+    Values(b, v);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) vst1q_f32(y + 4 * k, vmulq_f32(v[k], d));
+  }
+}
+// sum over blocks of d * sum_j q_j x_j
+template <int Bytes, void (*Values)(const uint8_t*, float32x4_t*)>
+inline float dot_blocks(const uint8_t* b, const float* x, int64_t nb) {
+  float32x4_t acc0 = vdupq_n_f32(0.f), acc1 = acc0;
+  for (int64_t i = 0; i < nb; ++i, b += Bytes, x += 32) {
+    const float32x4_t d = vdupq_n_f32(rdf16(b));
+    float32x4_t v[8];
+    Values(b, v);
+    float32x4_t t0 = vmulq_f32(v[0], vld1q_f32(x)), t1 = vmulq_f32(v[1], vld1q_f32(x + 4));
+    t0 = vfmaq_f32(t0, v[2], vld1q_f32(x + 8));
+    t1 = vfmaq_f32(t1, v[3], vld1q_f32(x + 12));
+    t0 = vfmaq_f32(t0, v[4], vld1q_f32(x + 16));
+    t1 = vfmaq_f32(t1, v[5], vld1q_f32(x + 20));
+    t0 = vfmaq_f32(t0, v[6], vld1q_f32(x + 24));
+    t1 = vfmaq_f32(t1, v[7], vld1q_f32(x + 28));
+    acc0 = vfmaq_f32(acc0, d, t0);
+    acc1 = vfmaq_f32(acc1, d, t1);
+  }
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+void deq_q8_0(const uint8_t* b, float* y, int64_t nb) { deq_blocks<kQ8_0Bytes, q8_0_values>(b, y, nb); }
+float dot_q8_0(const uint8_t* b, const float* x, int64_t nb) { return dot_blocks<kQ8_0Bytes, q8_0_values>(b, x, nb); }
+void deq_q4_0(const uint8_t* b, float* y, int64_t nb) { deq_blocks<kQ4_0Bytes, q4_0_values>(b, y, nb); }
+float dot_q4_0(const uint8_t* b, const float* x, int64_t nb) { return dot_blocks<kQ4_0Bytes, q4_0_values>(b, x, nb); }
+
+#endif
+
+#if !(SDN_ISA_avx512 || SDN_ISA_avx2 || SDN_ISA_neon)  // plain C++ twins
 
 float dot_f32(const float* a, const float* x, int64_t n) {
   float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
@@ -475,6 +633,9 @@ float dot_q4_0(const uint8_t* b, const float* x, int64_t nb) {
   }
   return acc;
 }
+#endif
+
+#if !(SDN_ISA_avx512 || SDN_ISA_avx2)  // plain C++ twins (also used by the NEON build)
 void deq_q4_K(const uint8_t* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) dequant_block_q4_K(b + i * kQ4_KBytes, y + 256 * i);
 }
