@@ -1,5 +1,5 @@
 // Winograd F(4x4, 3x3) transforms (see wino_kernels.h). The arithmetic is written once over a 16-lane vector type
-// `vf` (one zmm register on AVX-512, a plain 16-float array elsewhere); loads and stores have AVX-512 fast paths
+// `vf` (one zmm register on AVX-512, four q registers on NEON, a plain 16-float array elsewhere); loads and stores have AVX-512 fast paths
 // (contiguous loads + permutes instead of gathers, interleaving stores) with plain C++ twins. No STL / header inline
 // functions (see gemm_kernels.cpp for why).
 #include "backends/cpu/simd/wino_kernels.h"
@@ -8,6 +8,8 @@
 #include <immintrin.h>
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#elif SDN_ISA_neon
+#include <arm_neon.h>
 #endif
 
 namespace sdn {
@@ -29,6 +31,40 @@ inline vf neg(vf a) { return {_mm512_sub_ps(_mm512_setzero_ps(), a.v)}; }
 inline vf splat(float s) { return {_mm512_set1_ps(s)}; }
 inline vf load(const float* p) { return {_mm512_loadu_ps(p)}; }
 inline void store(float* p, vf a) { _mm512_storeu_ps(p, a.v); }
+#elif SDN_ISA_neon
+// four q registers per 16-lane vector
+struct vf {
+  float32x4_t v[4];
+};
+inline vf operator+(vf a, vf b) {
+  for (int q = 0; q < 4; ++q) a.v[q] = vaddq_f32(a.v[q], b.v[q]);
+  return a;
+}
+inline vf operator-(vf a, vf b) {
+  for (int q = 0; q < 4; ++q) a.v[q] = vsubq_f32(a.v[q], b.v[q]);
+  return a;
+}
+inline vf operator*(float s, vf a) {
+  for (int q = 0; q < 4; ++q) a.v[q] = vmulq_n_f32(a.v[q], s);
+  return a;
+}
+inline vf neg(vf a) {
+  for (int q = 0; q < 4; ++q) a.v[q] = vnegq_f32(a.v[q]);
+  return a;
+}
+inline vf splat(float s) {
+  vf a;
+  for (int q = 0; q < 4; ++q) a.v[q] = vdupq_n_f32(s);
+  return a;
+}
+inline vf load(const float* p) {
+  vf a;
+  for (int q = 0; q < 4; ++q) a.v[q] = vld1q_f32(p + 4 * q);
+  return a;
+}
+inline void store(float* p, vf a) {
+  for (int q = 0; q < 4; ++q) vst1q_f32(p + 4 * q, a.v[q]);
+}
 #else
 struct vf {
   float x[L];
