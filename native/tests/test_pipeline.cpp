@@ -270,3 +270,31 @@ TEST(pipeline, long_prompts_concatenate_chunks) {
   auto img = pipe->generate(p, {});
   EXPECT_EQ(img.size(), (size_t)1);
 }
+
+TEST(pipeline, v_prediction_uses_the_v_scalings_on_the_same_unet_output) {
+  // Same weights and conditioning, eps vs v parameterisation: both evaluate the U-Net at x * c_in (c_in is the same
+  // for both), so with F the U-Net output, d_eps = x - sigma F and d_v = c_skip x + c_out F, hence
+  // d_v = (c_skip + c_out / sigma) x - (c_out / sigma) d_eps.
+  auto eps = tiny_pipeline();
+  auto v = std::make_unique<Txt2ImgPipeline>(std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend()),
+                                             ClipTokenizer::from_merges(sdntest::tiny_merges()), Prediction::V);
+  Tensor cond = eps->encode_prompt("the red thin", 1);
+  Tensor uncond = eps->encode_prompt("and", 1);
+  eps->set_conditioning(cond, uncond, 3.0f);
+  v->set_conditioning(cond, uncond, 3.0f);
+  auto x = sdntest::random_vector(4 * 4 * 4, 23, -3.f, 3.f);
+  for (float sigma : {0.3f, 2.5f, 14.6f}) {
+    std::vector<float> de, dv;
+    eps->denoise(x, sigma, 4, 4, de);
+    v->denoise(x, sigma, 4, 4, dv);
+    double cs = 1.0 / ((double)sigma * sigma + 1.0), co = -(double)sigma / std::sqrt((double)sigma * sigma + 1.0);
+    std::vector<double> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want[i] = (cs + co / sigma) * x[i] - (co / sigma) * de[i];
+    EXPECT_CLOSE(dv.data(), want.data(), x.size(), 1e-4, 1e-4);
+  }
+  // and a whole generation runs and differs from the eps one
+  GenerateParams p = tiny_params();
+  auto a = eps->generate(p, {});
+  auto b = v->generate(p, {});
+  EXPECT_TRUE(image_diff(a[0], b[0]) > 0);
+}
