@@ -6,8 +6,7 @@
 // Dequantized values are computed with exactly the float operations of the reference (q converted to float,
 // multiplied by the fp16 scale, minus the min); every product involved is exact (<= 24 significant bits),
 // so results are bit-identical whether or not a compiler fuses multiply and subtract.
-// Each kernel has its plain C++ twin at the end (used by the scalar build; the NEON build has its own F32, F16,
-// BF16, Q8_0 and Q4_0 kernels and uses the plain Q4_K twin).
+// Each kernel has its plain C++ twin under the final #else (used by the scalar build).
 #include <cstring>
 
 #include "backends/cpu/simd/quant_kernels.h"
@@ -561,9 +560,77 @@ float dot_q8_0(const uint8_t* b, const float* x, int64_t nb) { return dot_blocks
 void deq_q4_0(const uint8_t* b, float* y, int64_t nb) { deq_blocks<kQ4_0Bytes, q4_0_values>(b, y, nb); }
 float dot_q4_0(const uint8_t* b, const float* x, int64_t nb) { return dot_blocks<kQ4_0Bytes, q4_0_values>(b, x, nb); }
 
-#endif
+// 16 unsigned bytes -> 4 vectors of 4 floats (exact)
+inline void u8x16_to_f32(uint8x16_t q, float32x4_t v[4]) {
+  const uint16x8_t l = vmovl_u8(vget_low_u8(q)), h = vmovl_high_u8(q);
+  v[0] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(l)));
+  v[1] = vcvtq_f32_u32(vmovl_high_u16(l));
+  v[2] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(h)));
+  v[3] = vcvtq_f32_u32(vmovl_high_u16(h));
+}
 
-#if !(SDN_ISA_avx512 || SDN_ISA_avx2 || SDN_ISA_neon)  // plain C++ twins
+// Q4_K: per 64-value chunk c, y = (d * sc) * q - dmin * mn with low nibbles for the first 32 values, high for the
+// next 32 (products exact, so bit-identical to the reference).
+void deq_q4_K(const uint8_t* b, float* y, int64_t nb) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0F);
+  for (int64_t i = 0; i < nb; ++i, b += kQ4_KBytes, y += 256) {
+    const float d = rdf16(b), dmin = rdf16(b + 2);
+    const uint8_t* qs = b + 16;
+    for (int c = 0; c < 4; ++c) {
+      int sc0, mn0, sc1, mn1;
+      k4_scale_min(2 * c, b + 4, &sc0, &mn0);
+      k4_scale_min(2 * c + 1, b + 4, &sc1, &mn1);
+      const float32x4_t d0 = vdupq_n_f32(d * (float)sc0), m0 = vdupq_n_f32(dmin * (float)mn0);
+      const float32x4_t d1 = vdupq_n_f32(d * (float)sc1), m1 = vdupq_n_f32(dmin * (float)mn1);
+      for (int h = 0; h < 2; ++h) {
+        const uint8x16_t q = vld1q_u8(qs + 32 * c + 16 * h);
+        float32x4_t lo[4], hi[4];
+        u8x16_to_f32(vandq_u8(q, m4), lo);
+        u8x16_to_f32(vshrq_n_u8(q, 4), hi);
+        float* o = y + 64 * c + 16 * h;
+        for (int k = 0; k < 4; ++k) {
+          vst1q_f32(o + 4 * k, vsubq_f32(vmulq_f32(d0, lo[k]), m0));
+          vst1q_f32(o + 32 + 4 * k, vsubq_f32(vmulq_f32(d1, hi[k]), m1));
+        }
+      }
+    }
+  }
+}
+float dot_q4_K(const uint8_t* b, const float* x, int64_t nb) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0F);
+  float32x4_t acc = vdupq_n_f32(0.f), accm = acc;
+  for (int64_t i = 0; i < nb; ++i, b += kQ4_KBytes, x += 256) {
+    const float d = rdf16(b), dmin = rdf16(b + 2);
+    const uint8_t* qs = b + 16;
+    for (int c = 0; c < 4; ++c) {
+      int sc0, mn0, sc1, mn1;
+      k4_scale_min(2 * c, b + 4, &sc0, &mn0);
+      k4_scale_min(2 * c + 1, b + 4, &sc1, &mn1);
+      const float* xc = x + 64 * c;
+      float32x4_t t0 = vdupq_n_f32(0.f), t1 = t0, sx0 = t0, sx1 = t0;
+      for (int h = 0; h < 2; ++h) {
+        const uint8x16_t q = vld1q_u8(qs + 32 * c + 16 * h);
+        float32x4_t lo[4], hi[4];
+        u8x16_to_f32(vandq_u8(q, m4), lo);
+        u8x16_to_f32(vshrq_n_u8(q, 4), hi);
+        for (int k = 0; k < 4; ++k) {
+          const float32x4_t xa = vld1q_f32(xc + 16 * h + 4 * k), xb = vld1q_f32(xc + 32 + 16 * h + 4 * k);
+          t0 = vfmaq_f32(t0, lo[k], xa);
+          t1 = vfmaq_f32(t1, hi[k], xb);
+          sx0 = vaddq_f32(sx0, xa);
+          sx1 = vaddq_f32(sx1, xb);
+        }
+      }
+      acc = vfmaq_f32(acc, vdupq_n_f32(d * (float)sc0), t0);
+      acc = vfmaq_f32(acc, vdupq_n_f32(d * (float)sc1), t1);
+      accm = vfmaq_f32(accm, vdupq_n_f32(dmin * (float)mn0), sx0);
+      accm = vfmaq_f32(accm, vdupq_n_f32(dmin * (float)mn1), sx1);
+    }
+  }
+  return vaddvq_f32(vsubq_f32(acc, accm));
+}
+
+#else  // plain C++ twins
 
 float dot_f32(const float* a, const float* x, int64_t n) {
   float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
@@ -633,9 +700,6 @@ float dot_q4_0(const uint8_t* b, const float* x, int64_t nb) {
   }
   return acc;
 }
-#endif
-
-#if !(SDN_ISA_avx512 || SDN_ISA_avx2)  // plain C++ twins (also used by the NEON build)
 void deq_q4_K(const uint8_t* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) dequant_block_q4_K(b + i * kQ4_KBytes, y + 256 * i);
 }
