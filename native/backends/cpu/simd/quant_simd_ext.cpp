@@ -2,7 +2,7 @@
 // (compiled per ISA).
 //
 // Each block type has one decoder, written once over a small vector vocabulary (W lanes of int32/float:
-// 16 on AVX-512, 8 on AVX2) and handing each group of W decoded floats to a sink: StoreSink writes them
+// 16 on AVX-512, 8 on AVX2, 4 on NEON) and handing each group of W decoded floats to a sink: StoreSink writes them
 // (dequantize), DotSink multiplies them into x and accumulates (dot). Decoded values use exactly the float
 // operations of the scalar reference (core/quant.cpp, core/quant_k.cpp), so dequantization is bit-identical.
 // The plain C++ twin (#else) decodes with the scalar block decoders.
@@ -17,6 +17,14 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
+#elif SDN_ISA_neon
+#include <arm_neon.h>
+// Decoded values must round exactly like the reference (compiled without contraction): no mul+add fusing here.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #endif
 
 namespace sdn {
@@ -37,7 +45,7 @@ namespace {
   }
 }
 
-#if SDN_ISA_avx512 || SDN_ISA_avx2
+#if SDN_ISA_avx512 || SDN_ISA_avx2 || SDN_ISA_neon
 
 #if SDN_ISA_avx512
 constexpr int W = 16;
@@ -65,6 +73,39 @@ inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline V vld(const float* p) { return _mm512_loadu_ps(p); }
 inline void vst(float* p, V v) { _mm512_storeu_ps(p, v); }
 inline float hsum(V v) { return _mm512_reduce_add_ps(v); }
+#elif SDN_ISA_neon
+constexpr int W = 4;
+using V = float32x4_t;
+using VI = int32x4_t;
+inline VI ld_u8(const uint8_t* p) {
+  uint32_t u;
+  std::memcpy(&u, p, 4);
+  return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(u))))));
+}
+inline VI ld_i8(const uint8_t* p) {
+  uint32_t u;
+  std::memcpy(&u, p, 4);
+  return vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(u)))));
+}
+inline VI iand(VI a, int m) { return vandq_s32(a, vdupq_n_s32(m)); }
+inline VI ior(VI a, VI b) { return vorrq_s32(a, b); }
+inline VI isrl(VI a, int s) { return vreinterpretq_s32_u32(vshlq_u32(vreinterpretq_u32_s32(a), vdupq_n_s32(-s))); }
+inline VI isll(VI a, int s) { return vshlq_s32(a, vdupq_n_s32(s)); }
+inline VI isub(VI a, int k) { return vsubq_s32(a, vdupq_n_s32(k)); }
+inline VI qh_bits(uint32_t qh, int first) {
+  static const int32_t neg_iota[4] = {0, -1, -2, -3};
+  return iand(vreinterpretq_s32_u32(vshlq_u32(vdupq_n_u32(qh >> first), vld1q_s32(neg_iota))), 1);
+}
+inline V cvt(VI a) { return vcvtq_f32_s32(a); }
+inline V vset(float f) { return vdupq_n_f32(f); }
+inline V vzero() { return vdupq_n_f32(0.f); }
+inline V vmul(V a, V b) { return vmulq_f32(a, b); }
+inline V vadd(V a, V b) { return vaddq_f32(a, b); }
+inline V vsub(V a, V b) { return vsubq_f32(a, b); }
+inline V vfma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+inline V vld(const float* p) { return vld1q_f32(p); }
+inline void vst(float* p, V v) { vst1q_f32(p, v); }
+inline float hsum(V v) { return vaddvq_f32(v); }
 #else
 constexpr int W = 8;
 using V = __m256;
