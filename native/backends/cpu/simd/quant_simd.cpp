@@ -21,8 +21,9 @@
 #include <immintrin.h>
 #elif SDN_ISA_neon
 #include <arm_neon.h>
-// Dequantized values must round exactly like the reference (compiled without contraction): GCC would otherwise
-// fuse Q4_K's (d * sc) * q - dmin * mn into one FMA. The dot kernels' FMAs are explicit (vfmaq_f32).
+// Like the reference, compiled without contraction (GCC would fuse Q4_K's (d * sc) * q - dmin * mn into one FMA;
+// that product is exact, so values would not change, but this way they cannot depend on the compiler). The dot
+// kernels' FMAs are explicit (vfmaq_f32).
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)

@@ -19,7 +19,7 @@
 #include <immintrin.h>
 #elif SDN_ISA_neon
 #include <arm_neon.h>
-// Decoded values must round exactly like the reference (compiled without contraction): no mul+add fusing here.
+// Like the reference, compiled without contraction, so decoded values cannot depend on the compiler's FMA fusing.
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
