@@ -5,7 +5,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AbortError, convert, GeneratedImage, inspect, InvalidOptionError, loadModel, UnsupportedError } from '../lib/index';
+import { AbortError, convert, GeneratedImage, inspect, InvalidOptionError, loadModel } from '../lib/index';
 import type { GenerateOptions, Model, ProgressEvent } from '../lib/index';
 import { readText } from './helpers/png';
 import { describeTiny, tinyModel, type TinyModel } from './helpers/tiny';
@@ -67,7 +67,7 @@ describeTiny('tiny SD1 model', () => {
     }
   });
 
-  test('separate parts { unet, vae, textEncoder, tokenizer } give the same image (skips while the engine says Unsupported)', async () => {
+  test('separate parts { unet, vae, textEncoder, tokenizer } give the same image as the diffusers folder', async () => {
     const d = tiny.diffusers;
     const parts = {
       unet: path.join(d, 'unet', 'diffusion_pytorch_model.safetensors'),
@@ -75,14 +75,7 @@ describeTiny('tiny SD1 model', () => {
       textEncoder: path.join(d, 'text_encoder', 'model.safetensors'),
       tokenizer: path.join(d, 'tokenizer', 'merges.txt'),
     };
-    const m = await loadModel(parts).catch((e: unknown) => e);
-    if (m instanceof UnsupportedError) {
-      // eslint-disable-next-line no-console
-      console.warn(`SKIPPED (engine): loading from separate parts: ${m.message}`);
-      return;
-    }
-    if (m instanceof Error) throw m;
-    const model2 = m as Model;
+    const model2 = await loadModel(parts);
     try {
       expect(model2.source).toEqual(parts);
       const ref = (await model.generate(cheap)).images[0].data;
