@@ -1,6 +1,6 @@
 // A thin vector layer for the simd/ kernels: the same names over AVX-512 (16 lanes), AVX2+FMA (8 lanes) and
-// AArch64 NEON (4 lanes), so a kernel is written once for all. Only included from simd/*.cpp (compiled once per ISA). When neither ISA is
-// enabled SDN_VEC is 0 and kernels use their plain C++ twin.
+// AArch64 NEON (4 lanes), so a kernel is written once for all. Only included from simd/*.cpp (compiled once per
+// ISA). When none of these ISAs is enabled SDN_VEC is 0 and kernels use their plain C++ twin.
 //
 // Vector math here (exp, erfc) is our own: Cody-Waite range reduction plus a Taylor polynomial for exp (degree 7 on
 // |r| <= ln2/2: truncation error < 6e-8 relative, about 2 ulp overall), and a Chebyshev-fitted erfc of the form
