@@ -2,13 +2,16 @@
 //
 // The vector versions perform exactly the float operations of the plain C++ twin, in the same order (eight
 // partial sums, lane k accumulating elements k, k+8, k+16, k+24; no fused multiply-add), so every level picks the
-// same scales and quantize_row writes the same bytes at every SIMD level (tested).
+// same scales and quantize_row writes the same bytes at every SIMD level (tested). NEON runs the AVX2 code on
+// pairs of q registers.
 #include <cmath>
 
 #include "backends/cpu/simd/quant_kernels.h"
 
 #if SDN_ISA_avx512 || SDN_ISA_avx2
 #include <immintrin.h>
+#elif SDN_ISA_neon
+#include <arm_neon.h>
 #endif
 
 // Results must not depend on whether the compiler fuses a*b+c into one rounding (quantized bytes are compared
@@ -176,6 +179,159 @@ float kq_fit_sym16(const float* xp) {
     r1 = _mm256_min_ps(_mm256_max_ps(r1, lo), hi);
     _mm256_store_ps(pqq, _mm256_add_ps(_mm256_mul_ps(r0, r0), _mm256_mul_ps(r1, r1)));
     _mm256_store_ps(pqx, _mm256_add_ps(_mm256_mul_ps(r0, x0), _mm256_mul_ps(r1, x1)));
+    double sqq = 0, sqx = 0;
+    for (int j = 0; j < 8; ++j) {
+      sqq += pqq[j];
+      sqx += pqx[j];
+    }
+    if (sqq <= 0) continue;
+    const double score = sqx * sqx / sqq;
+    if (score > best_score) {
+      best_score = score;
+      best_s = sqx / sqq;
+    }
+  }
+  return (float)best_s;
+}
+
+#elif SDN_ISA_neon
+
+// The AVX2 code above with each 8-lane vector held as two q registers (lanes 0..3, 4..7); min/max keep the x86
+// operand semantics (a < b ? a : b), so every level still computes the same numbers in the same order.
+struct F8 {
+  float32x4_t a, b;
+};
+struct I8 {
+  int32x4_t a, b;
+};
+inline F8 ld8(const float* p) { return {vld1q_f32(p), vld1q_f32(p + 4)}; }
+inline void st8(float* p, F8 v) {
+  vst1q_f32(p, v.a);
+  vst1q_f32(p + 4, v.b);
+}
+inline F8 set8(float f) { return {vdupq_n_f32(f), vdupq_n_f32(f)}; }
+inline F8 add8(F8 x, F8 y) { return {vaddq_f32(x.a, y.a), vaddq_f32(x.b, y.b)}; }
+inline F8 sub8(F8 x, F8 y) { return {vsubq_f32(x.a, y.a), vsubq_f32(x.b, y.b)}; }
+inline F8 mul8(F8 x, F8 y) { return {vmulq_f32(x.a, y.a), vmulq_f32(x.b, y.b)}; }
+inline float32x4_t minx(float32x4_t a, float32x4_t b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+inline float32x4_t maxx(float32x4_t a, float32x4_t b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+inline F8 min8(F8 x, F8 y) { return {minx(x.a, y.a), minx(x.b, y.b)}; }
+inline F8 max8(F8 x, F8 y) { return {maxx(x.a, y.a), maxx(x.b, y.b)}; }
+inline float hmin8(F8 v) {
+  float32x4_t m = minx(v.a, v.b);
+  m = minx(m, vextq_f32(m, m, 2));
+  const float m0 = vgetq_lane_f32(m, 0), m1 = vgetq_lane_f32(m, 1);
+  return m0 < m1 ? m0 : m1;
+}
+inline float hmax8(F8 v) {
+  float32x4_t m = maxx(v.a, v.b);
+  m = maxx(m, vextq_f32(m, m, 2));
+  const float m0 = vgetq_lane_f32(m, 0), m1 = vgetq_lane_f32(m, 1);
+  return m0 > m1 ? m0 : m1;
+}
+inline I8 cvtt8(F8 v) { return {vcvtq_s32_f32(v.a), vcvtq_s32_f32(v.b)}; }
+inline F8 cvt8(I8 v) { return {vcvtq_f32_s32(v.a), vcvtq_f32_s32(v.b)}; }
+inline I8 clamp8(I8 v, int lo, int hi) {
+  const int32x4_t l = vdupq_n_s32(lo), h = vdupq_n_s32(hi);
+  return {vminq_s32(vmaxq_s32(v.a, l), h), vminq_s32(vmaxq_s32(v.b, l), h)};
+}
+
+// Sums for the assignment q (4 vectors of 8) against x.
+inline QSums qsums(const I8 q[4], const F8 x[4]) {
+  int32x4_t sq = vdupq_n_s32(0), sqq = sq;
+  for (int j = 0; j < 4; ++j) {
+    sq = vaddq_s32(sq, vaddq_s32(q[j].a, q[j].b));
+    sqq = vaddq_s32(sqq, vaddq_s32(vmulq_s32(q[j].a, q[j].a), vmulq_s32(q[j].b, q[j].b)));
+  }
+  F8 p = mul8(cvt8(q[0]), x[0]);
+  p = add8(p, mul8(cvt8(q[1]), x[1]));
+  p = add8(p, mul8(cvt8(q[2]), x[2]));
+  p = add8(p, mul8(cvt8(q[3]), x[3]));
+  float pf[8];
+  st8(pf, p);
+  return {vaddvq_s32(sq), vaddvq_s32(sqq), sum8(pf)};
+}
+
+}  // namespace
+
+void kq_fit_affine32(const float* xp, int nmax, float* s_out, float* m_out) {
+  F8 x[4];
+  for (int j = 0; j < 4; ++j) x[j] = ld8(xp + 8 * j);
+  float lo = hmin8(min8(min8(x[0], x[1]), min8(x[2], x[3])));
+  const float hi = hmax8(max8(max8(x[0], x[1]), max8(x[2], x[3])));
+  if (lo > 0.f) lo = 0.f;
+  if (!(hi > lo) || !std::isfinite(hi - lo)) {
+    *s_out = 0.f;
+    *m_out = std::isfinite(lo) ? -lo : 0.f;
+    return;
+  }
+  float sxf[8], sxxf[8];
+  st8(sxf, add8(add8(add8(x[0], x[1]), x[2]), x[3]));
+  F8 xx = mul8(x[0], x[0]);
+  xx = add8(xx, mul8(x[1], x[1]));
+  xx = add8(xx, mul8(x[2], x[2]));
+  xx = add8(xx, mul8(x[3], x[3]));
+  st8(sxxf, xx);
+  const double sx = sum8(sxf), sxx = sum8(sxxf);
+
+  float best_s = (hi - lo) / (float)nmax, best_b = lo;
+  double best_err = 1e300;
+  F8 xs[4];
+  const F8 vlo = set8(lo), half = set8(0.5f);
+  for (int j = 0; j < 4; ++j) xs[j] = sub8(x[j], vlo);
+  const float range = hi - lo;
+  I8 q[4];
+  for (int k = 0; k < kAffineCandidates; ++k) {
+    const F8 is = set8(((float)nmax + 0.25f * (float)(k - kAffineCandidates / 2)) / range);
+    for (int j = 0; j < 4; ++j) {
+      const I8 v = cvtt8(add8(mul8(xs[j], is), half));
+      q[j] = {vminq_s32(v.a, vdupq_n_s32(nmax)), vminq_s32(v.b, vdupq_n_s32(nmax))};
+    }
+    double s, b;
+    const double e = solve_affine(qsums(q, x), sx, sxx, &s, &b);
+    if (e < best_err) {
+      best_err = e;
+      best_s = (float)s;
+      best_b = (float)b;
+    }
+  }
+  for (int it = 0; it < 2 && best_s > 0.f; ++it) {
+    const F8 inv = set8(1.f / best_s), vb = set8(best_b);
+    for (int j = 0; j < 4; ++j) q[j] = clamp8(cvtt8(add8(mul8(sub8(x[j], vb), inv), half)), 0, nmax);
+    double s, b;
+    const double e = solve_affine(qsums(q, x), sx, sxx, &s, &b);
+    if (!(e < best_err)) break;
+    best_err = e;
+    best_s = (float)s;
+    best_b = (float)b;
+  }
+  *s_out = best_s;
+  *m_out = -best_b;
+}
+
+float kq_fit_sym16(const float* xp) {
+  float amax = 0.f, vmax = 0.f;
+  for (int i = 0; i < 16; ++i) {
+    const float a = std::fabs(xp[i]);
+    if (a > amax) {
+      amax = a;
+      vmax = xp[i];
+    }
+  }
+  if (!(amax > 0.f) || !std::isfinite(amax)) return 0.f;
+  const F8 x0 = ld8(xp), x1 = ld8(xp + 8);
+  const F8 magic = set8(12582912.f), lo = set8(-32.f), hi = set8(31.f);
+  double best_score = -1, best_s = vmax / -32.f;
+  float pqq[8], pqx[8];
+  for (int k = 0; k < 10; ++k) {
+    const float target = k < 6 ? -(32.f - 0.4f * (float)k) : (31.f - 0.4f * (float)(k - 6));
+    const F8 is = set8(target / vmax);
+    F8 r0 = sub8(add8(mul8(x0, is), magic), magic);
+    F8 r1 = sub8(add8(mul8(x1, is), magic), magic);
+    r0 = min8(max8(r0, lo), hi);
+    r1 = min8(max8(r1, lo), hi);
+    st8(pqq, add8(mul8(r0, r0), mul8(r1, r1)));
+    st8(pqx, add8(mul8(r0, x0), mul8(r1, x1)));
     double sqq = 0, sqx = 0;
     for (int j = 0; j < 8; ++j) {
       sqq += pqq[j];
