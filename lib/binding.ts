@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
+import type { ModelInfo } from './model';
 
 /** Engine system information as the addon returns it. */
 export interface NativeSystemInfo {
@@ -16,22 +17,8 @@ export interface NativeSystemInfo {
   backends: string[];
 }
 
-/** `sdn::ModelInfo` as the addon returns it. */
-export interface NativeModelInfo {
-  path: string;
-  format: string;
-  family: string;
-  variant: string;
-  prediction: string;
-  runnable: boolean;
-  notRunnableReason: string;
-  tensorCount: number;
-  parameterCount: number;
-  sizeBytes: number;
-  tensorsByType: Record<string, number>;
-  metadata: Record<string, string>;
-  hasTokenizer: boolean;
-}
+/** `sdn::ModelInfo` as the addon returns it: the public, documented {@link ModelInfo}. */
+export type NativeModelInfo = ModelInfo;
 
 export interface NativeConvertSummary {
   tensorCount: number;

@@ -35,7 +35,7 @@ if (typeof (Symbol as { asyncDispose?: symbol }).asyncDispose !== 'symbol') {
 export interface ModelInfo {
   /** Absolute path of the file or folder. */
   path: string;
-  /** `'safetensors'`, `'gguf'` or `'diffusers'`. */
+  /** `'safetensors'`, `'gguf'`, `'diffusers'` or `'ckpt'`. */
   format: string;
   /** `'sd1'`, `'sd2'`, `'sdxl'` or `'unknown'`. */
   family: string;
