@@ -74,19 +74,7 @@ Tensor Txt2ImgPipeline::encode_prompt(const std::string& prompt, int clip_skip) 
     bool all_one = true;
     for (int i = 0; i < T; ++i) all_one = all_one && w[i] == 1.0f;
     if (all_one) continue;
-    // A1111 "Original" emphasis: scale rows by their weights, then restore the chunk's mean.
-    float* zc = hz.f32() + (size_t)c * T * D;
-    double m0 = 0, m1 = 0;
-    for (int64_t i = 0; i < T * D; ++i) m0 += zc[i];
-    m0 /= (double)(T * D);
-    for (int i = 0; i < T; ++i)
-      for (int64_t d = 0; d < D; ++d) zc[i * D + d] *= w[i];
-    for (int64_t i = 0; i < T * D; ++i) m1 += zc[i];
-    m1 /= (double)(T * D);
-    if (m1 != 0) {
-      float r = (float)(m0 / m1);
-      for (int64_t i = 0; i < T * D; ++i) zc[i] *= r;
-    }
+    apply_emphasis(hz.f32() + (size_t)c * T * D, T, (int)D, w);  // scale rows, restore the chunk's mean
   }
   // chunks are concatenated along the token axis: [chunks, T, D] has the same memory as [1, chunks*T, D]
   Tensor out = to_backend(be, hz.reshape({1, (int64_t)tp.chunks * T, D}));
