@@ -121,6 +121,24 @@ void dequant_block_q8_1(const uint8_t* b, float* y) {
   for (int j = 0; j < 32; ++j) y[j] = (float)qs[j] * d;
 }
 
+BlockDecoder block_decoder(DType t) {
+  switch (t) {
+    case DType::Q4_0: return dequant_block_q4_0;
+    case DType::Q4_1: return dequant_block_q4_1;
+    case DType::Q5_0: return dequant_block_q5_0;
+    case DType::Q5_1: return dequant_block_q5_1;
+    case DType::Q8_0: return dequant_block_q8_0;
+    case DType::Q8_1: return dequant_block_q8_1;
+    case DType::Q2_K: return dequant_block_q2_K;
+    case DType::Q3_K: return dequant_block_q3_K;
+    case DType::Q4_K: return dequant_block_q4_K;
+    case DType::Q5_K: return dequant_block_q5_K;
+    case DType::Q6_K: return dequant_block_q6_K;
+    case DType::Q8_K: return dequant_block_q8_K;
+    default: return nullptr;
+  }
+}
+
 }  // namespace qimpl
 
 // ---- legacy quantizers (ggml reference rounding, so files match byte for byte) --------------------------------
@@ -249,25 +267,6 @@ void convert_ints(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = (float)s[i];
 }
 
-using BlockDecoder = void (*)(const uint8_t*, float*);
-
-BlockDecoder block_decoder(DType t) {
-  switch (t) {
-    case DType::Q4_0: return dequant_block_q4_0;
-    case DType::Q4_1: return dequant_block_q4_1;
-    case DType::Q5_0: return dequant_block_q5_0;
-    case DType::Q5_1: return dequant_block_q5_1;
-    case DType::Q8_0: return dequant_block_q8_0;
-    case DType::Q8_1: return dequant_block_q8_1;
-    case DType::Q2_K: return dequant_block_q2_K;
-    case DType::Q3_K: return dequant_block_q3_K;
-    case DType::Q4_K: return dequant_block_q4_K;
-    case DType::Q5_K: return dequant_block_q5_K;
-    case DType::Q6_K: return dequant_block_q6_K;
-    case DType::Q8_K: return dequant_block_q8_K;
-    default: return nullptr;
-  }
-}
 
 // Unchecked scalar dequantization (t and n already validated).
 void dequant_ref_impl(DType t, const void* src, float* dst, int64_t n) {

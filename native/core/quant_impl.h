@@ -74,6 +74,10 @@ void dequant_block_q4_K(const uint8_t* b, float* y);
 void dequant_block_q5_K(const uint8_t* b, float* y);
 void dequant_block_q6_K(const uint8_t* b, float* y);
 void dequant_block_q8_K(const uint8_t* b, float* y);
+// The scalar decoder of a block-quantized type, or nullptr for plain types. Defined out of line in quant.cpp
+// (never inline: the per-ISA SIMD files must not instantiate their own copies).
+using BlockDecoder = void (*)(const uint8_t*, float*);
+BlockDecoder block_decoder(DType t);
 
 // K-quant quantizers (quant_k.cpp): nblocks super-blocks of 256 values. `fit` supplies the per-sub-block scale
 // searches (backends/cpu/simd/quant_fit.cpp; every SIMD level returns identical results).

@@ -39,26 +39,6 @@ using namespace ::sdn::qimpl;
 
 namespace {
 
-using BlockDecoder = void (*)(const uint8_t*, float*);
-
-BlockDecoder decoder_for(DType t) {
-  switch (t) {
-    case DType::Q4_0: return dequant_block_q4_0;
-    case DType::Q4_1: return dequant_block_q4_1;
-    case DType::Q5_0: return dequant_block_q5_0;
-    case DType::Q5_1: return dequant_block_q5_1;
-    case DType::Q8_0: return dequant_block_q8_0;
-    case DType::Q8_1: return dequant_block_q8_1;
-    case DType::Q2_K: return dequant_block_q2_K;
-    case DType::Q3_K: return dequant_block_q3_K;
-    case DType::Q4_K: return dequant_block_q4_K;
-    case DType::Q5_K: return dequant_block_q5_K;
-    case DType::Q6_K: return dequant_block_q6_K;
-    case DType::Q8_K: return dequant_block_q8_K;
-    default: return nullptr;
-  }
-}
-
 #if SDN_ISA_avx512
 
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
@@ -764,7 +744,7 @@ bool dequant_row_simd(DType t, const void* src, float* dst, int64_t n) {
     default: break;
   }
   if (dequant_row_ext(t, s, dst, n)) return true;
-  BlockDecoder dec = decoder_for(t);
+  BlockDecoder dec = block_decoder(t);
   if (!dec) return false;
   const DTypeTraits& tr = dtype_traits(t);
   for (int64_t b = 0; b < n / tr.block_size; ++b) dec(s + b * tr.block_bytes, dst + b * tr.block_size);
@@ -783,7 +763,7 @@ bool dot_row_simd(DType t, const void* w, const float* x, int64_t n, float* out)
     default: break;
   }
   if (dot_row_ext(t, s, x, n, out)) return true;
-  BlockDecoder dec = decoder_for(t);
+  BlockDecoder dec = block_decoder(t);
   if (!dec) return false;
   const DTypeTraits& tr = dtype_traits(t);
   *out = dot_generic(dec, tr.block_size, tr.block_bytes, s, x, n);
