@@ -10,11 +10,7 @@
 #include <emmintrin.h>
 #endif
 
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/fp_contract_off.h"
 
 namespace sdn {
 namespace qimpl {

@@ -16,11 +16,7 @@
 
 // Results must not depend on whether the compiler fuses a*b+c into one rounding (quantized bytes are compared
 // across SIMD levels and platforms): no contraction in this file.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/fp_contract_off.h"
 
 namespace sdn {
 namespace cpu {

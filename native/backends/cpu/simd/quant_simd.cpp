@@ -24,11 +24,7 @@
 // Like the reference, compiled without contraction (GCC would fuse Q4_K's (d * sc) * q - dmin * mn into one FMA;
 // that product is exact, so values would not change, but this way they cannot depend on the compiler). The dot
 // kernels' FMAs are explicit (vfmaq_f32).
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/fp_contract_off.h"
 #endif
 
 namespace sdn {

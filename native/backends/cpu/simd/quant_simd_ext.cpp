@@ -20,11 +20,7 @@
 #elif SDN_ISA_neon
 #include <arm_neon.h>
 // Like the reference, compiled without contraction, so decoded values cannot depend on the compiler's FMA fusing.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/fp_contract_off.h"
 #endif
 
 namespace sdn {

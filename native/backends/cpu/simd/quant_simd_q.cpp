@@ -21,11 +21,7 @@
 #include <arm_neon.h>
 #endif
 
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "core/fp_contract_off.h"
 
 namespace sdn {
 namespace cpu {
