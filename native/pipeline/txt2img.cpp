@@ -236,9 +236,8 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
     gen->randn(x.data(), n);
     for (float& v : x) v *= sigmas[0];
     progress(Phase::Sample, 0, p.steps, img);
-    int done = 0;  // counted here, independent of the index convention of the callback
-    run_sampler(p.sampler, model, x, sigmas, *gen, [&](int, int steps) {
-      ++done;
+    run_sampler(p.sampler, model, x, sigmas, *gen, [&](int i, int steps) {
+      const int done = i + 1;  // i is the 0-based index of the step just finished (sampling.h)
       progress(Phase::Sample, done, steps, img);
       if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
         cb.on_preview(done, latent_preview(x, lh, lw));
