@@ -820,6 +820,10 @@ TEST(formats, detection_families) {
   EXPECT_EQ(i.variant, std::string("base"));
   EXPECT_EQ(i.prediction, std::string("eps"));
   EXPECT_TRUE(i.runnable);
+  ModelInfo iv;  // SD1 with a declared v-prediction: recognised and runnable (the pipeline uses the v scalings)
+  detect_model(mk(sd1), {{"sdnode.prediction", "v_prediction"}}, iv);
+  EXPECT_EQ(iv.prediction, std::string("v"));
+  EXPECT_TRUE(iv.runnable);
   auto inp = sd1;
   inp[0].second = {320, 9, 3, 3};
   ModelInfo j;
