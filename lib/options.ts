@@ -293,7 +293,7 @@ export interface ModelParts {
   vae: string;
   /** CLIP text encoder weights. */
   textEncoder: string;
-  /** Optional BPE merges file (`merges.txt` or `.gz`); otherwise embedded/nearby merges are used. */
+  /** Optional BPE merges file (`merges.txt`, uncompressed); otherwise embedded/nearby merges are used. */
   tokenizer?: string;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/quant.h"
+#include "formats/files.h"
 #include "formats/gguf.h"
 #include "formats/model_files.h"
 #include "sdn/sdn.h"
@@ -120,26 +121,7 @@ ConvertSummary convert_model(const std::string& input, const std::string& output
   const ModelInfo& info = wf->info();
 
   std::string merges = wf->tokenizer_merges();
-  if (!options.tokenizer_path.empty()) {
-    struct stat st;
-    if (::stat(options.tokenizer_path.c_str(), &st) != 0)
-      throw_error(ErrorCode::NotFound, options.tokenizer_path + ": tokenizer merges file not found");
-    if (!S_ISREG(st.st_mode))
-      throw_error(ErrorCode::InvalidArgument, options.tokenizer_path + ": tokenizer_path is not a regular file");
-    std::FILE* mf = std::fopen(options.tokenizer_path.c_str(), "rb");
-    if (!mf) throw_error(ErrorCode::Io, options.tokenizer_path + ": cannot open the tokenizer merges file");
-    merges.clear();
-    char buf[65536];
-    size_t k;
-    while ((k = std::fread(buf, 1, sizeof buf, mf)) > 0) {
-      merges.append(buf, k);
-      if (merges.size() > (64u << 20)) {
-        std::fclose(mf);
-        throw_error(ErrorCode::InvalidFile, options.tokenizer_path + ": merges file larger than 64 MiB");
-      }
-    }
-    std::fclose(mf);
-  }
+  if (!options.tokenizer_path.empty()) merges = read_merges_file(options.tokenizer_path, "tokenizer_path");
 
   gguf::Writer w;
   w.add_string("general.architecture", "stable-diffusion");

@@ -15,42 +15,18 @@
 #include "formats/model_files.h"
 #include "formats/names.h"
 #include "formats/readers.h"
+#include "formats/files.h"
 #include "sdn/error.h"
 
 namespace sdn {
 
 namespace {
 
-bool is_dir(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-bool is_file(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 bool ends_with(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
-std::string read_small_file(const std::string& path, size_t limit) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) throw_error(ErrorCode::NotFound, path + ": file not found");
-  if ((uint64_t)st.st_size > limit) throw_error(ErrorCode::InvalidFile, path + ": file too large (" + std::to_string((long long)st.st_size) + " bytes)");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_error(ErrorCode::Io, path + ": cannot open (" + std::strerror(errno) + ")");
-  std::string s((size_t)st.st_size, '\0');
-  size_t got = 0;
-  while (got < s.size()) {
-    ssize_t r = ::read(fd, &s[got], s.size() - got);
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  ::close(fd);
-  s.resize(got);
-  return s;
-}
 
 // Natural order: UNet, VAE, text encoders, others; numbers inside names compared as numbers.
 int rank(const std::string& n) {

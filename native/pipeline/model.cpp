@@ -3,11 +3,10 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "core/dtype.h"
 #include "core/threadpool.h"
+#include "formats/files.h"
 #include "formats/weight_file.h"
 #include "pipeline/txt2img.h"
 #include "sdn/sdn.h"
@@ -16,21 +15,6 @@ namespace sdn {
 
 namespace {
 
-bool file_exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-bool dir_exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-std::string read_text(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw_error(ErrorCode::NotFound, "cannot read the tokenizer merges file " + p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 std::string parent_dir(const std::string& p) {
   size_t s = p.find_last_of('/');
   return s == std::string::npos ? "." : p.substr(0, s);
@@ -47,10 +31,11 @@ std::string user_merges_cache_path() {
   return std::string(home && *home ? home : ".") + "/.cache/sdnode/clip-merges.txt";
 }
 
+// An explicit tokenizer path: a merges file, or a folder holding merges.txt or tokenizer/merges.txt.
 static std::string merges_in(const std::string& path) {
-  if (file_exists(path)) return read_text(path);
+  if (is_file(path)) return read_merges_file(path, "tokenizer");
   for (const std::string& c : {path + "/merges.txt", path + "/tokenizer/merges.txt"})
-    if (file_exists(c)) return read_text(c);
+    if (is_file(c)) return read_merges_file(c, "tokenizer");
   return "";
 }
 
@@ -68,12 +53,12 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
     if (!m.empty()) return m;
   }
   for (const auto& f : files) {
-    std::string dir = dir_exists(f.first) ? f.first : parent_dir(f.first);
+    std::string dir = is_dir(f.first) ? f.first : parent_dir(f.first);
     for (const std::string& c : {dir + "/tokenizer/merges.txt", dir + "/merges.txt", dir + "/../tokenizer/merges.txt"})
-      if (file_exists(c)) return read_text(c);
+      if (is_file(c)) return read_merges_file(c, "tokenizer");
   }
   std::string cache = user_merges_cache_path();
-  if (file_exists(cache)) return read_text(cache);
+  if (is_file(cache)) return read_merges_file(cache, "cached tokenizer");
   std::string what = files.empty() ? std::string("the model") : files.front().first;
   throw_error(ErrorCode::NotFound,
               "no CLIP tokenizer merges found for " + what +

@@ -13,6 +13,7 @@
 
 #include "../fuzz/ckpt_zip.h"
 #include "core/quant.h"
+#include "formats/files.h"
 #include "formats/gguf.h"
 #include "formats/json.h"
 #include "formats/model_files.h"
@@ -1057,4 +1058,22 @@ TEST(formats, fuzz_regressions_replay) {
     closedir(d);
   }
   if (n == 0) std::fprintf(stderr, "SKIP: no fuzz regression inputs under %s\n", root.c_str());
+}
+
+TEST(formats, merges_file_reader_errors_say_what_to_do) {
+  const std::string dir = temp_dir();
+  const std::string plain = dir + "/merges.txt", gz = dir + "/merges.txt.gz";
+  write_file(plain, "#version: 0.2\na b\n");
+  write_file(gz, std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00", 8) + "compressed bytes");
+  EXPECT_EQ(read_merges_file(plain, "tokenizer_path"), std::string("#version: 0.2\na b\n"));
+  EXPECT_THROWS_CODE(read_merges_file(dir + "/absent.txt", "tokenizer_path"), ErrorCode::NotFound);
+  EXPECT_THROWS_CODE(read_merges_file(dir, "tokenizer_path"), ErrorCode::InvalidArgument);
+  try {
+    read_merges_file(gz, "tokenizer_path");
+    SDN_FAIL("a gzip file was accepted");
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.code() == ErrorCode::InvalidFile);
+    EXPECT_TRUE(std::string(e.what()).find("gzip-compressed: decompress it first") != std::string::npos);
+    EXPECT_TRUE(std::string(e.what()).find("sdnode get-tokenizer --url") != std::string::npos);
+  }
 }

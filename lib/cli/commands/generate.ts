@@ -78,7 +78,7 @@ export const generateCommand: Command = {
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
-    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt or .gz)' },
+    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed)' },
     { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
     { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
     { name: 'json', type: 'boolean', description: 'print a machine-readable result on stdout' },
