@@ -1,0 +1,179 @@
+/**
+ * `sdnode serve` (HTTP service) and `sdnode worker` (queue worker). The server code lives in lib/server/ and is
+ * loaded only when one of these commands runs.
+ * @internal
+ * @packageDocumentation
+ */
+import type { OptionSpec, ParsedArgs } from '../args';
+import { UsageError } from '../args';
+import type { Command, CommandContext } from '../command';
+import { WEIGHT_TYPES, type WeightType } from '../../options';
+import { DEFAULT_LIMITS } from '../../server/limits';
+
+const MODEL_OPTIONS: OptionSpec[] = [
+  { name: 'model', short: 'm', type: 'string', arg: 'FILE', multiple: true, description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder; clients pick it by file name without extension' },
+  { name: 'model-dir', type: 'string', arg: 'DIR', multiple: true, description: 'serve every model file (and diffusers folder) in DIR' },
+  { name: 'memory-budget', type: 'integer', arg: 'MB', description: 'memory for loaded models; least recently used ones are unloaded to stay under it', default: 'half the RAM' },
+  { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
+  { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
+  { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
+];
+
+const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds running jobs may take to finish before they are cancelled', default: '30' };
+
+function positive(args: ParsedArgs, name: string, min = 1): number | undefined {
+  const v = args.options[name] as number | undefined;
+  if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min} (got ${v})`);
+  return v;
+}
+
+function loadOptions(args: ParsedArgs): { threads?: number; weightType?: WeightType; tokenizerPath?: string } {
+  const o = args.options;
+  const wt = o['weight-type'] as string | undefined;
+  if (wt !== undefined && !(WEIGHT_TYPES as readonly string[]).includes(wt)) throw new UsageError(`--weight-type must be one of ${WEIGHT_TYPES.join(', ')} (got "${wt}")`);
+  const out: { threads?: number; weightType?: WeightType; tokenizerPath?: string } = {};
+  if (o.threads !== undefined) out.threads = positive(args, 'threads', 0);
+  if (wt !== undefined) out.weightType = wt as WeightType;
+  if (o.tokenizer !== undefined) out.tokenizerPath = o.tokenizer as string;
+  return out;
+}
+
+/** Resolves when the command should stop: Ctrl-C (ctx.signal) or SIGTERM. */
+function stopSignal(ctx: CommandContext): Promise<string> {
+  return new Promise((resolve) => {
+    if (ctx.signal.aborted) return resolve('SIGINT');
+    ctx.signal.addEventListener('abort', () => resolve('SIGINT'), { once: true });
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+function logger(ctx: CommandContext, quiet: boolean): (line: string) => void {
+  return (line) => {
+    if (!quiet) ctx.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  };
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'HTTP image service: A1111 and OpenAI APIs, a job API with live progress, a web page',
+  usage: 'sdnode serve --model FILE [--host 127.0.0.1] [--port 7860] [options]',
+  description:
+    'Serves the models given with --model/--model-dir over HTTP: POST /v1/jobs + GET /v1/jobs/ID/events (SSE progress,\n' +
+    'previews, result), A1111 /sdapi/v1/txt2img, OpenAI /v1/images/generations, and a web page at /. Models load on\n' +
+    'first use. With --queue redis://HOST the server runs no models: jobs go to a Redis queue for `sdnode worker`\n' +
+    'processes. Binding anything but localhost needs --api-key. Ctrl-C or SIGTERM shuts down gracefully.',
+  positionals: 0,
+  options: [
+    ...MODEL_OPTIONS,
+    { name: 'host', type: 'string', arg: 'ADDR', description: 'address to bind (anything but localhost needs --api-key)', default: '127.0.0.1' },
+    { name: 'port', type: 'integer', arg: 'N', description: 'port (0: any free port)', default: '7860' },
+    { name: 'api-key', type: 'string', arg: 'KEY', description: 'require "Authorization: Bearer KEY" (or env SDNODE_API_KEY)' },
+    { name: 'queue', type: 'string', arg: 'URL', description: 'redis://HOST[:PORT][/DB]: put jobs on a Redis queue for `sdnode worker`' },
+    { name: 'max-size', type: 'integer', arg: 'PX', description: 'largest width or height', default: String(DEFAULT_LIMITS.maxSize) },
+    { name: 'max-steps', type: 'integer', arg: 'N', description: 'most sampling steps per job', default: String(DEFAULT_LIMITS.maxSteps) },
+    { name: 'max-batch', type: 'integer', arg: 'N', description: 'most images per job', default: String(DEFAULT_LIMITS.maxBatch) },
+    { name: 'max-queue', type: 'integer', arg: 'N', description: 'most jobs waiting; more get HTTP 429', default: String(DEFAULT_LIMITS.maxQueue) },
+    { name: 'max-concurrent', type: 'integer', arg: 'N', description: 'jobs running at once in this process (jobs on one model always take turns)', default: String(DEFAULT_LIMITS.maxConcurrent) },
+    { name: 'body-limit', type: 'integer', arg: 'BYTES', description: 'largest request body; larger gets HTTP 413', default: String(DEFAULT_LIMITS.bodyLimit) },
+    { name: 'result-ttl', type: 'integer', arg: 'S', description: 'seconds finished jobs and their images stay retrievable', default: '600' },
+    { name: 'attempts', type: 'integer', arg: 'N', description: 'queue mode: tries per job when a worker fails with a retryable error', default: '3' },
+    GRACE,
+    { name: 'quiet', short: 'q', type: 'boolean', description: 'no log lines on stderr' },
+  ],
+
+  async run(args, ctx) {
+    const o = args.options;
+    const apiKey = (o['api-key'] as string | undefined) ?? process.env.SDNODE_API_KEY;
+    const limits: Record<string, number> = {};
+    for (const [flag, key] of [['max-size', 'maxSize'], ['max-steps', 'maxSteps'], ['max-batch', 'maxBatch'], ['max-queue', 'maxQueue'], ['max-concurrent', 'maxConcurrent'], ['body-limit', 'bodyLimit']] as const) {
+      const v = positive(args, flag, flag === 'max-size' ? 64 : flag === 'body-limit' ? 1024 : 1);
+      if (v !== undefined) limits[key] = v;
+    }
+    const port = o.port as number | undefined;
+    if (port !== undefined && (port < 0 || port > 65535)) throw new UsageError(`--port must be from 0 to 65535 (got ${port})`);
+    const log = logger(ctx, o.quiet === true);
+    const { createServer } = await import('../../server/app');
+    let server;
+    try {
+      server = await createServer({
+        models: o.model as string[] | undefined,
+        modelDirs: o['model-dir'] as string[] | undefined,
+        host: o.host as string | undefined,
+        port,
+        apiKey,
+        limits,
+        resultTtlMs: (positive(args, 'result-ttl') ?? 600) * 1000,
+        memoryBudgetBytes: o['memory-budget'] !== undefined ? (positive(args, 'memory-budget') as number) * 2 ** 20 : undefined,
+        load: loadOptions(args),
+        queue: o.queue as string | undefined,
+        attempts: positive(args, 'attempts'),
+        log,
+      });
+    } catch (err) {
+      if (err instanceof Error && err.constructor === Error) throw new UsageError(`serve: ${err.message}`);
+      throw err;
+    }
+    ctx.stdout.write(`sdnode serve: ${server.url}\n`);
+    const why = await stopSignal(ctx);
+    const grace = (positive(args, 'shutdown-grace', 0) ?? 30) * 1000;
+    log(`${why}: shutting down (running jobs get ${grace / 1000} s to finish; press Ctrl-C again to quit at once)`);
+    const s = await server.close(grace);
+    log(`shut down: ${s.finished.length} running job(s) finished${s.finished.length ? ` (${s.finished.join(', ')})` : ''}, ` +
+      `${s.cancelled.length} cancelled${s.cancelled.length ? ` (${s.cancelled.join(', ')})` : ''}` +
+      (server.backend.mode === 'redis' ? `; jobs stay in the Redis queue for the workers${s.leftQueued.length ? ` (${s.leftQueued.join(', ')})` : ''}` : ''));
+    return 0;
+  },
+};
+
+export const workerCommand: Command = {
+  name: 'worker',
+  summary: 'take jobs from a `sdnode serve --queue` Redis queue and run them',
+  usage: 'sdnode worker --queue redis://HOST --model FILE [options]',
+  description:
+    'Runs jobs from the Redis queue of `sdnode serve --queue URL`, one at a time, on the models given here (start\n' +
+    'every worker with the same models). Progress, previews and results go back through Redis. If a worker dies,\n' +
+    'its job goes back to the queue after --stall-timeout and another worker runs it. Ctrl-C/SIGTERM: the running\n' +
+    'job may finish within --shutdown-grace, otherwise it is handed back to the queue.',
+  positionals: 0,
+  options: [
+    { name: 'queue', type: 'string', arg: 'URL', description: 'redis://HOST[:PORT][/DB] of the server', required: true },
+    ...MODEL_OPTIONS,
+    { name: 'device', type: 'string', arg: 'NAME', description: 'compute device (only cpu exists in this version)', default: 'cpu' },
+    { name: 'stall-timeout', type: 'integer', arg: 'S', description: 'seconds after which the job of a worker that stopped answering goes to another worker', default: '30' },
+    { name: 'max-stalled', type: 'integer', arg: 'N', description: 'times a job is handed on after a worker died before it fails', default: '1' },
+    GRACE,
+    { name: 'quiet', short: 'q', type: 'boolean', description: 'no log lines on stderr' },
+  ],
+
+  async run(args, ctx) {
+    const o = args.options;
+    const device = (o.device as string | undefined) ?? 'cpu';
+    if (device !== 'cpu') throw new UsageError(`worker: --device ${device} is not available: this version of sdnode has only the CPU backend (use --device cpu)`);
+    const log = logger(ctx, o.quiet === true);
+    const { discoverModels, ModelPool } = await import('../../server/models');
+    const os = await import('os');
+    let entries;
+    try {
+      entries = discoverModels((o.model as string[] | undefined) ?? [], (o['model-dir'] as string[] | undefined) ?? []);
+    } catch (err) {
+      throw new UsageError(`worker: ${(err as Error).message}`);
+    }
+    const budget = o['memory-budget'] !== undefined ? (positive(args, 'memory-budget') as number) * 2 ** 20 : Math.floor(os.totalmem() / 2);
+    const pool = new ModelPool(entries, { budgetBytes: budget, load: loadOptions(args), log });
+    const { startWorker } = await import('../../server/redis');
+    const worker = await startWorker({
+      url: o.queue as string,
+      pool,
+      stallMs: (positive(args, 'stall-timeout') ?? 30) * 1000,
+      maxStalled: positive(args, 'max-stalled', 0) ?? 1,
+      log,
+    });
+    ctx.stdout.write(`sdnode worker: ${worker.id}\n`);
+    const why = await stopSignal(ctx);
+    const grace = (positive(args, 'shutdown-grace', 0) ?? 30) * 1000;
+    log(`${why}: stopping (the running job gets ${grace / 1000} s to finish)`);
+    const s = await worker.close(grace);
+    log(`stopped: ${s.finished.length} job(s) finished, ${s.requeued.length} handed back to the queue${s.requeued.length ? ` (${s.requeued.join(', ')})` : ''}`);
+    return 0;
+  },
+};
