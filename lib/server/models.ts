@@ -74,8 +74,9 @@ export function discoverModels(files: readonly string[], dirs: readonly string[]
     if (!st?.isDirectory()) throw new Error(`model folder ${JSON.stringify(d)} does not exist or is not a folder (--model-dir)`);
     for (const e of fs.readdirSync(abs, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const p = path.join(abs, e.name);
-      if (e.isFile() && MODEL_EXTS.includes(path.extname(e.name).toLowerCase())) add(p);
-      else if (e.isDirectory() && fs.existsSync(path.join(p, 'model_index.json'))) add(p); // diffusers folder
+      const st = e.isSymbolicLink() ? fs.statSync(p, { throwIfNoEntry: false }) : e;
+      if (st?.isFile() && MODEL_EXTS.includes(path.extname(e.name).toLowerCase())) add(p);
+      else if (st?.isDirectory() && fs.existsSync(path.join(p, 'model_index.json'))) add(p); // diffusers folder
     }
   }
   if (out.length === 0) throw new Error('no models: give --model FILE (repeatable) or --model-dir DIR');
