@@ -10,33 +10,11 @@ import { loadModel } from '../lib/model';
 import { createServer, type SdnodeServer, type ServerOptions } from '../lib/server/app';
 import { loadFakeModel } from '../lib/testing';
 import { readText } from './helpers/png';
+import { cliPath, ensureDist } from './helpers/dist';
+import { readEvents } from './helpers/sse';
 import { describeTiny, repoRoot, tinyModel, type TinyModel } from './helpers/tiny';
 
 jest.setTimeout(120_000);
-
-/** Reads an SSE stream until it ends; returns the events. */
-export async function readEvents(url: string, init: RequestInit = {}, onEvent?: (type: string, data: any) => void): Promise<Array<{ type: string; data: any }>> {
-  const res = await fetch(url, init);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-  const out: Array<{ type: string; data: any }> = [];
-  const dec = new TextDecoder();
-  let buf = '';
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buf += dec.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (block.startsWith(':')) continue;
-      const type = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-      const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null');
-      out.push({ type, data });
-      onEvent?.(type, data);
-    }
-  }
-  return out;
-}
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
@@ -337,11 +315,10 @@ describeTiny('model pool', () => {
 });
 
 describe('sdnode serve / worker command lines', () => {
-  const cli = path.join(repoRoot, 'dist', 'cli', 'cli.js');
+  const cli = cliPath;
   const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
   beforeAll(() => {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(repoRoot, 'tsconfig.json')], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}\n${r.stderr}`);
+    ensureDist();
   });
 
   test('refuses a network bind without --api-key, a missing model, a missing queue, a GPU device', () => {

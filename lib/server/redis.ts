@@ -55,7 +55,7 @@ interface StoredResult {
   worker: string;
 }
 
-type ProgressData = JobProgress & { worker: string };
+type ProgressData = JobProgress & { worker: string; model?: string };
 
 async function connect(url: string, name: string): Promise<Redis> {
   const { default: IORedis } = await import('ioredis');
@@ -78,6 +78,7 @@ export class RedisBackend implements Backend {
   #events!: QueueEvents;
   #conn!: Redis;
   #sub!: Redis;
+  #eventsConn!: Redis;
   #ttlMs: number;
   #attempts: number;
 
@@ -93,7 +94,8 @@ export class RedisBackend implements Backend {
     b.#conn = await connect(url, 'sdnode-server');
     b.#sub = await connect(url, 'sdnode-server-sub');
     b.#queue = new Queue<QueuedJob, StoredResult>(QUEUE_NAME, { connection: b.#conn, prefix: PREFIX, streams: { events: { maxLen: 2000 } } });
-    b.#events = new QueueEvents(QUEUE_NAME, { connection: (await connect(url, 'sdnode-server-events')) as never, prefix: PREFIX });
+    b.#eventsConn = await connect(url, 'sdnode-server-events');
+    b.#events = new QueueEvents(QUEUE_NAME, { connection: b.#eventsConn as never, prefix: PREFIX });
     b.#queue.on('error', () => {});
     b.#events.on('error', () => {});
     await b.#events.waitUntilReady();
@@ -168,7 +170,8 @@ export class RedisBackend implements Backend {
       job.status = 'queued'; // (re)started, possibly on another worker after a crash
       this.#store.started(job, data.worker);
     }
-    const { worker: _w, ...p } = data;
+    const { worker: _w, model, ...p } = data;
+    if (job.model === '' && typeof model === 'string') job.model = model;
     this.#store.progress(job, p);
   }
 
@@ -190,6 +193,7 @@ export class RedisBackend implements Backend {
     const result = rv ? await this.#loadResult(id, rv) : undefined;
     if (result) {
       job.worker = rv!.worker;
+      job.model = result.parameters.model;
       this.#store.finish(job, 'succeeded', { result });
     } else {
       this.#store.finish(job, 'failed', { error: { message: 'the result expired before it could be read', code: 'Expired' } });
@@ -213,8 +217,9 @@ export class RedisBackend implements Backend {
     job.attempts = q.attemptsStarted ?? q.attemptsMade;
     const prog = q.progress as ProgressData | number;
     if (typeof prog === 'object' && prog) {
-      const { worker, ...p } = prog;
+      const { worker, model, ...p } = prog;
       job.worker = worker;
+      if (job.model === '' && model) job.model = model;
       job.progress = p;
     }
     const map: Record<string, JobStatus> = { active: 'running', completed: 'succeeded', failed: 'failed' };
@@ -270,6 +275,7 @@ export class RedisBackend implements Backend {
     await this.#queue.close().catch(() => {});
     this.#sub.disconnect();
     this.#conn.disconnect();
+    this.#eventsConn.disconnect();
     return { finished: [], cancelled: [], leftQueued };
   }
 }
@@ -344,7 +350,7 @@ export async function startWorker(opts: WorkerOptions): Promise<QueueWorker> {
         const now = Date.now();
         if (!force && now - lastSent < 50 && p.step !== p.steps) return; // at most ~20 updates a second
         lastSent = now;
-        pending = pending.then(() => job.updateProgress({ ...p, worker: id } as unknown as object)).catch(() => {});
+        pending = pending.then(() => job.updateProgress({ ...p, worker: id, model: name } as unknown as object)).catch(() => {});
       };
       sendProgress({ phase: 'load', step: 0, steps: 1, image: 0, images: data.request.options.batchCount, fraction: 0, etaMs: null }, true);
       let result: JobResult;
@@ -379,8 +385,9 @@ export async function startWorker(opts: WorkerOptions): Promise<QueueWorker> {
     }
   };
 
+  const bullConn = await connect(opts.url, 'sdnode-worker-bull');
   const worker: Worker<QueuedJob, StoredResult> = new BullWorker<QueuedJob, StoredResult>(QUEUE_NAME, processor, {
-    connection: (await connect(opts.url, 'sdnode-worker-bull')) as never,
+    connection: bullConn as never,
     prefix: PREFIX,
     concurrency: 1,
     lockDuration: opts.stallMs,
@@ -414,6 +421,7 @@ export async function startWorker(opts: WorkerOptions): Promise<QueueWorker> {
       await conn.hdel(k.workers, id).catch(() => {});
       sub.disconnect();
       conn.disconnect();
+      bullConn.disconnect();
       await opts.pool.close();
       return { finished: active.filter((j) => !aborted.includes(j)), requeued: aborted };
     },

@@ -42,8 +42,13 @@ function loadOptions(args: ParsedArgs): { threads?: number; weightType?: WeightT
 function stopSignal(ctx: CommandContext): Promise<string> {
   return new Promise((resolve) => {
     if (ctx.signal.aborted) return resolve('SIGINT');
-    ctx.signal.addEventListener('abort', () => resolve('SIGINT'), { once: true });
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    const onTerm = (): void => done('SIGTERM');
+    const done = (why: string): void => {
+      process.off('SIGTERM', onTerm);
+      resolve(why);
+    };
+    ctx.signal.addEventListener('abort', () => done('SIGINT'), { once: true });
+    process.on('SIGTERM', onTerm);
   });
 }
 
