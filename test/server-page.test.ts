@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The web page at `/`, driven in headless Chromium (the Debian `chromium` binary through puppeteer-core): generate
 // with live progress and preview, the result image, cancel, and the API-key field. Skips with a message when no
 // Chromium is installed (.ci/run installs the Debian package).
