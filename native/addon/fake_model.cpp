@@ -38,6 +38,7 @@ class FakeModel : public sdn::Model {
     info_.size_bytes = 1 << 20;
   }
   const sdn::ModelInfo& info() const override { return info_; }
+  std::string device() const override { return "cpu: test model"; }
 
   std::vector<sdn::Image> generate(const sdn::GenerateParams& p, const sdn::GenerateCallbacks& cb) override {
     sdn::validate_params(p);

@@ -14,13 +14,16 @@ namespace sdn {
 namespace {
 constexpr float kSd1LatentScale = 0.18215f;
 
-// Copies a host tensor into the backend (a no-op on CPU) after making it contiguous.
-Tensor to_backend(Backend& be, const Tensor& host) { return be.from_host(host); }
-
+// The host side of a backend tensor, as a vector (one device-to-host copy; waits for the work producing it).
 std::vector<float> host_vector(Backend& be, const Tensor& t) {
   Tensor h = be.to_host(t);
   if (!h.is_contiguous()) h = h.contiguous();
   return std::vector<float>(h.f32(), h.f32() + h.numel());
+}
+
+// A host vector as a backend tensor of the given shape (one host-to-device copy).
+Tensor upload_vector(Backend& be, const std::vector<float>& v, const std::vector<int64_t>& shape) {
+  return be.upload(Tensor::wrap(const_cast<float*>(v.data()), shape, DType::F32));
 }
 
 struct StateReset {
@@ -65,54 +68,54 @@ Tensor Txt2ImgPipeline::encode_prompt(const std::string& prompt, int clip_skip) 
                                          " ids for " + std::to_string(tp.chunks) + " chunks of " + std::to_string(T));
   Backend& be = store_->backend();
   Tensor z = clip_->encode(tp.ids, tp.chunks, clip_skip);  // [chunks, T, D]
-  Tensor hz = be.to_host(z);
-  if (!hz.is_contiguous()) hz = hz.contiguous();
-  z = Tensor();
-  const int64_t D = hz.shape[2];
-  for (int c = 0; c < tp.chunks; ++c) {
-    const float* w = tp.weights.data() + (size_t)c * T;
-    bool all_one = true;
-    for (int i = 0; i < T; ++i) all_one = all_one && w[i] == 1.0f;
-    if (all_one) continue;
-    apply_emphasis(hz.f32() + (size_t)c * T * D, T, (int)D, w);  // scale rows, restore the chunk's mean
+  const int64_t D = z.shape[2];
+  bool emphasis = false;
+  for (float w : tp.weights) emphasis = emphasis || w != 1.0f;
+  if (emphasis) {
+    // A1111 emphasis (scale rows, restore each chunk's mean) needs the chunk means: done on the host, one
+    // device round trip per prompt (not per step).
+    Tensor hz = be.to_host(z);
+    hz = hz.contiguous();  // a private copy (on the CPU backend to_host returns the tensor itself)
+    z = Tensor();
+    for (int c = 0; c < tp.chunks; ++c) {
+      const float* w = tp.weights.data() + (size_t)c * T;
+      bool all_one = true;
+      for (int i = 0; i < T; ++i) all_one = all_one && w[i] == 1.0f;
+      if (!all_one) apply_emphasis(hz.f32() + (size_t)c * T * D, T, (int)D, w);
+    }
+    z = be.upload(hz);
   }
   // chunks are concatenated along the token axis: [chunks, T, D] has the same memory as [1, chunks*T, D]
-  Tensor out = to_backend(be, hz.reshape({1, (int64_t)tp.chunks * T, D}));
+  Tensor out = z.reshape({1, (int64_t)tp.chunks * T, D});
   dump("cond", out);
   return out;
 }
 
 void Txt2ImgPipeline::denoise(const std::vector<float>& x, float sigma, int h, int w, std::vector<float>& out) {
+  // One host round trip per evaluation: the latent goes up, the denoised latent comes back; the input scaling, the
+  // CFG batch, CFG mixing and the c_skip/c_out combination run on the backend.
   Backend& be = store_->backend();
   const int C = unet_->in_channels();
   const int64_t n = (int64_t)C * h * w;
   if ((int64_t)x.size() != n) throw_error(ErrorCode::Internal, "denoise: latent size mismatch");
   DenoiserScalings s = denoiser_scalings(prediction_, sigma);
   const float t = schedule_->sigma_to_t(sigma);
-  const bool use_cfg = cfg_ != 1.0f && uncond_.defined() && uncond_.data;
-  std::vector<float> cond, unc;
+  const bool use_cfg = cfg_ != 1.0f && uncond_.defined();
+  Tensor xd = upload_vector(be, x, {1, C, h, w});
+  Tensor xin = be.scale(xd, s.c_in);
+  Tensor f;  // the model output after CFG
   if (!use_cfg) {
-    Tensor xin = Tensor::empty({1, C, h, w});
-    for (int64_t i = 0; i < n; ++i) xin.f32()[i] = x[(size_t)i] * s.c_in;
-    cond = host_vector(be, unet_->forward(to_backend(be, xin), {t}, cond_, &cache_cond_));
-  } else if (both_.data) {
-    Tensor xin = Tensor::empty({2, C, h, w});
-    for (int64_t i = 0; i < n; ++i) xin.f32()[i] = xin.f32()[n + i] = x[(size_t)i] * s.c_in;
-    std::vector<float> f = host_vector(be, unet_->forward(to_backend(be, xin), {t, t}, both_, &cache_both_));
-    cond.assign(f.begin(), f.begin() + n);
-    unc.assign(f.begin() + n, f.end());
+    f = unet_->forward(xin, {t}, cond_, &cache_cond_);
+  } else if (both_.defined()) {
+    Tensor both = unet_->forward(be.concat(xin, xin, 0), {t, t}, both_, &cache_both_);
+    f = be.combine(both.slice0(0, 1), cfg_, both.slice0(1, 2), 1.0f - cfg_);
   } else {
-    Tensor xin = Tensor::empty({1, C, h, w});
-    for (int64_t i = 0; i < n; ++i) xin.f32()[i] = x[(size_t)i] * s.c_in;
-    Tensor xb = to_backend(be, xin);
-    cond = host_vector(be, unet_->forward(xb, {t}, cond_, &cache_cond_));
-    unc = host_vector(be, unet_->forward(xb, {t}, uncond_, &cache_uncond_));
+    Tensor fc = unet_->forward(xin, {t}, cond_, &cache_cond_);
+    Tensor fu = unet_->forward(xin, {t}, uncond_, &cache_uncond_);
+    f = be.combine(fc, cfg_, fu, 1.0f - cfg_);
   }
-  out.resize((size_t)n);
-  for (int64_t i = 0; i < n; ++i) {
-    float f = use_cfg ? unc[(size_t)i] + cfg_ * (cond[(size_t)i] - unc[(size_t)i]) : cond[(size_t)i];
-    out[(size_t)i] = s.c_skip * x[(size_t)i] + s.c_out * f;
-  }
+  xin = Tensor();
+  out = host_vector(be, be.combine(xd, s.c_skip, f, s.c_out));
 }
 
 void Txt2ImgPipeline::set_conditioning(const Tensor& cond, const Tensor& uncond, float cfg) {
@@ -124,13 +127,8 @@ void Txt2ImgPipeline::set_conditioning(const Tensor& cond, const Tensor& uncond,
   cache_cond_.clear();
   cache_uncond_.clear();
   cache_both_.clear();
-  if (cfg != 1.0f && uncond.data && options_.batch_cfg && uncond.shape[1] == cond.shape[1]) {
-    Tensor hc = be.to_host(cond).contiguous(), hu = be.to_host(uncond).contiguous();
-    Tensor both = Tensor::empty({2, cond.shape[1], cond.shape[2]});
-    std::memcpy(both.f32(), hc.f32(), hc.nbytes());
-    std::memcpy(both.f32() + hc.numel(), hu.f32(), hu.nbytes());
-    both_ = to_backend(be, both);
-  }
+  if (cfg != 1.0f && uncond.defined() && options_.batch_cfg && uncond.shape[1] == cond.shape[1])
+    both_ = be.concat(be.upload(cond), be.upload(uncond), 0);
 }
 
 Image Txt2ImgPipeline::latent_preview(const std::vector<float>& latent, int h, int w) {
@@ -215,7 +213,7 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
   }
   if (options_.release_between_stages) {
     clip_->release();
-    default_tensor_pool().trim();  // cached activation blocks of one stage are the wrong sizes for the next
+    be.trim();  // cached activation blocks of one stage are the wrong sizes for the next
   }
   progress(Phase::Encode, 1, 1, 0);
 
@@ -249,7 +247,7 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
   clear_conditioning();
   if (options_.release_between_stages) {
     unet_->release();
-    default_tensor_pool().trim();
+    be.trim();
   }
 
   // 3. decode
@@ -257,11 +255,10 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
   for (int img = 0; img < p.batch_count; ++img) {
     check_abort();
     progress(Phase::Decode, img, p.batch_count, img);
-    Tensor z = Tensor::empty({1, C, lh, lw});
-    for (int64_t i = 0; i < n; ++i) z.f32()[i] = latents[img][(size_t)i] / kSd1LatentScale;
+    Tensor z = be.scale(upload_vector(be, latents[img], {1, C, lh, lw}), 1.0f / kSd1LatentScale);
     latents[img].clear();
     latents[img].shrink_to_fit();
-    Tensor dec = vae_->decode(to_backend(be, z));
+    Tensor dec = vae_->decode(z);
     if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != p.height || dec.shape[3] != p.width)
       throw_error(ErrorCode::InvalidFile, "the VAE decoder turned a " + std::to_string(lw) + "x" + std::to_string(lh) +
                                               " latent into " + dec.shape_str() + " instead of an RGB " +
@@ -287,7 +284,7 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
   }
   if (options_.release_between_stages) {
     vae_->release_decoder();
-    default_tensor_pool().trim();
+    be.trim();
   }
   return images;
 }
