@@ -9,7 +9,8 @@ import { formatHelp, parseArgs, UsageError } from './args';
 import type { Command, CommandContext } from './command';
 import { convertCommand } from './commands/convert';
 import { FLAG_OF, generateCommand } from './commands/generate';
-import { serveCommand, workerCommand } from './commands/serve';
+import { serveCommand } from './commands/serve';
+import { workerCommand } from './commands/worker';
 import { infoCommand, systemCommand } from './commands/info';
 import { tokenizerCommand } from './commands/tokenizer';
 

@@ -1,45 +1,50 @@
 /**
- * `sdnode serve` (HTTP service) and `sdnode worker` (queue worker). The server code lives in lib/server/ and is
- * loaded only when one of these commands runs.
+ * `sdnode serve`: the HTTP service (lib/server/, loaded only when the command runs). The model options and
+ * shutdown helpers are shared with `sdnode worker` (worker.ts).
  * @internal
  * @packageDocumentation
  */
 import type { OptionSpec, ParsedArgs } from '../args';
 import { UsageError } from '../args';
 import type { Command, CommandContext } from '../command';
-import { WEIGHT_TYPES, type WeightType } from '../../options';
+import { resolveLoadOptions, WEIGHT_TYPES, type LoadOptions, type WeightType } from '../../options';
+import type { PoolLoadOptions } from '../../server/models';
 import { DEFAULT_LIMITS } from '../../server/limits';
 
-const MODEL_OPTIONS: OptionSpec[] = [
+export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'model', short: 'm', type: 'string', arg: 'FILE', multiple: true, description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder; clients pick it by file name without extension' },
   { name: 'model-dir', type: 'string', arg: 'DIR', multiple: true, description: 'serve every model file (and diffusers folder) in DIR' },
   { name: 'memory-budget', type: 'integer', arg: 'MB', description: 'memory for loaded models; least recently used ones are unloaded to stay under it', default: 'half the RAM' },
+  { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
+  { name: 'vram-budget', type: 'string', arg: 'SIZE', description: 'device memory for weights, e.g. 6GB (rest streamed from host memory)' },
   { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
   { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
 ];
 
-const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds running jobs may take to finish before they are cancelled', default: '30' };
+export const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds running jobs may take to finish before they are cancelled', default: '30' };
 
-function positive(args: ParsedArgs, name: string, min = 1): number | undefined {
+export function positive(args: ParsedArgs, name: string, min = 1): number | undefined {
   const v = args.options[name] as number | undefined;
   if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min} (got ${v})`);
   return v;
 }
 
-function loadOptions(args: ParsedArgs): { threads?: number; weightType?: WeightType; tokenizerPath?: string } {
+/** Load options for every model, validated now (a bad --device or --weight-type fails before anything starts). */
+export function loadOptions(args: ParsedArgs): PoolLoadOptions {
   const o = args.options;
-  const wt = o['weight-type'] as string | undefined;
-  if (wt !== undefined && !(WEIGHT_TYPES as readonly string[]).includes(wt)) throw new UsageError(`--weight-type must be one of ${WEIGHT_TYPES.join(', ')} (got "${wt}")`);
-  const out: { threads?: number; weightType?: WeightType; tokenizerPath?: string } = {};
-  if (o.threads !== undefined) out.threads = positive(args, 'threads', 0);
-  if (wt !== undefined) out.weightType = wt as WeightType;
+  const out: PoolLoadOptions = {};
+  if (o.threads !== undefined) out.threads = o.threads as number;
+  if (o.device !== undefined) out.device = o.device as LoadOptions['device'];
+  if (o['vram-budget'] !== undefined) out.vramBudget = o['vram-budget'] as string;
+  if (o['weight-type'] !== undefined) out.weightType = o['weight-type'] as WeightType;
   if (o.tokenizer !== undefined) out.tokenizerPath = o.tokenizer as string;
+  resolveLoadOptions(out); // throws InvalidOptionError naming the option
   return out;
 }
 
 /** Resolves when the command should stop: Ctrl-C (ctx.signal) or SIGTERM. */
-function stopSignal(ctx: CommandContext): Promise<string> {
+export function stopSignal(ctx: CommandContext): Promise<string> {
   return new Promise((resolve) => {
     if (ctx.signal.aborted) return resolve('SIGINT');
     const onTerm = (): void => done('SIGTERM');
@@ -52,7 +57,7 @@ function stopSignal(ctx: CommandContext): Promise<string> {
   });
 }
 
-function logger(ctx: CommandContext, quiet: boolean): (line: string) => void {
+export function logger(ctx: CommandContext, quiet: boolean): (line: string) => void {
   return (line) => {
     if (!quiet) ctx.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
@@ -126,59 +131,6 @@ export const serveCommand: Command = {
     log(`shut down: ${s.finished.length} running job(s) finished${s.finished.length ? ` (${s.finished.join(', ')})` : ''}, ` +
       `${s.cancelled.length} cancelled${s.cancelled.length ? ` (${s.cancelled.join(', ')})` : ''}` +
       (server.backend.mode === 'redis' ? `; jobs stay in the Redis queue for the workers${s.leftQueued.length ? ` (${s.leftQueued.join(', ')})` : ''}` : ''));
-    return 0;
-  },
-};
-
-export const workerCommand: Command = {
-  name: 'worker',
-  summary: 'take jobs from a `sdnode serve --queue` Redis queue and run them',
-  usage: 'sdnode worker --queue redis://HOST --model FILE [options]',
-  description:
-    'Runs jobs from the Redis queue of `sdnode serve --queue URL`, one at a time, on the models given here (start\n' +
-    'every worker with the same models). Progress, previews and results go back through Redis. If a worker dies,\n' +
-    'its job goes back to the queue after --stall-timeout and another worker runs it. Ctrl-C/SIGTERM: the running\n' +
-    'job may finish within --shutdown-grace, otherwise it is handed back to the queue.',
-  positionals: 0,
-  options: [
-    { name: 'queue', type: 'string', arg: 'URL', description: 'redis://HOST[:PORT][/DB] of the server', required: true },
-    ...MODEL_OPTIONS,
-    { name: 'device', type: 'string', arg: 'NAME', description: 'compute device (only cpu exists in this version)', default: 'cpu' },
-    { name: 'stall-timeout', type: 'integer', arg: 'S', description: 'seconds after which the job of a worker that stopped answering goes to another worker', default: '30' },
-    { name: 'max-stalled', type: 'integer', arg: 'N', description: 'times a job is handed on after a worker died before it fails', default: '1' },
-    GRACE,
-    { name: 'quiet', short: 'q', type: 'boolean', description: 'no log lines on stderr' },
-  ],
-
-  async run(args, ctx) {
-    const o = args.options;
-    const device = (o.device as string | undefined) ?? 'cpu';
-    if (device !== 'cpu') throw new UsageError(`worker: --device ${device} is not available: this version of sdnode has only the CPU backend (use --device cpu)`);
-    const log = logger(ctx, o.quiet === true);
-    const { discoverModels, ModelPool } = await import('../../server/models');
-    const os = await import('os');
-    let entries;
-    try {
-      entries = discoverModels((o.model as string[] | undefined) ?? [], (o['model-dir'] as string[] | undefined) ?? []);
-    } catch (err) {
-      throw new UsageError(`worker: ${(err as Error).message}`);
-    }
-    const budget = o['memory-budget'] !== undefined ? (positive(args, 'memory-budget') as number) * 2 ** 20 : Math.floor(os.totalmem() / 2);
-    const pool = new ModelPool(entries, { budgetBytes: budget, load: loadOptions(args), log });
-    const { startWorker } = await import('../../server/redis');
-    const worker = await startWorker({
-      url: o.queue as string,
-      pool,
-      stallMs: (positive(args, 'stall-timeout') ?? 30) * 1000,
-      maxStalled: positive(args, 'max-stalled', 0) ?? 1,
-      log,
-    });
-    ctx.stdout.write(`sdnode worker: ${worker.id}\n`);
-    const why = await stopSignal(ctx);
-    const grace = (positive(args, 'shutdown-grace', 0) ?? 30) * 1000;
-    log(`${why}: stopping (the running job gets ${grace / 1000} s to finish)`);
-    const s = await worker.close(grace);
-    log(`stopped: ${s.finished.length} job(s) finished, ${s.requeued.length} handed back to the queue${s.requeued.length ? ` (${s.requeued.join(', ')})` : ''}`);
     return 0;
   },
 };
