@@ -439,7 +439,8 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   return openModel(source, opts, (native, onProgress, handle) =>
     native.load(
       nativeSource,
-      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget },
+      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget,
+        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0 },
       onProgress,
       handle,
     ),
