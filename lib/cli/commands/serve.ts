@@ -17,6 +17,9 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'memory-budget', type: 'integer', arg: 'MB', description: 'memory for loaded models; least recently used ones are unloaded to stay under it', default: 'half the RAM' },
   { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
   { name: 'vram-budget', type: 'string', arg: 'SIZE', description: 'device memory for weights, e.g. 6GB (rest streamed from host memory)' },
+  { name: 'vae-tiling', type: 'boolean', description: 'decode images in overlapping tiles (less memory; default: when needed)' },
+  { name: 'clip-on-cpu', type: 'boolean', description: 'run the text encoder on the CPU (GPU devices)' },
+  { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
   { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
   { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
@@ -37,6 +40,9 @@ export function loadOptions(args: ParsedArgs): PoolLoadOptions {
   if (o.threads !== undefined) out.threads = o.threads as number;
   if (o.device !== undefined) out.device = o.device as LoadOptions['device'];
   if (o['vram-budget'] !== undefined) out.vramBudget = o['vram-budget'] as string;
+  if (o['vae-tiling'] === true) out.vaeTiling = true;
+  if (o['clip-on-cpu'] === true) out.textEncoderOnCpu = true;
+  if (o['vae-on-cpu'] === true) out.vaeOnCpu = true;
   if (o['weight-type'] !== undefined) out.weightType = o['weight-type'] as WeightType;
   if (o.tokenizer !== undefined) out.tokenizerPath = o.tokenizer as string;
   resolveLoadOptions(out); // throws InvalidOptionError naming the option
