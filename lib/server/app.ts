@@ -151,8 +151,12 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
 
   async function submit(req: JobRequest): Promise<JobRecord> {
     if (closing) throw new HttpError(503, 'shutting_down', 'the server is shutting down and takes no new jobs');
+    const unavailable = (err: unknown): HttpError =>
+      new HttpError(503, 'queue_unavailable', `the job queue cannot be reached (${String((err as Error)?.message ?? err)}); retry later`);
     const model = await modelNameFor(req.model);
-    const waiting = await backend.queued();
+    const waiting = await backend.queued().catch((err: unknown) => {
+      throw unavailable(err);
+    });
     if (waiting >= limits.maxQueue) {
       throw limitError('maxQueue', `the queue is full (${waiting} jobs waiting); retry later`, undefined, 429);
     }
@@ -161,7 +165,7 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
       await backend.submit(job);
     } catch (err) {
       store.finish(job, 'failed', { error: { message: String((err as Error)?.message ?? err), code: 'Internal' } });
-      throw err;
+      throw unavailable(err);
     }
     return job;
   }
@@ -209,6 +213,7 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
     const job = await getJob(req.params.id);
     reply.hijack();
     const res = reply.raw;
+    res.on('error', () => {}); // a client that went away; 'close' cleans up
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     const send = (e: JobEvent): void => {
       res.write(`event: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`);

@@ -100,7 +100,12 @@ export class RedisBackend implements Backend {
     b.#events.on('error', () => {});
     await b.#events.waitUntilReady();
     b.#events.on('progress', ({ jobId, data }) => b.#onProgress(jobId, data as unknown as ProgressData));
-    b.#events.on('completed', ({ jobId }) => void b.#onCompleted(jobId));
+    b.#events.on('completed', ({ jobId }) => {
+      b.#onCompleted(jobId).catch((err: unknown) => {
+        const job = store.get(jobId);
+        if (job) store.finish(job, 'failed', { error: { message: `the result could not be read from Redis: ${errorInfo(err).message}`, code: 'Io' } });
+      });
+    });
     b.#events.on('failed', ({ jobId, failedReason }) => b.#onFailed(jobId, failedReason));
     b.#events.on('removed', ({ jobId }) => {
       const job = store.get(jobId);
