@@ -141,7 +141,9 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
   async function modelNameFor(name: string): Promise<string> {
     if (pool) return pool.resolve(name).name;
     if (name === '') return '';
-    const { workers, models } = await redis!.workerModels();
+    const { workers, models } = await redis!.workerModels().catch((err: unknown) => {
+      throw new HttpError(503, 'queue_unavailable', `the job queue cannot be reached (${String((err as Error)?.message ?? err)}); retry later`);
+    });
     const n = name.replace(/\s*\[[0-9a-f]{8,64}\]$/i, '');
     const m = models.find((x) => x.name === n || x.filename === n);
     if (m) return m.name;
