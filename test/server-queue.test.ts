@@ -215,4 +215,14 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
         `p50 ${pct(overhead, 50).toFixed(1)} ms, p95 ${pct(overhead, 95).toFixed(1)} ms; direct call (incl. PNG encode): p50 ${pct(directOverhead, 50).toFixed(1)} ms, p95 ${pct(directOverhead, 95).toFixed(1)} ms`,
     );
   });
+
+  test('Redis gone: new jobs get a 503 naming the queue, at once (runs last: it stops Redis)', async () => {
+    server = await createServer({ queue: redis.url, port: 0 });
+    await redis.stop();
+    const t0 = performance.now();
+    const r = await post(`${server.url}/v1/jobs`, { prompt: 'x', width: 64, height: 64, steps: 1 });
+    expect(r.status).toBe(503);
+    expect(r.json.error.code).toBe('queue_unavailable');
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
 });

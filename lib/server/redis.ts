@@ -57,9 +57,13 @@ interface StoredResult {
 
 type ProgressData = JobProgress & { worker: string; model?: string };
 
-async function connect(url: string, name: string): Promise<Redis> {
+/**
+ * Opens a connection. `failFast` (the server's producer connection): commands fail at once while Redis is down, so
+ * HTTP requests get a 503 instead of waiting; workers and event readers wait and reconnect.
+ */
+async function connect(url: string, name: string, failFast = false): Promise<Redis> {
   const { default: IORedis } = await import('ioredis');
-  const r = new IORedis(url, { maxRetriesPerRequest: null, connectionName: name, lazyConnect: true });
+  const r = new IORedis(url, failFast ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: name, lazyConnect: true } : { maxRetriesPerRequest: null, connectionName: name, lazyConnect: true });
   r.on('error', () => {}); // reconnects on its own; failures surface through the commands
   try {
     await r.connect();
@@ -91,7 +95,7 @@ export class RedisBackend implements Backend {
   static async open(url: string, store: JobStore, opts: { resultTtlMs: number; attempts: number }): Promise<RedisBackend> {
     const { Queue, QueueEvents } = await import('bullmq');
     const b = new RedisBackend(store, opts.resultTtlMs, opts.attempts);
-    b.#conn = await connect(url, 'sdnode-server');
+    b.#conn = await connect(url, 'sdnode-server', true);
     b.#sub = await connect(url, 'sdnode-server-sub');
     b.#queue = new Queue<QueuedJob, StoredResult>(QUEUE_NAME, { connection: b.#conn, prefix: PREFIX, streams: { events: { maxLen: 2000 } } });
     b.#eventsConn = await connect(url, 'sdnode-server-events');
@@ -276,8 +280,10 @@ export class RedisBackend implements Backend {
 
   async close(): Promise<ShutdownSummary> {
     const leftQueued = this.#store.all().filter((j) => !isFinal(j.status)).map((j) => j.id);
-    await this.#events.close().catch(() => {});
-    await this.#queue.close().catch(() => {});
+    // bounded: with Redis gone, BullMQ's close() can wait for a reconnection that never comes
+    const bounded = (p: Promise<unknown>): Promise<unknown> => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await bounded(this.#events.close());
+    await bounded(this.#queue.close());
     this.#sub.disconnect();
     this.#conn.disconnect();
     this.#eventsConn.disconnect();
