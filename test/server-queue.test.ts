@@ -46,13 +46,13 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
   let server: SdnodeServer | undefined;
   const workers: Worker[] = [];
 
-  function startWorker(fake: boolean): Promise<Worker> {
+  function startWorker(fake: boolean, maxStalled = 2): Promise<Worker> {
     const env = { ...process.env };
     if (fake) env.SDNODE_TEST_FAKE_MODEL = JSON.stringify({ stepMs: 100, decodeMs: 5 });
     else delete env.SDNODE_TEST_FAKE_MODEL;
     const proc = spawn(
       process.execPath,
-      [cli, 'worker', '--queue', redis.url, '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--threads', '1', '--stall-timeout', '1', '--max-stalled', '2', '--shutdown-grace', '5'],
+      [cli, 'worker', '--queue', redis.url, '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--threads', '1', '--stall-timeout', '1', '--max-stalled', String(maxStalled), '--shutdown-grace', '5'],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -116,6 +116,20 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
     expect(last.data.attempts).toBe(2);
     expect(workersSeen).toEqual([victim.id, survivor.id]);
     expect(survivor.log()).toContain(`job ${job.json.id}: done`);
+  });
+
+  test('a job whose worker dies more often than --max-stalled allows fails with the reason', async () => {
+    server = await createServer({ queue: redis.url, port: 0 });
+    const a = await startWorker(true, 0);
+    const job = await post(`${server.url}/v1/jobs`, { prompt: 'doomed', width: 64, height: 64, steps: 100 });
+    await waitFor('sampling', () => server!.store.get(job.json.id)?.progress?.phase === 'sample');
+    a.proc.kill('SIGKILL');
+    await startWorker(true, 0); // its stalled-job check finds the orphan
+    await server.store.get(job.json.id)!.done;
+    const g = (await fetch(`${server.url}/v1/jobs/${job.json.id}`).then((r) => r.json())) as any;
+    expect(g.status).toBe('failed');
+    expect(g.error.code).toBe('Stalled');
+    expect(g.error.message).toMatch(/stopped answering .* --max-stalled/);
   });
 
   test('DELETE reaches the worker running the job; the worker goes on with the next one', async () => {

@@ -77,12 +77,18 @@ describeTiny('sdnode serve on a tiny model', () => {
     expect(late.map((e) => e.type)).toEqual(['status', 'result']);
   });
 
-  test('previews reach the stream while sampling (small PNG data URLs)', async () => {
+  test('previews reach the stream while sampling (small PNG or WebP data URLs, every previewEvery steps)', async () => {
     const r = await post(`${url}/v1/jobs`, { ...small, steps: 20, previewEvery: 1 });
     const events = await readEvents(`${url}/v1/jobs/${r.json.id}/events`);
     const previews = events.filter((e) => e.type === 'preview');
     expect(previews.length).toBeGreaterThan(0);
     expect(previews[0].data.image).toMatch(/^data:image\/png;base64,iVBOR/);
+    const w = await post(`${url}/v1/jobs`, { ...small, steps: 20, previewEvery: 2, previewFormat: 'webp' });
+    const wEvents = await readEvents(`${url}/v1/jobs/${w.json.id}/events`);
+    const wPreviews = wEvents.filter((e) => e.type === 'preview');
+    expect(wPreviews.length).toBeGreaterThan(0);
+    expect(wPreviews[0].data.image).toMatch(/^data:image\/webp;base64,/);
+    for (const p of wPreviews) expect(p.data.step % 2).toBe(0);
   });
 
   test('A1111 txt2img gives the same image as the library API, with parameters and info', async () => {

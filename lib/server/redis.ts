@@ -213,7 +213,10 @@ export class RedisBackend implements Backend {
     const job = this.#store.get(id);
     if (!job) return;
     if (reason.startsWith(CANCELLED)) this.#store.finish(job, 'cancelled', { error: { message: reason.slice(CANCELLED.length), code: 'Cancelled' } });
-    else this.#store.finish(job, 'failed', { error: { message: reason, code: /stalled/.test(reason) ? 'Stalled' : 'Failed' } });
+    else if (/stalled more than allowable limit/.test(reason)) {
+      const message = `the workers running this job stopped answering (crashed or were killed) more often than their --max-stalled allows (${reason})`;
+      this.#store.finish(job, 'failed', { error: { message, code: 'Stalled' } });
+    } else this.#store.finish(job, 'failed', { error: { message: reason, code: 'Failed' } });
   }
 
   /** Rebuilds a record from Redis (a job submitted before this server process started). */
