@@ -25,7 +25,7 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
 ];
 
-export const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds running jobs may take to finish before they are cancelled', default: '30' };
+export const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds a running job may take to finish (then serve cancels it; worker hands it back to the queue)', default: '30' };
 
 export function positive(args: ParsedArgs, name: string, min = 1): number | undefined {
   const v = args.options[name] as number | undefined;
