@@ -46,13 +46,13 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
   let server: SdnodeServer | undefined;
   const workers: Worker[] = [];
 
-  function startWorker(fake: boolean, maxStalled = 2): Promise<Worker> {
+  function startWorker(fake: boolean, maxStalled = 2, grace = 5): Promise<Worker> {
     const env = { ...process.env };
     if (fake) env.SDNODE_TEST_FAKE_MODEL = JSON.stringify({ stepMs: 100, decodeMs: 5 });
     else delete env.SDNODE_TEST_FAKE_MODEL;
     const proc = spawn(
       process.execPath,
-      [cli, 'worker', '--queue', redis.url, '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--threads', '1', '--stall-timeout', '1', '--max-stalled', String(maxStalled), '--shutdown-grace', '5'],
+      [cli, 'worker', '--queue', redis.url, '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--threads', '1', '--stall-timeout', '1', '--max-stalled', String(maxStalled), '--shutdown-grace', String(grace)],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -130,6 +130,20 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
     expect(g.status).toBe('failed');
     expect(g.error.code).toBe('Stalled');
     expect(g.error.message).toMatch(/stopped answering .* --max-stalled/);
+  });
+
+  test('a worker stopped with SIGTERM hands its running job back to the queue; another worker finishes it', async () => {
+    server = await createServer({ queue: redis.url, port: 0 });
+    const a = await startWorker(true, 2, 0);
+    const job = await post(`${server.url}/v1/jobs`, { prompt: 'handed back', width: 64, height: 64, steps: 30 });
+    await waitFor('sampling', () => server!.store.get(job.json.id)?.progress?.phase === 'sample');
+    await a.stop(); // SIGTERM, grace 0
+    expect(a.log()).toContain(`1 handed back to the queue (${job.json.id})`);
+    const b = await startWorker(true);
+    await server.store.get(job.json.id)!.done;
+    const rec = server.store.get(job.json.id)!;
+    expect(rec.status).toBe('succeeded');
+    expect(rec.worker).toBe(b.id);
   });
 
   test('DELETE reaches the worker running the job; the worker goes on with the next one', async () => {
