@@ -327,7 +327,7 @@ describe('sdnode serve / worker command lines', () => {
     ensureDist();
   });
 
-  test('refuses a network bind without --api-key, a missing model, a missing queue, an unknown device', () => {
+  test('refuses a network bind without --api-key, a missing model, a missing or unreachable queue, an unknown device', () => {
     const model = path.join(repoRoot, 'package.json'); // exists; never loaded before the bind check
     let r = run(['serve', '--model', model, '--host', '0.0.0.0', '--port', '0']);
     expect(r.status).toBe(2);
@@ -344,6 +344,12 @@ describe('sdnode serve / worker command lines', () => {
     r = run(['worker', '--queue', 'redis://127.0.0.1:1', '--model', model, '--device', 'cuda']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/^sdnode worker: invalid option: expected .* for --device but received "cuda"/);
+    r = run(['serve', '--queue', 'redis://127.0.0.1:1', '--port', '0']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^sdnode serve: SdnodeError: cannot connect to Redis at redis:\/\/127\.0\.0\.1:1 \(--queue\): .*ECONNREFUSED/);
+    r = run(['worker', '--queue', 'localhost:6379', '--model', model]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/invalid option: expected a redis:\/\/HOST\[:PORT\]\[\/DB\] or rediss:\/\/ URL for --queue/);
     expect(run(['serve', '--help']).stdout).toMatch(/--model FILE .*repeatable/);
   });
 });

@@ -17,7 +17,7 @@ import * as os from 'os';
 import { randomUUID } from 'crypto';
 import type { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { SdnodeError } from '../errors';
+import { InvalidOptionError, SdnodeError } from '../errors';
 import { executeJob } from './execute';
 import { isFinal, type JobImage, type JobProgress, type JobRecord, type JobResult, type JobStatus, type JobStore } from './jobs';
 import { errorInfo, type Backend, type ShutdownSummary } from './local';
@@ -62,14 +62,19 @@ type ProgressData = JobProgress & { worker: string; model?: string };
  * HTTP requests get a 503 instead of waiting; workers and event readers wait and reconnect.
  */
 async function connect(url: string, name: string, failFast = false): Promise<Redis> {
+  if (!/^rediss?:\/\/[^\s]+$/.test(url)) {
+    throw new InvalidOptionError(`expected a redis://HOST[:PORT][/DB] or rediss:// URL for --queue but received ${JSON.stringify(url)}`, 'queue');
+  }
   const { default: IORedis } = await import('ioredis');
   const r = new IORedis(url, failFast ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: name, lazyConnect: true } : { maxRetriesPerRequest: null, connectionName: name, lazyConnect: true });
-  r.on('error', () => {}); // reconnects on its own; failures surface through the commands
+  let lastError: unknown;
+  r.on('error', (err: unknown) => (lastError = err)); // reconnects on its own; failures surface through the commands
   try {
     await r.connect();
   } catch (err) {
     r.disconnect();
-    throw new SdnodeError(`cannot connect to Redis at ${url} (--queue): ${errorInfo(err).message}`, 'Io', { cause: err });
+    const why = errorInfo(lastError ?? err).message;
+    throw new SdnodeError(`cannot connect to Redis at ${url} (--queue): ${why}; is redis-server running there?`, 'Io', { cause: lastError ?? err });
   }
   return r;
 }
