@@ -241,6 +241,26 @@ describe('sdnode serve on the fake engine (cancellation, queue limit, shutdown)'
     }
   });
 
+  test('a model file that cannot be loaded fails the job with the loader\'s message; the server stays up', async () => {
+    const broken = path.join(dir, 'broken.safetensors');
+    fs.writeFileSync(broken, 'this is not a safetensors file');
+    const server = await createServer({ models: [broken], port: 0 });
+    try {
+      const r = await post(`${server.url}/v1/jobs`, { prompt: 'a', width: 64, height: 64, steps: 1 });
+      const events = await readEvents(`${server.url}/v1/jobs/${r.json.id}/events`);
+      const last = events[events.length - 1];
+      expect(last.type).toBe('error');
+      expect(last.data.status).toBe('failed');
+      expect(last.data.message).toContain('broken.safetensors');
+      const sync = await post(`${server.url}/sdapi/v1/txt2img`, { prompt: 'a', width: 64, height: 64, steps: 1 });
+      expect(sync.status).toBe(500);
+      expect(sync.json.error.code).toBe('generation_failed');
+      expect((await get(`${server.url}/health`)).json.ok).toBe(true);
+    } finally {
+      await server.close(0);
+    }
+  });
+
   test('a full queue is a 429 naming --max-queue', async () => {
     const server = await createServer(fakeOpts({ limits: { maxQueue: 2 } }));
     try {
