@@ -64,6 +64,14 @@ export interface NativeGenerateParams {
   clipSkip: number;
   batchCount: number;
   previewEvery: number;
+  previewMethod: string;
+  strength: number;
+  decoder: string;
+  maskBlur?: number;
+  /** RGB pixels of exactly width x height. */
+  initImage?: { data: Buffer; width: number; height: number; channels: number };
+  /** Grey pixels of exactly width x height. */
+  mask?: { data: Buffer; width: number; height: number; channels: number };
 }
 
 export interface NativeAbortHandle {
@@ -90,7 +98,7 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string },
+    options: { threads: number; weightType: string; tokenizerPath: string; taesdPath?: string },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;
