@@ -10,7 +10,7 @@
 #include "formats/files.h"
 #include "formats/weight_file.h"
 #include "models/taesd.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
 
 namespace sdn {
@@ -73,7 +73,7 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
 class SdModel final : public Model {
  public:
   SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<TaesdFile> taesd,
-          std::unique_ptr<Txt2ImgPipeline> pipe, ModelInfo info)
+          std::unique_ptr<DiffusionPipeline> pipe, ModelInfo info)
       : backend_(std::move(backend)), files_(std::move(files)), taesd_(std::move(taesd)), pipe_(std::move(pipe)),
         info_(std::move(info)) {}
   ~SdModel() override {
@@ -91,7 +91,7 @@ class SdModel final : public Model {
   BackendChoice backend_;  // outlives everything below (tensors of the pipeline live on it)
   std::vector<std::unique_ptr<WeightFile>> files_;
   std::unique_ptr<TaesdFile> taesd_;  // LoadOptions::taesd_path, or null
-  std::unique_ptr<Txt2ImgPipeline> pipe_;
+  std::unique_ptr<DiffusionPipeline> pipe_;
   ModelInfo info_;
 };
 
@@ -191,7 +191,7 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD file has no decoder (taesdPath / --taesd "
                                                                "needs taesd_decoder or a file with both halves)");
   }
-  auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
+  auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg);
   if (taesd) {
     if (taesd->model().latent_channels() != pipe->latent_channels())
       throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD decoder takes " +
