@@ -186,7 +186,11 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       throw_error(ErrorCode::NotFound, "the TAESD file " + options.taesd_path +
                                            " does not exist (taesdPath / --taesd: give a taesd_decoder.safetensors or "
                                            "diffusers AutoencoderTiny file)");
-    taesd = std::make_unique<TaesdFile>(options.taesd_path, *backend.backend);
+    try {
+      taesd = std::make_unique<TaesdFile>(options.taesd_path, *backend.backend);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("taesdPath / --taesd: ") + e.what());
+    }
     if (!taesd->model().has_decoder())
       throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD file has no decoder (taesdPath / --taesd "
                                                                "needs taesd_decoder or a file with both halves)");

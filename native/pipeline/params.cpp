@@ -39,7 +39,7 @@ void validate_params(const GenerateParams& p) {
     bad("batch_count must be between 1 and 64, got " + std::to_string(p.batch_count));
   if (p.preview_every < 0) bad("preview_every must be 0 (off) or a positive step interval");
   if (p.preview_method != "latent" && p.preview_method != "taesd")
-    bad("previewMethod (preview_method) '" + p.preview_method + "' is not known (use latent or taesd)");
+    bad("preview_method (previewMethod) '" + p.preview_method + "' is not known (use latent or taesd)");
   if (p.decoder != "vae" && p.decoder != "taesd") bad("decoder '" + p.decoder + "' is not known (use vae or taesd)");
   auto check_image = [&](const Image& im, const char* what, bool grey_ok) {
     if (im.width != p.width || im.height != p.height)
@@ -55,10 +55,10 @@ void validate_params(const GenerateParams& p) {
   };
   const bool has_init = !p.init_image.data.empty() || p.init_image.width || p.init_image.height;
   const bool has_mask = !p.mask.data.empty() || p.mask.width || p.mask.height;
-  if (has_init) check_image(p.init_image, "the init image (initImage, --init-img)", false);
+  if (has_init) check_image(p.init_image, "init_image (initImage, --init-img)", false);
   if (has_mask) {
-    if (!has_init) bad("a mask (mask, --mask) needs an init image (initImage, --init-img) to repaint");
-    check_image(p.mask, "the mask (mask, --mask)", true);
+    if (!has_init) bad("mask (--mask) needs an init image (initImage, --init-img) to repaint");
+    check_image(p.mask, "mask (--mask)", true);
   }
   if (!std::isfinite(p.strength) || p.strength < 0 || p.strength > 1)
     bad("strength must be a number from 0 to 1, got " + std::to_string(p.strength));

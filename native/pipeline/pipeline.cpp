@@ -85,7 +85,7 @@ void DiffusionPipeline::check_params(const GenerateParams& p) const {
                                                                 " for this model, got " + std::to_string(p.height));
   if ((p.decoder == "taesd" || p.preview_method == "taesd") && !taesd_)
     throw_error(ErrorCode::InvalidArgument,
-                std::string(p.decoder == "taesd" ? "decoder" : "previewMethod (preview_method)") +
+                std::string(p.decoder == "taesd" ? "decoder" : "preview_method (previewMethod)") +
                     " 'taesd' needs a TAESD file: load the model with taesdPath (CLI: --taesd FILE)");
   const int C = unet_->out_channels();
   if (unet_->in_channels() != C && unet_->in_channels() != C + 5)
