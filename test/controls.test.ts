@@ -15,8 +15,11 @@ jest.setTimeout(10 * 60 * 1000);
 
 const cheap: GenerateOptions = { prompt: 'a red fox in the snow', width: 64, height: 64, steps: 4, cfgScale: 1, seed: 7, sampler: 'euler' };
 
-/** Writes a TAESD file (diffusers AutoencoderTiny names, both halves, seeded random f32 weights). */
-function writeTinyTaesd(file: string): void {
+/**
+ * Writes a TAESD file with seeded random f32 weights: diffusers AutoencoderTiny names with both halves, or
+ * (`original`) the decoder alone under the names of the original taesd_decoder release (index + 1: Clamp is 0).
+ */
+function writeTinyTaesd(file: string, original = false): void {
   const shapes: Array<[string, number[]]> = [];
   const conv = (n: string, cin: number, cout: number, bias = true): void => {
     shapes.push([`${n}.weight`, [cout, cin, 3, 3]]);
@@ -49,12 +52,14 @@ function writeTinyTaesd(file: string): void {
   const bufs: Buffer[] = [];
   let off = 0;
   for (const [name, shape] of shapes) {
+    if (original && name.startsWith('encoder.')) continue;
+    const outName = original ? name.replace(/^decoder\.layers\.(\d+)\./, (_m, i: string) => `${Number(i) + 1}.`) : name;
     const n = shape.reduce((a, b) => a * b, 1);
     const fan = shape.length > 1 ? shape.slice(1).reduce((a, b) => a * b, 1) : 1;
     const a = new Float32Array(n);
     for (let k = 0; k < n; k++) a[k] = shape.length > 1 ? (rnd() * 3) / Math.sqrt(fan) : name.startsWith('decoder.layers.18') ? 0.5 : 0.01 * rnd();
     bufs.push(Buffer.from(a.buffer));
-    header[name] = { dtype: 'F32', shape, data_offsets: [off, off + n * 4] };
+    header[outName] = { dtype: 'F32', shape, data_offsets: [off, off + n * 4] };
     off += n * 4;
   }
   let h = Buffer.from(JSON.stringify(header));
@@ -180,6 +185,16 @@ describeTiny('img2img, inpainting and TAESD on the tiny model', () => {
     expect(previews.every((p) => p.width === 64 && p.height === 64)).toBe(true);
     // the last TAESD preview shows the final latent: the same pixels as the TAESD-decoded result
     expect(previews[previews.length - 1].data.equals(t.images[0].data)).toBe(true);
+    // the same decoder weights under the original release's names decode identically
+    const orig = path.join(dir, 'taesd_decoder.safetensors');
+    writeTinyTaesd(orig, true);
+    const m2 = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, taesdPath: orig });
+    try {
+      const t2 = await m2.generate({ ...cheap, decoder: 'taesd' });
+      expect(t2.images[0].data.equals(t.images[0].data)).toBe(true);
+    } finally {
+      await m2.dispose();
+    }
     const latent: GeneratedImage[] = [];
     await model.generate(cheap, { onPreview: (e) => latent.push(e.image) });
     expect(latent[0].width).toBe(8); // latent previews are 1/8 size
