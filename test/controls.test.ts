@@ -3,6 +3,7 @@
 // typed errors for bad inputs (naming the option) after which the model stays usable, the start step of
 // img2img, TAESD decode and previews, and the A1111 parameters text. The reference-image checks of the same
 // features are in golden-controls.test.ts.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -221,5 +222,58 @@ describeTiny('img2img, inpainting and TAESD on the tiny model', () => {
     const wrong = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, taesdPath: tiny.safetensors }).catch((e: unknown) => e);
     expect(wrong).toBeInstanceOf(ModelLoadError);
     expect((wrong as Error).message).toMatch(/not a TAESD file/);
+  });
+});
+
+// The native CLI reads --init-img / --mask PNGs with its own decoder: sharp's PNGs (zlib-compressed, adaptive row
+// filters) must give the same pixels, hence the same image as the JavaScript API.
+const cli = path.join(__dirname, '..', 'build', 'bin', process.platform === 'win32' ? 'sdn_cli.exe' : 'sdn_cli');
+(fs.existsSync(cli) ? describeTiny : describe.skip)('sdn_cli --init-img / --mask on the tiny model', () => {
+  let tiny: TinyModel;
+  let dir = '';
+  beforeAll(() => {
+    tiny = tinyModel();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdn-controls-cli-'));
+  });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const run = (args: string[]) =>
+    spawnSync(cli, ['generate', '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--prompt', 'a red fox in the snow',
+      '--width', '64', '--height', '64', '--steps', '4', '--cfg', '1', '--sampler', 'euler', '--seed', '7', '--quiet', ...args],
+    { encoding: 'utf8', timeout: 300000 });
+
+  test('same image as the API from sharp-written PNGs; bad files and sizes are errors naming the flag', async () => {
+    const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges });
+    try {
+      const init = (await model.generate(cheap)).images[0];
+      const initPng = path.join(dir, 'init.png');
+      await init.save(initPng);
+      const m = Buffer.alloc(64 * 64);
+      for (let i = 0; i < m.length; i++) m[i] = (i % 64) * 4 > 128 ? 255 : (i % 64) * 2;
+      const maskPng = path.join(dir, 'mask.png');
+      await new GeneratedImage({ data: m, width: 64, height: 64, channels: 1, seed: 0 }).save(maskPng);
+      const api = await model.generate({ ...cheap, initImage: initPng, mask: maskPng, strength: 0.6 });
+      const out = path.join(dir, 'cli.png');
+      const r = run(['--init-img', initPng, '--mask', maskPng, '--strength', '0.6', '--output', out]);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const { default: sharp } = await import('sharp');
+      const cliPixels = await sharp(out).raw().toBuffer();
+      expect(cliPixels.equals(api.images[0].data)).toBe(true);
+
+      const notPng = path.join(dir, 'not.png');
+      fs.writeFileSync(notPng, 'hello');
+      const bad = run(['--init-img', notPng, '--output', out]);
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(/--init-img: .*not a PNG/);
+      const small = path.join(dir, 'small.png');
+      await new GeneratedImage({ data: Buffer.alloc(32 * 32 * 3), width: 32, height: 32, channels: 3, seed: 0 }).save(small);
+      const wrong = run(['--init-img', initPng, '--mask', small, '--output', out]);
+      expect(wrong.status).toBe(1);
+      expect(wrong.stderr).toMatch(/mask \(--mask\) is 32x32/);
+    } finally {
+      await model.dispose();
+    }
   });
 });

@@ -112,7 +112,6 @@ Tensor TaesdModel::decode(const Tensor& z) {
     ++i;  // Upsample
     h = be.upsample_nearest2x(h);
     h = conv(w_, L(i++), h, 1, 1);
-    be.trim();  // each stage works at 4x the pixels of the previous one
   }
   h = block(L(i++), h);
   h = conv(w_, L(i), h, 1, 1);
