@@ -105,7 +105,7 @@ export interface GenerateCallOptions {
   previewEvery?: number;
   /**
    * How previews are made: `'latent'` (default; a linear latent-to-RGB map at 1/8 of the image size, almost free)
-   * or `'taesd'` (the TAESD decoder at full size, about the cost of a tenth of a step; needs `taesdPath` at load).
+   * or `'taesd'` (the TAESD decoder at full size, one TAESD decode per preview; needs `taesdPath` at load).
    */
   previewMethod?: PreviewMethod;
 }
@@ -204,6 +204,11 @@ export class Model {
   readonly info: ModelInfo;
   /** Where it was loaded from. */
   readonly source: ModelSource;
+  /**
+   * The device it runs on and, for `device: 'auto'`, why: e.g. `'vulkan:0 NVIDIA H200, 139 GiB'`,
+   * `'cpu: no Vulkan loader found (libvulkan.so.1)'` or `'cpu: requested'`.
+   */
+  readonly device: string;
   #native: NativeModel;
   #queue: Job[] = [];
   #running: Job | undefined;
@@ -212,10 +217,11 @@ export class Model {
   #hash: Promise<string | undefined> | undefined;
 
   /** @internal Use {@link loadModel}. */
-  constructor(native: NativeModel, info: ModelInfo, source: ModelSource) {
+  constructor(native: NativeModel, info: ModelInfo, source: ModelSource, device = 'cpu') {
     this.#native = native;
     this.info = info;
     this.source = source;
+    this.device = device;
   }
 
   /** True once {@link Model.dispose} has been called. */
@@ -457,8 +463,8 @@ export async function openModel(
       }
     : null;
   try {
-    const info = await load(native, onProgress, handle);
-    return new Model(native, info, source);
+    const { device, ...info } = (await load(native, onProgress, handle)) as NativeModelInfo & { device?: string };
+    return new Model(native, info, source, device ?? 'cpu');
   } catch (err) {
     if (userError !== undefined) throw userError;
     if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
@@ -486,7 +492,9 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   return openModel(source, opts, (native, onProgress, handle) =>
     native.load(
       nativeSource,
-      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, taesdPath: opts.taesdPath ? path.resolve(opts.taesdPath) : '' },
+      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget,
+        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0,
+        taesdPath: opts.taesdPath ? path.resolve(opts.taesdPath) : '' },
       onProgress,
       handle,
     ),
