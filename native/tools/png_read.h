@@ -212,8 +212,8 @@ inline uint32_t be32(const uint8_t* p) { return (uint32_t)p[0] << 24 | (uint32_t
 
 }  // namespace pngr
 
-// Reads an 8-bit PNG into interleaved pixels; channels_out = 1 (grey, from the first channel / luma of palette
-// entries' red) or 3 (RGB; grey is replicated). Alpha is dropped.
+// Reads an 8-bit PNG into interleaved pixels; channels_out = 1 (the first channel: grey, or red of RGB / palette
+// images) or 3 (RGB; grey is replicated). Alpha is dropped.
 inline bool read_png(const std::string& path, int channels_out, std::vector<uint8_t>& pixels, int& width, int& height,
                      std::string& err) {
   FILE* f = std::fopen(path.c_str(), "rb");
