@@ -67,9 +67,10 @@ export interface NativeGenerateParams {
   clipSkip: number;
   batchCount: number;
   previewEvery: number;
-  previewMethod: string;
-  strength: number;
-  decoder: string;
+  /** Defaults (engine side): 'latent', 0.75, 'vae'. */
+  previewMethod?: string;
+  strength?: number;
+  decoder?: string;
   maskBlur?: number;
   /** RGB pixels of exactly width x height. */
   initImage?: { data: Buffer; width: number; height: number; channels: number };
