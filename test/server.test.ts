@@ -35,7 +35,7 @@ describeTiny('sdnode serve on a tiny model', () => {
   const log: string[] = [];
   beforeAll(async () => {
     tiny = tinyModel();
-    server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges }, limits: { maxSteps: 50, maxSize: 256, maxBatch: 4 }, log: (l) => log.push(l) });
+    server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges }, limits: { maxSteps: 50, maxSize: 256, maxBatch: 4, bodyLimit: 1 << 20 }, log: (l) => log.push(l) });
     url = server.url;
   });
   afterAll(async () => {
@@ -111,6 +111,51 @@ describeTiny('sdnode serve on a tiny model', () => {
     } finally {
       await model.dispose();
     }
+  });
+
+  test('img2img and inpainting: A1111 /sdapi/v1/img2img and the job API give the library API\'s pixels', async () => {
+    const sharp = (await import('sharp')).default;
+    const init = await sharp({ create: { width: 96, height: 80, channels: 3, background: { r: 200, g: 60, b: 20 } } }).png().toBuffer();
+    const mask = await sharp({ create: { width: 96, height: 80, channels: 3, background: { r: 255, g: 255, b: 255 } } }).png().toBuffer();
+    const a = await post(`${url}/sdapi/v1/img2img`, { prompt: 'a red fox', width: 64, height: 64, steps: 4, seed: 5, init_images: [init.toString('base64')], denoising_strength: 0.5 });
+    expect(a.status).toBe(200);
+    expect(a.json.parameters.init_images).toBeUndefined();
+    expect(JSON.parse(a.json.info).denoising_strength).toBe(0.5);
+    const j = await post(`${url}/v1/jobs`, { prompt: 'a red fox', width: 64, height: 64, steps: 4, seed: 5, initImage: `data:image/png;base64,${init.toString('base64')}`, mask: mask.toString('base64'), strength: 0.5, maskBlur: 2 });
+    expect(j.status).toBe(202);
+    const events = await readEvents(`${url}/v1/jobs/${j.json.id}/events`);
+    const result = events[events.length - 1].data;
+    expect(result.status).toBe('succeeded');
+    expect(result.parameters).toMatchObject({ strength: 0.5, maskBlur: 2 });
+    expect(result.parameters.initImage).toBeUndefined();
+    const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges });
+    try {
+      const base = { prompt: 'a red fox', width: 64, height: 64, steps: 4, seed: 5, strength: 0.5 };
+      const d1 = await model.generate({ ...base, initImage: init });
+      expect((await sharp(Buffer.from(a.json.images[0], 'base64')).raw().toBuffer()).equals(d1.images[0].data)).toBe(true);
+      const d2 = await model.generate({ ...base, initImage: init, mask, maskBlur: 2 });
+      const png = Buffer.from(await (await fetch(`${url}${result.images[0].url}`)).arrayBuffer());
+      expect((await sharp(png).raw().toBuffer()).equals(d2.images[0].data)).toBe(true);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test('img2img inputs are base64 images, never paths; bad ones are 400s naming the field', async () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['/sdapi/v1/img2img', { prompt: 'x', init_images: ['/etc/passwd'] }, 'init_images'],
+      ['/sdapi/v1/img2img', { prompt: 'x', init_images: ['not base64!'] }, 'init_images'],
+      ['/sdapi/v1/img2img', { prompt: 'x', init_images: [Buffer.from('GIF89a junk').toString('base64')] }, 'init_images'],
+      ['/v1/jobs', { prompt: 'x', initImage: path.join(__dirname, 'fixtures', 'x.png') }, 'initImage'],
+      ['/v1/jobs', { prompt: 'x', mask: 'AAAA' }, 'mask'],
+      ['/v1/jobs', { prompt: 'x', strength: 0.5 }, 'strength'],
+    ];
+    for (const [route, body, param] of cases) {
+      const r = await post(`${url}${route}`, { width: 64, height: 64, steps: 1, ...body });
+      expect([route, body, r.status, r.json.error?.param]).toEqual([route, body, 400, param]);
+    }
+    const noInit = await post(`${url}/sdapi/v1/img2img`, { prompt: 'x' });
+    expect(noInit.status).toBe(400);
   });
 
   test('A1111 sampler labels, old "X Karras" labels and unknown ones', async () => {

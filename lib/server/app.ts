@@ -11,7 +11,7 @@ import { a1111Info, isFinal, JobStore, publicStatus, type JobEvent, type JobReco
 import { DEFAULT_LIMITS, errorBody, HttpError, limitError, type ServerLimits } from './limits';
 import { LocalBackend, type Backend, type ShutdownSummary } from './local';
 import { discoverModels, ModelPool, type ModelEntry, type PoolLoadOptions } from './models';
-import { A1111_SAMPLERS, A1111_SCHEDULERS, A1111_TXT2IMG_SCHEMA, fromA1111Body, fromJobBody, fromOpenAIBody, JOB_SCHEMA, OPENAI_SCHEMA, type JobRequest } from './params';
+import { A1111_IMG2IMG_SCHEMA, A1111_SAMPLERS, A1111_SCHEDULERS, A1111_TXT2IMG_SCHEMA, checkImages, fromA1111Body, fromJobBody, fromOpenAIBody, JOB_SCHEMA, OPENAI_SCHEMA, type JobRequest } from './params';
 import { PAGE_HTML } from './page';
 import type { Model } from '../model';
 
@@ -153,6 +153,7 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
 
   async function submit(req: JobRequest): Promise<JobRecord> {
     if (closing) throw new HttpError(503, 'shutting_down', 'the server is shutting down and takes no new jobs');
+    await checkImages(req, req.api === 'a1111' ? { init: 'init_images', mask: 'mask' } : { init: 'initImage', mask: 'mask' });
     const unavailable = (err: unknown): HttpError =>
       new HttpError(503, 'queue_unavailable', `the job queue cannot be reached (${String((err as Error)?.message ?? err)}); retry later`);
     const model = await modelNameFor(req.model);
@@ -331,8 +332,13 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
     return { sd_model_checkpoint: pool ? pool.defaultName : list[0]?.name ?? '', CLIP_stop_at_last_layers: GENERATE_DEFAULTS.clipSkip, samples_format: 'png' };
   });
 
-  app.post('/sdapi/v1/img2img', async () => {
-    throw new HttpError(501, 'not_implemented', 'img2img is not available in this version of sdnode');
+  app.post('/sdapi/v1/img2img', { schema: { body: A1111_IMG2IMG_SCHEMA } }, async (req) => {
+    const body = req.body as Record<string, unknown>;
+    const job = await submit(fromA1111Body(body, limits, true));
+    await waitFor(job, req);
+    const r = job.result!;
+    const { init_images: _i, mask: _m, ...parameters } = body; // A1111 echoes the request; the images are not worth sending back
+    return { images: r.images.map((i) => i.png.toString('base64')), parameters, info: JSON.stringify(a1111Info(r)) };
   });
 
   // ---- OpenAI ----------------------------------------------------------------------------------------------

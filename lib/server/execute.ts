@@ -8,7 +8,7 @@ import type { GeneratedImage } from '../image';
 import type { JobPreview, JobProgress, JobResult } from './jobs';
 import { fractionOf } from './jobs';
 import type { ModelPool } from './models';
-import type { JobRequest } from './params';
+import { engineImages, type JobRequest } from './params';
 
 /** Preview images are scaled to at most this many pixels a side ("small" previews). */
 const PREVIEW_MAX_SIDE = 256;
@@ -31,7 +31,7 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
   try {
     let encoding = false; // one preview encode at a time; previews that arrive meanwhile are skipped
     const wantPreview = req.previewEvery > 0 && hooks.onPreview !== undefined;
-    const result = await model.generate(o, {
+    const result = await model.generate({ ...o, ...engineImages(req) }, {
       signal: hooks.signal,
       onProgress: hooks.onProgress
         ? (e) => hooks.onProgress!({ phase: e.phase, step: e.step, steps: e.steps, image: e.image, images: e.images, fraction: fractionOf(e), etaMs: e.etaMs ?? null })
@@ -59,7 +59,8 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
     const images = await Promise.all(
       result.images.map(async (img) => ({ png: await img.toPNG(), seed: img.seed, infotext: img.infotext(await model.hash().catch(() => undefined)) ?? '' })),
     );
-    return { images, parameters: { ...result.parameters, model: name }, elapsedMs: result.elapsedMs };
+    const { initImage: _i, mask: _m, ...parameters } = result.parameters;
+    return { images, parameters: { ...parameters, model: name }, elapsedMs: result.elapsedMs };
   } finally {
     release();
   }

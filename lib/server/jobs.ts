@@ -238,6 +238,7 @@ export function a1111Info(r: JobResult): Record<string, unknown> {
     steps: p.steps,
     batch_size: r.images.length,
     clip_skip: p.clipSkip,
+    denoising_strength: p.strength ?? null,
     sd_model_name: p.model,
     infotexts: r.images.map((i) => i.infotext),
     version: 'sdnode',

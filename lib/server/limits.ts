@@ -25,7 +25,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxSteps: 150,
   maxBatch: 8,
   maxQueue: 64,
-  bodyLimit: 1 << 20,
+  bodyLimit: 16 << 20, // img2img bodies carry base64 images
   maxConcurrent: 1,
 });
 

@@ -34,7 +34,7 @@ interface Slot {
 }
 
 /** Load options shared by every model of the pool. */
-export type PoolLoadOptions = Pick<LoadOptions, 'device' | 'vramBudget' | 'vaeTiling' | 'textEncoderOnCpu' | 'vaeOnCpu' | 'threads' | 'weightType' | 'tokenizerPath'>;
+export type PoolLoadOptions = Pick<LoadOptions, 'device' | 'vramBudget' | 'vaeTiling' | 'textEncoderOnCpu' | 'vaeOnCpu' | 'threads' | 'weightType' | 'tokenizerPath' | 'taesdPath'>;
 
 function folderSize(p: string): number {
   let total = 0;

@@ -19,6 +19,44 @@ export interface JobRequest {
   previewFormat: 'png' | 'webp';
   /** Which API the job came from (A1111's /progress and /interrupt only see 'a1111' jobs first). */
   api: 'jobs' | 'a1111' | 'openai';
+  /**
+   * img2img/inpainting inputs as base64 (kept encoded so a queued job stays plain JSON); `options` then holds
+   * strength/maskBlur and the engine gets the decoded bytes. Never a path.
+   */
+  images?: { init: string; mask?: string };
+}
+
+/** The encoded image of a base64 string or data URL, or a 400 naming the field. */
+export function decodeBase64Image(v: string, param: string): Buffer {
+  const b64 = v.replace(/^data:[a-z0-9.+/-]+;base64,/i, '').replace(/\s+/g, '');
+  const buf = /^[A-Za-z0-9+/]*={0,2}$/.test(b64) && b64.length > 0 ? Buffer.from(b64, 'base64') : undefined;
+  if (!buf || buf.length === 0) throw new HttpError(400, 'invalid_value', `${param} must be a base64-encoded image (PNG, JPEG, WebP, ...) or a data: URL`, { param });
+  return buf;
+}
+
+/**
+ * Checks that the request's images decode (sharp reads their headers) and that the generation options accept them;
+ * a 400 naming the field otherwise. Async: decoding happens off the event loop.
+ */
+export async function checkImages(req: JobRequest, names: { init: string; mask: string }): Promise<void> {
+  if (!req.images) return;
+  const { default: sharp } = await import('sharp');
+  const check = async (b64: string, param: string): Promise<void> => {
+    const buf = decodeBase64Image(b64, param);
+    const meta = await sharp(buf).metadata().catch(() => undefined);
+    if (!meta?.width || !meta.height) throw new HttpError(400, 'invalid_value', `${param} is not an image that can be decoded (PNG, JPEG, WebP, ...)`, { param });
+    if (meta.width > 16384 || meta.height > 16384) throw new HttpError(400, 'invalid_value', `${param} is ${meta.width}x${meta.height}; at most 16384 pixels a side`, { param });
+  };
+  await check(req.images.init, names.init);
+  if (req.images.mask !== undefined) await check(req.images.mask, names.mask);
+}
+
+/** The request's images as engine inputs (bytes, never paths). */
+export function engineImages(req: JobRequest): { initImage?: Buffer; mask?: Buffer } {
+  if (!req.images) return {};
+  const out: { initImage?: Buffer; mask?: Buffer } = { initImage: decodeBase64Image(req.images.init, 'initImage') };
+  if (req.images.mask !== undefined) out.mask = decodeBase64Image(req.images.mask, 'mask');
+  return out;
 }
 
 /** A1111 sampler labels (as in its UI and /sdapi/v1/samplers) -> engine names. */
@@ -86,6 +124,11 @@ export const JOB_SCHEMA = {
     model: modelName,
     previewEvery: int(0, 1000),
     previewFormat: { type: 'string', enum: ['png', 'webp'] },
+    initImage: { type: 'string', minLength: 1 },
+    mask: { type: 'string', minLength: 1 },
+    strength: { type: 'number', minimum: 0, maximum: 1 },
+    maskBlur: { type: 'number', minimum: 0, maximum: 64 },
+    decoder: { type: 'string', enum: ['vae', 'taesd'] },
   },
 } as const;
 
@@ -117,6 +160,19 @@ export const A1111_TXT2IMG_SCHEMA = {
   },
 } as const;
 
+/** Body of POST /sdapi/v1/img2img: txt2img's fields plus the init image(s), mask and strength. */
+export const A1111_IMG2IMG_SCHEMA = {
+  type: 'object',
+  required: ['init_images'],
+  properties: {
+    ...A1111_TXT2IMG_SCHEMA.properties,
+    init_images: { type: 'array', minItems: 1, maxItems: 1, items: { type: 'string', minLength: 1 } },
+    mask: { anyOf: [{ type: 'string' }, { type: 'null' }] },
+    denoising_strength: { type: 'number', minimum: 0, maximum: 1 },
+    mask_blur: { type: 'number', minimum: 0, maximum: 64 },
+  },
+} as const;
+
 /** Body of POST /v1/images/generations (OpenAI Images). */
 export const OPENAI_SCHEMA = {
   type: 'object',
@@ -134,11 +190,17 @@ export const OPENAI_SCHEMA = {
 } as const;
 
 /** Checks the server limits and the generation options; bad values become 400s naming the option or the limit. */
-export function checkRequest(raw: GenerateOptions, limits: ServerLimits, names: Record<string, string> = {}): ResolvedGenerateOptions {
+export function checkRequest(raw: GenerateOptions, limits: ServerLimits, names: Record<string, string> = {}, images?: JobRequest['images']): ResolvedGenerateOptions {
   const n = (k: string): string => names[k] ?? k;
   let options: ResolvedGenerateOptions;
   try {
-    options = resolveGenerateOptions(raw);
+    const withImages: GenerateOptions = { ...raw };
+    // bytes stand in for the images (decoded properly by checkImages): the library never sees a client string
+    if (images) withImages.initImage = decodeBase64Image(images.init, n('initImage'));
+    if (images?.mask !== undefined) withImages.mask = decodeBase64Image(images.mask, n('mask'));
+    options = resolveGenerateOptions(withImages);
+    delete options.initImage;
+    delete options.mask;
   } catch (err) {
     if (err instanceof InvalidOptionError) {
       let m = err.message;
@@ -161,10 +223,13 @@ type Body = Record<string, unknown>;
 
 /** POST /v1/jobs body -> request. */
 export function fromJobBody(b: Body, limits: ServerLimits): JobRequest {
-  const { model, previewEvery, previewFormat, ...gen } = b;
+  const { model, previewEvery, previewFormat, initImage, mask, ...gen } = b;
+  const images = typeof initImage === 'string' ? { init: initImage, ...(typeof mask === 'string' ? { mask } : {}) } : undefined;
+  if (!images && mask !== undefined) throw new HttpError(400, 'invalid_value', 'mask needs initImage (the image to repaint)', { param: 'mask' });
   return {
     model: typeof model === 'string' ? model : '',
-    options: checkRequest(gen as unknown as GenerateOptions, limits),
+    images,
+    options: checkRequest(gen as unknown as GenerateOptions, limits, {}, images),
     previewEvery: typeof previewEvery === 'number' ? previewEvery : 1,
     previewFormat: previewFormat === 'webp' ? 'webp' : 'png',
     api: 'jobs',
@@ -172,6 +237,10 @@ export function fromJobBody(b: Body, limits: ServerLimits): JobRequest {
 }
 
 const A1111_NAMES: Record<string, string> = {
+  initImage: 'init_images',
+  mask: 'mask',
+  strength: 'denoising_strength',
+  maskBlur: 'mask_blur',
   negativePrompt: 'negative_prompt',
   cfgScale: 'cfg_scale',
   batchCount: 'batch_size',
@@ -179,8 +248,8 @@ const A1111_NAMES: Record<string, string> = {
   sampler: 'sampler_name',
 };
 
-/** POST /sdapi/v1/txt2img body -> request. */
-export function fromA1111Body(b: Body, limits: ServerLimits): JobRequest {
+/** POST /sdapi/v1/txt2img (or, with `img2img`, /sdapi/v1/img2img) body -> request. */
+export function fromA1111Body(b: Body, limits: ServerLimits, img2img = false): JobRequest {
   if (b.enable_hr === true) throw new HttpError(400, 'unsupported', 'enable_hr (hires fix) is not supported by this server; send enable_hr: false', { param: 'enable_hr' });
   const o: GenerateOptions = { prompt: typeof b.prompt === 'string' ? b.prompt : '' };
   const set = (k: keyof GenerateOptions, v: unknown): void => {
@@ -204,7 +273,14 @@ export function fromA1111Body(b: Body, limits: ServerLimits): JobRequest {
   const batch = ((b.batch_size as number | undefined) ?? 1) * ((b.n_iter as number | undefined) ?? 1);
   if (batch !== 1) o.batchCount = batch;
   const model = typeof overrides.sd_model_checkpoint === 'string' ? overrides.sd_model_checkpoint : '';
-  return { model, options: checkRequest(o, limits, A1111_NAMES), previewEvery: 1, previewFormat: 'png', api: 'a1111' };
+  let images: JobRequest['images'];
+  if (img2img && Array.isArray(b.init_images)) {
+    images = { init: b.init_images[0] as string };
+    if (typeof b.mask === 'string' && b.mask !== '') images.mask = b.mask;
+    o.strength = typeof b.denoising_strength === 'number' ? b.denoising_strength : 0.75;
+    if (images.mask !== undefined && typeof b.mask_blur === 'number') o.maskBlur = b.mask_blur;
+  }
+  return { model, images, options: checkRequest(o, limits, A1111_NAMES, images), previewEvery: 1, previewFormat: 'png', api: 'a1111' };
 }
 
 /** POST /v1/images/generations body -> request. OpenAI has no steps/seed: the server's defaults apply. */

@@ -23,6 +23,7 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
   { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
+  { name: 'taesd', type: 'string', arg: 'FILE', description: 'TAESD file: lets jobs ask for decoder "taesd" (fast, approximate)' },
 ];
 
 export const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds a running job may take to finish (then serve cancels it; worker hands it back to the queue)', default: '30' };
@@ -45,6 +46,7 @@ export function loadOptions(args: ParsedArgs): PoolLoadOptions {
   if (o['vae-on-cpu'] === true) out.vaeOnCpu = true;
   if (o['weight-type'] !== undefined) out.weightType = o['weight-type'] as WeightType;
   if (o.tokenizer !== undefined) out.tokenizerPath = o.tokenizer as string;
+  if (o.taesd !== undefined) out.taesdPath = o.taesd as string;
   resolveLoadOptions(out); // throws InvalidOptionError naming the option
   return out;
 }
