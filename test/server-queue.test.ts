@@ -4,6 +4,7 @@
 // throughput and the overhead over calling the library API directly.
 import { spawn, type ChildProcess } from 'child_process';
 import * as path from 'path';
+import sharp from 'sharp';
 import { loadModel } from '../lib/model';
 import { createServer, type SdnodeServer } from '../lib/server/app';
 import { redisSkipReason, startRedis, type RedisServer } from './helpers/redis';
@@ -182,6 +183,12 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
     }
     const a1111 = await post(`${server.url}/sdapi/v1/txt2img`, { prompt: 'sync', width: 64, height: 64, steps: 2, seed: 3 });
     expect(JSON.parse(a1111.json.info).all_seeds).toEqual([3]);
+    // img2img through the queue: the init image travels as base64 in the job data
+    const init = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 10, g: 120, b: 200 } } }).png().toBuffer();
+    const i2i = await post(`${server.url}/sdapi/v1/img2img`, { prompt: 'sync', width: 64, height: 64, steps: 2, seed: 3, init_images: [init.toString('base64')], denoising_strength: 0.6 });
+    expect(i2i.status).toBe(200);
+    expect(JSON.parse(i2i.json.info).denoising_strength).toBe(0.6);
+    expect(i2i.json.images[0]).not.toBe(a1111.json.images[0]);
     const models = (await fetch(`${server.url}/sdapi/v1/sd-models`).then((r) => r.json())) as any;
     expect(models.map((m: { model_name: string }) => m.model_name)).toEqual(['tiny-sd1']);
     expect((await post(`${server.url}/v1/jobs`, { prompt: 'x', model: 'other' })).status).toBe(404);
