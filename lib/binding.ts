@@ -90,7 +90,7 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string },
+    options: { threads: number; weightType: string; tokenizerPath: string; fallbackMerges?: string },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;
@@ -112,7 +112,7 @@ export interface NativeBinding {
   convert(
     input: string,
     output: string,
-    options: { type: string; vaeType: string; tokenizerPath: string },
+    options: { type: string; vaeType: string; tokenizerPath: string; fallbackMerges?: string },
     onProgress: ((done: number, total: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeConvertSummary>;

@@ -8,7 +8,10 @@ import * as path from 'path';
 import { binding, type NativeAbortHandle, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
 import { AbortError, DisposedError, fromNative } from './errors';
 import { GeneratedImage, type ImageModelInfo } from './image';
+import { fallbackMergesFor } from './tokenizer';
+import { readRecord, writeRecord } from './cache';
 import {
+  checkSizeForModel,
   integer,
   invalid,
   isPlainObject,
@@ -59,6 +62,11 @@ export interface ModelInfo {
   metadata: Record<string, string>;
   /** Whether CLIP merges are embedded or were found next to the model. */
   hasTokenizer: boolean;
+  /**
+   * Width and height must be multiples of this: 8 × 2^(U-Net downsamplings), 64 for SD 1.x; 0 when unknown (no
+   * U-Net in the file).
+   */
+  sizeMultiple: number;
 }
 
 /** Phases of a generation, in order, for each image of a batch. */
@@ -195,6 +203,7 @@ export class Model {
   #disposed = false;
   #disposing: Promise<void> | undefined;
   #hash: Promise<string | undefined> | undefined;
+  #knownHash: string | undefined;
 
   /** @internal Use {@link loadModel}. */
   constructor(native: NativeModel, info: ModelInfo, source: ModelSource) {
@@ -215,11 +224,36 @@ export class Model {
 
   /**
    * A1111's short model hash (first 10 hex digits of the SHA-256 of the model file), computed once, on demand,
-   * by streaming the file (the event loop stays free). Undefined for folders and parts.
+   * by streaming the file (the event loop stays free), and remembered in the per-user cache by path, size and
+   * modification time, so later runs do not read the whole file again. Undefined for folders and parts.
    */
   hash(): Promise<string | undefined> {
-    if (!this.#hash) this.#hash = modelFileHash(this.source);
+    if (!this.#hash) {
+      this.#hash = modelFileHash(this.source);
+      this.#hash.then(
+        (h) => {
+          this.#knownHash = h;
+        },
+        () => {},
+      );
+    }
     return this.#hash;
+  }
+
+  /**
+   * The short model hash if it is already known (computed earlier, or found in the per-user hash cache when the
+   * model was loaded), without reading the file; undefined otherwise.
+   */
+  get knownHash(): string | undefined {
+    return this.#knownHash;
+  }
+
+  /** @internal Sets the hash found in the per-user cache at load time. */
+  _setKnownHash(h: string | undefined): void {
+    if (h && this.#knownHash === undefined) {
+      this.#knownHash = h;
+      this.#hash ??= Promise.resolve(h);
+    }
   }
 
   /**
@@ -236,6 +270,7 @@ export class Model {
     try {
       if (this.#disposed) throw new DisposedError('Cannot generate: the model has been disposed');
       params = resolveGenerateOptions(options);
+      checkSizeForModel(params.width, params.height, this.info.sizeMultiple, this.info.family);
       call = resolveCallOptions(callOptions);
       if (call.signal?.aborted) throw abortErrorFor(call.signal, 'generation');
     } catch (err) {
@@ -302,7 +337,7 @@ export class Model {
         }
       : null;
     const params = job.params;
-    const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
+    const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash(), knownHash: () => this.#knownHash };
     let native: Promise<NativeImage[]>;
     try {
       native = this.#native.generate({ ...params, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
@@ -363,18 +398,46 @@ function modelName(source: ModelSource): string {
   return base.replace(/\.(safetensors|ckpt|gguf|pt|pth|bin)$/i, '');
 }
 
-async function modelFileHash(source: ModelSource): Promise<string | undefined> {
+interface HashRecord {
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+}
+
+const HASH_CACHE = 'model-hashes.json';
+
+/**
+ * The SHA-256 of a model file, from the per-user cache when the file's path, size and mtime match the cached
+ * record; `compute: false` only looks there. Computing streams the file (the event loop stays free) and records
+ * the result. Undefined for folders, parts and missing files.
+ * @internal
+ */
+export async function modelFileSha256(source: ModelSource, compute = true): Promise<string | undefined> {
   if (typeof source !== 'string') return undefined;
-  const st = await fs.promises.stat(source).catch(() => undefined);
+  const file = path.resolve(source);
+  const st = await fs.promises.stat(file).catch(() => undefined);
   if (!st?.isFile()) return undefined;
+  const rec = (await readRecord<HashRecord>(HASH_CACHE))[file];
+  if (rec && rec.size === st.size && rec.mtimeMs === st.mtimeMs && /^[0-9a-f]{64}$/.test(rec.sha256)) return rec.sha256;
+  if (!compute) return undefined;
   const h = createHash('sha256');
   await new Promise<void>((resolve, reject) => {
-    fs.createReadStream(source, { highWaterMark: 1 << 20 })
+    fs.createReadStream(file, { highWaterMark: 1 << 20 })
       .on('data', (chunk) => h.update(chunk))
       .on('error', reject)
       .on('end', () => resolve());
   });
-  return h.digest('hex').slice(0, 10);
+  const sha256 = h.digest('hex');
+  const after = await fs.promises.stat(file).catch(() => undefined);
+  // a file rewritten while it was read is not recorded
+  if (after && after.size === st.size && after.mtimeMs === st.mtimeMs) {
+    await writeRecord<HashRecord>(HASH_CACHE, file, { size: st.size, mtimeMs: st.mtimeMs, sha256 });
+  }
+  return sha256;
+}
+
+async function modelFileHash(source: ModelSource): Promise<string | undefined> {
+  return (await modelFileSha256(source))?.slice(0, 10);
 }
 
 /** @internal Shared by loadModel and the test double (lib/testing.ts). Options must be validated already. */
@@ -405,7 +468,10 @@ export async function openModel(
     : null;
   try {
     const info = await load(native, onProgress, handle);
-    return new Model(native, info, source);
+    const model = new Model(native, info, source);
+    // a hash recorded by an earlier run (same path, size and mtime) is known at once; nothing is computed here
+    model._setKnownHash((await modelFileSha256(source, false).catch(() => undefined))?.slice(0, 10));
+    return model;
   } catch (err) {
     if (userError !== undefined) throw userError;
     if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
@@ -430,7 +496,8 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const nativeSource = typeof src === 'string' ? path.resolve(src) : src;
   const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
   if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
+  const fallbackMerges = await fallbackMergesFor(opts.tokenizerPath || (typeof src === 'string' ? undefined : src.tokenizer));
   return openModel(source, opts, (native, onProgress, handle) =>
-    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath }, onProgress, handle),
+    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, fallbackMerges }, onProgress, handle),
   site);
 }

@@ -228,9 +228,25 @@ export function optionalSignal(param: string, v: unknown): AbortSignal | undefin
 
 function size(param: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v % 8 !== 0 || v < MIN_SIZE || v > MAX_SIZE) {
-    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE}`, v);
+    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE} (SD 1.x models need multiples of 64; \`sdnode info\` and ModelInfo.sizeMultiple give a model's rule)`, v);
   }
   return v;
+}
+
+/**
+ * Checks width and height against a model's size rule (`ModelInfo.sizeMultiple`: 64 for SD 1.x). Throws
+ * {@link InvalidOptionError} naming the option.
+ * @internal
+ */
+export function checkSizeForModel(width: number, height: number, sizeMultiple: number, family: string): void {
+  if (!(sizeMultiple > 8)) return; // unknown or no stricter than the general rule
+  for (const [param, v] of [['width', width], ['height', height]] as const) {
+    if (v % sizeMultiple !== 0) {
+      const lo = Math.max(MIN_SIZE, Math.floor(v / sizeMultiple) * sizeMultiple);
+      const hi = Math.min(MAX_SIZE, Math.ceil(v / sizeMultiple) * sizeMultiple);
+      invalid(param, `a multiple of ${sizeMultiple} (the rule of this ${family} model; e.g. ${lo === hi ? lo : `${lo} or ${hi}`})`, v);
+    }
+  }
 }
 
 const GENERATE_KEYS = [

@@ -72,6 +72,7 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
     opts.type = get_string(o, "type", opts.type);
     opts.vae_type = get_string(o, "vaeType", opts.vae_type);
     opts.tokenizer_path = get_string(o, "tokenizerPath", opts.tokenizer_path);
+    opts.fallback_merges = get_string(o, "fallbackMerges", "");
   }
   AbortFlag abort = get_abort_flag(env, info[4]);
   auto task = Task::create(env, abort, Napi::Object(), info[3], env.Undefined());

@@ -27,6 +27,7 @@ Napi::Object to_js(Napi::Env env, const sdn::ModelInfo& m) {
   for (const auto& kv : m.metadata) md.Set(kv.first, kv.second);
   o.Set("metadata", md);
   o.Set("hasTokenizer", m.has_tokenizer);
+  o.Set("sizeMultiple", m.size_multiple);
   return o;
 }
 

@@ -43,8 +43,10 @@ Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_sk
                                                 std::to_string(T) + " token ids, got " + std::to_string(ids.size()));
   for (int id : ids)
     if (id < 0 || id >= vocab_)
-      throw_error(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary (" +
-                                                  std::to_string(vocab_) + ")");
+      throw_error(ErrorCode::InvalidArgument,
+                  "token id " + std::to_string(id) + " is outside the text encoder's vocabulary (" + std::to_string(vocab_) +
+                      " tokens): the CLIP merges in use do not belong to this model; give the model's own merges "
+                      "file (tokenizerPath in JavaScript, --tokenizer on the command line)");
   if (clip_skip < 1 || clip_skip > layers_)
     throw_error(ErrorCode::InvalidArgument, "clip_skip must be in 1.." + std::to_string(layers_) + ", got " +
                                                 std::to_string(clip_skip));

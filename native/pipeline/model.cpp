@@ -59,6 +59,7 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
   }
   std::string cache = user_merges_cache_path();
   if (is_file(cache)) return read_merges_file(cache, "cached tokenizer");
+  if (!options.fallback_merges.empty()) return options.fallback_merges;
   std::string what = files.empty() ? std::string("the model") : files.front().first;
   throw_error(ErrorCode::NotFound,
               "no CLIP tokenizer merges found for " + what +

@@ -5,13 +5,12 @@
  */
 import * as path from 'path';
 import { loadModel, type GenerationResult, type Model } from '../../model';
-import type { GeneratedImage } from '../../image';
+import { checkOutputPath, type GeneratedImage } from '../../image';
+import { inspect } from '../../convert';
 import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, type GenerateOptions, type LoadOptions } from '../../options';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 import { formatDuration, ProgressBar } from '../progress';
-
-const IMAGE_EXTS = ['.png', '.jpg', '.jpeg', '.webp'];
 
 /** API option name -> CLI flag, to phrase validation errors in the user's terms. */
 export const FLAG_OF: Record<string, string> = {
@@ -32,6 +31,7 @@ export const FLAG_OF: Record<string, string> = {
   tokenizerPath: '--tokenizer',
   previewEvery: '--preview-every',
   pathOrParts: '--model',
+  path: '--output',
 };
 
 /** Output file of image i of n: `out.png`, or `out-0.png`, `out-1.png`, ... for a batch. */
@@ -66,8 +66,8 @@ export const generateCommand: Command = {
     { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', description: 'what to draw', required: true },
     { name: 'negative-prompt', short: 'n', type: 'string', arg: 'TEXT', description: 'what to avoid', default: '""' },
     { name: 'output', short: 'o', type: 'string', arg: 'FILE', description: 'output image (.png, .jpg, .jpeg, .webp)', required: true },
-    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width, multiple of 8', default: '512' },
-    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height, multiple of 8', default: '512' },
+    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width: SD 1.x needs a multiple of 64 (sdnode info shows a model\'s rule), 64-2048', default: '512' },
+    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height: same rule as --width', default: '512' },
     { name: 'steps', type: 'integer', arg: 'N', description: 'sampling steps', default: '20' },
     { name: 'cfg', type: 'number', arg: 'X', description: 'classifier-free guidance scale', default: '7' },
     { name: 'sampler', type: 'string', arg: 'NAME', description: SAMPLERS.join(' | '), default: 'euler_a' },
@@ -78,7 +78,7 @@ export const generateCommand: Command = {
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
-    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed)' },
+    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed); default: the model\'s own, else the CLIP merges shipped with sdnode' },
     { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
     { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
     { name: 'json', type: 'boolean', description: 'print a machine-readable result on stdout' },
@@ -88,13 +88,10 @@ export const generateCommand: Command = {
   async run(args, ctx) {
     const o = args.options;
     const output = o.output as string;
-    if (!IMAGE_EXTS.includes(path.extname(output).toLowerCase())) {
-      throw new UsageError(`generate: --output must end in ${IMAGE_EXTS.join(', ')} (got "${output}")`);
-    }
+    // The output must be writable before minutes of work start: extension, folder, permissions (exit code 2).
+    await checkOutputPath(output, '--output');
     const preview = o.preview as string | undefined;
-    if (preview !== undefined && !IMAGE_EXTS.includes(path.extname(preview).toLowerCase())) {
-      throw new UsageError(`generate: --preview must end in ${IMAGE_EXTS.join(', ')} (got "${preview}")`);
-    }
+    if (preview !== undefined) await checkOutputPath(preview, '--preview');
     const genOptions: GenerateOptions = { prompt: o.prompt as string };
     const set = <K extends keyof GenerateOptions>(key: K, v: unknown): void => {
       if (v !== undefined) (genOptions as unknown as Record<string, unknown>)[key] = v;
@@ -111,9 +108,13 @@ export const generateCommand: Command = {
     set('clipSkip', o['clip-skip']);
     set('batchCount', o.batch);
 
-    // Validate everything before the (slow) model load.
-    const { resolveGenerateOptions } = await import('../../options');
-    resolveGenerateOptions(genOptions);
+    // Validate everything before the (slow) model load, the size rule too when the file's headers give it.
+    const { resolveGenerateOptions, checkSizeForModel } = await import('../../options');
+    const resolved = resolveGenerateOptions(genOptions);
+    if (!process.env.SDNODE_TEST_FAKE_MODEL) {
+      const info = await inspect(o.model as string).catch(() => undefined); // load reports unreadable files itself
+      if (info) checkSizeForModel(resolved.width, resolved.height, info.sizeMultiple, info.family);
+    }
 
     const bar = new ProgressBar(ctx.stderr, o.quiet !== true);
     const t0 = performance.now();
@@ -130,9 +131,9 @@ export const generateCommand: Command = {
       result = await model.generate(genOptions, {
         signal: ctx.signal,
         onProgress: (e) => {
-          const img = e.images > 1 && e.phase === 'sample' ? ` image ${e.image + 1}/${e.images}` : '';
-          const eta = e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`;
-          bar.update(e.phase, e.step, e.steps, `${eta}${img}`);
+          // a batch shows which image: "sample 2/4 [#####...] 7/20  ETA 1m02s"
+          const label = e.images > 1 && e.phase === 'sample' ? `${e.phase} ${e.image + 1}/${e.images}` : e.phase;
+          bar.update(label, e.step, e.steps, e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`);
         },
         onPreview: preview
           ? (e) => {

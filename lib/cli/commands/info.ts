@@ -43,7 +43,8 @@ export const infoCommand: Command = {
       ['tensors', `${info.tensorCount}${types ? ` (${types})` : ''}`],
       ['parameters', `${formatCount(info.parameterCount)} (${info.parameterCount})`],
       ['size', `${formatBytes(info.sizeBytes)} (${info.sizeBytes} bytes)`],
-      ['tokenizer', info.hasTokenizer ? 'yes (embedded or next to the model)' : 'no'],
+      ['sizes', info.sizeMultiple > 0 ? `width and height: multiples of ${info.sizeMultiple}, 64 to 2048` : 'unknown (no U-Net)'],
+      ['tokenizer', info.hasTokenizer ? 'yes (embedded or next to the model)' : 'not in the model: the CLIP merges shipped with sdnode are used'],
     ];
     for (const [k, v] of Object.entries(info.metadata)) rows.push([`meta ${k}`, v.length > 100 ? `${v.slice(0, 97)}...` : v]);
     const w = Math.max(...rows.map((r) => r[0].length)) + 2;

@@ -54,6 +54,7 @@ struct ModelInfo {
   std::map<std::string, int64_t> tensors_by_type;  // dtype name -> count
   std::map<std::string, std::string> metadata;     // selected key-values (GGUF kv / safetensors __metadata__)
   bool has_tokenizer = false;    // merges embedded or found next to the model
+  int size_multiple = 0;         // width/height must be multiples of this: 8 x 2^(U-Net downsamplings); 0 = unknown
 };
 
 // Reads headers only (no tensor data). Throws NotFound / InvalidFile with the file and the problem named.
@@ -63,6 +64,9 @@ struct ConvertOptions {
   std::string type = "f16";        // weight type for large weights: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K
   std::string vae_type = "f16";    // type for first_stage_model.* weights
   std::string tokenizer_path;      // merges file to embed ("" = from the model / diffusers folder if present)
+  // Merges text used when neither tokenizer_path nor the model has merges (the Node package passes its shipped CLIP
+  // table here), so that the GGUF written is self-contained.
+  std::string fallback_merges;
   // Progress: (tensors done, tensors total). Return false to abort (Error Aborted, partial output removed).
   std::function<bool(int64_t, int64_t)> on_progress;
 };
@@ -90,6 +94,9 @@ struct LoadOptions {
   int threads = 0;                 // <= 0: keep the process setting
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
+  // Merges text used last, when no explicit, embedded, next-to-the-model or per-user cached merges are found (the
+  // Node package passes its shipped CLIP table here).
+  std::string fallback_merges;
   // Loading progress in [0, 1]; return false to abort (Error Aborted).
   std::function<bool(float)> on_progress;
 };
