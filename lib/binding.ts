@@ -15,6 +15,35 @@ export interface NativeSystemInfo {
   threads: number;
   physicalCores: number;
   backends: string[];
+  /** compute devices (addons with the device-aware core) */
+  devices?: NativeDeviceInfo[];
+}
+
+/**
+ * A compute device as the addon lists it (`getSystemInfo().devices`, once the device-aware core provides it).
+ * Only `backend` is relied on; the rest is shown when present.
+ */
+export interface NativeDeviceInfo {
+  /** `'cpu'`, `'vulkan:0'`, ... (else made from backend and index) */
+  id?: string;
+  backend: string;
+  index?: number;
+  name?: string;
+  vendor?: string;
+  memory?: number;
+  driver?: string;
+  /** why the addon already knows it cannot be used */
+  unusable?: string;
+}
+
+/** What the addon's `probeDevice(spec)` answers: whether the backend for that device could be created. */
+export interface NativeProbeResult {
+  ok: boolean;
+  /** device name, driver version, ... as the backend reports them */
+  name?: string;
+  driver?: string;
+  /** why not, when ok is false */
+  reason?: string;
 }
 
 /** `sdn::ModelInfo` as the addon returns it: the public, documented {@link ModelInfo}. */
@@ -117,18 +146,30 @@ export interface NativeBinding {
     abort: NativeAbortHandle | null,
   ): Promise<NativeConvertSummary>;
   validateParams(params: NativeGenerateParams): void;
+  /** Creates (and releases) the backend for one device: a GPU driver that crashes, crashes here. Optional. */
+  probeDevice?(spec: string): NativeProbeResult;
   AbortHandle: new () => NativeAbortHandle;
   Model: new () => NativeModel;
 }
 
 let cached: NativeBinding | undefined;
+let cachedFrom = '';
+
+/** The path of the loaded addon; '' before loading. */
+export function bindingSource(): string {
+  return cachedFrom;
+}
 
 /** Package root (holds package.json, build/ and prebuilds/), from lib/ (ts) or dist/ (js). */
 export const packageRoot = path.resolve(__dirname, '..');
 
 /** Returns the native addon, loading it on first use. Throws NativeBindingError listing every failure. */
 export function binding(): NativeBinding {
-  if (!cached) cached = loadBinding(packageRoot, process.env.SDNODE_BINARY);
+  if (!cached) {
+    const found: string[] = [];
+    cached = loadBinding(packageRoot, process.env.SDNODE_BINARY, found);
+    cachedFrom = found[0] ?? '';
+  }
   return cached;
 }
 
@@ -137,17 +178,34 @@ export function binding(): NativeBinding {
  * `override` first when given. Throws {@link NativeBindingError} listing every attempt and what to do.
  * @internal
  */
-export function loadBinding(root: string, override?: string): NativeBinding {
+export function loadBinding(root: string, override?: string, loadedFrom?: string[]): NativeBinding {
   const attempts: string[] = [];
   const candidates: Array<[string, () => unknown]> = [];
-  if (override) candidates.push([`SDNODE_BINARY=${override}`, () => require(path.resolve(override))]);
-  candidates.push([`node-gyp-build(${root})`, () => (require('node-gyp-build') as (dir: string) => unknown)(root)]);
+  let resolved = '';
+  if (override) {
+    candidates.push([
+      `SDNODE_BINARY=${override}`,
+      () => {
+        resolved = path.resolve(override);
+        return require(resolved);
+      },
+    ]);
+  }
+  candidates.push([
+    `node-gyp-build(${root})`,
+    () => {
+      // node-gyp-build's own choice (build/Release, then a matching prebuilds/<platform>-<arch>/*.node), by path
+      resolved = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
+      return require(resolved);
+    },
+  ]);
   for (const sub of ['build/Release/sdnode.node', 'build/Debug/sdnode.node']) {
     const p = path.join(root, sub);
     candidates.push([
       p,
       () => {
         if (!fs.existsSync(p)) throw new Error('file does not exist');
+        resolved = p;
         return require(p);
       },
     ]);
@@ -159,6 +217,7 @@ export function loadBinding(root: string, override?: string): NativeBinding {
         attempts.push(`${where}: loaded, but it is not the sdnode addon (or an incompatible version)`);
         continue;
       }
+      loadedFrom?.push(resolved || where);
       return b as NativeBinding;
     } catch (err) {
       attempts.push(`${where}: ${String((err as Error)?.message ?? err).split('\n')[0]}`);
@@ -175,4 +234,38 @@ export function loadBinding(root: string, override?: string): NativeBinding {
     '  - Electron: the same N-API binary works, but it must match the platform and CPU architecture\n' +
     '  - or point SDNODE_BINARY at a sdnode.node built for this platform';
   throw new NativeBindingError(message, attempts);
+}
+
+/**
+ * The seam between device selection (lib/device.ts) and the addon: asks the native side to create the backend
+ * for `spec` (`'cpu'`, `'vulkan:0'`, ...). Addons without GPU backends have no `probeDevice`; then only `'cpu'` is
+ * usable and every other device is reported as "no GPU backends compiled in". Runs in the calling process: use
+ * lib/device.ts's probe, which calls this in a short-lived child process.
+ * @internal
+ */
+export function probeDevice(spec: string, b: NativeBinding = binding()): NativeProbeResult {
+  if (typeof b.probeDevice === 'function') return b.probeDevice(spec);
+  if (spec === 'cpu') return { ok: true, name: 'CPU' };
+  return { ok: false, reason: 'no GPU backends compiled in (this sdnode binary has the CPU backend only)' };
+}
+
+/** Every addon binary this package could load, in the order it tries them (for `sdnode system`). */
+export function binaryCandidates(root: string = packageRoot): string[] {
+  const out: string[] = [];
+  if (process.env.SDNODE_BINARY) out.push(path.resolve(process.env.SDNODE_BINARY));
+  for (const sub of ['build/Release/sdnode.node', 'build/Debug/sdnode.node']) {
+    const p = path.join(root, sub);
+    if (fs.existsSync(p)) out.push(p);
+  }
+  const pre = path.join(root, 'prebuilds');
+  try {
+    for (const dir of fs.readdirSync(pre)) {
+      const d = path.join(pre, dir);
+      if (!fs.statSync(d).isDirectory()) continue;
+      for (const f of fs.readdirSync(d)) if (f.endsWith('.node')) out.push(path.join(d, f));
+    }
+  } catch {
+    /* no prebuilds/ */
+  }
+  return out;
 }

@@ -82,18 +82,24 @@ function testArm64(out) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-arm64-'));
   try {
     const src = path.join(tmp, 'load.c');
+    // The addon leaves the napi_* functions to the host process (Node). This stand-in host exports a stub for each
+    // one the addon imports (never called: only dlopen, the static initialisers and the entry point lookup run).
+    const napi = sh('aarch64-linux-gnu-nm', ['-D', '--undefined-only', out], { capture: true })
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).pop())
+      .filter((n) => n && /^(napi|node_api|uv)_/.test(n));
     fs.writeFileSync(
       src,
       '#include <dlfcn.h>\n#include <stdio.h>\n' +
+        napi.map((n) => `void ${n}(void) {}\n`).join('') +
         'int main(int argc, char** argv) {\n' +
-        '  void* h = dlopen(argv[1], RTLD_LAZY | RTLD_LOCAL);\n' +
+        '  void* h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);\n' +
         '  if (!h) { printf("dlopen failed: %s\\n", dlerror()); return 1; }\n' +
         '  if (!dlsym(h, "napi_register_module_v1")) { printf("no N-API entry point\\n"); return 1; }\n' +
-        '  printf("loads: dlopen + static initialisers + napi_register_module_v1 found\\n");\n  return 0;\n}\n',
+        `  printf("loads under qemu-aarch64: dlopen (all ${napi.length} N-API imports resolved), static initialisers, napi_register_module_v1 found\\n");\n  return 0;\n}\n`,
     );
     const exe = path.join(tmp, 'load');
-    sh('aarch64-linux-gnu-gcc', [src, '-o', exe, '-ldl']);
-    // The addon leaves the napi_* functions to the host process (Node); lazy binding lets a plain program open it.
+    sh('aarch64-linux-gnu-gcc', [src, '-o', exe, '-rdynamic', '-ldl']);
     return sh('qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', exe, out], { capture: true }).trim();
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 import { inspect } from '../../convert';
+import { chooseDevice, probeDevice } from '../../device';
 import { getSystemInfo } from '../../system';
 import type { Command } from '../command';
 import { formatBytes } from '../progress';
@@ -55,19 +56,45 @@ export const infoCommand: Command = {
 
 export const systemCommand: Command = {
   name: 'system',
-  summary: 'show the engine version, SIMD level, threads and backends',
-  usage: 'sdnode system [--json]',
-  description: 'Prints what the engine runs with on this machine.',
+  summary: 'show the engine, the native binaries found, the backends and devices and which one "auto" picks',
+  usage: 'sdnode system [--refresh] [--json]',
+  description:
+    'Prints what the engine runs with on this machine: the addon binary in use and the others found, the SIMD\n' +
+    'level and threads, the compiled-in backends, each device with its verdict (GPU devices are test-loaded in\n' +
+    'a child process once per driver; the verdict is remembered) and the device "auto" chooses, with reasons.',
   positionals: 0,
-  options: [{ name: 'json', type: 'boolean', description: 'print as JSON on stdout' }],
+  options: [
+    { name: 'refresh', type: 'boolean', description: 'test-load the GPU devices again instead of using remembered verdicts' },
+    { name: 'json', type: 'boolean', description: 'print as JSON on stdout' },
+  ],
 
   async run(args, ctx) {
     const s = getSystemInfo();
-    if (args.options.json) ctx.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
-    else
-      ctx.stdout.write(
-        `engine    ${s.version}\nsimd      ${s.simd}\nthreads   ${s.threads} (physical cores ${s.physicalCores})\nbackends  ${s.backends.join(', ')}\n`,
-      );
+    const refresh = args.options.refresh === true;
+    const probes = await Promise.all(s.devices.map((d) => probeDevice(d.id, { refresh })));
+    const choice = await chooseDevice('auto', { refresh });
+    if (args.options.json) {
+      ctx.stdout.write(`${JSON.stringify({ ...s, probes, auto: choice }, null, 2)}\n`);
+      return 0;
+    }
+    const lines = [
+      `engine    ${s.version}`,
+      `binary    ${s.binary}`,
+      ...s.binaries.filter((b) => b !== s.binary).map((b) => `          also found: ${b}`),
+      `simd      ${s.simd}`,
+      `threads   ${s.threads} (physical cores ${s.physicalCores})`,
+      `backends  ${s.backends.join(', ')}`,
+      'devices',
+      ...s.devices.map((d, i) => {
+        const p = probes[i];
+        const what = [d.name, d.vendor, d.memory ? formatBytes(d.memory) : '', d.driver ? `driver ${d.driver}` : ''].filter(Boolean).join(', ');
+        const verdict = d.unusable ? `unusable: ${d.unusable}` : p.usable ? 'usable' : `unusable: ${p.reason ?? ''}`;
+        return `  ${d.id.padEnd(10)}${what ? `${what}; ` : ''}${verdict}${p.cached ? ' (remembered)' : ''}`;
+      }),
+      `auto      ${choice.device} (${choice.reason})`,
+      ...choice.skipped.map((k) => `          passed over ${k.device}: ${k.reason}`),
+    ];
+    ctx.stdout.write(lines.join('\n') + '\n');
     return 0;
   },
 };

@@ -1,0 +1,274 @@
+/**
+ * Choosing the compute device at run time, safely.
+ *
+ * Before a GPU backend is used for the first time, it is test-loaded in a short-lived child process (the same
+ * Node or Electron binary, `ELECTRON_RUN_AS_NODE=1`), which loads the addon and asks the native side to create the
+ * backend for that device. A driver that crashes, hangs or fails then takes down the child, never the caller. The
+ * verdict is remembered in the per-user cache (`device-probes.json`) per device, addon binary and driver
+ * fingerprint (the Vulkan ICD manifests and the NVIDIA kernel driver version), so it is made once per driver
+ * update. `'auto'` tries the usable GPU devices in order and finally the CPU, keeping the reason for each one
+ * passed over.
+ * @packageDocumentation
+ */
+import { spawn } from 'child_process';
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { binding, bindingSource, packageRoot, type NativeBinding, type NativeDeviceInfo } from './binding';
+import { readRecord, writeRecord } from './cache';
+import { UnsupportedError } from './errors';
+
+/** The verdict on one device. */
+export interface DeviceProbe {
+  /** `'cpu'`, `'vulkan:0'`, ... */
+  device: string;
+  usable: boolean;
+  /** Why not (crash, timeout, driver error, not compiled in), when `usable` is false. */
+  reason?: string;
+  /** Device name / driver as the backend reported them. */
+  name?: string;
+  driver?: string;
+  /** True when the verdict came from the per-user cache (no child process was started). */
+  cached: boolean;
+  /** Milliseconds the test load took (0 when cached or for the CPU). */
+  probeMs: number;
+}
+
+/** What {@link chooseDevice} decided. */
+export interface DeviceChoice {
+  /** The device to use. */
+  device: string;
+  /** Why this one: e.g. `'auto: vulkan:0 passed its test load'` or `'auto: no usable GPU; the CPU'`. */
+  reason: string;
+  /** Devices tried before it and why each was passed over. */
+  skipped: Array<{ device: string; reason: string }>;
+}
+
+/** Options of {@link probeDeviceIsolated} and {@link chooseDevice}. */
+export interface ProbeOptions {
+  /** Milliseconds a test load may take before the child is killed and the device marked unusable. Default 20 000. */
+  timeoutMs?: number;
+  /** Ignore (and replace) cached verdicts. Default false. */
+  refresh?: boolean;
+}
+
+const PROBE_CACHE = 'device-probes.json';
+const DEFAULT_TIMEOUT_MS = 20_000;
+
+interface ProbeRecord {
+  usable: boolean;
+  reason?: string;
+  name?: string;
+  driver?: string;
+  at: string;
+}
+
+/** The backend part of a device spec: `'vulkan:1'` -> `'vulkan'`. */
+export function backendOf(spec: string): string {
+  const i = spec.indexOf(':');
+  return i < 0 ? spec : spec.slice(0, i);
+}
+
+function statKey(p: string): string {
+  try {
+    const st = fs.statSync(p);
+    return `${p}:${st.size}:${Math.round(st.mtimeMs)}`;
+  } catch {
+    return `${p}:missing`;
+  }
+}
+
+function listJson(dir: string): string[] {
+  try {
+    return fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => path.join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A fingerprint of the installed driver for a backend, read without loading it: for Vulkan the ICD manifests
+ * (`VK_DRIVER_FILES` / `VK_ICD_FILENAMES`, else the standard folders) and the NVIDIA kernel driver version. It
+ * changes when a driver is installed, removed or updated, which invalidates cached verdicts.
+ * @internal
+ */
+export function driverFingerprint(backend: string): string {
+  if (backend === 'cpu') return 'cpu';
+  const parts: string[] = [];
+  if (backend === 'vulkan') {
+    const env = process.env.VK_DRIVER_FILES || process.env.VK_ICD_FILENAMES;
+    const files = env
+      ? env.split(path.delimiter).filter(Boolean)
+      : ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'].flatMap(listJson);
+    for (const f of files) parts.push(statKey(f));
+  }
+  try {
+    parts.push(fs.readFileSync('/proc/driver/nvidia/version', 'utf8').split('\n')[0]);
+  } catch {
+    /* no NVIDIA kernel driver */
+  }
+  return createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 16);
+}
+
+/** The loaded addon's identity (path, size, mtime): a rebuilt or updated binary gets fresh verdicts. */
+function binaryFingerprint(): string {
+  binding();
+  return statKey(bindingSource());
+}
+
+function cacheKey(spec: string): string {
+  return `${spec}|${driverFingerprint(backendOf(spec))}|${binaryFingerprint()}`;
+}
+
+/** The child process's program: load the addon the parent uses, probe one device, print one JSON line. */
+const CHILD_SOURCE = `
+const path = require('path');
+const [bindingJs, spec] = process.argv.slice(-2);
+let out;
+try {
+  const b = require(bindingJs);
+  out = b.probeDevice(spec);
+} catch (err) {
+  out = { ok: false, reason: 'test load failed: ' + String((err && err.message) || err).split('\\n')[0] };
+}
+process.stdout.write('SDNODE_PROBE ' + JSON.stringify(out) + '\\n', () => process.exit(0));
+`;
+
+/**
+ * Test-loads one device's backend in a child process and returns the verdict (not cached; see {@link probeDevice}).
+ * The child runs this package's own binding loader, so it loads the same addon (`SDNODE_BINARY` included).
+ * @internal
+ */
+export function probeInChild(spec: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Omit<DeviceProbe, 'cached'>> {
+  const started = performance.now();
+  // dist/binding.js from dist/, or lib/binding.ts under ts-jest: the child needs compiled JavaScript
+  const bindingJs = path.join(packageRoot, 'dist', 'binding.js');
+  return new Promise((resolve) => {
+    const done = (usable: boolean, extra: Partial<DeviceProbe>): void =>
+      resolve({ device: spec, usable, probeMs: Math.round(performance.now() - started), ...extra });
+    if (!fs.existsSync(bindingJs)) {
+      done(false, { reason: `cannot test-load: ${bindingJs} is missing (build the TypeScript first: npm run build)` });
+      return;
+    }
+    const child = spawn(process.execPath, ['-e', CHILD_SOURCE, bindingJs, spec], {
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < 4000) stderr += d.toString('utf8');
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      done(false, { reason: `could not start the test process (${err.message})` });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.split('\n').find((l) => l.startsWith('SDNODE_PROBE '));
+      if (timedOut) return done(false, { reason: `the test load did not finish within ${timeoutMs} ms (driver hang?)` });
+      if (line) {
+        try {
+          const r = JSON.parse(line.slice('SDNODE_PROBE '.length)) as { ok?: unknown; reason?: unknown; name?: unknown; driver?: unknown };
+          const extra: Partial<DeviceProbe> = {};
+          if (typeof r.name === 'string') extra.name = r.name;
+          if (typeof r.driver === 'string') extra.driver = r.driver;
+          if (r.ok === true) return done(true, extra);
+          return done(false, { ...extra, reason: typeof r.reason === 'string' && r.reason ? r.reason : 'the backend could not be created' });
+        } catch {
+          /* fall through: garbled answer */
+        }
+      }
+      const last = stderr.trim().split('\n').slice(-1)[0];
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      done(false, { reason: `the test load crashed: the test process ${how}${last ? ` (${last.slice(0, 200)})` : ''}` });
+    });
+  });
+}
+
+/**
+ * The verdict on one device: the CPU is always usable; any other device is test-loaded in a child process the
+ * first time, and the verdict is remembered per device, addon binary and driver.
+ */
+export async function probeDevice(spec: string, options: ProbeOptions = {}): Promise<DeviceProbe> {
+  if (spec === 'cpu') return { device: 'cpu', usable: true, cached: false, probeMs: 0, name: 'CPU' };
+  const key = cacheKey(spec);
+  if (!options.refresh) {
+    const rec = (await readRecord<ProbeRecord>(PROBE_CACHE))[key];
+    if (rec && typeof rec.usable === 'boolean') {
+      const p: DeviceProbe = { device: spec, usable: rec.usable, cached: true, probeMs: 0 };
+      if (rec.reason) p.reason = rec.reason;
+      if (rec.name) p.name = rec.name;
+      if (rec.driver) p.driver = rec.driver;
+      return p;
+    }
+  }
+  const r = await probeInChild(spec, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const rec: ProbeRecord = { usable: r.usable, at: new Date().toISOString() };
+  if (r.reason) rec.reason = r.reason;
+  if (r.name) rec.name = r.name;
+  if (r.driver) rec.driver = r.driver;
+  // a start failure of the child says nothing about the driver: not remembered
+  if (!r.reason?.startsWith('could not start') && !r.reason?.startsWith('cannot test-load')) await writeRecord(PROBE_CACHE, key, rec);
+  return { ...r, cached: false };
+}
+
+/** The devices the addon lists, GPU ones first, in its order; the CPU last. */
+export function listDeviceSpecs(b: NativeBinding = binding()): Array<{ spec: string; info?: NativeDeviceInfo }> {
+  const devices = b.getSystemInfo().devices ?? [];
+  const out: Array<{ spec: string; info?: NativeDeviceInfo }> = [];
+  for (const d of devices) {
+    const spec = d.id ?? (d.backend === 'cpu' ? 'cpu' : `${d.backend}:${d.index ?? 0}`);
+    if (spec !== 'cpu' && !out.some((o) => o.spec === spec)) out.push({ spec, info: d });
+  }
+  out.push({ spec: 'cpu', info: devices.find((d) => d.backend === 'cpu') });
+  return out;
+}
+
+/**
+ * Picks the device for `requested`: `'auto'` tries each GPU device the addon lists (test-loaded as
+ * {@link probeDevice} does) and falls back to the CPU, recording why each was passed over; `'cpu'` is the CPU;
+ * `'vulkan'` is the first usable Vulkan device, `'vulkan:N'` that one. An explicitly requested GPU that is not
+ * usable throws {@link UnsupportedError} with the reason (and says to use `'auto'` or `'cpu'`).
+ */
+export async function chooseDevice(requested = 'auto', options: ProbeOptions = {}): Promise<DeviceChoice> {
+  if (requested === 'cpu') return { device: 'cpu', reason: 'requested', skipped: [] };
+  const skipped: Array<{ device: string; reason: string }> = [];
+  const specs = listDeviceSpecs();
+  const wantBackend = requested === 'auto' ? undefined : backendOf(requested);
+  const exact = requested.includes(':') ? requested : undefined;
+  const candidates = specs.filter((s) => s.spec !== 'cpu' && (!wantBackend || backendOf(s.spec) === wantBackend) && (!exact || s.spec === exact));
+  if (exact && candidates.length === 0) candidates.push({ spec: exact });
+  if (wantBackend && !exact && candidates.length === 0) candidates.push({ spec: `${wantBackend}:0` });
+  for (const c of candidates) {
+    if (c.info?.unusable) {
+      skipped.push({ device: c.spec, reason: c.info.unusable });
+      continue;
+    }
+    const p = await probeDevice(c.spec, options);
+    if (p.usable) {
+      return { device: c.spec, reason: `${requested}: ${c.spec} passed its test load${p.cached ? ' (remembered)' : ''}`, skipped };
+    }
+    skipped.push({ device: c.spec, reason: p.reason ?? 'unusable' });
+  }
+  if (requested !== 'auto') {
+    const why = skipped.map((s) => `${s.device}: ${s.reason}`).join('; ') || 'no such device';
+    throw new UnsupportedError(`device "${requested}" cannot be used (${why}); use device 'auto' (--device auto) to fall back to the CPU, or 'cpu'`);
+  }
+  if (candidates.length === 0) {
+    const why = specs.length === 1 && typeof binding().probeDevice !== 'function' ? 'no GPU backends compiled in' : 'no GPU device found';
+    return { device: 'cpu', reason: `auto: ${why}; the CPU`, skipped };
+  }
+  return { device: 'cpu', reason: 'auto: no usable GPU device; the CPU', skipped };
+}
