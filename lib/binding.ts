@@ -163,11 +163,25 @@ export function bindingSource(): string {
 /** Package root (holds package.json, build/ and prebuilds/), from lib/ (ts) or dist/ (js). */
 export const packageRoot = path.resolve(__dirname, '..');
 
+/**
+ * Where the native binaries of a package root live. Inside an Electron app archive (`.../app.asar/...`) a binary
+ * cannot be loaded; packagers unpack it to `app.asar.unpacked` (electron-builder `asarUnpack`, Forge
+ * `asar.unpack`), so the unpacked twin is used when it exists.
+ * @internal
+ */
+export function nativeRoot(root: string): string {
+  const marker = `${path.sep}app.asar${path.sep}`;
+  const i = root.indexOf(marker);
+  if (i < 0) return root;
+  const unpacked = `${root.slice(0, i)}${path.sep}app.asar.unpacked${path.sep}${root.slice(i + marker.length)}`;
+  return fs.existsSync(unpacked) ? unpacked : root;
+}
+
 /** Returns the native addon, loading it on first use. Throws NativeBindingError listing every failure. */
 export function binding(): NativeBinding {
   if (!cached) {
     const found: string[] = [];
-    cached = loadBinding(packageRoot, process.env.SDNODE_BINARY, found);
+    cached = loadBinding(nativeRoot(packageRoot), process.env.SDNODE_BINARY, found);
     cachedFrom = found[0] ?? '';
   }
   return cached;
@@ -250,7 +264,7 @@ export function probeDevice(spec: string, b: NativeBinding = binding()): NativeP
 }
 
 /** Every addon binary this package could load, in the order it tries them (for `sdnode system`). */
-export function binaryCandidates(root: string = packageRoot): string[] {
+export function binaryCandidates(root: string = nativeRoot(packageRoot)): string[] {
   const out: string[] = [];
   if (process.env.SDNODE_BINARY) out.push(path.resolve(process.env.SDNODE_BINARY));
   for (const sub of ['build/Release/sdnode.node', 'build/Debug/sdnode.node']) {

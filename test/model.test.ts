@@ -97,7 +97,7 @@ describe('generation on the fake engine', () => {
   test('invalid options reject before anything is queued', async () => {
     const p = model.generate({ ...small, width: 65 });
     expect(model.pending).toBe(0);
-    await expect(p).rejects.toThrow('expected an integer multiple of 8 from 64 to 2048 for width but received 65 (number)');
+    await expect(p).rejects.toThrow(/expected an integer multiple of 8 from 64 to 2048 \(SD 1\.x models need multiples of 64; .*\) for width but received 65 \(number\)/);
     await expect(model.generate(small, { previewEvery: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(model.generate(small, { signal: 'x' as never })).rejects.toBeInstanceOf(InvalidOptionError);
   });

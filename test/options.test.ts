@@ -56,10 +56,10 @@ describe('resolveGenerateOptions', () => {
 
   test('exact messages', () => {
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', width: 500 }))).toBe(
-      'expected an integer multiple of 8 from 64 to 2048 for width but received 500 (number)',
+      'expected an integer multiple of 8 from 64 to 2048 (SD 1.x models need multiples of 64; `sdnode info` and ModelInfo.sizeMultiple give a model\'s rule) for width but received 500 (number)',
     );
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', height: '512' }))).toBe(
-      'expected an integer multiple of 8 from 64 to 2048 for height but received "512" (string)',
+      'expected an integer multiple of 8 from 64 to 2048 (SD 1.x models need multiples of 64; `sdnode info` and ModelInfo.sizeMultiple give a model\'s rule) for height but received "512" (string)',
     );
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', cfgScale: NaN }))).toBe(
       'expected a finite number from 0 to 100 for cfgScale but received NaN (number)',
