@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
 import type { ModelInfo } from './model';
+import type { DeviceInfo } from './system';
 
 /** Engine system information as the addon returns it. */
 export interface NativeSystemInfo {
@@ -15,25 +16,8 @@ export interface NativeSystemInfo {
   threads: number;
   physicalCores: number;
   backends: string[];
-  /** compute devices (addons with the device-aware core) */
-  devices?: NativeDeviceInfo[];
-}
-
-/**
- * A compute device as the addon lists it (`getSystemInfo().devices`, once the device-aware core provides it).
- * Only `backend` is relied on; the rest is shown when present.
- */
-export interface NativeDeviceInfo {
-  /** `'cpu'`, `'vulkan:0'`, ... (else made from backend and index) */
-  id?: string;
-  backend: string;
-  index?: number;
-  name?: string;
-  vendor?: string;
-  memory?: number;
-  driver?: string;
-  /** why the addon already knows it cannot be used */
-  unusable?: string;
+  devices: DeviceInfo[];
+  backendNotes: string[];
 }
 
 /** What the addon's `probeDevice(spec)` answers: whether the backend for that device could be created. */
@@ -119,7 +103,7 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string; fallbackMerges?: string },
+    options: { threads: number; weightType: string; tokenizerPath: string; fallbackMerges?: string; device: string; vramBudget: number },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;

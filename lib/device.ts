@@ -14,9 +14,10 @@ import { spawn } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding, bindingSource, packageRoot, type NativeBinding, type NativeDeviceInfo } from './binding';
+import { binding, bindingSource, packageRoot, type NativeBinding } from './binding';
 import { readRecord, writeRecord } from './cache';
 import { UnsupportedError } from './errors';
+import type { DeviceInfo } from './system';
 
 /** The verdict on one device. */
 export interface DeviceProbe {
@@ -225,22 +226,29 @@ export async function probeDevice(spec: string, options: ProbeOptions = {}): Pro
 }
 
 /** The devices the addon lists, GPU ones first, in its order; the CPU last. */
-export function listDeviceSpecs(b: NativeBinding = binding()): Array<{ spec: string; info?: NativeDeviceInfo }> {
+export function listDeviceSpecs(b: NativeBinding = binding()): Array<{ spec: string; info?: DeviceInfo }> {
   const devices = b.getSystemInfo().devices ?? [];
-  const out: Array<{ spec: string; info?: NativeDeviceInfo }> = [];
+  const out: Array<{ spec: string; info?: DeviceInfo }> = [];
   for (const d of devices) {
-    const spec = d.id ?? (d.backend === 'cpu' ? 'cpu' : `${d.backend}:${d.index ?? 0}`);
+    const spec = d.id || (d.backend === 'cpu' ? 'cpu' : `${d.backend}:${d.index ?? 0}`);
     if (spec !== 'cpu' && !out.some((o) => o.spec === spec)) out.push({ spec, info: d });
   }
   out.push({ spec: 'cpu', info: devices.find((d) => d.backend === 'cpu') });
   return out;
 }
 
+/** Ranking of device types for 'auto', as the engine ranks them: discrete > integrated > virtual > others. */
+function rank(d: DeviceInfo | undefined): number {
+  const t = d?.type;
+  return t === 'discrete' ? 4 : t === 'integrated' ? 3 : t === 'virtual' ? 2 : 1;
+}
+
 /**
- * Picks the device for `requested`: `'auto'` tries each GPU device the addon lists (test-loaded as
- * {@link probeDevice} does) and falls back to the CPU, recording why each was passed over; `'cpu'` is the CPU;
- * `'vulkan'` is the first usable Vulkan device, `'vulkan:N'` that one. An explicitly requested GPU that is not
- * usable throws {@link UnsupportedError} with the reason (and says to use `'auto'` or `'cpu'`).
+ * Picks the device for `requested`: `'auto'` tries the GPU devices the addon lists, best first (discrete,
+ * integrated, virtual; then memory; software rasterisers are passed over: the CPU backend is faster), each
+ * test-loaded as {@link probeDevice} does, and falls back to the CPU, recording why each was passed over; `'cpu'`
+ * is the CPU; `'vulkan'` is the first usable Vulkan device, `'vulkan:N'` that one. An explicitly requested GPU that
+ * is not usable throws {@link UnsupportedError} with the reason (and says to use `'auto'` or `'cpu'`).
  */
 export async function chooseDevice(requested = 'auto', options: ProbeOptions = {}): Promise<DeviceChoice> {
   if (requested === 'cpu') return { device: 'cpu', reason: 'requested', skipped: [] };
@@ -251,9 +259,16 @@ export async function chooseDevice(requested = 'auto', options: ProbeOptions = {
   const candidates = specs.filter((s) => s.spec !== 'cpu' && (!wantBackend || backendOf(s.spec) === wantBackend) && (!exact || s.spec === exact));
   if (exact && candidates.length === 0) candidates.push({ spec: exact });
   if (wantBackend && !exact && candidates.length === 0) candidates.push({ spec: `${wantBackend}:0` });
+  if (requested === 'auto') {
+    candidates.sort((a, b) => rank(b.info) - rank(a.info) || (b.info?.memoryBytes ?? 0) - (a.info?.memoryBytes ?? 0));
+  }
   for (const c of candidates) {
-    if (c.info?.unusable) {
-      skipped.push({ device: c.spec, reason: c.info.unusable });
+    if (c.info && !c.info.usable) {
+      skipped.push({ device: c.spec, reason: c.info.unusableReason || 'unusable' });
+      continue;
+    }
+    if (requested === 'auto' && (c.info?.type === 'software' || c.info?.type === 'cpu')) {
+      skipped.push({ device: c.spec, reason: `${c.info.name} is a software device (the CPU backend is faster)` });
       continue;
     }
     const p = await probeDevice(c.spec, options);
@@ -267,8 +282,24 @@ export async function chooseDevice(requested = 'auto', options: ProbeOptions = {
     throw new UnsupportedError(`device "${requested}" cannot be used (${why}); use device 'auto' (--device auto) to fall back to the CPU, or 'cpu'`);
   }
   if (candidates.length === 0) {
-    const why = specs.length === 1 && typeof binding().probeDevice !== 'function' ? 'no GPU backends compiled in' : 'no GPU device found';
+    const s = binding().getSystemInfo();
+    const why = s.backends.every((b) => b === 'cpu') ? 'no GPU backend is compiled in' : (s.backendNotes ?? []).join('; ') || 'no GPU device found';
     return { device: 'cpu', reason: `auto: ${why}; the CPU`, skipped };
   }
   return { device: 'cpu', reason: 'auto: no usable GPU device; the CPU', skipped };
+}
+
+/**
+ * The device spec to hand the engine for a load, after test-loading GPU devices in a child process. With no GPU
+ * device listed, the request goes to the engine unchanged (it explains: no backend, no loader, no such device). A
+ * fall-back to the CPU comes with `description` for `model.device` (`'cpu: vulkan:0: <reason>'`).
+ * @internal
+ */
+export async function deviceForLoad(requested: string, options: ProbeOptions = {}): Promise<{ spec: string; description?: string }> {
+  if (requested === 'cpu') return { spec: 'cpu' };
+  if (!listDeviceSpecs().some((s) => s.spec !== 'cpu')) return { spec: requested };
+  const choice = await chooseDevice(requested, options);
+  if (choice.device !== 'cpu') return { spec: choice.device };
+  const why = choice.skipped.map((k) => `${k.device}: ${k.reason}`).join('; ');
+  return { spec: 'cpu', description: `cpu: ${why || choice.reason}` };
 }

@@ -10,6 +10,7 @@ import { AbortError, DisposedError, fromNative } from './errors';
 import { GeneratedImage, type ImageModelInfo } from './image';
 import { fallbackMergesFor } from './tokenizer';
 import { readRecord, writeRecord } from './cache';
+import { deviceForLoad } from './device';
 import {
   checkSizeForModel,
   integer,
@@ -197,6 +198,11 @@ export class Model {
   readonly info: ModelInfo;
   /** Where it was loaded from. */
   readonly source: ModelSource;
+  /**
+   * The device it runs on and, for `device: 'auto'`, why: e.g. `'vulkan:0 NVIDIA H200, 139 GiB'`,
+   * `'cpu: no Vulkan loader found (libvulkan.so.1)'` or `'cpu: requested'`.
+   */
+  readonly device: string;
   #native: NativeModel;
   #queue: Job[] = [];
   #running: Job | undefined;
@@ -206,10 +212,11 @@ export class Model {
   #knownHash: string | undefined;
 
   /** @internal Use {@link loadModel}. */
-  constructor(native: NativeModel, info: ModelInfo, source: ModelSource) {
+  constructor(native: NativeModel, info: ModelInfo, source: ModelSource, device = 'cpu') {
     this.#native = native;
     this.info = info;
     this.source = source;
+    this.device = device;
   }
 
   /** True once {@link Model.dispose} has been called. */
@@ -446,6 +453,7 @@ export async function openModel(
   opts: ResolvedLoadOptions,
   load: (native: NativeModel, onProgress: ((f: number) => void) | null, handle: NativeAbortHandle) => Promise<NativeModelInfo>,
   site: Error = new Error('loadModel'),
+  deviceNote?: string,
 ): Promise<Model> {
   const signal = opts.signal;
   if (signal?.aborted) throw abortErrorFor(signal, 'model load');
@@ -467,8 +475,8 @@ export async function openModel(
       }
     : null;
   try {
-    const info = await load(native, onProgress, handle);
-    const model = new Model(native, info, source);
+    const { device, ...info } = (await load(native, onProgress, handle)) as NativeModelInfo & { device?: string };
+    const model = new Model(native, info, source, deviceNote ?? device ?? 'cpu');
     // a hash recorded by an earlier run (same path, size and mtime) is known at once; nothing is computed here
     model._setKnownHash((await modelFileSha256(source, false).catch(() => undefined))?.slice(0, 10));
     return model;
@@ -497,7 +505,26 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
   if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
   const fallbackMerges = await fallbackMergesFor(opts.tokenizerPath || (typeof src === 'string' ? undefined : src.tokenizer));
+  // GPU devices are test-loaded in a child process before the engine uses them (lib/device.ts)
+  let target: { spec: string; description?: string };
+  try {
+    target = await deviceForLoad(opts.device);
+  } catch (err) {
+    throw fromNative(err, 'load', site);
+  }
   return openModel(source, opts, (native, onProgress, handle) =>
-    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, fallbackMerges }, onProgress, handle),
-  site);
+    native.load(
+      nativeSource,
+      {
+        threads: opts.threads,
+        weightType: opts.weightType,
+        tokenizerPath: opts.tokenizerPath,
+        fallbackMerges,
+        device: target.spec,
+        vramBudget: opts.vramBudget,
+      },
+      onProgress,
+      handle,
+    ),
+  site, target.description);
 }

@@ -4,18 +4,34 @@
  */
 import { binding, bindingSource, binaryCandidates } from './binding';
 
-/** A compute device the engine lists (addons with GPU backends; the CPU otherwise). */
+/** A compute device a compiled-in backend can run on (see {@link LoadOptions.device}). */
 export interface DeviceInfo {
-  /** `'cpu'`, `'vulkan:0'`, ... (what `LoadOptions.device` takes) */
+  /** What `device` takes: `'cpu'`, `'vulkan:0'`, ... */
   id: string;
+  /** Backend: `'cpu'`, `'vulkan'`, ... */
   backend: string;
-  name?: string;
-  vendor?: string;
-  /** bytes of device memory, when known */
-  memory?: number;
-  driver?: string;
-  /** why the engine already knows it cannot be used */
-  unusable?: string;
+  /** Index within the backend. */
+  index: number;
+  /** Device name, e.g. `'NVIDIA H200'`, `'llvmpipe (LLVM 15.0.6, 256 bits)'`. */
+  name: string;
+  /** Vendor, e.g. `'NVIDIA'`, `'AMD'`, `'Mesa'` (empty when unknown). */
+  vendor: string;
+  /** Driver name and version where known. */
+  driver: string;
+  /** `'cpu'`, `'discrete'`, `'integrated'`, `'virtual'` or `'software'` (a software rasteriser such as lavapipe). */
+  type: string;
+  /** Device-local memory in bytes (installed RAM for the CPU). */
+  memoryBytes: number;
+  /** 16-bit float arithmetic in kernels. */
+  fp16: boolean;
+  /** 8-bit integer arithmetic in kernels. */
+  int8: boolean;
+  /** Tensor-core style matrix instructions (cooperative matrix). */
+  cooperativeMatrix: boolean;
+  /** Whether models can run on it. */
+  usable: boolean;
+  /** Why not, when `usable` is false. */
+  unusableReason?: string;
 }
 
 /** What the engine runs with. */
@@ -28,10 +44,12 @@ export interface SystemInfo {
   threads: number;
   /** Physical CPU cores detected. */
   physicalCores: number;
-  /** Compiled-in compute backends (`'cpu'`, ...). */
+  /** Compiled-in compute backends (`'cpu'`, `'vulkan'`, ...). */
   backends: string[];
-  /** Compute devices (at least the CPU). */
+  /** Every device of every compiled-in backend, the CPU first. */
   devices: DeviceInfo[];
+  /** Why a compiled-in backend has no devices here (e.g. `'vulkan: no Vulkan loader found (libvulkan.so.1)'`). */
+  backendNotes: string[];
   /** Path of the native addon in use (a prebuilt one under prebuilds/, or build/Release/sdnode.node). */
   binary: string;
   /** Every addon binary this package could load, in the order tried. */
@@ -41,19 +59,14 @@ export interface SystemInfo {
 /** Returns the engine version, SIMD level, thread count, backends, devices and the addon in use. Loads the addon on first use. */
 export function getSystemInfo(): SystemInfo {
   const s = binding().getSystemInfo();
-  const devices: DeviceInfo[] = (s.devices ?? []).map((d) => {
-    const o: DeviceInfo = { id: d.id ?? (d.backend === 'cpu' ? 'cpu' : `${d.backend}:${d.index ?? 0}`), backend: d.backend };
-    for (const k of ['name', 'vendor', 'memory', 'driver', 'unusable'] as const) if (d[k] !== undefined && d[k] !== '') (o as unknown as Record<string, unknown>)[k] = d[k];
-    return o;
-  });
-  if (!devices.some((d) => d.backend === 'cpu')) devices.push({ id: 'cpu', backend: 'cpu', name: `CPU (${s.simd}, ${s.physicalCores} cores)` });
   return {
     version: s.version,
     simd: s.simd,
     threads: s.threads,
     physicalCores: s.physicalCores,
     backends: [...s.backends],
-    devices,
+    devices: (s.devices ?? []).map((d) => ({ ...d })),
+    backendNotes: [...(s.backendNotes ?? [])],
     binary: bindingSource(),
     binaries: binaryCandidates(),
   };

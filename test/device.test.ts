@@ -17,9 +17,11 @@ fs.writeFileSync(
   fake,
   `const fs = require('fs');
 module.exports = {
-  getSystemInfo: () => ({ version: 'fake', simd: 'scalar', threads: 1, physicalCores: 1, backends: ['cpu', 'vulkan'],
-    devices: [{ id: 'vulkan:0', backend: 'vulkan', name: 'First GPU' }, { id: 'vulkan:1', backend: 'vulkan', name: 'Second GPU' },
-              { id: 'cpu', backend: 'cpu', name: 'CPU' }] }),
+  getSystemInfo: () => ({ version: 'fake', simd: 'scalar', threads: 1, physicalCores: 1, backends: ['cpu', 'vulkan'], backendNotes: [],
+    devices: [{ id: 'cpu', backend: 'cpu', index: 0, name: 'CPU', type: 'cpu', usable: true, memoryBytes: 1e9 },
+              { id: 'vulkan:0', backend: 'vulkan', index: 0, name: 'First GPU', type: 'discrete', usable: true, memoryBytes: 8e9 },
+              { id: 'vulkan:1', backend: 'vulkan', index: 1, name: 'Second GPU', type: 'integrated', usable: true, memoryBytes: 2e9 },
+              { id: 'vulkan:2', backend: 'vulkan', index: 2, name: 'llvmpipe', type: 'software', usable: true, memoryBytes: 1e9 }] }),
   Model: class {},
   AbortHandle: class {},
   probeDevice(spec) {
@@ -65,7 +67,7 @@ afterAll(() => {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const device = require('../lib/device') as typeof import('../lib/device');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { probeDevice: seam } = require('../lib/binding') as typeof import('../lib/binding');
+const { probeDevice: seam, loadBinding } = require('../lib/binding') as typeof import('../lib/binding');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { UnsupportedError } = require('../lib/errors') as typeof import('../lib/errors');
 
@@ -130,7 +132,21 @@ describeDist('test-load in a child process', () => {
     expect(choice.skipped).toEqual([
       { device: 'vulkan:0', reason: expect.stringMatching(/did not finish within 1500 ms/) },
       { device: 'vulkan:1', reason: 'vkCreateDevice failed: VK_ERROR_INITIALIZATION_FAILED' },
+      { device: 'vulkan:2', reason: 'llvmpipe is a software device (the CPU backend is faster)' },
     ]);
+  });
+
+  test('loadModel hands the engine the device that passed, or the CPU with the reasons for model.device', async () => {
+    freshCache();
+    modes({ 'vulkan:0': 'fail', 'vulkan:1': 'ok' });
+    expect(await device.deviceForLoad('auto')).toEqual({ spec: 'vulkan:1' });
+    expect(await device.deviceForLoad('cpu')).toEqual({ spec: 'cpu' });
+    freshCache();
+    modes({ 'vulkan:0': 'segv', 'vulkan:1': 'fail' });
+    const d = await device.deviceForLoad('auto');
+    expect(d.spec).toBe('cpu');
+    expect(d.description).toMatch(/^cpu: vulkan:0: the test load crashed.*SIGSEGV.*; vulkan:1: vkCreateDevice failed.*; vulkan:2: llvmpipe is a software device/);
+    await expect(device.deviceForLoad('vulkan:1')).rejects.toBeInstanceOf(UnsupportedError);
   });
 
   test('an explicitly requested GPU that is unusable is an UnsupportedError with the reason; cpu always works', async () => {
@@ -149,6 +165,24 @@ describe('the native seam', () => {
     const cpuOnly = { getSystemInfo: () => ({}), Model: class {} } as unknown as import('../lib/binding').NativeBinding;
     expect(seam('cpu', cpuOnly)).toMatchObject({ ok: true });
     expect(seam('vulkan:0', cpuOnly)).toEqual({ ok: false, reason: expect.stringMatching(/no GPU backends compiled in/) });
+  });
+
+  test("the real addon's probeDevice: the CPU passes its test computation; a GPU not compiled in is refused with the reason", () => {
+    let real;
+    try {
+      real = loadBinding(repoRoot);
+    } catch (err) {
+      console.warn(`SKIPPED: the native addon is not built (${(err as Error).message.split('\n')[0]})`);
+      return;
+    }
+    expect(typeof real.probeDevice).toBe('function');
+    expect(seam('cpu', real)).toMatchObject({ ok: true, device: 'cpu' });
+    const gpu = seam('vulkan:0', real);
+    if (!real.getSystemInfo().backends.includes('vulkan')) {
+      expect(gpu).toMatchObject({ ok: false, reason: expect.stringMatching(/not available: this build has the backends cpu/) });
+    } else {
+      expect(typeof gpu.ok).toBe('boolean'); // a machine with the Vulkan backend: either verdict, never a throw
+    }
   });
 
   test('driverFingerprint changes with the ICD manifests', () => {

@@ -17,6 +17,21 @@ namespace {
 
 Napi::Value GetSystemInfo(const Napi::CallbackInfo& info) { return to_js(info.Env(), sdn::system_info()); }
 
+// probeDevice(spec) -> { ok, device, name, driver, reason }. Synchronous and possibly slow (driver start-up, shader
+// compilation): lib/device.ts calls it only in a short-lived child process, never on the application's thread.
+Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "probeDevice: expected a device string such as 'vulkan:0'");
+  sdn::DeviceProbe p = sdn::probe_device(info[0].As<Napi::String>().Utf8Value());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", p.ok);
+  o.Set("device", p.device);
+  o.Set("name", p.name);
+  o.Set("driver", p.driver);
+  if (!p.ok) o.Set("reason", p.reason);
+  return o;
+}
+
 // inspect(path) -> Promise<ModelInfo>. Reads headers only (milliseconds), so a short AsyncWorker on the libuv pool
 // is the right tool here, unlike generation and conversion (see worker.h).
 class InspectWorker : public Napi::AsyncWorker {
@@ -137,6 +152,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function abort_ctor = AbortHandle::define(env);
   data->abort_handle_ctor = Napi::Persistent(abort_ctor);
   exports.Set("getSystemInfo", Napi::Function::New(env, GetSystemInfo));
+  exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice));
   exports.Set("inspect", Napi::Function::New(env, Inspect));
   exports.Set("convert", Napi::Function::New(env, Convert));
   exports.Set("validateParams", Napi::Function::New(env, ValidateParams));

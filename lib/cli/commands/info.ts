@@ -3,6 +3,7 @@
  * @internal
  * @packageDocumentation
  */
+import * as path from 'path';
 import { inspect } from '../../convert';
 import { chooseDevice, probeDevice } from '../../device';
 import { getSystemInfo } from '../../system';
@@ -77,19 +78,33 @@ export const systemCommand: Command = {
       ctx.stdout.write(`${JSON.stringify({ ...s, probes, auto: choice }, null, 2)}\n`);
       return 0;
     }
+    const here = `${process.platform}-${process.arch}`;
     const lines = [
       `engine    ${s.version}`,
       `binary    ${s.binary}`,
-      ...s.binaries.filter((b) => b !== s.binary).map((b) => `          also found: ${b}`),
+      ...s.binaries
+        .filter((b) => b !== s.binary)
+        .map((b) => `          also found: ${b}${b.includes(`${path.sep}prebuilds${path.sep}`) && !b.includes(`${path.sep}${here}${path.sep}`) ? ' (another platform)' : ''}`),
       `simd      ${s.simd}`,
       `threads   ${s.threads} (physical cores ${s.physicalCores})`,
       `backends  ${s.backends.join(', ')}`,
+      ...s.backendNotes.map((n) => `          ${n}`),
       'devices',
       ...s.devices.map((d, i) => {
         const p = probes[i];
-        const what = [d.name, d.vendor, d.memory ? formatBytes(d.memory) : '', d.driver ? `driver ${d.driver}` : ''].filter(Boolean).join(', ');
-        const verdict = d.unusable ? `unusable: ${d.unusable}` : p.usable ? 'usable' : `unusable: ${p.reason ?? ''}`;
-        return `  ${d.id.padEnd(10)}${what ? `${what}; ` : ''}${verdict}${p.cached ? ' (remembered)' : ''}`;
+        const gib = (d.memoryBytes / 2 ** 30).toFixed(1);
+        const feats = [d.fp16 ? 'fp16' : '', d.int8 ? 'int8' : '', d.cooperativeMatrix ? 'coopmat' : ''].filter(Boolean).join(' ');
+        const verdict = !d.usable
+          ? `unusable: ${d.unusableReason ?? 'unknown reason'}`
+          : p.usable
+            ? d.backend === 'cpu'
+              ? 'usable'
+              : `usable (test load passed${p.cached ? ', remembered' : ''})`
+            : `unusable: ${p.reason ?? 'test load failed'}${p.cached ? ' (remembered)' : ''}`;
+        return (
+          `  ${d.id.padEnd(10)} ${d.name} (${d.type}${d.vendor ? `, ${d.vendor}` : ''}${d.driver ? `, driver ${d.driver}` : ''}), ${gib} GiB` +
+          `${feats ? `, ${feats}` : ''}; ${verdict}`
+        );
       }),
       `auto      ${choice.device} (${choice.reason})`,
       ...choice.skipped.map((k) => `          passed over ${k.device}: ${k.reason}`),
