@@ -276,7 +276,7 @@ export async function checkOutputPath(file: unknown, option: string): Promise<vo
   const ext = path.extname(file).toLowerCase();
   if (!IMAGE_EXTENSIONS.includes(ext)) {
     throw new InvalidOptionError(
-      `expected a path ending in ${IMAGE_EXTENSIONS.join(', ')} for ${option} but received ${JSON.stringify(file)} (the extension chooses the format)`,
+      `expected a path ending in .png, .jpg, .jpeg or .webp for ${option} but received ${JSON.stringify(file)} (string)`,
       option,
     );
   }

@@ -149,7 +149,7 @@ describe('output path checked before any work', () => {
   const fake = { SDNODE_TEST_FAKE_MODEL: JSON.stringify({ loadMs: 3000, stepMs: 5 }) };
   test.each([
     ['a missing folder', () => path.join(tmp, 'no-such-dir', 'out.png'), /folder of --output .* does not exist/],
-    ['an unknown extension', () => path.join(tmp, 'out.gif'), /ending in \.png, \.jpg, \.jpeg, \.webp for --output/],
+    ['an unknown extension', () => path.join(tmp, 'out.gif'), /expected a path ending in \.png, \.jpg, \.jpeg or \.webp for --output but received \".*out\.gif\" \(string\)$/m],
     [
       'a folder',
       () => {
@@ -254,6 +254,19 @@ describeTiny('model hash', () => {
     } finally {
       await m3.dispose();
     }
+  });
+});
+
+describe('engine messages in JavaScript terms', () => {
+  test("the engine's parameter names become the API's option names", () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { fromNative } = require('../lib/errors') as typeof import('../lib/errors');
+    const e = fromNative(Object.assign(new Error('clip_skip must be at most 2 for this model'), { code: 'InvalidArgument' }), 'generate');
+    expect(e).toBeInstanceOf(InvalidOptionError);
+    expect(e.message).toBe('clipSkip must be at most 2 for this model');
+    expect((e as InvalidOptionError).option).toBe('clipSkip');
+    const t = fromNative(Object.assign(new Error('tokenizer_path: /x/merges.txt.gz is gzip-compressed'), { code: 'InvalidFile' }), 'convert');
+    expect(t.message).toBe('tokenizerPath: /x/merges.txt.gz is gzip-compressed');
   });
 });
 

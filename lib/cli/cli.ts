@@ -35,6 +35,9 @@ function mainHelp(): string {
 function cliMessage(err: InvalidOptionError): string {
   let m = err.message;
   for (const [opt, flag] of Object.entries(FLAG_OF)) m = m.replace(new RegExp(`\\bfor ${opt}\\b`), `for ${flag}`);
+  // an engine message names the option first ("clipSkip must be at most 2"): use the flag there too
+  const flag = FLAG_OF[err.option];
+  if (flag && !m.includes(flag)) m = m.replace(new RegExp(`^${err.option}\\b`), flag);
   return m;
 }
 
