@@ -132,6 +132,8 @@ export interface NativeBinding {
   validateParams(params: NativeGenerateParams): void;
   /** Creates (and releases) the backend for one device: a GPU driver that crashes, crashes here. Optional. */
   probeDevice?(spec: string): NativeProbeResult;
+  /** Names of the compiled-in backends, without enumerating devices (no GPU driver is loaded). Optional. */
+  compiledBackends?(): string[];
   AbortHandle: new () => NativeAbortHandle;
   Model: new () => NativeModel;
 }

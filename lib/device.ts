@@ -125,37 +125,41 @@ function cacheKey(spec: string): string {
   return `${spec}|${driverFingerprint(backendOf(spec))}|${binaryFingerprint()}`;
 }
 
-/** The child process's program: load the addon the parent uses, probe one device, print one JSON line. */
+/**
+ * The child process's program: load the addon the parent uses, then either probe one device (`probe SPEC`) or list
+ * the devices (`list`: enumerating GPU devices loads their drivers too), and print one JSON line.
+ */
 const CHILD_SOURCE = `
-const path = require('path');
-const [bindingJs, spec] = process.argv.slice(-2);
+const [bindingJs, op, spec] = process.argv.slice(-3);
 let out;
 try {
   const b = require(bindingJs);
-  out = b.probeDevice(spec);
+  if (op === 'list') {
+    const s = b.binding().getSystemInfo();
+    out = { ok: true, devices: s.devices || [], notes: s.backendNotes || [] };
+  } else {
+    out = b.probeDevice(spec);
+  }
 } catch (err) {
   out = { ok: false, reason: 'test load failed: ' + String((err && err.message) || err).split('\\n')[0] };
 }
 process.stdout.write('SDNODE_PROBE ' + JSON.stringify(out) + '\\n', () => process.exit(0));
 `;
 
-/**
- * Test-loads one device's backend in a child process and returns the verdict (not cached; see {@link probeDevice}).
- * The child runs this package's own binding loader, so it loads the same addon (`SDNODE_BINARY` included).
- * @internal
- */
-export function probeInChild(spec: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Omit<DeviceProbe, 'cached'>> {
+type ChildAnswer = { answer: Record<string, unknown>; ms: number } | { failure: string; ms: number; retryable?: boolean };
+
+/** Runs CHILD_SOURCE with `args` in a child process (the same Node/Electron binary) and returns its answer. */
+function runChild(args: string[], timeoutMs: number): Promise<ChildAnswer> {
   const started = performance.now();
-  // dist/binding.js from dist/, or lib/binding.ts under ts-jest: the child needs compiled JavaScript
+  const ms = (): number => Math.round(performance.now() - started);
+  // dist/binding.js (compiled JavaScript) even when this runs from lib/ under ts-jest
   const bindingJs = path.join(packageRoot, 'dist', 'binding.js');
   return new Promise((resolve) => {
-    const done = (usable: boolean, extra: Partial<DeviceProbe>): void =>
-      resolve({ device: spec, usable, probeMs: Math.round(performance.now() - started), ...extra });
     if (!fs.existsSync(bindingJs)) {
-      done(false, { reason: `cannot test-load: ${bindingJs} is missing (build the TypeScript first: npm run build)` });
+      resolve({ failure: `cannot test-load: ${bindingJs} is missing (build the TypeScript first: npm run build)`, ms: 0, retryable: true });
       return;
     }
-    const child = spawn(process.execPath, ['-e', CHILD_SOURCE, bindingJs, spec], {
+    const child = spawn(process.execPath, ['-e', CHILD_SOURCE, bindingJs, ...args], {
       env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
       windowsHide: true,
@@ -173,29 +177,94 @@ export function probeInChild(spec: string, timeoutMs = DEFAULT_TIMEOUT_MS): Prom
     }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
-      done(false, { reason: `could not start the test process (${err.message})` });
+      resolve({ failure: `could not start the test process (${err.message})`, ms: ms(), retryable: true });
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (timedOut) return resolve({ failure: `the test load did not finish within ${timeoutMs} ms (driver hang?)`, ms: ms() });
       const line = stdout.split('\n').find((l) => l.startsWith('SDNODE_PROBE '));
-      if (timedOut) return done(false, { reason: `the test load did not finish within ${timeoutMs} ms (driver hang?)` });
       if (line) {
         try {
-          const r = JSON.parse(line.slice('SDNODE_PROBE '.length)) as { ok?: unknown; reason?: unknown; name?: unknown; driver?: unknown };
-          const extra: Partial<DeviceProbe> = {};
-          if (typeof r.name === 'string') extra.name = r.name;
-          if (typeof r.driver === 'string') extra.driver = r.driver;
-          if (r.ok === true) return done(true, extra);
-          return done(false, { ...extra, reason: typeof r.reason === 'string' && r.reason ? r.reason : 'the backend could not be created' });
+          const answer = JSON.parse(line.slice('SDNODE_PROBE '.length)) as unknown;
+          if (answer !== null && typeof answer === 'object') return resolve({ answer: answer as Record<string, unknown>, ms: ms() });
         } catch {
-          /* fall through: garbled answer */
+          /* garbled: reported as a crash below */
         }
       }
       const last = stderr.trim().split('\n').slice(-1)[0];
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      done(false, { reason: `the test load crashed: the test process ${how}${last ? ` (${last.slice(0, 200)})` : ''}` });
+      resolve({ failure: `the test load crashed: the test process ${how}${last ? ` (${last.slice(0, 200)})` : ''}`, ms: ms() });
     });
   });
+}
+
+/**
+ * Test-loads one device's backend in a child process and returns the verdict (not cached; see {@link probeDevice}).
+ * The child runs this package's own binding loader, so it loads the same addon (`SDNODE_BINARY` included).
+ * @internal
+ */
+export async function probeInChild(spec: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Omit<DeviceProbe, 'cached'> & { retryable?: boolean }> {
+  const r = await runChild(['probe', spec], timeoutMs);
+  if ('failure' in r) return { device: spec, usable: false, reason: r.failure, probeMs: r.ms, ...(r.retryable ? { retryable: true } : {}) };
+  const a = r.answer;
+  const out: Omit<DeviceProbe, 'cached'> = { device: spec, usable: a.ok === true, probeMs: r.ms };
+  if (typeof a.name === 'string' && a.name) out.name = a.name;
+  if (typeof a.driver === 'string' && a.driver) out.driver = a.driver;
+  if (a.ok !== true) out.reason = typeof a.reason === 'string' && a.reason ? a.reason : 'the backend could not be created';
+  return out;
+}
+
+/** The backends compiled into the addon, without touching any GPU runtime. */
+export function compiledBackends(b: NativeBinding = binding()): string[] {
+  if (typeof b.compiledBackends === 'function') return b.compiledBackends();
+  return b.getSystemInfo().backends; // older addons: enumerates devices in this process
+}
+
+/** The devices as a child process lists them, and why a backend has none. */
+export interface DeviceList {
+  devices: DeviceInfo[];
+  notes: string[];
+  /** Set when listing itself failed (crash, hang): then only the CPU can be used. */
+  error?: string;
+  cached: boolean;
+}
+
+interface ListRecord {
+  devices: DeviceInfo[];
+  notes: string[];
+  error?: string;
+  at: string;
+}
+
+/**
+ * Lists the devices without loading any GPU driver into this process: a child process enumerates them (that loads
+ * the drivers), once per addon binary and driver fingerprint; the list is remembered like the verdicts. With the
+ * CPU backend only, nothing is started.
+ */
+export async function listDevicesIsolated(options: ProbeOptions = {}): Promise<DeviceList> {
+  const gpuBackends = compiledBackends().filter((b) => b !== 'cpu');
+  if (gpuBackends.length === 0) return { devices: binding().getSystemInfo().devices, notes: [], cached: false };
+  const key = `list|${gpuBackends.map(driverFingerprint).join(',')}|${binaryFingerprint()}`;
+  if (!options.refresh) {
+    const rec = (await readRecord<ListRecord>(PROBE_CACHE))[key];
+    if (rec && Array.isArray(rec.devices)) return { devices: rec.devices, notes: rec.notes ?? [], ...(rec.error ? { error: rec.error } : {}), cached: true };
+  }
+  const r = await runChild(['list', ''], options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  let out: ListRecord;
+  if ('failure' in r) {
+    out = { devices: [], notes: [], error: `listing the ${gpuBackends.join('/')} devices failed: ${r.failure}`, at: new Date().toISOString() };
+    if (r.retryable) return { devices: [], notes: [], error: out.error, cached: false };
+  } else if (r.answer.ok !== true) {
+    out = { devices: [], notes: [], error: `listing the ${gpuBackends.join('/')} devices failed: ${String(r.answer.reason)}`, at: new Date().toISOString() };
+  } else {
+    out = {
+      devices: Array.isArray(r.answer.devices) ? (r.answer.devices as DeviceInfo[]) : [],
+      notes: Array.isArray(r.answer.notes) ? (r.answer.notes as string[]) : [],
+      at: new Date().toISOString(),
+    };
+  }
+  await writeRecord(PROBE_CACHE, key, out);
+  return { devices: out.devices, notes: out.notes, ...(out.error ? { error: out.error } : {}), cached: false };
 }
 
 /**
@@ -221,13 +290,13 @@ export async function probeDevice(spec: string, options: ProbeOptions = {}): Pro
   if (r.name) rec.name = r.name;
   if (r.driver) rec.driver = r.driver;
   // a start failure of the child says nothing about the driver: not remembered
-  if (!r.reason?.startsWith('could not start') && !r.reason?.startsWith('cannot test-load')) await writeRecord(PROBE_CACHE, key, rec);
-  return { ...r, cached: false };
+  const { retryable, ...verdict } = r;
+  if (!retryable) await writeRecord(PROBE_CACHE, key, rec);
+  return { ...verdict, cached: false };
 }
 
-/** The devices the addon lists, GPU ones first, in its order; the CPU last. */
-export function listDeviceSpecs(b: NativeBinding = binding()): Array<{ spec: string; info?: DeviceInfo }> {
-  const devices = b.getSystemInfo().devices ?? [];
+/** Device specs from a device list: the GPU ones in the addon's order, the CPU last. */
+export function deviceSpecs(devices: readonly DeviceInfo[]): Array<{ spec: string; info?: DeviceInfo }> {
   const out: Array<{ spec: string; info?: DeviceInfo }> = [];
   for (const d of devices) {
     const spec = d.id || (d.backend === 'cpu' ? 'cpu' : `${d.backend}:${d.index ?? 0}`);
@@ -253,7 +322,12 @@ function rank(d: DeviceInfo | undefined): number {
 export async function chooseDevice(requested = 'auto', options: ProbeOptions = {}): Promise<DeviceChoice> {
   if (requested === 'cpu') return { device: 'cpu', reason: 'requested', skipped: [] };
   const skipped: Array<{ device: string; reason: string }> = [];
-  const specs = listDeviceSpecs();
+  const list = await listDevicesIsolated(options);
+  if (list.error) {
+    if (requested !== 'auto') throw new UnsupportedError(`device "${requested}" cannot be used (${list.error}); use device 'auto' (--device auto) or 'cpu'`);
+    return { device: 'cpu', reason: `auto: ${list.error}; the CPU`, skipped: [{ device: compiledBackends().filter((b) => b !== 'cpu').join('/'), reason: list.error }] };
+  }
+  const specs = deviceSpecs(list.devices);
   const wantBackend = requested === 'auto' ? undefined : backendOf(requested);
   const exact = requested.includes(':') ? requested : undefined;
   const candidates = specs.filter((s) => s.spec !== 'cpu' && (!wantBackend || backendOf(s.spec) === wantBackend) && (!exact || s.spec === exact));
@@ -282,8 +356,7 @@ export async function chooseDevice(requested = 'auto', options: ProbeOptions = {
     throw new UnsupportedError(`device "${requested}" cannot be used (${why}); use device 'auto' (--device auto) to fall back to the CPU, or 'cpu'`);
   }
   if (candidates.length === 0) {
-    const s = binding().getSystemInfo();
-    const why = s.backends.every((b) => b === 'cpu') ? 'no GPU backend is compiled in' : (s.backendNotes ?? []).join('; ') || 'no GPU device found';
+    const why = compiledBackends().every((b) => b === 'cpu') ? 'no GPU backend is compiled in' : list.notes.join('; ') || 'no GPU device found';
     return { device: 'cpu', reason: `auto: ${why}; the CPU`, skipped };
   }
   return { device: 'cpu', reason: 'auto: no usable GPU device; the CPU', skipped };
@@ -297,7 +370,8 @@ export async function chooseDevice(requested = 'auto', options: ProbeOptions = {
  */
 export async function deviceForLoad(requested: string, options: ProbeOptions = {}): Promise<{ spec: string; description?: string }> {
   if (requested === 'cpu') return { spec: 'cpu' };
-  if (!listDeviceSpecs().some((s) => s.spec !== 'cpu')) return { spec: requested };
+  // a CPU-only addon: nothing to test; the engine explains a request for a device it does not have
+  if (compiledBackends().every((b) => b === 'cpu')) return { spec: requested };
   const choice = await chooseDevice(requested, options);
   if (choice.device !== 'cpu') return { spec: choice.device };
   const why = choice.skipped.map((k) => `${k.device}: ${k.reason}`).join('; ');

@@ -17,11 +17,20 @@ fs.writeFileSync(
   fake,
   `const fs = require('fs');
 module.exports = {
-  getSystemInfo: () => ({ version: 'fake', simd: 'scalar', threads: 1, physicalCores: 1, backends: ['cpu', 'vulkan'], backendNotes: [],
+  compiledBackends: () => ['cpu', 'vulkan'],
+  getSystemInfo: () => {
+    fs.appendFileSync(process.env.FAKE_PROBE_LOG, 'list ' + process.pid + '\\n');
+    const mode = JSON.parse(process.env.FAKE_PROBE_MODES || '{}').list || 'ok';
+    if (mode === 'segv') process.kill(process.pid, 'SIGSEGV');
+    return info();
+  },
+};
+const info = () => ({ version: 'fake', simd: 'scalar', threads: 1, physicalCores: 1, backends: ['cpu', 'vulkan'], backendNotes: [],
     devices: [{ id: 'cpu', backend: 'cpu', index: 0, name: 'CPU', type: 'cpu', usable: true, memoryBytes: 1e9 },
               { id: 'vulkan:0', backend: 'vulkan', index: 0, name: 'First GPU', type: 'discrete', usable: true, memoryBytes: 8e9 },
               { id: 'vulkan:1', backend: 'vulkan', index: 1, name: 'Second GPU', type: 'integrated', usable: true, memoryBytes: 2e9 },
-              { id: 'vulkan:2', backend: 'vulkan', index: 2, name: 'llvmpipe', type: 'software', usable: true, memoryBytes: 1e9 }] }),
+              { id: 'vulkan:2', backend: 'vulkan', index: 2, name: 'llvmpipe', type: 'software', usable: true, memoryBytes: 1e9 }] });
+Object.assign(module.exports, {
   Model: class {},
   AbortHandle: class {},
   probeDevice(spec) {
@@ -34,7 +43,7 @@ module.exports = {
     if (mode === 'throw') throw new Error('driver exploded');
     return { ok: true, name: spec + ' (fake)', driver: '1.2.3' };
   },
-};
+});
 `,
 );
 fs.writeFileSync(icd, '{"ICD": {"library_path": "libfake.so"}}');
@@ -49,7 +58,11 @@ function freshCache(): string {
 function modes(m: Record<string, string>): void {
   process.env.FAKE_PROBE_MODES = JSON.stringify(m);
 }
+/** The device probes the stand-in addon saw (the 'list ...' lines are device enumerations). */
 function probes(): string[] {
+  return allCalls().filter((l) => !l.startsWith('list '));
+}
+function allCalls(): string[] {
   return fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : [];
 }
 
@@ -100,10 +113,35 @@ describeDist('test-load in a child process', () => {
     expect(again.skipped[0].reason).toMatch(/SIGABRT/);
     const p = await device.probeDevice('vulkan:0');
     expect(p).toMatchObject({ usable: false, cached: true });
-    expect(Object.keys(JSON.parse(fs.readFileSync(path.join(cache, 'device-probes.json'), 'utf8')) as object).length).toBe(2);
+    const keys = Object.keys(JSON.parse(fs.readFileSync(path.join(cache, 'device-probes.json'), 'utf8')) as object);
+    expect(keys.filter((k) => k.startsWith('list|')).length).toBe(1); // the device list
+    expect(keys.filter((k) => !k.startsWith('list|')).length).toBe(2); // one verdict per device tried
     // refresh: probe again
     await device.probeDevice('vulkan:0', { refresh: true });
     expect(probes().length).toBe(n + 1);
+  });
+
+  test('devices are enumerated in a child process too (enumeration loads the drivers), never in this one', async () => {
+    freshCache();
+    modes({ 'vulkan:0': 'ok' });
+    const before = allCalls().length;
+    expect(await device.deviceForLoad('auto')).toEqual({ spec: 'vulkan:0' });
+    const calls = allCalls().slice(before);
+    expect(calls.filter((l) => l.startsWith('list ')).length).toBe(1);
+    for (const l of calls) expect(Number(l.split(' ')[1])).not.toBe(process.pid);
+    // remembered: the next load starts no process at all
+    const n = allCalls().length;
+    expect(await device.deviceForLoad('auto')).toEqual({ spec: 'vulkan:0' });
+    expect(allCalls().length).toBe(n);
+  });
+
+  test('an enumeration that crashes leaves the CPU, with the reason', async () => {
+    freshCache();
+    modes({ list: 'segv' });
+    const d = await device.deviceForLoad('auto');
+    expect(d.spec).toBe('cpu');
+    expect(d.description).toMatch(/listing the vulkan devices failed: the test load crashed.*SIGSEGV/);
+    await expect(device.deviceForLoad('vulkan:0')).rejects.toBeInstanceOf(UnsupportedError);
   });
 
   test('a driver change (ICD manifest updated) invalidates the remembered verdict', async () => {

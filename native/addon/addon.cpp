@@ -17,6 +17,14 @@ namespace {
 
 Napi::Value GetSystemInfo(const Napi::CallbackInfo& info) { return to_js(info.Env(), sdn::system_info()); }
 
+// compiledBackends() -> ['cpu', ...]: no device enumeration, so no GPU driver is loaded into this process.
+Napi::Value CompiledBackends(const Napi::CallbackInfo& info) {
+  std::vector<std::string> names = sdn::compiled_backends();
+  Napi::Array a = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) a.Set((uint32_t)i, names[i]);
+  return a;
+}
+
 // probeDevice(spec) -> { ok, device, name, driver, reason }. Synchronous and possibly slow (driver start-up, shader
 // compilation): lib/device.ts calls it only in a short-lived child process, never on the application's thread.
 Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
@@ -153,6 +161,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->abort_handle_ctor = Napi::Persistent(abort_ctor);
   exports.Set("getSystemInfo", Napi::Function::New(env, GetSystemInfo));
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice));
+  exports.Set("compiledBackends", Napi::Function::New(env, CompiledBackends));
   exports.Set("inspect", Napi::Function::New(env, Inspect));
   exports.Set("convert", Napi::Function::New(env, Convert));
   exports.Set("validateParams", Napi::Function::New(env, ValidateParams));

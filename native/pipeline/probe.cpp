@@ -9,6 +9,12 @@
 
 namespace sdn {
 
+std::vector<std::string> compiled_backends() {
+  std::vector<std::string> out;
+  for (BackendFactory* f : backend_factories()) out.push_back(f->name());
+  return out;
+}
+
 DeviceProbe probe_device(const std::string& spec) {
   DeviceProbe r;
   r.device = spec;

@@ -63,6 +63,8 @@ struct DeviceProbe {
   std::string reason;  // why not, when !ok
 };
 DeviceProbe probe_device(const std::string& spec);
+// Names of the compiled-in backends ("cpu", "vulkan", ...) without enumerating devices: no GPU runtime is loaded.
+std::vector<std::string> compiled_backends();
 // Sets the thread count of the process-wide CPU pool (<= 0: physical cores); models loaded with
 // LoadOptions::threads > 0 use their own pool instead.
 void set_threads(int n);
