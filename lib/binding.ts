@@ -103,7 +103,17 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string; fallbackMerges?: string; device: string; vramBudget: number },
+    options: {
+      threads: number;
+      weightType: string;
+      tokenizerPath: string;
+      fallbackMerges?: string;
+      device: string;
+      vramBudget: number;
+      vaeTiling: string;
+      textEncoderOnCpu: number;
+      vaeOnCpu: number;
+    },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;

@@ -337,6 +337,16 @@ export interface LoadOptions {
    * no limit). Weights beyond it stay in host memory and are streamed to the device when used.
    */
   vramBudget?: number | string;
+  /**
+   * VAE decode in overlapping tiles (256-pixel tiles, 64 pixels of overlap, blended): `'auto'` (default: when the
+   * whole decode would not fit the device's memory), `true` or `false`. Tiles see only their part of the image, so
+   * a tiled decode differs slightly from a whole one (about 20-30 dB PSNR; measured in the tests).
+   */
+  vaeTiling?: boolean | 'auto';
+  /** Run the text encoder on the CPU while the U-Net runs on the GPU (saves device memory). */
+  textEncoderOnCpu?: boolean;
+  /** Run the VAE on the CPU while the U-Net runs on the GPU (saves device memory). */
+  vaeOnCpu?: boolean;
   /** CPU threads for this model (0 or omitted: the process-wide pool, physical cores). */
   threads?: number;
   /** Convert or quantize weights while loading (e.g. `'q8_0'` halves memory of f16 weights). Default: as stored. */
@@ -353,6 +363,9 @@ export interface LoadOptions {
 export interface ResolvedLoadOptions {
   device: string;
   vramBudget: number;
+  vaeTiling: 'auto' | 'on' | 'off';
+  textEncoderOnCpu: boolean;
+  vaeOnCpu: boolean;
   threads: number;
   weightType: string;
   tokenizerPath: string;
@@ -399,10 +412,25 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
   if (options === undefined) options = {};
   if (!isPlainObject(options)) invalid('options', 'an object', options);
   const o = options;
-  checkKeys(o, ['device', 'vramBudget', 'threads', 'weightType', 'tokenizerPath', 'onProgress', 'signal'], 'load options');
+  checkKeys(
+    o,
+    ['device', 'vramBudget', 'vaeTiling', 'textEncoderOnCpu', 'vaeOnCpu', 'threads', 'weightType', 'tokenizerPath', 'onProgress', 'signal'],
+    'load options',
+  );
+  const flag = (name: string, v: unknown): boolean => (v === undefined ? false : typeof v === 'boolean' ? v : invalid(name, 'a boolean', v));
   return {
     device: o.device === undefined ? 'auto' : deviceSpec(o.device),
     vramBudget: o.vramBudget === undefined ? 0 : byteSize('vramBudget', o.vramBudget),
+    vaeTiling:
+      o.vaeTiling === undefined || o.vaeTiling === 'auto'
+        ? 'auto'
+        : o.vaeTiling === true
+          ? 'on'
+          : o.vaeTiling === false
+            ? 'off'
+            : invalid('vaeTiling', "true, false or 'auto'", o.vaeTiling),
+    textEncoderOnCpu: flag('textEncoderOnCpu', o.textEncoderOnCpu),
+    vaeOnCpu: flag('vaeOnCpu', o.vaeOnCpu),
     threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, 1024),
     weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
     tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),

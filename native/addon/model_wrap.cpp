@@ -140,6 +140,9 @@ Napi::Value ModelWrap::load(const Napi::CallbackInfo& info) {
     base.threads = (int)get_number(o, "threads", 0);
     base.device = get_string(o, "device", "auto");
     base.vram_budget = (uint64_t)get_number(o, "vramBudget", 0);
+    base.vae_tiling = get_string(o, "vaeTiling", "auto");
+    base.text_encoder_on_cpu = get_number(o, "textEncoderOnCpu", 0) != 0;
+    base.vae_on_cpu = get_number(o, "vaeOnCpu", 0) != 0;
     base.weight_type = get_string(o, "weightType", "");
     base.tokenizer_path = get_string(o, "tokenizerPath", "");
     base.fallback_merges = get_string(o, "fallbackMerges", "");
