@@ -69,6 +69,17 @@ function glibcNeeds(file, readelf) {
   return `${max('GLIBC')}, ${max('GLIBCXX')}`;
 }
 
+/** The backends a build folder compiled (native/backends/<name>/ sources in its build.ninja / Makefiles). */
+function backendsIn(buildDir) {
+  const names = new Set();
+  for (const f of ['build.ninja', 'CMakeFiles/sdn_engine.dir/build.make']) {
+    const file = path.join(buildDir, f);
+    if (!fs.existsSync(file)) continue;
+    for (const m of fs.readFileSync(file, 'utf8').matchAll(/native\/backends\/([a-z0-9_]+)\/[^\s]*\.cpp/g)) names.add(m[1]);
+  }
+  return [...names].sort();
+}
+
 function testHost(out) {
   const code =
     `const b = require(${JSON.stringify(out)}); const s = b.getSystemInfo();` +
@@ -123,12 +134,14 @@ function main() {
   const quiet = argv.includes('--quiet');
   const test = !argv.includes('--no-test');
   const report = [];
+  const builtDirs = [];
   for (const arch of arches) {
     let out;
     if (arch === host) {
       // The host binary: the normal build folder, only the addon target (incremental after npm install/test).
       if (!fromBuild) buildNative({ quiet, target: 'sdnode' });
       out = store(path.join(root, 'build', 'Release', 'sdnode.node'), arch, 'strip');
+      builtDirs.push(path.join(root, 'build'));
       report.push([out, glibcNeeds(out, 'readelf'), test ? testHost(out) : 'not tested']);
     } else if (arch === 'arm64' && host === 'x64') {
       ensureDebianPackages([['aarch64-linux-gnu-g++', 'g++-aarch64-linux-gnu']], 'cross-compiling for ARM64');
@@ -145,10 +158,17 @@ function main() {
         ],
       });
       out = store(path.join(dir, 'Release', 'sdnode.node'), arch, 'aarch64-linux-gnu-strip');
+      builtDirs.push(dir);
       report.push([out, glibcNeeds(out, 'aarch64-linux-gnu-readelf'), test ? testArm64(out) : 'not tested']);
     } else {
       throw new Error(`cannot build linux-${arch} on linux-${host}`);
     }
+  }
+  // Every prebuild must hold the same backends (e.g. a cross build that missed the Vulkan headers would not).
+  const sets = builtDirs.map((d) => [d, backendsIn(d).join(', ')]);
+  for (const [d, b] of sets) console.log(`prebuild: ${path.relative(root, d) || '.'} compiled the backends: ${b}`);
+  if (new Set(sets.map((x) => x[1])).size > 1) {
+    throw new Error(`the prebuilds hold different backends (${sets.map(([d, b]) => `${path.relative(root, d)}: ${b}`).join('; ')}); install the missing build tools and run again`);
   }
   for (const [out, needs, tested] of report) {
     console.log(`prebuild: ${path.relative(root, out)} ${(fs.statSync(out).size / 1e6).toFixed(2)} MB; needs ${needs}; ${tested}`);
