@@ -14,10 +14,10 @@ import { spawn } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding, bindingSource, packageRoot, type NativeBinding } from './binding';
+import { binaryCandidates, binding, bindingSource, packageRoot, type NativeBinding } from './binding';
 import { readRecord, writeRecord } from './cache';
 import { UnsupportedError } from './errors';
-import type { DeviceInfo } from './system';
+import { getSystemInfo, type DeviceInfo, type SystemInfo } from './system';
 
 /** The verdict on one device. */
 export interface DeviceProbe {
@@ -136,7 +136,7 @@ try {
   const b = require(bindingJs);
   if (op === 'list') {
     const s = b.binding().getSystemInfo();
-    out = { ok: true, devices: s.devices || [], notes: s.backendNotes || [] };
+    out = { ok: true, devices: s.devices || [], notes: s.backendNotes || [], info: s };
   } else {
     out = b.probeDevice(spec);
   }
@@ -212,6 +212,39 @@ export async function probeInChild(spec: string, timeoutMs = DEFAULT_TIMEOUT_MS)
   if (typeof a.driver === 'string' && a.driver) out.driver = a.driver;
   if (a.ok !== true) out.reason = typeof a.reason === 'string' && a.reason ? a.reason : 'the backend could not be created';
   return out;
+}
+
+/**
+ * {@link getSystemInfo} made in a child process when GPU backends are compiled in (enumerating devices loads their
+ * drivers), in this process otherwise; never cached. When the child fails, `error` says why and `info` holds what
+ * is known without the engine's enumeration (the CPU device only).
+ * @internal
+ */
+export async function systemInfoIsolated(timeoutMs = DEFAULT_TIMEOUT_MS): Promise<{ info: SystemInfo; error?: string }> {
+  const b = binding();
+  const gpuBackends = compiledBackends(b).filter((n) => n !== 'cpu');
+  if (gpuBackends.length === 0) return { info: getSystemInfo() };
+  const extra = { binary: bindingSource(), binaries: binaryCandidates() };
+  const r = await runChild(['list', ''], timeoutMs);
+  if (!('failure' in r) && r.answer.ok === true && r.answer.info && typeof r.answer.info === 'object') {
+    const n = r.answer.info as SystemInfo;
+    return { info: { ...n, devices: n.devices ?? [], backendNotes: n.backendNotes ?? [], ...extra } };
+  }
+  const error = `listing the ${gpuBackends.join('/')} devices failed: ${'failure' in r ? r.failure : String(r.answer.reason)}`;
+  const cpu: DeviceInfo = {
+    id: 'cpu', backend: 'cpu', index: 0, name: 'CPU', vendor: '', driver: '', type: 'cpu', memoryBytes: 0,
+    fp16: false, int8: false, cooperativeMatrix: false, usable: true,
+  };
+  let version = '';
+  try {
+    version = (require(path.join(packageRoot, 'package.json')) as { version: string }).version;
+  } catch {
+    /* unknown */
+  }
+  return {
+    info: { version, simd: 'unknown', threads: 0, physicalCores: 0, backends: compiledBackends(b), devices: [cpu], backendNotes: [error], ...extra },
+    error,
+  };
 }
 
 /** The backends compiled into the addon, without touching any GPU runtime. */

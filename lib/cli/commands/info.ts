@@ -5,8 +5,7 @@
  */
 import * as path from 'path';
 import { inspect } from '../../convert';
-import { chooseDevice, probeDevice } from '../../device';
-import { getSystemInfo } from '../../system';
+import { chooseDevice, probeDevice, systemInfoIsolated } from '../../device';
 import type { Command } from '../command';
 import { formatBytes } from '../progress';
 
@@ -70,12 +69,13 @@ export const systemCommand: Command = {
   ],
 
   async run(args, ctx) {
-    const s = getSystemInfo();
+    // GPU devices are enumerated in a child process: a driver that crashes there cannot take this command down
+    const { info: s, error } = await systemInfoIsolated();
     const refresh = args.options.refresh === true;
     const probes = await Promise.all(s.devices.map((d) => probeDevice(d.id, { refresh })));
     const choice = await chooseDevice('auto', { refresh });
     if (args.options.json) {
-      ctx.stdout.write(`${JSON.stringify({ ...s, probes, auto: choice }, null, 2)}\n`);
+      ctx.stdout.write(`${JSON.stringify({ ...s, probes, auto: choice, ...(error ? { error } : {}) }, null, 2)}\n`);
       return 0;
     }
     const here = `${process.platform}-${process.arch}`;
@@ -86,13 +86,13 @@ export const systemCommand: Command = {
         .filter((b) => b !== s.binary)
         .map((b) => `          also found: ${b}${b.includes(`${path.sep}prebuilds${path.sep}`) && !b.includes(`${path.sep}${here}${path.sep}`) ? ' (another platform)' : ''}`),
       `simd      ${s.simd}`,
-      `threads   ${s.threads} (physical cores ${s.physicalCores})`,
+      `threads   ${s.threads ? `${s.threads} (physical cores ${s.physicalCores})` : 'unknown'}`,
       `backends  ${s.backends.join(', ')}`,
       ...s.backendNotes.map((n) => `          ${n}`),
       'devices',
       ...s.devices.map((d, i) => {
         const p = probes[i];
-        const gib = (d.memoryBytes / 2 ** 30).toFixed(1);
+        const gib = d.memoryBytes ? `, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB` : '';
         const feats = [d.fp16 ? 'fp16' : '', d.int8 ? 'int8' : '', d.cooperativeMatrix ? 'coopmat' : ''].filter(Boolean).join(' ');
         const verdict = !d.usable
           ? `unusable: ${d.unusableReason ?? 'unknown reason'}`
@@ -102,7 +102,7 @@ export const systemCommand: Command = {
               : `usable (test load passed${p.cached ? ', remembered' : ''})`
             : `unusable: ${p.reason ?? 'test load failed'}${p.cached ? ' (remembered)' : ''}`;
         return (
-          `  ${d.id.padEnd(10)} ${d.name} (${d.type}${d.vendor ? `, ${d.vendor}` : ''}${d.driver ? `, driver ${d.driver}` : ''}), ${gib} GiB` +
+          `  ${d.id.padEnd(10)} ${d.name} (${d.type}${d.vendor ? `, ${d.vendor}` : ''}${d.driver ? `, driver ${d.driver}` : ''})${gib}` +
           `${feats ? `, ${feats}` : ''}; ${verdict}`
         );
       }),
