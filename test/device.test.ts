@@ -144,6 +144,21 @@ describeDist('test-load in a child process', () => {
     await expect(device.deviceForLoad('vulkan:0')).rejects.toBeInstanceOf(UnsupportedError);
   });
 
+  test('sdnode system survives a driver that crashes on enumeration, and says so', async () => {
+    freshCache();
+    modes({ list: 'segv' });
+    const r = await device.systemInfoIsolated();
+    expect(r.error).toMatch(/listing the vulkan devices failed: the test load crashed.*SIGSEGV/);
+    expect(r.info.devices.map((d) => d.id)).toEqual(['cpu']);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { spawnSync } = require('child_process') as typeof import('child_process');
+    const cli = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli', 'cli.js'), 'system'], { encoding: 'utf8', env: process.env });
+    expect(cli.status).toBe(0);
+    expect(cli.stdout).toMatch(/auto\s+cpu \(auto: listing the vulkan devices failed: the test load crashed/);
+    modes({});
+    expect((await device.systemInfoIsolated()).info.devices.map((d) => d.id)).toEqual(['cpu', 'vulkan:0', 'vulkan:1', 'vulkan:2']);
+  });
+
   test('a driver change (ICD manifest updated) invalidates the remembered verdict', async () => {
     freshCache();
     modes({ 'vulkan:0': 'fail' });
