@@ -139,6 +139,12 @@ const ENGINE_OPTION_NAMES: Record<string, string> = {
   vram_budget: 'vramBudget',
   vae_type: 'vaeType',
   threads: 'threads',
+  init_image: 'initImage',
+  mask: 'mask',
+  strength: 'strength',
+  decoder: 'decoder',
+  preview_method: 'previewMethod',
+  taesd_path: 'taesdPath',
 };
 
 /**
