@@ -20,7 +20,7 @@ struct StateReset {
 
 DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
                                      Prediction prediction, ModelConfig config)
-    : store_(std::move(store)), prediction_(prediction) {
+    : store_(std::move(store)), prediction_(prediction), unet_heads_(config.unet_heads) {
   conditioner_ = std::make_unique<ClipConditioner>(*store_, std::move(tokenizer), config.clip_heads);
   unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", config.unet_heads);
   {
@@ -112,10 +112,24 @@ Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const Gen
   return im;
 }
 
-std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const GenerateCallbacks& cb) {
-  validate_params(p);
-  check_params(p);
+std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, const GenerateCallbacks& cb) {
+  validate_params(params);
+  check_params(params);
   Backend& be = store_->backend();
+  // adapters, before any work: <lora:...> tags leave the prompt, LoRAs are merged (only changed weights), the
+  // ControlNet is loaded (kept while the same file is asked for)
+  GenerateParams p = params;
+  std::vector<std::string> warnings;
+  {
+    std::vector<LoraSpec> loras = p.loras;
+    for (const LoraSpec& l : extract_lora_tags(p.prompt, p.lora_dir)) loras.push_back(l);
+    loras_.apply(*store_, loras, family_, warnings);
+  }
+  if (!p.control_net.model.empty() && (!control_ || control_->path != p.control_net.model)) {
+    control_.reset();  // the old one's memory first
+    control_ = load_controlnet(p.control_net.model, be, unet_->context_dim(), unet_->model_channels(), family_,
+                               unet_heads_);
+  }
   auto aborted = [&] { return cb.should_abort && cb.should_abort(); };
   auto check_abort = [&] {
     if (aborted()) throw_error(ErrorCode::Aborted, "generation was aborted");
@@ -154,6 +168,29 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     if (p.cfg_scale != 1.0f) uncond = conditioner_->encode(p.negative_prompt, p);
     denoiser_->set_conditioning(cond, uncond, p.cfg_scale);
   }
+  std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps);
+  if (!p.control_net.model.empty()) {
+    const ControlNetSpec& c = p.control_net;
+    // control image RGB8 -> [1, 3, H, W] in [0, 1], as given (no preprocessing)
+    std::vector<float> img((size_t)3 * c.image_width * c.image_height);
+    const size_t plane = (size_t)c.image_width * c.image_height;
+    for (size_t q = 0; q < plane; ++q)
+      for (int k = 0; k < 3; ++k) img[k * plane + q] = c.image_rgb[q * 3 + k] / 255.0f;
+    control_->model->set_abort_check(cb.should_abort);
+    Tensor hint = control_->model->hint(
+        be.upload(Tensor::wrap(img.data(), {1, 3, c.image_height, c.image_width}, DType::F32)));
+    // steps i with start <= i/steps <= end (A1111's guidance start/end) -> the sigma range they evaluate
+    float hi = -1.f, lo = 0.f;  // an evaluation at sigma applies the control when lo <= sigma <= hi
+    const int n = (int)sigmas.size() - 1;
+    for (int i = 0; i < n; ++i) {
+      const float f = (float)i / (float)n;
+      if (f < c.start - 1e-6f || f > c.end + 1e-6f) continue;
+      if (hi < 0.f) hi = lo = sigmas[i];
+      hi = std::max(hi, sigmas[i]);
+      lo = std::min(lo, sigmas[i]);
+    }
+    if (hi > 0.f) denoiser_->set_control(control_->model.get(), hint, c.strength, lo, hi);
+  }
   if (options_.release_between_stages) {
     conditioner_->release();
     be.trim();  // cached activation blocks of one stage are the wrong sizes for the next
@@ -163,7 +200,6 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   // 2. sampling, every image of the batch
   const int lh = p.height / 8, lw = p.width / 8, C = unet_->out_channels();
   const int64_t n = (int64_t)C * lh * lw;
-  std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps);
   std::vector<std::vector<float>> latents;
   std::vector<int64_t> seeds;
   Denoiser model = [&](const std::vector<float>& x, float sigma, std::vector<float>& den) {
@@ -188,7 +224,9 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     seeds.push_back(s);
   }
   denoiser_->clear();
+  if (control_) control_->model->set_abort_check({});
   if (options_.release_between_stages) {
+    if (control_) control_->model->release();
     unet_->release();
     be.trim();
   }
@@ -200,6 +238,8 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     progress(Phase::Decode, img, p.batch_count, img);
     images.push_back(decode(latents[img], lh, lw, p));
     images.back().seed = seeds[img];
+    images.back().warnings = warnings;
+    images.back().adapter_bytes = store_->merged_bytes();
     progress(Phase::Decode, img + 1, p.batch_count, img);
   }
   if (options_.release_between_stages) {

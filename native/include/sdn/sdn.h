@@ -118,6 +118,24 @@ struct LoadOptions {
   std::function<bool(float)> on_progress;
 };
 
+// A LoRA given by path (in addition to <lora:NAME:WEIGHT> in the prompt).
+struct LoraSpec {
+  std::string path;
+  float weight = 1.0f;
+};
+
+struct Image;
+
+// ControlNet guidance: a ControlNet file and its control image (an edge/depth/pose map made by the caller; used
+// as given, RGB, the generation's width x height).
+struct ControlNetSpec {
+  std::string model;               // ControlNet file ("" = none)
+  int image_width = 0, image_height = 0;
+  std::vector<uint8_t> image_rgb;  // RGB8, row-major, image_width x image_height
+  float strength = 1.0f;           // multiplier of the residuals, >= 0
+  float start = 0.0f, end = 1.0f;  // fraction of the steps where it applies (A1111 guidance start/end)
+};
+
 struct GenerateParams {
   std::string prompt;
   std::string negative_prompt;
@@ -132,6 +150,15 @@ struct GenerateParams {
   int clip_skip = 1;               // 1 = last layer, 2 = the one before, ...
   int batch_count = 1;             // images, seeds seed, seed+1, ...
   int preview_every = 0;           // 0 = no previews; N = a preview every N steps
+  // Adapters. LoRAs: `loras` plus every <lora:NAME:WEIGHT> of the prompt (NAME.safetensors/.ckpt/.pt in lora_dir;
+  // the tags are removed from the prompt text). Switching LoRAs between generations re-merges only the affected
+  // weights; an empty list returns the model to its own weights.
+  std::vector<LoraSpec> loras;
+  std::string lora_dir;
+  // Textual-inversion embeddings (A1111/ComfyUI .pt/.safetensors) used by name in prompts: a word equal to a file
+  // name (without extension) in embedding_dir, or "embedding:NAME" (then NAME must exist).
+  std::string embedding_dir;
+  ControlNetSpec control_net;
 };
 
 enum class Phase { Encode, Sample, Decode };
@@ -148,6 +175,9 @@ struct Image {
   int width = 0, height = 0, channels = 3;
   std::vector<uint8_t> data;       // RGB8, row-major
   int64_t seed = 0;
+  // What the adapters did (LoRA tensors that matched nothing in the model, embeddings used, memory added).
+  std::vector<std::string> warnings;
+  uint64_t adapter_bytes = 0;      // bytes of merged LoRA weights held by the model (beyond the model file)
 };
 
 struct GenerateCallbacks {
