@@ -3,6 +3,7 @@
  * If nothing loads, throws a {@link NativeBindingError} that lists every attempt and what to do.
  * @internal
  */
+import type { NativeControlNet } from './adapters';
 import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
@@ -33,6 +34,9 @@ export interface NativeImage {
   channels: number;
   data: Buffer;
   seed: number;
+  /** Adapter notes (final images only). */
+  warnings?: string[];
+  adapterBytes?: number;
 }
 
 export interface NativeProgress {
@@ -64,6 +68,10 @@ export interface NativeGenerateParams {
   clipSkip: number;
   batchCount: number;
   previewEvery: number;
+  loras?: Array<{ path: string; weight: number }>;
+  loraDir?: string;
+  embeddingDir?: string;
+  controlNet?: NativeControlNet;
 }
 
 export interface NativeAbortHandle {

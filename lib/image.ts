@@ -1,11 +1,12 @@
 /**
- * Generated images and their encodings. This is the only module that imports sharp.
+ * Generated images and their encodings. sharp is imported here and in adapters.ts (control images).
  *
  * PNGs carry the generation parameters in a `parameters` text chunk in AUTOMATIC1111's "infotext" format, so
  * A1111's "PNG Info" tab, ComfyUI loaders and civitai read them back; JPEG and WebP carry the same text in the
  * EXIF UserComment tag (where A1111 puts it).
  * @packageDocumentation
  */
+import { adapterInfotextFields } from './adapters';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
@@ -73,7 +74,7 @@ const SCHEDULER_LABELS: Record<Scheduler, string | undefined> = {
  * Formats parameters as AUTOMATIC1111 infotext, e.g.
  * `prompt\nNegative prompt: ...\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model hash: ..., Clip skip: 2`.
  */
-export function formatInfotext(p: ImageParameters, modelHash?: string): string {
+export function formatInfotext(p: ImageParameters, modelHash?: string, extra: Array<[string, string]> = []): string {
   const fields: Array<[string, string | number]> = [
     ['Steps', p.steps],
     ['Sampler', SAMPLER_LABELS[p.sampler] ?? p.sampler],
@@ -85,6 +86,7 @@ export function formatInfotext(p: ImageParameters, modelHash?: string): string {
   if (p.model?.name) fields.push(['Model', p.model.name]);
   if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
   if (p.rng === 'cpu') fields.push(['RNG', 'CPU']);
+  fields.push(...extra);
   fields.push(['Version', 'sdnode']);
   const quote = (v: string | number): string => {
     const s = String(v);
@@ -198,7 +200,12 @@ export class GeneratedImage {
     } catch {
       hash = undefined; // the model file may be gone; the rest of the metadata is still worth writing
     }
-    return formatInfotext(this.parameters, hash);
+    let extra: Array<[string, string]> = [];
+    const ps = this.parameters;
+    if (ps.loras?.length || ps.controlNet || /<lora:/.test(ps.prompt ?? '')) {
+      extra = await adapterInfotextFields({ prompt: ps.prompt, loras: ps.loras ?? [], loraDir: ps.loraDir ?? '', controlNet: ps.controlNet });
+    }
+    return formatInfotext(this.parameters, hash, extra);
   }
 
   private sharp(): sharp.Sharp {

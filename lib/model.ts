@@ -2,11 +2,12 @@
  * Models: loading, queued generation with progress, previews and cancellation, and disposal.
  * @packageDocumentation
  */
+import { prepareControlNet, type NativeControlNet } from './adapters';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { binding, type NativeAbortHandle, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
-import { AbortError, DisposedError, fromNative } from './errors';
+import { AbortError, DisposedError, fromNative, InvalidOptionError } from './errors';
 import { GeneratedImage, type ImageModelInfo } from './image';
 import {
   integer,
@@ -112,10 +113,18 @@ export interface GenerationResult {
   elapsedMs: number;
   /** Milliseconds the call waited in the model's queue. */
   queuedMs: number;
+  /**
+   * What the adapters reported: LoRA tensors that match no weight of this model (not applied) or of kinds not
+   * supported (LoHa, LoKr, ...). Empty when there is nothing to say.
+   */
+  warnings: string[];
+  /** Bytes of merged LoRA weights the model holds now (memory added beyond the model file; 0 without LoRAs). */
+  adapterBytes: number;
 }
 
 interface Job {
   params: ResolvedGenerateOptions;
+  prepared: Promise<NativeControlNet | undefined>;
   call: { signal?: AbortSignal; onProgress?: (e: ProgressEvent) => void; onPreview?: (e: PreviewEvent) => void; previewEvery: number };
   resolve: (r: GenerationResult) => void;
   reject: (e: unknown) => void;
@@ -242,7 +251,10 @@ export class Model {
       return Promise.reject(err);
     }
     return new Promise<GenerationResult>((resolve, reject) => {
-      const job: Job = { params, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
+      // the control image is decoded (sharp, off the JS thread) while the job waits in the queue
+      const prepared = params.controlNet ? prepareControlNet(params.controlNet, params.width, params.height) : Promise.resolve(undefined);
+      prepared.catch(() => {}); // rejections surface when the job runs
+      const job: Job = { params, prepared, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
       const signal = call.signal;
       if (signal) {
         const onAbort = (): void => {
@@ -305,7 +317,9 @@ export class Model {
     const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
     let native: Promise<NativeImage[]>;
     try {
-      native = this.#native.generate({ ...params, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
+      native = job.prepared.then((controlNet) =>
+        this.#native.generate({ ...params, controlNet, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle),
+      );
     } catch (err) {
       native = Promise.reject(err);
     }
@@ -318,10 +332,13 @@ export class Model {
             parameters: params,
             elapsedMs,
             queuedMs: startedAt - job.queuedAt,
+            warnings: images[0]?.warnings ?? [],
+            adapterBytes: images[0]?.adapterBytes ?? 0,
           });
         },
         (err: unknown) => {
           if (job.userError !== undefined) job.reject(job.userError);
+          else if (err instanceof InvalidOptionError) job.reject(err);
           else if (job.call.signal?.aborted && (err as { code?: string })?.code === 'Aborted') job.reject(abortErrorFor(job.call.signal, 'generation'));
           else job.reject(fromNative(err, 'generate', job.site));
         },

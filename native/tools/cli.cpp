@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   sdn::GenerateParams p;
+  p.control_net.strength = 0.9f;  // stable-diffusion.cpp's --control-strength default
   sdn::LoadOptions lo;
   std::string model, output;
   sdn::ModelParts parts;
