@@ -106,8 +106,9 @@ std::vector<LoraSpec> extract_lora_tags(std::string& prompt, const std::string& 
   return out;
 }
 
-void LoraState::apply(WeightStore& store, const std::vector<LoraSpec>& loras, const std::string& family,
-                      std::vector<std::string>& warnings) {
+void LoraState::apply(WeightStore& store, WeightStore* te_store, const std::vector<LoraSpec>& loras,
+                      const std::string& family, std::vector<std::string>& warnings) {
+  if (te_store == &store) te_store = nullptr;
   std::vector<std::pair<std::string, float>> want;
   for (const LoraSpec& l : loras) want.push_back({l.path, l.weight});
   if (want == current_ && !want.empty()) {
@@ -144,7 +145,20 @@ void LoraState::apply(WeightStore& store, const std::vector<LoraSpec>& loras, co
       notes.push_back(s);
     }
   }
-  last_ = store.set_deltas(merge_matches(matches));
+  auto all = merge_matches(matches);
+  if (te_store) {
+    // text-encoder deltas to the store the text encoder reads from; validated there before anything changes
+    std::map<std::string, std::vector<WeightDelta>> te;
+    for (auto it = all.begin(); it != all.end();)
+      if (it->first.compare(0, 17, "cond_stage_model.") == 0) {
+        te.insert(*it);
+        it = all.erase(it);
+      } else {
+        ++it;
+      }
+    te_store->set_deltas(std::move(te));
+  }
+  last_ = store.set_deltas(std::move(all));
   open_ = std::move(keep);  // files no longer used are closed (their deltas are gone from the store)
   current_ = want;
   current_warnings_ = notes;

@@ -26,8 +26,11 @@ std::vector<LoraSpec> extract_lora_tags(std::string& prompt, const std::string& 
 class LoraState {
  public:
   // family: the model's ("sd1", ...). Warnings (unmatched/unsupported tensors) are appended to `warnings`.
-  void apply(WeightStore& store, const std::vector<LoraSpec>& loras, const std::string& family,
-             std::vector<std::string>& warnings);
+  // te_store: where the text encoder's weights come from when it is not `store` (text encoder placed on the CPU);
+  // the text-encoder deltas (cond_stage_model.*) go there.
+  void apply(WeightStore& store, WeightStore* te_store, const std::vector<LoraSpec>& loras,
+             const std::string& family, std::vector<std::string>& warnings);
+
   const DeltaUpdate& last_update() const { return last_; }
 
  private:
