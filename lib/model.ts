@@ -7,7 +7,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { binding, type NativeAbortHandle, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
-import { AbortError, DisposedError, fromNative, InvalidOptionError } from './errors';
+import { AbortError, DisposedError, fromNative } from './errors';
 import { GeneratedImage, type ImageModelInfo } from './image';
 import {
   integer,
@@ -124,7 +124,10 @@ export interface GenerationResult {
 
 interface Job {
   params: ResolvedGenerateOptions;
-  prepared: Promise<NativeControlNet | undefined>;
+  /** The control image being decoded (controlNet only); the job starts when it is ready. */
+  prepared?: Promise<NativeControlNet>;
+  control?: NativeControlNet;
+  waiting?: boolean;
   call: { signal?: AbortSignal; onProgress?: (e: ProgressEvent) => void; onPreview?: (e: PreviewEvent) => void; previewEvery: number };
   resolve: (r: GenerationResult) => void;
   reject: (e: unknown) => void;
@@ -258,8 +261,8 @@ export class Model {
     }
     return new Promise<GenerationResult>((resolve, reject) => {
       // the control image is decoded (sharp, off the JS thread) while the job waits in the queue
-      const prepared = params.controlNet ? prepareControlNet(params.controlNet, params.width, params.height) : Promise.resolve(undefined);
-      prepared.catch(() => {}); // rejections surface when the job runs
+      const prepared = params.controlNet ? prepareControlNet(params.controlNet, params.width, params.height) : undefined;
+      prepared?.catch(() => {}); // a rejection surfaces when the job reaches the head of the queue
       const job: Job = { params, prepared, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
       const signal = call.signal;
       if (signal) {
@@ -285,6 +288,29 @@ export class Model {
 
   #pump(): void {
     if (this.#running || this.#queue.length === 0) return;
+    const head = this.#queue[0];
+    if (head.prepared && !head.control) {
+      // still decoding its control image: it stays queued (abort and dispose treat it as not started)
+      if (!head.waiting) {
+        head.waiting = true;
+        head.prepared.then(
+          (c) => {
+            head.control = c;
+            this.#pump();
+          },
+          (err: unknown) => {
+            const i = this.#queue.indexOf(head);
+            if (i >= 0) {
+              this.#queue.splice(i, 1);
+              head.detach();
+              head.reject(err);
+            }
+            this.#pump();
+          },
+        );
+      }
+      return;
+    }
     const job = this.#queue.shift()!;
     this.#running = job;
     const startedAt = performance.now();
@@ -323,9 +349,7 @@ export class Model {
     const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
     let native: Promise<NativeImage[]>;
     try {
-      native = job.prepared.then((controlNet) =>
-        this.#native.generate({ ...params, controlNet, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle),
-      );
+      native = this.#native.generate({ ...params, controlNet: job.control, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
     } catch (err) {
       native = Promise.reject(err);
     }
@@ -344,7 +368,6 @@ export class Model {
         },
         (err: unknown) => {
           if (job.userError !== undefined) job.reject(job.userError);
-          else if (err instanceof InvalidOptionError) job.reject(err);
           else if (job.call.signal?.aborted && (err as { code?: string })?.code === 'Aborted') job.reject(abortErrorFor(job.call.signal, 'generation'));
           else job.reject(fromNative(err, 'generate', job.site));
         },
