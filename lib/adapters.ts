@@ -1,13 +1,12 @@
 /**
- * Adapters on the JavaScript side: validation of `loras` / `controlNet`, the control image (decoded with sharp
- * and brought to the output size), and the A1111 infotext fields `Lora hashes` and `ControlNet 0`.
+ * Adapters on the JavaScript side: the option types of `loras` / `controlNet` (validated in options.ts; the control
+ * image is decoded with the other input images in model.ts) and the A1111 infotext fields `Lora hashes` and
+ * `ControlNet 0`.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
-
-import { InvalidOptionError } from './errors';
+import type { ImageInput } from './options';
 
 /** A LoRA by file path with its weight (multiplier). */
 export interface LoraOption {
@@ -17,17 +16,14 @@ export interface LoraOption {
   weight?: number;
 }
 
-/** Anything sharp reads: a file path, or a Buffer with an encoded image (PNG, JPEG, WebP, ...). */
-export type ImageInput = string | Buffer | Uint8Array;
-
 /** ControlNet guidance. */
 export interface ControlNetOption {
   /** ControlNet file (SD 1.x: lllyasviel `control_model.*` or diffusers layout). */
   model: string;
   /**
    * The control image, used as given: an edge, depth or pose map made by the caller (no preprocessor runs here).
-   * An image of another size is resized to the output size (sharp `cover`: scaled to fill, centre-cropped, as
-   * A1111's "Crop and Resize").
+   * Any image input (path, encoded buffer, raw pixels); an image of another size is resized to exactly the output
+   * size by stretching, like `initImage`.
    */
   image: ImageInput;
   /** Multiplier of the ControlNet's residuals, 0 to 10. Default 1. */
@@ -56,36 +52,6 @@ export interface NativeControlNet {
   imageWidth: number;
   imageHeight: number;
   imageRgb: Buffer;
-}
-
-/** Decodes the control image and brings it to width x height RGB. @internal */
-export async function prepareControlNet(c: ResolvedControlNet, width: number, height: number): Promise<NativeControlNet> {
-  let img;
-  try {
-    img = await sharp(c.image)
-      .removeAlpha()
-      .toColourspace('srgb')
-      .resize(width, height, { fit: 'cover' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-  } catch (err) {
-    const what = typeof c.image === 'string' ? c.image : `a ${c.image.length}-byte buffer`;
-    throw new InvalidOptionError(
-      `controlNet.image: cannot read ${what} as an image (${(err as Error).message}); give a path or Buffer of a PNG, JPEG or WebP`,
-      'controlNet.image',
-      { cause: err },
-    );
-  }
-  if (img.info.channels !== 3) throw new InvalidOptionError(`controlNet.image: expected 3 colour channels after conversion, got ${img.info.channels}`, 'controlNet.image');
-  return {
-    model: c.model,
-    strength: c.strength,
-    start: c.start,
-    end: c.end,
-    imageWidth: img.info.width,
-    imageHeight: img.info.height,
-    imageRgb: img.data,
-  };
 }
 
 /** `<lora:NAME:WEIGHT>` tags of a prompt (as the engine reads them). */

@@ -12,12 +12,15 @@ export { getSystemInfo } from './system';
 export { downloadTokenizer, tokenizerCachePath, CLIP_MERGES_URLS, CLIP_MERGES_SHA256 } from './tokenizer';
 export type { DownloadTokenizerOptions, DownloadTokenizerResult } from './tokenizer';
 export type { SystemInfo, DeviceInfo } from './system';
-export type { LoraOption, ControlNetOption, ResolvedControlNet, ImageInput } from './adapters';
+export type { LoraOption, ControlNetOption, ResolvedControlNet } from './adapters';
 export {
   SAMPLERS,
   SCHEDULERS,
   RNGS,
   WEIGHT_TYPES,
+  DECODERS,
+  PREVIEW_METHODS,
+  DEFAULT_STRENGTH,
   GENERATE_DEFAULTS,
   MIN_SIZE,
   MAX_SIZE,
@@ -35,6 +38,10 @@ export type {
   Scheduler,
   Rng,
   WeightType,
+  Decoder,
+  PreviewMethod,
+  ImageInput,
+  RawImageInput,
 } from './options';
 export {
   SdnodeError,

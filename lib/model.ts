@@ -2,13 +2,12 @@
  * Models: loading, queued generation with progress, previews and cancellation, and disposal.
  * @packageDocumentation
  */
-import { prepareControlNet, type NativeControlNet } from './adapters';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding, type NativeAbortHandle, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
-import { AbortError, DisposedError, fromNative } from './errors';
-import { GeneratedImage, type ImageModelInfo } from './image';
+import { binding, type NativeAbortHandle, type NativeGenerateParams, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
+import { AbortError, DisposedError, InvalidOptionError, fromNative } from './errors';
+import { GeneratedImage, inputPixels, openInputImage, type ImageModelInfo } from './image';
 import {
   integer,
   invalid,
@@ -16,6 +15,8 @@ import {
   checkKeys,
   optionalFunction,
   optionalSignal,
+  oneOf,
+  PREVIEW_METHODS,
   resolveGenerateOptions,
   resolveLoadOptions,
   resolveModelSource,
@@ -23,6 +24,7 @@ import {
   type LoadOptions,
   type LoadProgressEvent,
   type ModelSource,
+  type PreviewMethod,
   type ResolvedGenerateOptions,
   type ResolvedLoadOptions,
 } from './options';
@@ -101,6 +103,11 @@ export interface GenerateCallOptions {
   onPreview?: (event: PreviewEvent) => void;
   /** A preview every N sampling steps (1 to 1000). Default 1 when `onPreview` is given. */
   previewEvery?: number;
+  /**
+   * How previews are made: `'latent'` (default; a linear latent-to-RGB map at 1/8 of the image size, almost free)
+   * or `'taesd'` (the TAESD decoder at full size, one TAESD decode per preview; needs `taesdPath` at load).
+   */
+  previewMethod?: PreviewMethod;
 }
 
 /** What {@link Model.generate} resolves to. */
@@ -124,11 +131,13 @@ export interface GenerationResult {
 
 interface Job {
   params: ResolvedGenerateOptions;
-  /** The control image being decoded (controlNet only); the job starts when it is ready. */
-  prepared?: Promise<NativeControlNet>;
-  control?: NativeControlNet;
-  waiting?: boolean;
-  call: { signal?: AbortSignal; onProgress?: (e: ProgressEvent) => void; onPreview?: (e: PreviewEvent) => void; previewEvery: number };
+  call: {
+    signal?: AbortSignal;
+    onProgress?: (e: ProgressEvent) => void;
+    onPreview?: (e: PreviewEvent) => void;
+    previewEvery: number;
+    previewMethod: PreviewMethod;
+  };
   resolve: (r: GenerationResult) => void;
   reject: (e: unknown) => void;
   site: Error;
@@ -143,9 +152,9 @@ function abortErrorFor(signal: AbortSignal | undefined, what: string): AbortErro
 }
 
 function resolveCallOptions(options: unknown): Job['call'] {
-  if (options === undefined) return { previewEvery: 0 };
+  if (options === undefined) return { previewEvery: 0, previewMethod: 'latent' };
   if (!isPlainObject(options)) invalid('callOptions', 'an object', options);
-  checkKeys(options, ['signal', 'onProgress', 'onPreview', 'previewEvery'], 'generate call options');
+  checkKeys(options, ['signal', 'onProgress', 'onPreview', 'previewEvery', 'previewMethod'], 'generate call options');
   const onPreview = optionalFunction<(e: PreviewEvent) => void>('onPreview', options.onPreview);
   const every = options.previewEvery === undefined ? 1 : integer('previewEvery', options.previewEvery, 1, 1000);
   return {
@@ -153,6 +162,7 @@ function resolveCallOptions(options: unknown): Job['call'] {
     onProgress: optionalFunction<(e: ProgressEvent) => void>('onProgress', options.onProgress),
     onPreview,
     previewEvery: onPreview ? every : 0,
+    previewMethod: options.previewMethod === undefined ? 'latent' : oneOf('previewMethod', options.previewMethod, PREVIEW_METHODS),
   };
 }
 
@@ -260,10 +270,7 @@ export class Model {
       return Promise.reject(err);
     }
     return new Promise<GenerationResult>((resolve, reject) => {
-      // the control image is decoded (sharp, off the JS thread) while the job waits in the queue
-      const prepared = params.controlNet ? prepareControlNet(params.controlNet, params.width, params.height) : undefined;
-      prepared?.catch(() => {}); // a rejection surfaces when the job reaches the head of the queue
-      const job: Job = { params, prepared, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
+      const job: Job = { params, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
       const signal = call.signal;
       if (signal) {
         const onAbort = (): void => {
@@ -288,29 +295,6 @@ export class Model {
 
   #pump(): void {
     if (this.#running || this.#queue.length === 0) return;
-    const head = this.#queue[0];
-    if (head.prepared && !head.control) {
-      // still decoding its control image: it stays queued (abort and dispose treat it as not started)
-      if (!head.waiting) {
-        head.waiting = true;
-        head.prepared.then(
-          (c) => {
-            head.control = c;
-            this.#pump();
-          },
-          (err: unknown) => {
-            const i = this.#queue.indexOf(head);
-            if (i >= 0) {
-              this.#queue.splice(i, 1);
-              head.detach();
-              head.reject(err);
-            }
-            this.#pump();
-          },
-        );
-      }
-      return;
-    }
     const job = this.#queue.shift()!;
     this.#running = job;
     const startedAt = performance.now();
@@ -348,8 +332,26 @@ export class Model {
     const params = job.params;
     const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
     let native: Promise<NativeImage[]>;
+    let inputError: unknown;
+    const start = (inputs: NativeInputs): Promise<NativeImage[]> => {
+      const { initImage: _i, mask: _m, controlNet: _c, ...plain } = params;
+      const nativeParams: NativeGenerateParams = {
+        ...plain,
+        strength: params.strength ?? 1,
+        previewEvery: job.call.previewEvery,
+        previewMethod: job.call.previewMethod,
+        ...inputs,
+      };
+      return this.#native.generate(nativeParams, onProgress, onPreview, handle);
+    };
     try {
-      native = this.#native.generate({ ...params, controlNet: job.control, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
+      native =
+        params.initImage === undefined && params.controlNet === undefined
+          ? start({})
+          : decodeInputs(params).then(start, (err: unknown) => {
+              inputError = err;
+              throw err;
+            });
     } catch (err) {
       native = Promise.reject(err);
     }
@@ -368,6 +370,7 @@ export class Model {
         },
         (err: unknown) => {
           if (job.userError !== undefined) job.reject(job.userError);
+          else if (inputError !== undefined) job.reject(inputError);
           else if (job.call.signal?.aborted && (err as { code?: string })?.code === 'Aborted') job.reject(abortErrorFor(job.call.signal, 'generation'));
           else job.reject(fromNative(err, 'generate', job.site));
         },
@@ -401,6 +404,33 @@ export class Model {
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
   }
+}
+
+type NativeInputs = Pick<NativeGenerateParams, 'initImage' | 'mask' | 'controlNet'>;
+
+/** Decodes and resizes the init image, the mask and the control image (sharp works off the JavaScript thread). */
+async function decodeInputs(params: ResolvedGenerateOptions): Promise<NativeInputs> {
+  const out: NativeInputs = {};
+  const c = params.controlNet;
+  if (c) {
+    // the control image is used as given (no preprocessor), only brought to the output size like the init image
+    const img = await inputPixels('controlNet.image', await openInputImage('controlNet.image', c.image), params.width, params.height, 'rgb');
+    out.controlNet = { model: c.model, strength: c.strength, start: c.start, end: c.end, imageWidth: img.width, imageHeight: img.height, imageRgb: img.data };
+  }
+  if (params.initImage === undefined) return out;
+  const init = await openInputImage('initImage', params.initImage);
+  out.initImage = await inputPixels('initImage', init, params.width, params.height, 'rgb');
+  if (params.mask !== undefined) {
+    const mask = await openInputImage('mask', params.mask);
+    if (mask.width !== init.width || mask.height !== init.height) {
+      throw new InvalidOptionError(
+        `mask: the mask is ${mask.width}x${mask.height} but initImage is ${init.width}x${init.height}; give a mask of the init image's size (white = repaint)`,
+        'mask',
+      );
+    }
+    out.mask = await inputPixels('mask', mask, params.width, params.height, 'grey', params.maskBlur);
+  }
+  return out;
 }
 
 function modelName(source: ModelSource): string {
@@ -480,7 +510,8 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
     native.load(
       nativeSource,
       { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget,
-        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0 },
+        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0,
+        taesdPath: opts.taesdPath ? path.resolve(opts.taesdPath) : '' },
       onProgress,
       handle,
     ),

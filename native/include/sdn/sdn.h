@@ -120,8 +120,21 @@ struct LoadOptions {
   int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool)
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
+  // A TAESD / TAESDXL file (tiny autoencoder, e.g. taesd_decoder.safetensors or diffusers AutoencoderTiny
+  // weights): needed by GenerateParams::decoder = "taesd" and preview_method = "taesd". Checked at load time.
+  std::string taesd_path;
   // Loading progress in [0, 1]; return false to abort (Error Aborted).
   std::function<bool(float)> on_progress;
+};
+
+// An 8-bit image, row-major, channels interleaved (results are RGB; inputs may also be 1-channel grey).
+struct Image {
+  int width = 0, height = 0, channels = 3;
+  std::vector<uint8_t> data;       // width * height * channels bytes
+  int64_t seed = 0;
+  // Results only: what the adapters did (LoRA tensors that matched nothing in the model) and the memory they added.
+  std::vector<std::string> warnings;
+  uint64_t adapter_bytes = 0;      // bytes of merged LoRA weights held by the model (beyond the model file)
 };
 
 // A LoRA given by path (in addition to <lora:NAME:WEIGHT> in the prompt).
@@ -129,8 +142,6 @@ struct LoraSpec {
   std::string path;
   float weight = 1.0f;
 };
-
-struct Image;
 
 // ControlNet guidance: a ControlNet file and its control image (an edge/depth/pose map made by the caller; used
 // as given, RGB, the generation's width x height).
@@ -156,6 +167,18 @@ struct GenerateParams {
   int clip_skip = 1;               // 1 = last layer, 2 = the one before, ...
   int batch_count = 1;             // images, seeds seed, seed+1, ...
   int preview_every = 0;           // 0 = no previews; N = a preview every N steps
+  std::string preview_method = "latent";  // "latent" (linear latent->RGB, latent size) or "taesd" (needs taesd_path)
+
+  // Image-to-image and inpainting. An empty init_image means txt2img.
+  Image init_image;                // RGB (3 channels) of exactly width x height (the Node layer resizes)
+  // Inpainting mask (needs init_image): 1 or 3 channels (the first is used), width x height; 255 = repaint,
+  // 0 = keep, grey values repaint partially. Inpainting checkpoints get it as their extra U-Net input; with any
+  // checkpoint the latent outside the mask is reset to the init image's after every denoising step.
+  Image mask;
+  // Fraction of the schedule that runs from the init image, in [0, 1] (as stable-diffusion.cpp: of N steps,
+  // t = floor(N * strength) (N - 1 when that is N), and the last t + 1 sigmas run). 1 with a mask = all steps.
+  float strength = 0.75f;
+  std::string decoder = "vae";     // "vae" or "taesd" (the tiny autoencoder of LoadOptions::taesd_path)
   // Adapters. LoRAs: `loras` plus every <lora:NAME:WEIGHT> of the prompt (NAME.safetensors/.ckpt/.pt in lora_dir;
   // the tags are removed from the prompt text). Switching LoRAs between generations re-merges only the affected
   // weights; an empty list returns the model to its own weights.
@@ -177,14 +200,6 @@ struct Progress {
   int images = 1;
 };
 
-struct Image {
-  int width = 0, height = 0, channels = 3;
-  std::vector<uint8_t> data;       // RGB8, row-major
-  int64_t seed = 0;
-  // What the adapters did (LoRA tensors that matched nothing in the model, embeddings used, memory added).
-  std::vector<std::string> warnings;
-  uint64_t adapter_bytes = 0;      // bytes of merged LoRA weights held by the model (beyond the model file)
-};
 
 struct GenerateCallbacks {
   std::function<void(const Progress&)> on_progress;
