@@ -5,7 +5,7 @@
 //    nothing merged), and without (merged copies dropped). The difference to the plain generation is the
 //    switching cost; adapterBytes is the memory added.
 //  * ControlNet overhead per step: 256x256, CFG 7, euler, 4 steps, with and without the reference ControlNet.
-// Usage: node scripts/bench/adapters.js [--threads 2]   (run `npm run build` first)
+// Usage: npm run bench:adapters -- [--threads 2]   (after `npm run build`)
 'use strict';
 const os = require('os');
 const path = require('path');
