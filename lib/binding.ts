@@ -3,6 +3,7 @@
  * If nothing loads, throws a {@link NativeBindingError} that lists every attempt and what to do.
  * @internal
  */
+import type { NativeControlNet } from './adapters';
 import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
@@ -46,6 +47,9 @@ export interface NativeImage {
   channels: number;
   data: Buffer;
   seed: number;
+  /** Adapter notes (final images only). */
+  warnings?: string[];
+  adapterBytes?: number;
 }
 
 export interface NativeProgress {
@@ -86,6 +90,10 @@ export interface NativeGenerateParams {
   initImage?: { data: Buffer; width: number; height: number; channels: number };
   /** Grey pixels of exactly width x height. */
   mask?: { data: Buffer; width: number; height: number; channels: number };
+  loras?: Array<{ path: string; weight: number }>;
+  loraDir?: string;
+  embeddingDir?: string;
+  controlNet?: NativeControlNet;
 }
 
 export interface NativeAbortHandle {

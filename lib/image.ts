@@ -7,6 +7,7 @@
  * @packageDocumentation
  */
 import { constants as fsConstants, promises as fsp } from 'fs';
+import { adapterInfotextFields } from './adapters';
 import * as path from 'path';
 import sharp from 'sharp';
 import { InvalidOptionError, SdnodeError } from './errors';
@@ -75,7 +76,7 @@ const SCHEDULER_LABELS: Record<Scheduler, string | undefined> = {
  * Formats parameters as AUTOMATIC1111 infotext, e.g.
  * `prompt\nNegative prompt: ...\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model hash: ..., Clip skip: 2`.
  */
-export function formatInfotext(p: ImageParameters, modelHash?: string): string {
+export function formatInfotext(p: ImageParameters, modelHash?: string, extra: Array<[string, string]> = []): string {
   const fields: Array<[string, string | number]> = [
     ['Steps', p.steps],
     ['Sampler', SAMPLER_LABELS[p.sampler] ?? p.sampler],
@@ -89,6 +90,7 @@ export function formatInfotext(p: ImageParameters, modelHash?: string): string {
   if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
   if (p.mask !== undefined) fields.push(['Mask blur', p.maskBlur]);
   if (p.rng === 'cpu') fields.push(['RNG', 'CPU']);
+  fields.push(...extra);
   fields.push(['Version', 'sdnode']);
   const quote = (v: string | number): string => {
     const s = String(v);
@@ -205,7 +207,12 @@ export class GeneratedImage {
     } catch {
       hash = undefined; // the model file may be gone; the rest of the metadata is still worth writing
     }
-    return formatInfotext(this.parameters, hash);
+    let extra: Array<[string, string]> = [];
+    const ps = this.parameters;
+    if (ps.loras?.length || ps.controlNet || /<lora:/.test(ps.prompt ?? '')) {
+      extra = await adapterInfotextFields({ prompt: ps.prompt, loras: ps.loras ?? [], loraDir: ps.loraDir ?? '', controlNet: ps.controlNet });
+    }
+    return formatInfotext(this.parameters, hash, extra);
   }
 
   private sharp(): sharp.Sharp {

@@ -129,6 +129,13 @@ export interface GenerationResult {
   elapsedMs: number;
   /** Milliseconds the call waited in the model's queue. */
   queuedMs: number;
+  /**
+   * What the adapters reported: LoRA tensors that match no weight of this model (not applied) or of kinds not
+   * supported (LoHa, LoKr, ...). Empty when there is nothing to say.
+   */
+  warnings: string[];
+  /** Bytes of merged LoRA weights the model holds now (memory added beyond the model file; 0 without LoRAs). */
+  adapterBytes: number;
 }
 
 interface Job {
@@ -363,7 +370,7 @@ export class Model {
     let native: Promise<NativeImage[]>;
     let inputError: unknown;
     const start = (inputs: NativeInputs): Promise<NativeImage[]> => {
-      const { initImage: _i, mask: _m, ...plain } = params;
+      const { initImage: _i, mask: _m, controlNet: _c, ...plain } = params;
       const nativeParams: NativeGenerateParams = {
         ...plain,
         strength: params.strength ?? 1,
@@ -375,7 +382,7 @@ export class Model {
     };
     try {
       native =
-        params.initImage === undefined
+        params.initImage === undefined && params.controlNet === undefined
           ? start({})
           : decodeInputs(params).then(start, (err: unknown) => {
               inputError = err;
@@ -393,6 +400,8 @@ export class Model {
             parameters: params,
             elapsedMs,
             queuedMs: startedAt - job.queuedAt,
+            warnings: images[0]?.warnings ?? [],
+            adapterBytes: images[0]?.adapterBytes ?? 0,
           });
         },
         (err: unknown) => {
@@ -433,12 +442,20 @@ export class Model {
   }
 }
 
-type NativeInputs = Pick<NativeGenerateParams, 'initImage' | 'mask'>;
+type NativeInputs = Pick<NativeGenerateParams, 'initImage' | 'mask' | 'controlNet'>;
 
-/** Decodes and resizes the init image and mask (sharp works off the JavaScript thread). */
+/** Decodes and resizes the init image, the mask and the control image (sharp works off the JavaScript thread). */
 async function decodeInputs(params: ResolvedGenerateOptions): Promise<NativeInputs> {
-  const init = await openInputImage('initImage', params.initImage!);
-  const out: NativeInputs = { initImage: await inputPixels('initImage', init, params.width, params.height, 'rgb') };
+  const out: NativeInputs = {};
+  const c = params.controlNet;
+  if (c) {
+    // the control image is used as given (no preprocessor), only brought to the output size like the init image
+    const img = await inputPixels('controlNet.image', await openInputImage('controlNet.image', c.image), params.width, params.height, 'rgb');
+    out.controlNet = { model: c.model, strength: c.strength, start: c.start, end: c.end, imageWidth: img.width, imageHeight: img.height, imageRgb: img.data };
+  }
+  if (params.initImage === undefined) return out;
+  const init = await openInputImage('initImage', params.initImage);
+  out.initImage = await inputPixels('initImage', init, params.width, params.height, 'rgb');
   if (params.mask !== undefined) {
     const mask = await openInputImage('mask', params.mask);
     if (mask.width !== init.width || mask.height !== init.height) {

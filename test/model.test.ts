@@ -374,3 +374,23 @@ describe('process and thread teardown (native clean-up hooks)', () => {
     expect(r.status).toBe(0);
   });
 });
+
+describe('controlNet image on the queue (fake engine)', () => {
+  test('the control image is decoded while queued; a bad image rejects that call only, in order', async () => {
+    const m = await loadFakeModel({ stepMs: 2 });
+    try {
+      const png = await new GeneratedImage({ width: 32, height: 16, channels: 3, data: Buffer.alloc(32 * 16 * 3, 200), seed: 0 }).toPNG();
+      const order: string[] = [];
+      const a = m.generate({ ...small, steps: 2, controlNet: { model: 'cn.safetensors', image: png } }).then(() => order.push('a'));
+      const b = m.generate({ ...small, steps: 2, controlNet: { model: 'cn.safetensors', image: Buffer.from('not an image') } });
+      const c = m.generate({ ...small, steps: 2 }).then(() => order.push('c'));
+      await a;
+      await expect(b).rejects.toBeInstanceOf(InvalidOptionError);
+      await expect(b).rejects.toThrow(/controlNet\.image: .*not an image/);
+      await c;
+      expect(order).toEqual(['a', 'c']);
+    } finally {
+      await m.dispose();
+    }
+  });
+});

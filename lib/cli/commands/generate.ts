@@ -39,6 +39,11 @@ export const FLAG_OF: Record<string, string> = {
   strength: '--strength',
   taesdPath: '--taesd',
   decoder: '--taesd',
+  loraDir: '--lora-model-dir',
+  embeddingDir: '--embd-dir',
+  'controlNet.model': '--control-net',
+  'controlNet.image': '--control-image',
+  'controlNet.strength': '--control-strength',
 };
 
 /** Output file of image i of n: `out.png`, or `out-0.png`, `out-1.png`, ... for a batch. */
@@ -92,6 +97,11 @@ export const generateCommand: Command = {
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed); default: the model\'s own, else the CLIP merges shipped with sdnode' },
+    { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs named by <lora:NAME:WEIGHT> in the prompt' },
+    { name: 'embd-dir', type: 'string', arg: 'DIR', description: 'folder of textual-inversion embeddings (used by name in prompts)' },
+    { name: 'control-net', type: 'string', arg: 'FILE', description: 'ControlNet model file' },
+    { name: 'control-image', type: 'string', arg: 'FILE', description: 'control image for the ControlNet (used as given: edge/depth/pose map)' },
+    { name: 'control-strength', type: 'number', arg: 'X', description: 'ControlNet strength', default: '0.9' },
     { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
     { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
     { name: 'preview-method', type: 'string', arg: 'NAME', description: 'latent | taesd (needs --taesd)', default: 'latent, taesd with --taesd' },
@@ -135,6 +145,17 @@ export const generateCommand: Command = {
     set('maskBlur', o['mask-blur']);
     set('strength', o.strength);
     if (o.taesd !== undefined) set('decoder', 'taesd');
+    set('loraDir', o['lora-model-dir']);
+    set('embeddingDir', o['embd-dir']);
+    if (o['control-net'] !== undefined || o['control-image'] !== undefined) {
+      if (o['control-net'] === undefined || o['control-image'] === undefined)
+        throw new UsageError('generate: --control-net and --control-image go together');
+      genOptions.controlNet = {
+        model: o['control-net'] as string,
+        image: o['control-image'] as string,
+        strength: (o['control-strength'] as number | undefined) ?? 0.9,
+      };
+    }
 
     // Validate everything before the (slow) model load, the size rule too when the file's headers give it.
     const { resolveGenerateOptions, checkSizeForModel } = await import('../../options');
@@ -190,6 +211,7 @@ export const generateCommand: Command = {
       bar.done();
       await model.dispose();
     }
+    for (const w of result.warnings) ctx.stderr.write(`warning: ${w}\n`);
     const files: Array<{ file: string; image: GeneratedImage }> = result.images.map((image, i) => ({ file: outputPath(output, i, result.images.length), image }));
     for (const f of files) await f.image.save(f.file);
     const totalMs = performance.now() - t0;
@@ -198,6 +220,8 @@ export const generateCommand: Command = {
         model: o.model,
         images: files.map((f) => ({ file: path.resolve(f.file), width: f.image.width, height: f.image.height, seed: f.image.seed })),
         parameters: result.parameters,
+        warnings: result.warnings,
+        adapterBytes: result.adapterBytes,
         loadMs: Math.round(loadMs),
         generateMs: Math.round(result.elapsedMs),
         totalMs: Math.round(totalMs),

@@ -153,6 +153,25 @@ struct Image {
   int width = 0, height = 0, channels = 3;
   std::vector<uint8_t> data;       // width * height * channels bytes
   int64_t seed = 0;
+  // Results only: what the adapters did (LoRA tensors that matched nothing in the model) and the memory they added.
+  std::vector<std::string> warnings;
+  uint64_t adapter_bytes = 0;      // bytes of merged LoRA weights held by the model (beyond the model file)
+};
+
+// A LoRA given by path (in addition to <lora:NAME:WEIGHT> in the prompt).
+struct LoraSpec {
+  std::string path;
+  float weight = 1.0f;
+};
+
+// ControlNet guidance: a ControlNet file and its control image (an edge/depth/pose map made by the caller; used
+// as given, RGB, the generation's width x height).
+struct ControlNetSpec {
+  std::string model;               // ControlNet file ("" = none)
+  int image_width = 0, image_height = 0;
+  std::vector<uint8_t> image_rgb;  // RGB8, row-major, image_width x image_height
+  float strength = 1.0f;           // multiplier of the residuals, >= 0
+  float start = 0.0f, end = 1.0f;  // fraction of the steps where it applies (A1111 guidance start/end)
 };
 
 struct GenerateParams {
@@ -181,6 +200,15 @@ struct GenerateParams {
   // t = floor(N * strength) (N - 1 when that is N), and the last t + 1 sigmas run). 1 with a mask = all steps.
   float strength = 0.75f;
   std::string decoder = "vae";     // "vae" or "taesd" (the tiny autoencoder of LoadOptions::taesd_path)
+  // Adapters. LoRAs: `loras` plus every <lora:NAME:WEIGHT> of the prompt (NAME.safetensors/.ckpt/.pt in lora_dir;
+  // the tags are removed from the prompt text). Switching LoRAs between generations re-merges only the affected
+  // weights; an empty list returns the model to its own weights.
+  std::vector<LoraSpec> loras;
+  std::string lora_dir;
+  // Textual-inversion embeddings (A1111/ComfyUI .pt/.safetensors) used by name in prompts: a word equal to a file
+  // name (without extension) in embedding_dir, or "embedding:NAME" (then NAME must exist).
+  std::string embedding_dir;
+  ControlNetSpec control_net;
 };
 
 enum class Phase { Encode, Sample, Decode };
