@@ -359,6 +359,46 @@ describe('sdnode serve on the fake engine (cancellation, queue limit, shutdown)'
   });
 });
 
+describeTiny('LoRA folder', () => {
+  test('LoRAs are named, never given as paths; listing shows names only; a bad LoRA file fails the job, not the server', async () => {
+    const tiny = tinyModel();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-lora-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'Style.safetensors'), 'not a safetensors file');
+      const bare = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges } });
+      try {
+        const r = await post(`${bare.url}/v1/jobs`, { ...small, prompt: 'a fox <lora:Style:0.5>' });
+        expect(r.status).toBe(400);
+        expect(r.json.error.message).toMatch(/--lora-model-dir/);
+        expect((await get(`${bare.url}/sdapi/v1/loras`)).json).toEqual([]);
+      } finally {
+        await bare.close(0);
+      }
+      const server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges }, adapterDirs: { loraDir: dir } });
+      try {
+        expect((await get(`${server.url}/sdapi/v1/loras`)).json).toEqual([{ name: 'Style', alias: 'Style', path: null, metadata: {} }]);
+        for (const prompt of ['<lora:../x:1>', '<lora:/etc/passwd:1>', '<lora:a/../../b>', '<lora:a\\b>']) {
+          const r = await post(`${server.url}/v1/jobs`, { ...small, prompt });
+          expect([prompt, r.status, r.json.error.param]).toEqual([prompt, 400, 'prompt']);
+        }
+        const missing = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'x <lora:nope:1>' });
+        expect(missing.status).toBe(404);
+        expect(missing.json.error.code).toBe('lora_not_found');
+        const bad = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'x <lora:style:0.7>' }); // case-insensitive, like the engine
+        expect(bad.status).toBe(500);
+        expect(bad.json.error.message).toMatch(/Style\.safetensors/);
+        const ok = await post(`${server.url}/sdapi/v1/txt2img`, small);
+        expect(ok.status).toBe(200);
+        expect(JSON.stringify(ok.json)).not.toContain(dir); // no server paths in responses
+      } finally {
+        await server.close(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describeTiny('model pool', () => {
   test('models load on first use and the least recently used one is unloaded to stay within the memory budget', async () => {
     const tiny = tinyModel();

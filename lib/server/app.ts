@@ -10,7 +10,7 @@ import { GENERATE_DEFAULTS } from '../options';
 import { a1111Info, isFinal, JobStore, publicStatus, type JobEvent, type JobRecord } from './jobs';
 import { DEFAULT_LIMITS, errorBody, HttpError, limitError, type ServerLimits } from './limits';
 import { LocalBackend, type Backend, type ShutdownSummary } from './local';
-import { discoverModels, ModelPool, type ModelEntry, type PoolLoadOptions } from './models';
+import { discoverModels, loraNames, ModelPool, type ModelEntry, type PoolLoadOptions } from './models';
 import { A1111_IMG2IMG_SCHEMA, A1111_SAMPLERS, A1111_SCHEDULERS, A1111_TXT2IMG_SCHEMA, checkImages, fromA1111Body, fromJobBody, fromOpenAIBody, JOB_SCHEMA, OPENAI_SCHEMA, type JobRequest } from './params';
 import { PAGE_HTML } from './page';
 import type { Model } from '../model';
@@ -35,6 +35,8 @@ export interface ServerOptions {
   memoryBudgetBytes?: number;
   /** Load options for every model. */
   load?: PoolLoadOptions;
+  /** LoRA folder (`<lora:NAME:W>` prompt tags) and embedding folder for every generation (local mode). */
+  adapterDirs?: { loraDir?: string; embeddingDir?: string };
   /** Redis URL: queue mode (jobs go to BullMQ for `sdnode worker` processes). */
   queue?: string;
   /** Queue mode: attempts per job for retryable failures. Default 3. */
@@ -85,15 +87,15 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
   let backend: Backend;
   let redis: import('./redis').RedisBackend | undefined;
   if (opts.queue) {
-    if ((opts.models?.length ?? 0) + (opts.modelDirs?.length ?? 0) > 0) {
-      throw new Error('with --queue the server runs no models itself: give --model/--model-dir to each `sdnode worker` instead');
+    if ((opts.models?.length ?? 0) + (opts.modelDirs?.length ?? 0) > 0 || opts.adapterDirs?.loraDir || opts.adapterDirs?.embeddingDir) {
+      throw new Error('with --queue the server runs no models itself: give --model/--model-dir/--lora-model-dir/--embd-dir to each `sdnode worker` instead');
     }
     const { RedisBackend } = await import('./redis');
     redis = await RedisBackend.open(opts.queue, store, { resultTtlMs: ttlMs, attempts: opts.attempts ?? 3 });
     backend = redis;
   } else {
     const entries = discoverModels(opts.models ?? [], opts.modelDirs ?? []);
-    pool = new ModelPool(entries, { budgetBytes: opts.memoryBudgetBytes ?? Math.floor(os.totalmem() / 2), load: opts.load, loader: opts.loader, log });
+    pool = new ModelPool(entries, { budgetBytes: opts.memoryBudgetBytes ?? Math.floor(os.totalmem() / 2), load: opts.load, loader: opts.loader, log, adapterDirs: opts.adapterDirs });
     backend = new LocalBackend(store, pool, limits.maxConcurrent);
   }
 
@@ -156,6 +158,17 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
     await checkImages(req, req.api === 'a1111' ? { init: 'init_images', mask: 'mask' } : { init: 'initImage', mask: 'mask' });
     const unavailable = (err: unknown): HttpError =>
       new HttpError(503, 'queue_unavailable', `the job queue cannot be reached (${String((err as Error)?.message ?? err)}); retry later`);
+    const tags = [...(req.options.prompt + req.options.negativePrompt).matchAll(/<lora:([^>:]*)/g)].map((m) => m[1].trim());
+    if (pool && tags.length > 0) {
+      if (!pool.adapterDirs.loraDir) {
+        throw new HttpError(400, 'invalid_value', 'the prompt names a LoRA (<lora:...>) but this server has no LoRA folder (start it with --lora-model-dir DIR)', { param: 'prompt' });
+      }
+      const have = loraNames(pool.adapterDirs.loraDir).map((x) => x.toLowerCase());
+      const missing = tags.filter((t) => !have.includes(t.toLowerCase()));
+      if (missing.length > 0) {
+        throw new HttpError(404, 'lora_not_found', `unknown LoRA ${missing.map((x) => JSON.stringify(x)).join(', ')}; this server has: ${loraNames(pool.adapterDirs.loraDir).join(', ') || 'none'} (GET /sdapi/v1/loras)`, { param: 'prompt' });
+      }
+    }
     const model = await modelNameFor(req.model);
     const waiting = await backend.queued().catch((err: unknown) => {
       throw unavailable(err);
@@ -320,6 +333,11 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
   app.get('/sdapi/v1/sd-models', async () =>
     (await modelList()).map((m) => ({ title: m.name, model_name: m.name, hash: null, sha256: null, filename: m.filename, config: null })),
   );
+
+  app.get('/sdapi/v1/loras', async () => {
+    const names = pool ? loraNames(pool.adapterDirs.loraDir) : (await redis!.workerModels()).loras;
+    return names.map((name) => ({ name, alias: name, path: null, metadata: {} })); // no server paths
+  });
 
   app.get('/sdapi/v1/samplers', async () => A1111_SAMPLERS.map((s) => ({ name: s.name, aliases: s.aliases, options: {} })));
 

@@ -31,7 +31,7 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
   try {
     let encoding = false; // one preview encode at a time; previews that arrive meanwhile are skipped
     const wantPreview = req.previewEvery > 0 && hooks.onPreview !== undefined;
-    const result = await model.generate({ ...o, ...engineImages(req) }, {
+    const result = await model.generate({ ...o, ...engineImages(req), ...pool.adapterDirs }, {
       signal: hooks.signal,
       onProgress: hooks.onProgress
         ? (e) => hooks.onProgress!({ phase: e.phase, step: e.step, steps: e.steps, image: e.image, images: e.images, fraction: fractionOf(e), etaMs: e.etaMs ?? null })
@@ -59,7 +59,7 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
     const images = await Promise.all(
       result.images.map(async (img) => ({ png: await img.toPNG(), seed: img.seed, infotext: img.infotext(await model.hash().catch(() => undefined)) ?? '' })),
     );
-    const { initImage: _i, mask: _m, ...parameters } = result.parameters;
+    const { initImage: _i, mask: _m, loraDir: _l, embeddingDir: _e, ...parameters } = result.parameters; // no server paths to clients
     return { images, parameters: { ...parameters, model: name }, elapsedMs: result.elapsedMs };
   } finally {
     release();

@@ -34,7 +34,8 @@ export interface JobImage {
 /** What a succeeded job produced. */
 export interface JobResult {
   images: JobImage[];
-  parameters: ResolvedGenerateOptions & { model: string };
+  /** The options used, without server paths (LoRA/embedding folders) or input images. */
+  parameters: Omit<ResolvedGenerateOptions, 'loraDir' | 'embeddingDir' | 'initImage' | 'mask'> & { model: string };
   /** Engine milliseconds. */
   elapsedMs: number;
 }

@@ -83,6 +83,16 @@ export function discoverModels(files: readonly string[], dirs: readonly string[]
   return out;
 }
 
+/** LoRA names in the LoRA folder (file names without extension), for listings; never paths. */
+export function loraNames(dir: string | undefined): string[] {
+  if (!dir) return [];
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => /\.(safetensors|ckpt|pt|bin)$/i.test(e.name))
+    .map((e) => e.name.replace(/\.(safetensors|ckpt|pt|bin)$/i, ''))
+    .sort();
+}
+
 /** Lazily loaded models under a memory budget. */
 export class ModelPool {
   readonly entries: readonly ModelEntry[];
@@ -92,8 +102,21 @@ export class ModelPool {
   #load: (entry: ModelEntry) => Promise<Model>;
   #log: (line: string) => void;
 
-  constructor(entries: readonly ModelEntry[], opts: { budgetBytes: number; load?: PoolLoadOptions; loader?: (entry: ModelEntry) => Promise<Model>; log?: (line: string) => void }) {
+  /** LoRA and embedding folders applied to every generation (`--lora-model-dir`, `--embd-dir`). */
+  readonly adapterDirs: { loraDir?: string; embeddingDir?: string };
+
+  constructor(
+    entries: readonly ModelEntry[],
+    opts: { budgetBytes: number; load?: PoolLoadOptions; loader?: (entry: ModelEntry) => Promise<Model>; log?: (line: string) => void; adapterDirs?: { loraDir?: string; embeddingDir?: string } },
+  ) {
     this.entries = entries;
+    this.adapterDirs = {};
+    for (const [k, v] of Object.entries(opts.adapterDirs ?? {})) {
+      if (!v) continue;
+      const st = fs.statSync(v, { throwIfNoEntry: false });
+      if (!st?.isDirectory()) throw new Error(`${k === 'loraDir' ? '--lora-model-dir' : '--embd-dir'} ${JSON.stringify(v)} is not a folder`);
+      this.adapterDirs[k as 'loraDir' | 'embeddingDir'] = path.resolve(v);
+    }
     this.budgetBytes = opts.budgetBytes;
     this.#log = opts.log ?? (() => {});
     const loadOpts = opts.load ?? {};

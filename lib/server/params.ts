@@ -209,6 +209,15 @@ export function checkRequest(raw: GenerateOptions, limits: ServerLimits, names: 
     }
     throw err;
   }
+  for (const k of ['prompt', 'negativePrompt'] as const) {
+    for (const m of options[k].matchAll(/<lora:([^>:]*)/g)) {
+      const name = m[1].trim();
+      // a name inside the LoRA folder: no absolute paths, no '..', no backslashes (the engine checks again)
+      if (!/^[^/\\\0][^\\\0]*$/.test(name) || name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
+        throw new HttpError(400, 'invalid_value', `<lora:${m[1]}> in ${n(k)}: a LoRA is named by its file name in the server's LoRA folder, without extension (GET /sdapi/v1/loras)`, { param: n(k) });
+      }
+    }
+  }
   for (const k of ['width', 'height'] as const) {
     if (options[k] > limits.maxSize) throw limitError('maxSize', `${n(k)} ${options[k]} is over this server's maximum of ${limits.maxSize} pixels`, n(k));
   }

@@ -22,7 +22,7 @@ import { executeJob } from './execute';
 import { isFinal, type JobImage, type JobProgress, type JobRecord, type JobResult, type JobStatus, type JobStore } from './jobs';
 import { errorInfo, type Backend, type ShutdownSummary } from './local';
 import { HttpError } from './limits';
-import type { ModelEntry, ModelPool } from './models';
+import { loraNames, type ModelEntry, type ModelPool } from './models';
 import type { JobRequest } from './params';
 
 export const QUEUE_NAME = 'sdnode-jobs';
@@ -138,25 +138,27 @@ export class RedisBackend implements Backend {
   }
 
   /** Models served by live workers (name -> entry), for validation and /sdapi/v1/sd-models. */
-  async workerModels(): Promise<{ workers: number; models: Array<Omit<ModelEntry, 'file'>> }> {
+  async workerModels(): Promise<{ workers: number; models: Array<Omit<ModelEntry, 'file'>>; loras: string[] }> {
     const all = await this.#conn.hgetall(k.workers);
     const now = Date.now();
     const models = new Map<string, Omit<ModelEntry, 'file'>>();
+    const loras = new Set<string>();
     let workers = 0;
     for (const [id, v] of Object.entries(all)) {
       try {
-        const w = JSON.parse(v) as { seen: number; models: Array<Omit<ModelEntry, 'file'>> };
+        const w = JSON.parse(v) as { seen: number; models: Array<Omit<ModelEntry, 'file'>>; loras?: string[] };
         if (now - w.seen > WORKER_TTL_MS) {
           if (now - w.seen > 10 * WORKER_TTL_MS) await this.#conn.hdel(k.workers, id);
           continue;
         }
         workers++;
         for (const m of w.models) if (!models.has(m.name)) models.set(m.name, m);
+        for (const l of w.loras ?? []) loras.add(l);
       } catch {
         await this.#conn.hdel(k.workers, id);
       }
     }
-    return { workers, models: [...models.values()] };
+    return { workers, models: [...models.values()], loras: [...loras].sort() };
   }
 
   async queued(): Promise<number> {
@@ -333,7 +335,14 @@ export async function startWorker(opts: WorkerOptions): Promise<QueueWorker> {
   let shuttingDown = false;
   const models = opts.pool.entries.map(({ name, filename, sizeBytes }) => ({ name, filename, sizeBytes }));
   const heartbeat = async (): Promise<void> => {
-    await conn.hset(k.workers, id, JSON.stringify({ seen: Date.now(), models, pid: process.pid, host: os.hostname() })).catch(() => {});
+    const loras = (() => {
+      try {
+        return loraNames(opts.pool.adapterDirs.loraDir);
+      } catch {
+        return [];
+      }
+    })();
+    await conn.hset(k.workers, id, JSON.stringify({ seen: Date.now(), models, loras, pid: process.pid, host: os.hostname() })).catch(() => {});
   };
   await heartbeat();
   const beat = setInterval(() => void heartbeat(), WORKER_TTL_MS / 3);

@@ -24,7 +24,14 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
   { name: 'taesd', type: 'string', arg: 'FILE', description: 'TAESD file: lets jobs ask for decoder "taesd" (fast, approximate)' },
+  { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs prompts may name with <lora:NAME:WEIGHT>' },
+  { name: 'embd-dir', type: 'string', arg: 'DIR', description: 'folder of textual-inversion embeddings (used by name in prompts)' },
 ];
+
+/** The LoRA and embedding folders given on the command line. */
+export function adapterDirs(args: ParsedArgs): { loraDir?: string; embeddingDir?: string } {
+  return { loraDir: args.options['lora-model-dir'] as string | undefined, embeddingDir: args.options['embd-dir'] as string | undefined };
+}
 
 export const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds a running job may take to finish (then serve cancels it; worker hands it back to the queue)', default: '30' };
 
@@ -124,6 +131,7 @@ export const serveCommand: Command = {
         memoryBudgetBytes: o['memory-budget'] !== undefined ? (positive(args, 'memory-budget') as number) * 2 ** 20 : undefined,
         load: loadOptions(args),
         queue: o.queue as string | undefined,
+        adapterDirs: adapterDirs(args),
         attempts: positive(args, 'attempts'),
         log,
       });

@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../args';
 import type { Command } from '../command';
-import { GRACE, loadOptions, logger, MODEL_OPTIONS, positive, stopSignal } from './serve';
+import { adapterDirs, GRACE, loadOptions, logger, MODEL_OPTIONS, positive, stopSignal } from './serve';
 
 export const workerCommand: Command = {
   name: 'worker',
@@ -39,7 +39,12 @@ export const workerCommand: Command = {
     }
     const budget = o['memory-budget'] !== undefined ? (positive(args, 'memory-budget') as number) * 2 ** 20 : Math.floor(os.totalmem() / 2);
     const load = loadOptions(args);
-    const pool = new ModelPool(entries, { budgetBytes: budget, load, log });
+    let pool;
+    try {
+      pool = new ModelPool(entries, { budgetBytes: budget, load, log, adapterDirs: adapterDirs(args) });
+    } catch (err) {
+      throw new UsageError(`worker: ${(err as Error).message}`);
+    }
     const { startWorker } = await import('../../server/redis');
     const worker = await startWorker({
       url: o.queue as string,
