@@ -31,7 +31,9 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
   try {
     let encoding = false; // one preview encode at a time; previews that arrive meanwhile are skipped
     const wantPreview = req.previewEvery > 0 && hooks.onPreview !== undefined;
-    const result = await model.generate({ ...o, ...engineImages(req), ...pool.adapterDirs }, {
+    // resolved options hold '' for unset folders, which generate() refuses: the pool's folders (if any) replace them
+    const { loraDir: _ld, embeddingDir: _ed, ...gen } = o;
+    const result = await model.generate({ ...gen, ...engineImages(req), ...pool.adapterDirs }, {
       signal: hooks.signal,
       onProgress: hooks.onProgress
         ? (e) => hooks.onProgress!({ phase: e.phase, step: e.step, steps: e.steps, image: e.image, images: e.images, fraction: fractionOf(e), etaMs: e.etaMs ?? null })
