@@ -9,7 +9,7 @@
 #include "core/threadpool.h"
 #include "formats/files.h"
 #include "formats/weight_file.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
 
 namespace sdn {
@@ -71,7 +71,7 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
 
 class SdModel final : public Model {
  public:
-  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<Txt2ImgPipeline> pipe,
+  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<DiffusionPipeline> pipe,
           ModelInfo info)
       : backend_(std::move(backend)), files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
   ~SdModel() override {
@@ -87,7 +87,7 @@ class SdModel final : public Model {
  private:
   BackendChoice backend_;  // outlives everything below (tensors of the pipeline live on it)
   std::vector<std::unique_ptr<WeightFile>> files_;
-  std::unique_ptr<Txt2ImgPipeline> pipe_;
+  std::unique_ptr<DiffusionPipeline> pipe_;
   ModelInfo info_;
 };
 
@@ -176,7 +176,7 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   };
   cfg.clip_heads = md_int("sdnode.clip.heads", 0);
   cfg.unet_heads = md_int("sdnode.unet.heads", 8);
-  auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
+  auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg);
   report(1.f);
   return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(pipe), info);
 }
