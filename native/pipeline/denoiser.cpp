@@ -4,6 +4,10 @@
 
 namespace sdn {
 
+namespace {
+const Tensor* opt(const Tensor& t) { return t.defined() ? &t : nullptr; }
+}  // namespace
+
 void CfgDenoiser::clear() {
   cond_ = uncond_ = both_ = Conditioning();
   extra_ = Tensor();
@@ -47,14 +51,15 @@ void CfgDenoiser::denoise(const std::vector<float>& x, float sigma, int h, int w
   Tensor xin = be_.scale(xd, s.c_in);
   Tensor f;  // the model output after CFG
   if (!use_cfg) {
-    f = unet_.forward(unet_input(xin), {t}, cond_.context, &cache_cond_);
+    f = unet_.forward(unet_input(xin), {t}, cond_.context, &cache_cond_, opt(cond_.y));
   } else if (both_.defined()) {
-    Tensor both = unet_.forward(unet_input(be_.concat(xin, xin, 0)), {t, t}, both_.context, &cache_both_);
+    Tensor both =
+        unet_.forward(unet_input(be_.concat(xin, xin, 0)), {t, t}, both_.context, &cache_both_, opt(both_.y));
     f = be_.combine(both.slice0(0, 1), cfg_, both.slice0(1, 2), 1.0f - cfg_);
   } else {
     Tensor in = unet_input(xin);
-    Tensor fc = unet_.forward(in, {t}, cond_.context, &cache_cond_);
-    Tensor fu = unet_.forward(in, {t}, uncond_.context, &cache_uncond_);
+    Tensor fc = unet_.forward(in, {t}, cond_.context, &cache_cond_, opt(cond_.y));
+    Tensor fu = unet_.forward(in, {t}, uncond_.context, &cache_uncond_, opt(uncond_.y));
     f = be_.combine(fc, cfg_, fu, 1.0f - cfg_);
   }
   xin = Tensor();

@@ -20,9 +20,14 @@ struct StateReset {
 
 DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
                                      Prediction prediction, ModelConfig config)
-    : store_(std::move(store)), prediction_(prediction) {
-  conditioner_ = std::make_unique<ClipConditioner>(*store_, std::move(tokenizer), config.clip_heads);
-  unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", config.unet_heads);
+    : store_(std::move(store)), prediction_(prediction), family_(config.family) {
+  if (family_ == ModelFamily::SD1)
+    conditioner_ = std::make_unique<ClipConditioner>(*store_, std::move(tokenizer), config.clip_heads);
+  else
+    conditioner_ = std::make_unique<FamilyConditioner>(*store_, std::move(tokenizer), family_, config.clip_heads);
+  const int heads = config.unet_heads > 0 ? config.unet_heads : (family_ == ModelFamily::SD1 ? 8 : 0);
+  unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", heads, config.unet_head_dim);
+  if (family_ == ModelFamily::SDXL) latent_scale_ = 0.13025f;
   {
     // Streaming of memory-mapped U-Net weights (release each block's pages after it ran) is on by default:
     // resident memory drops from the whole U-Net (1.7 GB in f16) to about one block, and re-mapping the pages
@@ -35,6 +40,14 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
     throw_error(ErrorCode::InvalidFile, "the U-Net expects a text context of width " +
                                             std::to_string(unet_->context_dim()) + " but the text encoder gives " +
                                             std::to_string(conditioner_->context_dim()));
+  {
+    int adm = 0;
+    if (auto* fc = dynamic_cast<FamilyConditioner*>(conditioner_.get())) adm = fc->text().adm_channels();
+    if (unet_->adm_channels() != adm)
+      throw_error(ErrorCode::InvalidFile, "the U-Net expects a vector conditioning of width " +
+                                              std::to_string(unet_->adm_channels()) + " but the text encoders give " +
+                                              std::to_string(adm) + " (pooled text + 6 size embeddings of 256)");
+  }
   if (store_->has("alphas_cumprod")) {
     const Tensor& ac = store_->raw("alphas_cumprod");
     if (ac.numel() == 1000) {
@@ -69,12 +82,40 @@ Image DiffusionPipeline::latent_preview(const std::vector<float>& latent, int h,
   return img;
 }
 
+void DiffusionPipeline::set_prediction(Prediction p) {
+  prediction_ = p;
+  denoiser_ = std::make_unique<CfgDenoiser>(store_->backend(), *unet_, *schedule_, prediction_);
+}
+
+bool DiffusionPipeline::probe_v_prediction(UNetModel& unet, Backend& be) {
+  const int C = unet.in_channels(), m = std::max(8, unet.size_multiple());
+  const int64_t n = (int64_t)C * m * m;
+  std::vector<float> xv((size_t)n, 0.5f), cv((size_t)2 * unet.context_dim(), 0.5f), yv;
+  Tensor x = be.upload(Tensor::wrap(xv.data(), {1, C, m, m}, DType::F32));
+  Tensor ctx = be.upload(Tensor::wrap(cv.data(), {1, 2, unet.context_dim()}, DType::F32));
+  Tensor y;
+  if (unet.adm_channels()) {
+    yv.assign((size_t)unet.adm_channels(), 0.5f);
+    y = be.upload(Tensor::wrap(yv.data(), {1, unet.adm_channels()}, DType::F32));
+  }
+  Tensor out = be.to_host(unet.forward(x, {999.f}, ctx, nullptr, y.defined() ? &y : nullptr));
+  if (!out.is_contiguous()) out = out.contiguous();
+  double sum = 0;
+  const int64_t k = std::min<int64_t>(out.numel(), n);
+  for (int64_t i = 0; i < k; ++i) sum += (double)out.f32()[i] - 0.5;
+  return sum / (double)(k ? k : 1) < -1.0;
+}
+
 void DiffusionPipeline::check_params(const GenerateParams& p) const {
   const int m = 8 * unet_->size_multiple();
+  const std::string rule = std::string(model_family_name(family_)) + " U-Net downsamples the latent " +
+                           std::to_string(unet_->size_multiple()) + "x";
   if (p.width % m) throw_error(ErrorCode::InvalidArgument, "width must be a multiple of " + std::to_string(m) +
-                                                               " for this model, got " + std::to_string(p.width));
+                                                               " for this model (the " + rule + "), got " +
+                                                               std::to_string(p.width));
   if (p.height % m) throw_error(ErrorCode::InvalidArgument, "height must be a multiple of " + std::to_string(m) +
-                                                                " for this model, got " + std::to_string(p.height));
+                                                                " for this model (the " + rule + "), got " +
+                                                                std::to_string(p.height));
   if (p.clip_skip > conditioner_->max_clip_skip())
     throw_error(ErrorCode::InvalidArgument, "clip_skip must be at most " + std::to_string(conditioner_->max_clip_skip()) +
                                                 " (the text encoder's layer count), got " + std::to_string(p.clip_skip));
@@ -151,7 +192,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   {
     Conditioning cond = conditioner_->encode(p.prompt, p);
     Conditioning uncond;
-    if (p.cfg_scale != 1.0f) uncond = conditioner_->encode(p.negative_prompt, p);
+    if (p.cfg_scale != 1.0f) uncond = conditioner_->encode_negative(p.negative_prompt, p);
     denoiser_->set_conditioning(cond, uncond, p.cfg_scale);
   }
   if (options_.release_between_stages) {
@@ -163,7 +204,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   // 2. sampling, every image of the batch
   const int lh = p.height / 8, lw = p.width / 8, C = unet_->out_channels();
   const int64_t n = (int64_t)C * lh * lw;
-  std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps);
+  std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps, model_family_name(family_));
   std::vector<std::vector<float>> latents;
   std::vector<int64_t> seeds;
   Denoiser model = [&](const std::vector<float>& x, float sigma, std::vector<float>& den) {
@@ -177,13 +218,16 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     gen->randn(x.data(), n);
     for (float& v : x) v *= sigmas[0];
     progress(Phase::Sample, 0, p.steps, img);
-    run_sampler(p.sampler, model, x, sigmas, *gen, [&](int i, int steps) {
-      const int done = i + 1;  // i is the 0-based index of the step just finished (sampling.h)
-      progress(Phase::Sample, done, steps, img);
-      if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
-        cb.on_preview(done, latent_preview(x, lh, lw));
-      return !aborted();
-    });
+    run_sampler(
+        p.sampler, model, x, sigmas, *gen,
+        [&](int i, int steps) {
+          const int done = i + 1;  // i is the 0-based index of the step just finished (sampling.h)
+          progress(Phase::Sample, done, steps, img);
+          if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
+            cb.on_preview(done, latent_preview(x, lh, lw));
+          return !aborted();
+        },
+        -1.f, schedule_.get());
     latents.push_back(std::move(x));
     seeds.push_back(s);
   }

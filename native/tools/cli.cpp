@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
       else if (a == "--threads") lo.threads = std::atoi(val().c_str());
       else if (a == "--weight-type") lo.weight_type = val();
       else if (a == "--tokenizer") lo.tokenizer_path = val();
+      else if (a == "--prediction") lo.prediction = val();
       else if (a == "--output") output = val();
       else if (a == "--quiet") quiet = true;
       else throw sdn::Error(sdn::ErrorCode::InvalidArgument, "unknown option " + a);
