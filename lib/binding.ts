@@ -90,7 +90,7 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string },
+    options: { threads: number; weightType: string; tokenizerPath: string; prediction: string },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;

@@ -15,6 +15,7 @@ export type { SystemInfo } from './system';
 export {
   SAMPLERS,
   SCHEDULERS,
+  PREDICTIONS,
   RNGS,
   WEIGHT_TYPES,
   GENERATE_DEFAULTS,
@@ -24,6 +25,7 @@ export {
 } from './options';
 export type {
   GenerateOptions,
+  Prediction,
   ResolvedGenerateOptions,
   LoadOptions,
   LoadProgressEvent,

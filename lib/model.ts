@@ -16,6 +16,7 @@ import {
   optionalFunction,
   optionalSignal,
   resolveGenerateOptions,
+  defaultSizeFor,
   resolveLoadOptions,
   resolveModelSource,
   type GenerateOptions,
@@ -41,8 +42,14 @@ export interface ModelInfo {
   family: string;
   /** `'base'`, `'inpaint'`, ... (`''` if unknown). */
   variant: string;
-  /** `'eps'`, `'v'` or `''` when not declared. */
+  /** `'eps'`, `'v'` or `''` when not declared (inspect); for a loaded model, the type used. */
   prediction: string;
+  /**
+   * How `prediction` was decided: `'file'` (declared by metadata or a marker tensor), `'family'` (SD 1.x and SDXL
+   * default to eps), `'option'` (LoadOptions.prediction), `'probe'` (an SD 2.x file that declares nothing: the U-Net
+   * run once on constant inputs), or `''` (not decided by inspect: an SD 2.x file is probed when loaded).
+   */
+  predictionSource: string;
   /** Whether this engine can generate with it. */
   runnable: boolean;
   /** Why not, when `runnable` is false. */
@@ -235,7 +242,7 @@ export class Model {
     let call: Job['call'];
     try {
       if (this.#disposed) throw new DisposedError('Cannot generate: the model has been disposed');
-      params = resolveGenerateOptions(options);
+      params = resolveGenerateOptions(options, defaultSizeFor(this.info.family, this.info.prediction));
       call = resolveCallOptions(callOptions);
       if (call.signal?.aborted) throw abortErrorFor(call.signal, 'generation');
     } catch (err) {
@@ -431,6 +438,11 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
   if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
   return openModel(source, opts, (native, onProgress, handle) =>
-    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath }, onProgress, handle),
+    native.load(
+        nativeSource,
+        { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, prediction: opts.prediction },
+        onProgress,
+        handle,
+      ),
   site);
 }

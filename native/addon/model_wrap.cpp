@@ -135,6 +135,7 @@ Napi::Value ModelWrap::load(const Napi::CallbackInfo& info) {
     base.threads = (int)get_number(o, "threads", 0);
     base.weight_type = get_string(o, "weightType", "");
     base.tokenizer_path = get_string(o, "tokenizerPath", "");
+    base.prediction = get_string(o, "prediction", "");
   }
   Maker make = [parts, base](std::function<bool(float)> on_progress) {
     sdn::LoadOptions lo = base;

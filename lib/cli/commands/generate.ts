@@ -66,19 +66,33 @@ export const generateCommand: Command = {
     { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', description: 'what to draw', required: true },
     { name: 'negative-prompt', short: 'n', type: 'string', arg: 'TEXT', description: 'what to avoid', default: '""' },
     { name: 'output', short: 'o', type: 'string', arg: 'FILE', description: 'output image (.png, .jpg, .jpeg, .webp)', required: true },
-    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width, multiple of 8', default: '512' },
-    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height, multiple of 8', default: '512' },
+    {
+      name: 'width',
+      short: 'W',
+      type: 'integer',
+      arg: 'N',
+      description: 'width: a multiple of 64 for SD 1.x/2.x, of 32 for SDXL (8 x the U-Net\'s 2^downsamples)',
+      default: 'the model\'s: 512, SD 2.x v 768, SDXL 1024',
+    },
+    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height (same rule as --width)', default: 'as --width' },
     { name: 'steps', type: 'integer', arg: 'N', description: 'sampling steps', default: '20' },
     { name: 'cfg', type: 'number', arg: 'X', description: 'classifier-free guidance scale', default: '7' },
     { name: 'sampler', type: 'string', arg: 'NAME', description: SAMPLERS.join(' | '), default: 'euler_a' },
     { name: 'scheduler', type: 'string', arg: 'NAME', description: SCHEDULERS.join(' | '), default: 'discrete' },
     { name: 'seed', short: 's', type: 'integer', arg: 'N', description: 'seed, -1 for random', default: '-1' },
     { name: 'rng', type: 'string', arg: 'NAME', description: RNGS.join(' | '), default: 'cuda' },
-    { name: 'clip-skip', type: 'integer', arg: 'N', description: 'CLIP layers to skip from the end', default: '1' },
+    {
+      name: 'clip-skip',
+      type: 'integer',
+      arg: 'N',
+      description: 'CLIP layers to skip from the end (1 = last layer; 0 = the model\'s default: SD 2.x/SDXL 2)',
+      default: '0',
+    },
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed)' },
+    { name: 'prediction', type: 'string', arg: 'TYPE', description: 'force the prediction type: eps | v (default: from the file, SD 2.x probed)' },
     { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
     { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
     { name: 'json', type: 'boolean', description: 'print a machine-readable result on stdout' },
@@ -121,6 +135,7 @@ export const generateCommand: Command = {
     if (o.threads !== undefined) loadOptions.threads = o.threads as number;
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
+    if (o.prediction !== undefined) loadOptions.prediction = o.prediction as LoadOptions['prediction'];
     const model = await openModel(o.model as string, loadOptions);
     bar.done();
     const loadMs = performance.now() - t0;
