@@ -49,7 +49,8 @@ ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix, int heads, Clip
                                             std::to_string(heads_) + " heads");
   // Text projection: OpenCLIP stores P [width, embed] applied as row @ P; HF/diffusers store the Linear weight
   // W = P^T [embed, width]. The OpenCLIP matrix is transposed once here (a load-time weight transform, like the
-  // q/k/v split) so both run as a Linear.
+  // q/k/v split) so both run as a Linear. SDN_POOLED_PROJECTION=linear instead applies P itself as the Linear
+  // weight (row @ P^T), as stable-diffusion.cpp does for OpenCLIP-layout files.
   if (w_.has(p_ + "text_projection.weight")) {
     const Tensor& t = w_.raw(p_ + "text_projection.weight");
     if (t.ndim != 2 || t.shape[1] != width_)
@@ -64,6 +65,15 @@ ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix, int heads, Clip
                                               std::to_string(width_) + ", N]");
     const int64_t rows = t.shape[0], cols = t.shape[1];
     Tensor f = t.to_f32();
+    const char* mode = std::getenv("SDN_POOLED_PROJECTION");
+    if (mode && std::strcmp(mode, "linear") == 0) {
+      // stable-diffusion.cpp's behaviour (ENGINE-FACTS 10, DIFF 9): the stored OpenCLIP matrix applied as a
+      // Linear weight, pooled = row @ P^T. Only for reproducing that engine's SDXL images (its golden case).
+      w_.override_tensor(p_ + "text_projection.weight", f);
+      projection_ = Projection::OpenClip;
+      projection_width_ = (int)rows;
+      return;
+    }
     auto buf = std::shared_ptr<float>(new float[(size_t)rows * cols], std::default_delete<float[]>());
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) buf.get()[c * rows + r] = f.f32()[r * cols + c];
