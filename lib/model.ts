@@ -365,7 +365,7 @@ export class Model {
 }
 
 function modelName(source: ModelSource): string {
-  const p = typeof source === 'string' ? source : source.unet;
+  const p = typeof source === 'string' ? source : source.file || source.unet || '';
   const base = path.basename(p.replace(/[\\/]+$/, ''));
   return base.replace(/\.(safetensors|ckpt|gguf|pt|pth|bin)$/i, '');
 }

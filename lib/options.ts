@@ -337,12 +337,18 @@ export type ModelSource = string | ModelParts;
 
 /** A model given as separate files. */
 export interface ModelParts {
+  /**
+   * A complete checkpoint (file or diffusers folder) whose components the other fields replace, e.g.
+   * `{ file: 'sdxl.safetensors', vae: 'sdxl-vae-fp16-fix.safetensors' }`. Without it, `unet`, `vae` and
+   * `textEncoder` are all required.
+   */
+  file?: string;
   /** UNet / diffusion model weights. */
-  unet: string;
+  unet?: string;
   /** VAE weights. */
-  vae: string;
-  /** CLIP text encoder weights. */
-  textEncoder: string;
+  vae?: string;
+  /** Text encoder weights (SDXL: a file holding both encoders, or give them in `file`). */
+  textEncoder?: string;
   /** Optional BPE merges file (`merges.txt`, uncompressed); otherwise embedded/nearby merges are used. */
   tokenizer?: string;
 }
@@ -385,14 +391,21 @@ export interface ResolvedLoadOptions {
 }
 
 /** Validates the model source. @internal */
-export function resolveModelSource(source: unknown): string | { unet: string; vae: string; textEncoder: string; tokenizer: string } {
+export function resolveModelSource(
+  source: unknown,
+): string | { file: string; unet: string; vae: string; textEncoder: string; tokenizer: string } {
   if (typeof source === 'string') return string('pathOrParts', source, { nonEmpty: true });
-  if (!isPlainObject(source)) invalid('pathOrParts', 'a path string or an object { unet, vae, textEncoder, tokenizer? }', source);
-  checkKeys(source, ['unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  if (!isPlainObject(source))
+    invalid('pathOrParts', 'a path string or an object { file?, unet, vae, textEncoder, tokenizer? }', source);
+  checkKeys(source, ['file', 'unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  const file = source.file === undefined ? '' : string('file', source.file, { nonEmpty: true });
+  const part = (key: 'unet' | 'vae' | 'textEncoder'): string =>
+    file && source[key] === undefined ? '' : string(key, source[key], { nonEmpty: true });
   return {
-    unet: string('unet', source.unet, { nonEmpty: true }),
-    vae: string('vae', source.vae, { nonEmpty: true }),
-    textEncoder: string('textEncoder', source.textEncoder, { nonEmpty: true }),
+    file,
+    unet: part('unet'),
+    vae: part('vae'),
+    textEncoder: part('textEncoder'),
     tokenizer: source.tokenizer === undefined ? '' : string('tokenizer', source.tokenizer, { nonEmpty: true }),
   };
 }

@@ -32,8 +32,8 @@ describe.each(['sd2', 'sdxl'])('tiny %s checkpoints', (family) => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  async function image(source: string, opts: Record<string, unknown> = {}, gen: Record<string, unknown> = {}) {
-    const model = await loadModel(source, { tokenizerPath: tiny.merges, threads: 2, ...opts });
+  async function image(source: string | object, opts: Record<string, unknown> = {}, gen: Record<string, unknown> = {}) {
+    const model = await loadModel(source as string, { tokenizerPath: tiny.merges, threads: 2, ...opts });
     try {
       const r = await model.generate({ ...base, width: 64, height: 64, ...gen });
       return { data: r.images[0].data, info: model.info };
@@ -60,6 +60,10 @@ describe.each(['sd2', 'sdxl'])('tiny %s checkpoints', (family) => {
     const cv = await image(out);
     expect(cv.data.equals(st.data)).toBe(true);
     expect((await inspect(out)).family).toBe(family);
+    // a separate VAE file replacing the checkpoint's (here the diffusers folder's VAE: the same weights)
+    const vaeFile = fs.readdirSync(path.join(tiny.diffusers, 'vae')).find((f) => f.endsWith('.safetensors'))!;
+    const withVae = await image({ file: tiny.safetensors, vae: path.join(tiny.diffusers, 'vae', vaeFile) } as never);
+    expect(withVae.data.equals(st.data)).toBe(true);
   }, 300000);
 
   test('prediction type: option > file > family default / SD 2.x probe, reported in model.info', async () => {

@@ -137,7 +137,12 @@ describe('load options and model source', () => {
   test('valid', () => {
     expect(resolveLoadOptions({ threads: 4, weightType: 'q8_0' })).toMatchObject({ threads: 4, weightType: 'q8_0', tokenizerPath: '' });
     expect(resolveModelSource('m.safetensors')).toBe('m.safetensors');
-    expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
+    expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ file: '', unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
+    // a complete checkpoint with a replaced VAE (SDXL fp16-fix): the other parts are optional then
+    expect(resolveModelSource({ file: 'xl.safetensors', vae: 'fix.safetensors' })).toEqual({
+      file: 'xl.safetensors', unet: '', vae: 'fix.safetensors', textEncoder: '', tokenizer: '',
+    });
+    expect(messageOf(() => resolveModelSource({ vae: 'v' }))).toContain('for unet but received');
   });
   test('invalid', () => {
     expect(messageOf(() => resolveLoadOptions({ weightType: 'q3' }))).toBe(

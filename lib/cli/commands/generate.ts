@@ -6,7 +6,7 @@
 import * as path from 'path';
 import { loadModel, type GenerationResult, type Model } from '../../model';
 import type { GeneratedImage } from '../../image';
-import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, type GenerateOptions, type LoadOptions } from '../../options';
+import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, type GenerateOptions, type LoadOptions, type ModelParts } from '../../options';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 import { formatDuration, ProgressBar } from '../progress';
@@ -41,7 +41,7 @@ export function outputPath(output: string, i: number, n: number): string {
   return `${output.slice(0, output.length - ext.length)}-${i}${ext}`;
 }
 
-async function openModel(file: string, options: LoadOptions): Promise<Model> {
+async function openModel(file: string | ModelParts, options: LoadOptions): Promise<Model> {
   // Internal test hook: SDNODE_TEST_FAKE_MODEL='{"stepMs":5}' swaps in the addon's fake engine (no weights), so the
   // CLI's own behaviour (arguments, progress, Ctrl-C, --json) can be tested without a model.
   const fake = process.env.SDNODE_TEST_FAKE_MODEL;
@@ -63,6 +63,7 @@ export const generateCommand: Command = {
   positionals: 0,
   options: [
     { name: 'model', short: 'm', type: 'string', arg: 'FILE', description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder', required: true },
+    { name: 'vae', type: 'string', arg: 'FILE', description: 'a separate VAE replacing the model\'s (e.g. the SDXL fp16-fix VAE)' },
     { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', description: 'what to draw', required: true },
     { name: 'negative-prompt', short: 'n', type: 'string', arg: 'TEXT', description: 'what to avoid', default: '""' },
     { name: 'output', short: 'o', type: 'string', arg: 'FILE', description: 'output image (.png, .jpg, .jpeg, .webp)', required: true },
@@ -136,7 +137,7 @@ export const generateCommand: Command = {
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
     if (o.prediction !== undefined) loadOptions.prediction = o.prediction as LoadOptions['prediction'];
-    const model = await openModel(o.model as string, loadOptions);
+    const model = await openModel(o.vae === undefined ? (o.model as string) : { file: o.model as string, vae: o.vae as string }, loadOptions);
     bar.done();
     const loadMs = performance.now() - t0;
     let result: GenerationResult;
