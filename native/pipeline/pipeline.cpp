@@ -19,12 +19,16 @@ struct StateReset {
 }  // namespace
 
 DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
-                                     Prediction prediction, ModelConfig config)
-    : store_(std::move(store)), prediction_(prediction), family_(config.family) {
+                                     Prediction prediction, ModelConfig config, Placement placement,
+                                     std::unique_ptr<WeightStore> cpu_store)
+    : store_(std::move(store)), cpu_store_(std::move(cpu_store)), placement_(placement), prediction_(prediction),
+      family_(config.family) {
+  WeightStore& te_store = placement_.text_encoder_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
+  WeightStore& vae_store = placement_.vae_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
   if (family_ == ModelFamily::SD1)
-    conditioner_ = std::make_unique<ClipConditioner>(*store_, std::move(tokenizer), config.clip_heads);
+    conditioner_ = std::make_unique<ClipConditioner>(te_store, std::move(tokenizer), config.clip_heads);
   else
-    conditioner_ = std::make_unique<FamilyConditioner>(*store_, std::move(tokenizer), family_, config.clip_heads);
+    conditioner_ = std::make_unique<FamilyConditioner>(te_store, std::move(tokenizer), family_, config.clip_heads);
   const int heads = config.unet_heads > 0 ? config.unet_heads : (family_ == ModelFamily::SD1 ? 8 : 0);
   unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", heads, config.unet_head_dim);
   if (family_ == ModelFamily::SDXL) latent_scale_ = 0.13025f;
@@ -35,7 +39,8 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
     const char* sw = std::getenv("SDN_STREAM_WEIGHTS");
     unet_->set_stream_weights(!(sw && *sw == '0'));
   }
-  vae_ = std::make_unique<VaeModel>(*store_);
+  vae_ = std::make_unique<VaeModel>(vae_store);
+  vae_be_ = &vae_store.backend();
   if (unet_->context_dim() != conditioner_->context_dim())
     throw_error(ErrorCode::InvalidFile, "the U-Net expects a text context of width " +
                                             std::to_string(unet_->context_dim()) + " but the text encoder gives " +
@@ -121,28 +126,108 @@ void DiffusionPipeline::check_params(const GenerateParams& p) const {
                                                 " (the text encoder's layer count), got " + std::to_string(p.clip_skip));
 }
 
+namespace {
+constexpr int kVaeTile = 32;     // latent pixels per tile side (256 image pixels)
+constexpr int kVaeOverlap = 8;   // latent pixels shared by neighbouring tiles (64 image pixels), blended linearly
+
+// Blend weight of pixel p of a tile n pixels long: a linear ramp over `ov` pixels at each side that borders another
+// tile (sides on the image border keep full weight).
+float ramp(int p, int n, bool first, bool last, int ov) {
+  float w = 1.f;
+  if (!first) w = std::min(w, ((float)p + 0.5f) / (float)ov);
+  if (!last) w = std::min(w, ((float)(n - p) - 0.5f) / (float)ov);
+  return std::max(w, 1e-3f);
+}
+
+// Tile start positions covering [0, n) with tiles of `t` and at least `ov` overlap.
+std::vector<int> tile_starts(int n, int t, int ov) {
+  std::vector<int> s;
+  if (n <= t) return {0};
+  for (int p = 0;; p += t - ov) {
+    if (p + t >= n) {
+      s.push_back(n - t);
+      break;
+    }
+    s.push_back(p);
+  }
+  return s;
+}
+}  // namespace
+
+void DiffusionPipeline::trim() {
+  store_->backend().trim();
+  if (cpu_store_) cpu_store_->backend().trim();
+}
+
+bool DiffusionPipeline::tiles_decode(int h, int w) const {
+  if (placement_.vae_tiling == VaeTiling::On) return h > kVaeTile || w > kVaeTile;
+  if (placement_.vae_tiling == VaeTiling::Off || vae_be_->is_host()) return false;
+  // the decoder's working set at full resolution: about four live 128-channel f32 tensors of the image size
+  const double need = 4.0 * 128.0 * 4.0 * (8.0 * h) * (8.0 * w);
+  const DeviceInfo d = vae_be_->device_info();
+  const MemoryStats m = vae_be_->memory_stats();
+  const double free = d.memory_bytes > m.weights ? (double)(d.memory_bytes - m.weights) : 0.0;
+  return d.memory_bytes > 0 && need > 0.5 * free;
+}
+
+std::vector<float> DiffusionPipeline::decode_planes(const std::vector<float>& x, int lh, int lw, int tile, int overlap) {
+  Backend& be = *vae_be_;
+  const int64_t plane = (int64_t)lh * lw;
+  const int C = plane ? (int)((int64_t)x.size() / plane) : 0;
+  const int H = lh * 8, W = lw * 8;
+  // decodes latent rows [y0, y0+th) x columns [x0, x0+tw) -> host planes [3, 8th, 8tw]
+  auto decode_region = [&](int y0, int x0, int th, int tw) {
+    std::vector<float> crop((size_t)C * th * tw);
+    for (int c = 0; c < C; ++c)
+      for (int y = 0; y < th; ++y)
+        std::copy_n(x.data() + ((int64_t)c * lh + y0 + y) * lw + x0, tw, crop.data() + ((size_t)c * th + y) * tw);
+    Tensor z = be.scale(be.upload(Tensor::wrap(crop.data(), {1, C, th, tw}, DType::F32)), 1.0f / latent_scale_);
+    Tensor dec = vae_->decode(z);
+    z = Tensor();
+    if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != 8 * th || dec.shape[3] != 8 * tw)
+      throw_error(ErrorCode::InvalidFile, "the VAE decoder turned a " + std::to_string(tw) + "x" + std::to_string(th) +
+                                              " latent into " + dec.shape_str() + " instead of an RGB " +
+                                              std::to_string(8 * tw) + "x" + std::to_string(8 * th) + " image");
+    Tensor px = be.to_host(dec);
+    if (!px.is_contiguous()) px = px.contiguous();
+    return std::vector<float>(px.f32(), px.f32() + px.numel());
+  };
+  if (tile <= 0 || (lh <= tile && lw <= tile)) return decode_region(0, 0, lh, lw);
+  const int th = std::min(tile, lh), tw = std::min(tile, lw), ov = std::max(1, overlap * 8);
+  std::vector<float> acc((size_t)3 * H * W, 0.f), wsum((size_t)H * W, 0.f);
+  const std::vector<int> ys = tile_starts(lh, th, overlap), xs = tile_starts(lw, tw, overlap);
+  for (int y0 : ys)
+    for (int x0 : xs) {
+      std::vector<float> d = decode_region(y0, x0, th, tw);
+      const int TH = th * 8, TW = tw * 8;
+      for (int py = 0; py < TH; ++py) {
+        const float wy = ramp(py, TH, y0 == 0, y0 + th == lh, ov);
+        for (int px = 0; px < TW; ++px) {
+          const float wgt = wy * ramp(px, TW, x0 == 0, x0 + tw == lw, ov);
+          const size_t o = (size_t)(y0 * 8 + py) * W + (size_t)(x0 * 8 + px);
+          wsum[o] += wgt;
+          for (int k = 0; k < 3; ++k) acc[(size_t)k * H * W + o] += wgt * d[((size_t)k * TH + py) * TW + px];
+        }
+      }
+    }
+  for (size_t o = 0; o < wsum.size(); ++o)
+    for (int k = 0; k < 3; ++k) acc[(size_t)k * H * W + o] /= wsum[o];
+  return acc;
+}
+
 Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const GenerateParams& p) {
-  Backend& be = store_->backend();
-  const int C = unet_->out_channels();
-  Tensor z = be.scale(be.upload(Tensor::wrap(x.data(), {1, C, lh, lw}, DType::F32)), 1.0f / latent_scale_);
+  const bool tiled = tiles_decode(lh, lw);
+  std::vector<float> px = decode_planes(x, lh, lw, tiled ? kVaeTile : 0, kVaeOverlap);
   x.clear();
   x.shrink_to_fit();
-  Tensor dec = vae_->decode(z);
-  z = Tensor();
-  if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != p.height || dec.shape[3] != p.width)
-    throw_error(ErrorCode::InvalidFile, "the VAE decoder turned a " + std::to_string(lw) + "x" + std::to_string(lh) +
-                                            " latent into " + dec.shape_str() + " instead of an RGB " +
-                                            std::to_string(p.width) + "x" + std::to_string(p.height) + " image");
-  Tensor px = be.to_host(dec);
-  if (!px.is_contiguous()) px = px.contiguous();
-  dec = Tensor();
   Image im;
   im.width = p.width;
   im.height = p.height;
   im.channels = 3;
   im.data.resize((size_t)p.width * p.height * 3);
   const size_t plane = (size_t)p.width * p.height;
-  const float* src = px.f32();
+  if (px.size() != 3 * plane) throw_error(ErrorCode::Internal, "decode: unexpected image size");
+  const float* src = px.data();
   for (size_t q = 0; q < plane; ++q)
     for (int k = 0; k < 3; ++k) {
       float v = (src[k * plane + q] + 1.f) * 0.5f;
@@ -197,7 +282,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   }
   if (options_.release_between_stages) {
     conditioner_->release();
-    be.trim();  // cached activation blocks of one stage are the wrong sizes for the next
+    trim();  // cached activation blocks of one stage are the wrong sizes for the next
   }
   progress(Phase::Encode, 1, 1, 0);
 
@@ -234,7 +319,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   denoiser_->clear();
   if (options_.release_between_stages) {
     unet_->release();
-    be.trim();
+    trim();
   }
 
   // 3. decode
@@ -248,7 +333,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   }
   if (options_.release_between_stages) {
     vae_->release_decoder();
-    be.trim();
+    trim();
   }
   return images;
 }
