@@ -22,6 +22,7 @@ import {
   type GenerateOptions,
   type LoadOptions,
   type LoadProgressEvent,
+  type ModelParts,
   type ModelSource,
   type ResolvedGenerateOptions,
   type ResolvedLoadOptions,
@@ -441,8 +442,13 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const src = resolveModelSource(pathOrParts);
   const opts = resolveLoadOptions(options);
   const nativeSource = typeof src === 'string' ? path.resolve(src) : src;
-  const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
-  if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
+  // model.source: the parts as given (empty optional fields left out)
+  let source: ModelSource = src;
+  if (typeof src !== 'string') {
+    const parts: Record<string, string> = {};
+    for (const [k, v] of Object.entries(src)) if (v) parts[k] = v;
+    source = parts as ModelParts;
+  }
   return openModel(source, opts, (native, onProgress, handle) =>
     native.load(
       nativeSource,
