@@ -99,6 +99,30 @@ describe.each(['sd2', 'sdxl'])('tiny %s checkpoints', (family) => {
     expect((err as Error).message).toMatch(/clip_?[sS]kip must be at most 2/);
   }, 300000);
 
+  test('few-step settings run end to end: every new sampler and scheduler, 1-4 steps, cfg 1', async () => {
+    const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, threads: 2 });
+    try {
+      const runs: [string, string, number][] = [
+        ['euler', 'sgm_uniform', 1], // SD-Turbo / SDXL-Turbo style
+        ['euler', 'simple', 4], // Lightning / Hyper: trailing timesteps
+        ['ddim', 'sgm_uniform', 2],
+        ['ipndm', 'discrete', 4],
+        ['tcd', 'lcm', 3],
+        ['lcm', 'lcm', 2],
+        ['euler_a', 'ays', 3],
+      ];
+      const seen = new Set<string>();
+      for (const [sampler, scheduler, steps] of runs) {
+        const r = await model.generate({ ...base, cfgScale: 1, width: 64, height: 64, sampler, scheduler, steps } as never);
+        expect(r.images[0].data.length).toBe(64 * 64 * 3);
+        seen.add(r.images[0].data.toString('base64'));
+      }
+      expect(seen.size).toBe(runs.length); // each setting gives its own image
+    } finally {
+      await model.dispose();
+    }
+  }, 300000);
+
   test('sizes off the U-Net multiple fail with the rule; SDXL takes multiples of 32', async () => {
     const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, threads: 2 });
     try {
