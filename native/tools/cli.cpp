@@ -19,7 +19,8 @@ static void usage() {
                "         [--unet FILE] [--vae FILE] [--text-encoder FILE]\n"
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
-               "         [--tokenizer MERGES] [--quiet]\n");
+               "         [--tokenizer MERGES] [--prediction eps|v] [--quiet]\n"
+               "  width/height: multiples of 64 (SD 1.x/2.x) or 32 (SDXL); --clip-skip 0 = the model's default\n");
 }
 
 int main(int argc, char** argv) {
