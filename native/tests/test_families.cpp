@@ -3,6 +3,7 @@
 // head size, label_emb / vector conditioning, and the per-family text conditioning (padding, layer, size
 // embedding).
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "backends/backend.h"
@@ -143,6 +144,24 @@ TEST(families, clip_penultimate_and_pooled_output) {
   ClipTextModel enc_hf(wh, kTe2, 0, ClipActivation::GeluErf);
   ClipEncoding eh = enc_hf.encode(ids, 1, pen);
   EXPECT_TRUE(max_diff(f32(eh.pooled), f32(e.pooled)) < 1e-5);
+
+  // SDN_POOLED_PROJECTION=linear: the stored OpenCLIP matrix applied as a Linear weight (row @ P^T), the reference
+  // engine's rule for these files (real towers have square projections; a square tiny one here)
+  {
+    sdntest::TinySdConfig cs = c;
+    cs.proj = cs.ctx2;
+    TensorMap ms = sdntest::make_tiny_sd(cs);
+    ::setenv("SDN_POOLED_PROJECTION", "linear", 1);
+    WeightStore wl(ms, cpu_backend());
+    ClipTextModel enc_l(wl, kTe2, 0, ClipActivation::GeluErf);
+    ::unsetenv("SDN_POOLED_PROJECTION");
+    ClipEncoding el = enc_l.encode(ids, 1, pen);
+    std::vector<float> hs = f32(enc_l.encode(ids, 1, 1)), Ps = f32(ms.at(std::string(kTe2) + "text_projection"));
+    std::vector<double> want_t(cs.proj, 0.0);
+    for (int j = 0; j < cs.proj; ++j)
+      for (int i = 0; i < cs.ctx2; ++i) want_t[j] += (double)hs[(size_t)eos_pos * cs.ctx2 + i] * Ps[(size_t)j * cs.ctx2 + i];
+    EXPECT_CLOSE(el.pooled.f32(), want_t.data(), (size_t)cs.proj, 1e-4, 1e-4);
+  }
 
   // the first encoder (CLIP-L layout) has no projection: asking for a pooled output is a typed error
   ClipTextModel enc1(w, kTe, 0, ClipActivation::QuickGelu);
