@@ -18,6 +18,9 @@ export {
   PREDICTIONS,
   RNGS,
   WEIGHT_TYPES,
+  DECODERS,
+  PREVIEW_METHODS,
+  DEFAULT_STRENGTH,
   GENERATE_DEFAULTS,
   MIN_SIZE,
   MAX_SIZE,
@@ -36,6 +39,10 @@ export type {
   Scheduler,
   Rng,
   WeightType,
+  Decoder,
+  PreviewMethod,
+  ImageInput,
+  RawImageInput,
 } from './options';
 export {
   SdnodeError,

@@ -41,6 +41,8 @@ describe('resolveGenerateOptions', () => {
       rng: 'cuda',
       clipSkip: 0,
       batchCount: 1,
+      maskBlur: 0,
+      decoder: 'vae',
     });
     expect(GENERATE_DEFAULTS.width).toBe(512);
     // a model's native size replaces the default size (SDXL 1024, SD 2.x v 768), never an explicit one
