@@ -25,6 +25,8 @@ struct ClipEncodeOptions {
   // Also compute the pooled output: all layers, the final LayerNorm, the row at the first EOS position
   // (argmax of the ids, as OpenCLIP does), times the text projection (needs a text_projection tensor).
   bool pooled = false;
+  // Host F32 [n, width] rows for ids vocab() .. vocab()+n-1 (textual-inversion vectors); may be null.
+  const Tensor* extra = nullptr;
 };
 
 struct ClipEncoding {
@@ -48,7 +50,8 @@ class ClipTextModel {
 
   // ids: batch rows of positions() ids each. Returns [batch, positions, width]: the hidden state after layer
   // (layers - clip_skip + 1) (clip_skip 1 = all layers), followed by the final LayerNorm (SD1 semantics).
-  Tensor encode(const std::vector<int>& ids, int batch, int clip_skip);
+  // extra (optional): host F32 [n, width] rows for ids vocab() .. vocab()+n-1 (textual-inversion vectors).
+  Tensor encode(const std::vector<int>& ids, int batch, int clip_skip, const Tensor* extra = nullptr);
   ClipEncoding encode(const std::vector<int>& ids, int batch, const ClipEncodeOptions& options);
   // Drops the prepared weights and lets the OS reclaim the mapped pages.
   void release();

@@ -61,10 +61,11 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
   }
   std::string cache = user_merges_cache_path();
   if (is_file(cache)) return read_merges_file(cache, "cached tokenizer");
+  if (!options.fallback_merges.empty()) return options.fallback_merges;
   std::string what = files.empty() ? std::string("the model") : files.front().first;
   throw_error(ErrorCode::NotFound,
               "no CLIP tokenizer merges found for " + what +
-                  ". Give one of: LoadOptions.tokenizer_path (a merges.txt file); a model file with embedded merges "
+                  ". Give one of: an explicit merges.txt file (tokenizerPath in JavaScript, --tokenizer on the command line); a model file with embedded merges "
                   "(GGUF converted with a tokenizer); a diffusers folder with tokenizer/merges.txt (also looked for "
                   "next to the model file); or a per-user copy at " + cache +
                   " (directory from $SDNODE_CACHE_DIR when set).");

@@ -10,6 +10,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/weights.h"
+#include "pipeline/adapters.h"
 #include "pipeline/conditioner.h"
 #include "pipeline/denoiser.h"
 #include "samplers/sampling.h"
@@ -109,6 +110,10 @@ class DiffusionPipeline {
   ModelFamily family_ = ModelFamily::SD1;
   TaesdModel* taesd_ = nullptr;
   float latent_scale_ = 0.18215f;  // VAE scale factor: SD 1.x/2.x 0.18215, SDXL 0.13025
+  int unet_heads_ = 8;              // 0: heads of unet_head_dim channels (SD 2.x, SDXL)
+  // adapters
+  LoraState loras_;
+  std::unique_ptr<LoadedControlNet> control_;
 };
 
 }  // namespace sdn

@@ -184,19 +184,19 @@ TEST(families, unet_linear_projections_and_head_size) {
   EXPECT_TRUE(n >= 4);
   WeightStore wl(lin, cpu_backend()), wc(conv, cpu_backend());
   // heads of 16 channels: 2 heads at 32 channels, 4 at 64 (also given as fixed counts where they agree)
-  UNetModel ul(wl, "model.diffusion_model.", 0, 16), uc(wc, "model.diffusion_model.", 0, 16);
+  UNetModel ul(wl, "model.diffusion_model.", 0, false, 16), uc(wc, "model.diffusion_model.", 0, false, 16);
   EXPECT_EQ(ul.adm_channels(), 0);
   Tensor x = rnd({1, 4, 4, 6}, 1), ctx = rnd({1, 77, c.ctx}, 2);
   auto a = f32(ul.forward(x, {321.5f}, ctx)), b = f32(uc.forward(x, {321.5f}, ctx));
   EXPECT_TRUE(max_diff(a, b) < 1e-5);
   // a different head size changes the result (the attention really splits by head size)
-  UNetModel u8(wl, "model.diffusion_model.", 0, 8);
+  UNetModel u8(wl, "model.diffusion_model.", 0, false, 8);
   EXPECT_TRUE(max_diff(a, f32(u8.forward(x, {321.5f}, ctx))) > 1e-4);
-  UNetModel bad(wl, "model.diffusion_model.", 0, 24);  // 32 channels do not split into heads of 24
+  UNetModel bad(wl, "model.diffusion_model.", 0, false, 24);  // 32 channels do not split into heads of 24
   EXPECT_THROWS_CODE(bad.forward(x, {321.5f}, ctx), ErrorCode::InvalidFile);
   // a y for a model without label_emb is refused
   Tensor y = rnd({1, 8}, 3);
-  EXPECT_THROWS_CODE(ul.forward(x, {321.5f}, ctx, nullptr, &y), ErrorCode::InvalidArgument);
+  EXPECT_THROWS_CODE(ul.forward(x, {321.5f}, ctx, nullptr, nullptr, &y), ErrorCode::InvalidArgument);
 }
 
 TEST(families, unet_label_emb_vector_conditioning) {
@@ -204,18 +204,18 @@ TEST(families, unet_label_emb_vector_conditioning) {
   c.family = "sdxl";
   TensorMap m = sdntest::make_tiny_sd(c);
   WeightStore w(m, cpu_backend());
-  UNetModel u(w, "model.diffusion_model.", 0, 16);
+  UNetModel u(w, "model.diffusion_model.", 0, false, 16);
   const int adm = c.proj + 6 * 256;
   EXPECT_EQ(u.adm_channels(), adm);
   EXPECT_EQ(u.context_dim(), c.ctx + c.ctx2);
   EXPECT_EQ(u.size_multiple(), 2);
   Tensor x = rnd({2, 4, 4, 4}, 1), ctx = rnd({2, 77, c.ctx + c.ctx2}, 2);
   Tensor y = rnd({2, adm}, 3), y2 = rnd({2, adm}, 4);
-  auto a = f32(u.forward(x, {500.f, 500.f}, ctx, nullptr, &y));
-  EXPECT_TRUE(max_diff(a, f32(u.forward(x, {500.f, 500.f}, ctx, nullptr, &y2))) > 1e-4);  // y matters
+  auto a = f32(u.forward(x, {500.f, 500.f}, ctx, nullptr, nullptr, &y));
+  EXPECT_TRUE(max_diff(a, f32(u.forward(x, {500.f, 500.f}, ctx, nullptr, nullptr, &y2))) > 1e-4);  // y matters
   EXPECT_THROWS_CODE(u.forward(x, {500.f, 500.f}, ctx), ErrorCode::InvalidArgument);     // y required
   Tensor ybad = rnd({2, adm - 1}, 5);
-  EXPECT_THROWS_CODE(u.forward(x, {500.f, 500.f}, ctx, nullptr, &ybad), ErrorCode::InvalidArgument);
+  EXPECT_THROWS_CODE(u.forward(x, {500.f, 500.f}, ctx, nullptr, nullptr, &ybad), ErrorCode::InvalidArgument);
   // label_emb's output added to the time embedding: with a zero last layer the model equals one without it
   TensorMap zero = m, none;
   const std::string P = "model.diffusion_model.label_emb.0.2.";
@@ -224,12 +224,12 @@ TEST(families, unet_label_emb_vector_conditioning) {
   for (auto& kv : m)
     if (kv.first.find("model.diffusion_model.label_emb.") != 0) none[kv.first] = kv.second;
   WeightStore wz(zero, cpu_backend()), wn(none, cpu_backend());
-  UNetModel uz(wz, "model.diffusion_model.", 0, 16), un(wn, "model.diffusion_model.", 0, 16);
-  EXPECT_TRUE(max_diff(f32(uz.forward(x, {500.f, 500.f}, ctx, nullptr, &y)), f32(un.forward(x, {500.f, 500.f}, ctx))) <
+  UNetModel uz(wz, "model.diffusion_model.", 0, false, 16), un(wn, "model.diffusion_model.", 0, false, 16);
+  EXPECT_TRUE(max_diff(f32(uz.forward(x, {500.f, 500.f}, ctx, nullptr, nullptr, &y)), f32(un.forward(x, {500.f, 500.f}, ctx))) <
               1e-6);
   // level 0 has no attention (SDXL layout): the model still runs at odd latent multiples of 2
   Tensor x3 = rnd({1, 4, 2, 6}, 6), c3 = rnd({1, 77, c.ctx + c.ctx2}, 7), y3 = rnd({1, adm}, 8);
-  EXPECT_EQ(u.forward(x3, {10.f}, c3, nullptr, &y3).shape_str(), std::string("[1, 4, 2, 6] f32"));
+  EXPECT_EQ(u.forward(x3, {10.f}, c3, nullptr, nullptr, &y3).shape_str(), std::string("[1, 4, 2, 6] f32"));
 }
 
 TEST(families, sd2_conditioning_zero_padding_penultimate) {
