@@ -178,9 +178,9 @@ describeTiny('sdnode serve on a tiny model', () => {
     expect(models.json).toEqual([expect.objectContaining({ title: 'tiny-sd1', model_name: 'tiny-sd1', filename: 'tiny-sd1.safetensors' })]);
     expect(JSON.stringify(models.json)).not.toContain(path.dirname(tiny.safetensors)); // no server paths leak
     const samplers = await get(`${url}/sdapi/v1/samplers`);
-    expect(samplers.json.map((s: { name: string }) => s.name)).toEqual(['Euler a', 'Euler', 'Heun', 'DPM2', 'DPM++ 2S a', 'DPM++ 2M', 'LCM', 'DDIM']);
+    expect(samplers.json.map((s: { name: string }) => s.name)).toEqual(['Euler a', 'Euler', 'Heun', 'DPM2', 'DPM++ 2S a', 'DPM++ 2M', 'LCM', 'DDIM', 'DDIM Trailing', 'iPNDM', 'TCD']);
     const schedulers = await get(`${url}/sdapi/v1/schedulers`);
-    expect(schedulers.json.map((s: { name: string }) => s.name)).toEqual(['automatic', 'karras', 'exponential']);
+    expect(schedulers.json.map((s: { name: string }) => s.name)).toEqual(['automatic', 'karras', 'exponential', 'simple', 'sgm_uniform', 'align_your_steps', 'lcm']);
     const progress = await get(`${url}/sdapi/v1/progress`);
     expect(progress.json).toMatchObject({ progress: 0, state: { job_count: 0 } });
     const oa = await get(`${url}/v1/models`);

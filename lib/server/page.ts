@@ -40,8 +40,10 @@ export const PAGE_HTML = `<!doctype html>
   <label>CFG scale<input id="cfgScale" name="cfgScale" type="number" min="0" max="100" step="0.5" value="7"></label>
   <label>Sampler<select id="sampler" name="sampler">
     <option>euler_a</option><option>euler</option><option>heun</option><option>dpm2</option>
-    <option>dpm++2m</option><option>dpm++2s_a</option><option>lcm</option><option>ddim_trailing</option></select></label>
-  <label>Scheduler<select id="scheduler" name="scheduler"><option>discrete</option><option>karras</option><option>exponential</option></select></label>
+    <option>dpm++2m</option><option>dpm++2s_a</option><option>lcm</option><option>ddim</option><option>ddim_trailing</option>
+    <option>ipndm</option><option>tcd</option></select></label>
+  <label>Scheduler<select id="scheduler" name="scheduler"><option>discrete</option><option>karras</option><option>exponential</option>
+    <option>simple</option><option>sgm_uniform</option><option>lcm</option><option>ays</option></select></label>
   <label>Seed (-1: random)<input id="seed" name="seed" type="number" value="-1"></label>
   <label>Images<input id="batchCount" name="batchCount" type="number" min="1" max="64" value="1"></label>
   <label>API key (if the server has one)<input id="apiKey" type="password" autocomplete="off"></label>

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import { InvalidOptionError } from '../errors';
-import { MAX_SIZE, MIN_SIZE, RNGS, SAMPLERS, SCHEDULERS, resolveGenerateOptions, type GenerateOptions, type ResolvedGenerateOptions, type Sampler, type Scheduler } from '../options';
+import { MAX_CLIP_SKIP, MAX_SIZE, MIN_SIZE, RNGS, SAMPLERS, SCHEDULERS, resolveGenerateOptions, type GenerateOptions, type ResolvedGenerateOptions, type Sampler, type Scheduler } from '../options';
 import { HttpError, limitError, type ServerLimits } from './limits';
 
 /** A validated generation request: what to generate, on which model, and how previews are sent. */
@@ -68,7 +68,10 @@ export const A1111_SAMPLERS: ReadonlyArray<{ name: string; sampler: Sampler; ali
   { name: 'DPM++ 2S a', sampler: 'dpm++2s_a', aliases: ['k_dpmpp_2s_a', 'dpm++2s_a', 'dpmpp_2s_ancestral'] },
   { name: 'DPM++ 2M', sampler: 'dpm++2m', aliases: ['k_dpmpp_2m', 'dpm++2m', 'dpmpp_2m'] },
   { name: 'LCM', sampler: 'lcm', aliases: ['k_lcm', 'lcm'] },
-  { name: 'DDIM', sampler: 'ddim_trailing', aliases: ['ddim', 'ddim_trailing'] },
+  { name: 'DDIM', sampler: 'ddim', aliases: ['ddim'] },
+  { name: 'DDIM Trailing', sampler: 'ddim_trailing', aliases: ['ddim_trailing'] },
+  { name: 'iPNDM', sampler: 'ipndm', aliases: ['ipndm'] },
+  { name: 'TCD', sampler: 'tcd', aliases: ['tcd'] },
 ];
 
 /** A1111 scheduler names/labels -> engine names. */
@@ -76,6 +79,10 @@ export const A1111_SCHEDULERS: ReadonlyArray<{ name: string; label: string; sche
   { name: 'automatic', label: 'Automatic', scheduler: 'discrete', aliases: ['discrete', 'normal', 'Normal'] },
   { name: 'karras', label: 'Karras', scheduler: 'karras', aliases: [] },
   { name: 'exponential', label: 'Exponential', scheduler: 'exponential', aliases: [] },
+  { name: 'simple', label: 'Simple', scheduler: 'simple', aliases: [] },
+  { name: 'sgm_uniform', label: 'SGM Uniform', scheduler: 'sgm_uniform', aliases: [] },
+  { name: 'align_your_steps', label: 'Align Your Steps', scheduler: 'ays', aliases: ['ays'] },
+  { name: 'lcm', label: 'LCM', scheduler: 'lcm', aliases: [] },
 ];
 
 /** Maps an A1111 sampler label (or alias, or engine name; old labels such as "DPM++ 2M Karras" carry a scheduler). */
@@ -119,7 +126,7 @@ export const JOB_SCHEMA = {
     scheduler: { type: 'string', enum: [...SCHEDULERS] },
     seed: int(-1, Number.MAX_SAFE_INTEGER - 64),
     rng: { type: 'string', enum: [...RNGS] },
-    clipSkip: int(1, 12),
+    clipSkip: int(0, MAX_CLIP_SKIP),
     batchCount: int(1, 64),
     model: modelName,
     previewEvery: int(0, 1000),
@@ -148,13 +155,13 @@ export const A1111_TXT2IMG_SCHEMA = {
     seed: { type: 'integer', minimum: -1, maximum: Number.MAX_SAFE_INTEGER - 64 },
     batch_size: int(1, 64),
     n_iter: int(1, 64),
-    clip_skip: int(1, 12),
+    clip_skip: int(0, MAX_CLIP_SKIP),
     enable_hr: { type: 'boolean' },
     override_settings: {
       type: 'object',
       properties: {
         sd_model_checkpoint: modelName,
-        CLIP_stop_at_last_layers: int(1, 12),
+        CLIP_stop_at_last_layers: int(0, MAX_CLIP_SKIP),
       },
     },
   },
