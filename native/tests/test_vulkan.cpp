@@ -7,8 +7,11 @@
 
 #include "backends/backend.h"
 #include "core/quant.h"
+#include "models/clip.h"
+#include "pipeline/txt2img.h"
 #include "sdn/error.h"
 #include "test.h"
+#include "tiny_sd.h"
 
 using namespace sdn;
 using namespace sdntest;
@@ -260,5 +263,48 @@ TEST(vulkan, vram_budget_keeps_weights_on_host_through_fallback) {
                  "over-budget weight on the CPU");
     expect_close(vk->to_host(y), cpu_backend().linear(x, w1, nullptr), 1e-4, 1e-4, "weight on the device");
     EXPECT_TRUE(vk->memory_stats().weights > 0 && vk->memory_stats().weights <= o.vram_budget);
+  }
+}
+
+TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
+  for (const DeviceInfo& d : vk_devices("vulkan.tiny_sd_pipeline_matches_cpu_with_no_fallback")) {
+    auto vk = with_cpu_fallback(make_vk(d), make_cpu_backend());
+    GenerateParams p;
+    p.prompt = "the red and (green:1.2) thin [rain]";
+    p.negative_prompt = "other";
+    p.width = 64;
+    p.height = 64;
+    p.steps = 2;
+    p.cfg_scale = 5.f;
+    p.sampler = "euler_a";
+    p.seed = 11;
+    std::vector<Image> a, b;
+    {
+      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend());
+      Txt2ImgPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      a = pipe.generate(p, {});
+    }
+    {
+      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
+      Txt2ImgPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      b = pipe.generate(p, {});
+      EXPECT_TRUE(vk->memory_stats().weights > 0);
+    }
+    EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // freed with the model
+    EXPECT_EQ(a.size(), b.size());
+    EXPECT_EQ(a[0].data.size(), b[0].data.size());
+    double se = 0;
+    int worst = 0;
+    for (size_t i = 0; i < a[0].data.size(); ++i) {
+      int e = std::abs((int)a[0].data[i] - (int)b[0].data[i]);
+      worst = std::max(worst, e);
+      se += (double)e * e;
+    }
+    double mse = se / (double)a[0].data.size();
+    double psnr = mse == 0 ? 99.0 : 10.0 * std::log10(255.0 * 255.0 / mse);
+    std::fprintf(stderr, "  tiny SD on %s vs cpu: PSNR %.1f dB, max |diff| %d\n", d.id.c_str(), psnr, worst);
+    EXPECT_TRUE(psnr >= 40.0);
+    for (auto& f : vk->fallback_counts())
+      SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
   }
 }

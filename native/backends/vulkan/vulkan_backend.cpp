@@ -1330,7 +1330,7 @@ class VulkanFactory final : public BackendFactory {
   std::vector<DeviceInfo> devices() override { return discovery().infos; }
   std::string unavailable_reason() override {
     Discovery& d = discovery();
-    return d.infos.empty() ? "vulkan: " + d.reason : "";
+    return d.infos.empty() ? d.reason : "";
   }
   std::shared_ptr<Backend> create(int index, const BackendOptions& options) override {
     Discovery& d = discovery();

@@ -7,6 +7,7 @@
 // CONV: u4 = C, u5 = H, u6 = W, u7 = OH, u8 = OW, u9 = KH, u10 = KW, u11 = stride, u12 = pad
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 #include "dequant.glsl"
 layout(local_size_x = 16, local_size_y = 16) in;
@@ -31,11 +32,11 @@ void main() {
   uint KHW = KH * KW, OHW = OH * OW;
 #endif
   float acc[4][4];
-  for (uint i = 0u; i < 4u; ++i)
-    for (uint j = 0u; j < 4u; ++j) acc[i][j] = 0.0;
+  [[unroll]] for (uint i = 0u; i < 4u; ++i)
+    [[unroll]] for (uint j = 0u; j < 4u; ++j) acc[i][j] = 0.0;
 
   for (uint k0 = 0u; k0 < K; k0 += TK) {
-    for (uint r = 0u; r < 4u; ++r) {
+    [[unroll]] for (uint r = 0u; r < 4u; ++r) {
       uint e = tid + r * 256u;
 #ifdef CONV
       uint mm = e % TM, kk = e / TM;  // consecutive invocations along output pixels
@@ -63,20 +64,20 @@ void main() {
       Bs[kb][nn] = (n < N && kw < K) ? wdec(Wt, n * rowb, kw) : 0.0;
     }
     barrier();
-    for (uint kk = 0u; kk < TK; ++kk) {
+    [[unroll]] for (uint kk = 0u; kk < TK; ++kk) {
       float a[4], bv[4];
-      for (uint i = 0u; i < 4u; ++i) a[i] = As[kk][ty + 16u * i];
-      for (uint j = 0u; j < 4u; ++j) bv[j] = Bs[kk][tx + 16u * j];
-      for (uint i = 0u; i < 4u; ++i)
-        for (uint j = 0u; j < 4u; ++j) acc[i][j] += a[i] * bv[j];
+      [[unroll]] for (uint i = 0u; i < 4u; ++i) a[i] = As[kk][ty + 16u * i];
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) bv[j] = Bs[kk][tx + 16u * j];
+      [[unroll]] for (uint i = 0u; i < 4u; ++i)
+        [[unroll]] for (uint j = 0u; j < 4u; ++j) acc[i][j] += a[i] * bv[j];
     }
     barrier();
   }
   FBuf Y = FBuf(pc.a3);
-  for (uint i = 0u; i < 4u; ++i) {
+  [[unroll]] for (uint i = 0u; i < 4u; ++i) {
     uint m = m0 + ty + 16u * i;
     if (m >= M) continue;
-    for (uint j = 0u; j < 4u; ++j) {
+    [[unroll]] for (uint j = 0u; j < 4u; ++j) {
       uint n = n0 + tx + 16u * j;
       if (n >= N) continue;
       float v = acc[i][j] + (pc.u3 != 0u ? FBuf(pc.a2).v[n] : 0.0);
