@@ -288,9 +288,8 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
       auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
       Txt2ImgPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       b = pipe.generate(p, {});
-      EXPECT_TRUE(vk->memory_stats().weights > 0);
     }
-    EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // freed with the model
+    EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // device weights are freed with the model
     EXPECT_EQ(a.size(), b.size());
     EXPECT_EQ(a[0].data.size(), b[0].data.size());
     double se = 0;
