@@ -189,6 +189,11 @@ export class Model {
   readonly info: ModelInfo;
   /** Where it was loaded from. */
   readonly source: ModelSource;
+  /**
+   * The device it runs on and, for `device: 'auto'`, why: e.g. `'vulkan:0 NVIDIA H200, 139 GiB'`,
+   * `'cpu: no Vulkan loader found (libvulkan.so.1)'` or `'cpu: requested'`.
+   */
+  readonly device: string;
   #native: NativeModel;
   #queue: Job[] = [];
   #running: Job | undefined;
@@ -197,10 +202,11 @@ export class Model {
   #hash: Promise<string | undefined> | undefined;
 
   /** @internal Use {@link loadModel}. */
-  constructor(native: NativeModel, info: ModelInfo, source: ModelSource) {
+  constructor(native: NativeModel, info: ModelInfo, source: ModelSource, device = 'cpu') {
     this.#native = native;
     this.info = info;
     this.source = source;
+    this.device = device;
   }
 
   /** True once {@link Model.dispose} has been called. */
@@ -404,8 +410,8 @@ export async function openModel(
       }
     : null;
   try {
-    const info = await load(native, onProgress, handle);
-    return new Model(native, info, source);
+    const { device, ...info } = (await load(native, onProgress, handle)) as NativeModelInfo & { device?: string };
+    return new Model(native, info, source, device ?? 'cpu');
   } catch (err) {
     if (userError !== undefined) throw userError;
     if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
@@ -431,6 +437,12 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
   if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
   return openModel(source, opts, (native, onProgress, handle) =>
-    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath }, onProgress, handle),
+    native.load(
+      nativeSource,
+      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget,
+        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0 },
+      onProgress,
+      handle,
+    ),
   site);
 }

@@ -9,7 +9,7 @@
 #include "core/threadpool.h"
 #include "formats/files.h"
 #include "formats/weight_file.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
 
 namespace sdn {
@@ -71,7 +71,7 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
 
 class SdModel final : public Model {
  public:
-  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<Txt2ImgPipeline> pipe,
+  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<DiffusionPipeline> pipe,
           ModelInfo info)
       : backend_(std::move(backend)), files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
   ~SdModel() override {
@@ -95,7 +95,7 @@ class SdModel final : public Model {
  private:
   BackendChoice backend_;  // outlives everything below (tensors of the pipeline live on it)
   std::vector<std::unique_ptr<WeightFile>> files_;
-  std::unique_ptr<Txt2ImgPipeline> pipe_;
+  std::unique_ptr<DiffusionPipeline> pipe_;
   ModelInfo info_;
 };
 
@@ -148,10 +148,25 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   bo.threads = options.threads;
   bo.vram_budget = options.vram_budget;
   BackendChoice backend = create_backend(options.device, bo);
-  auto store = std::make_unique<WeightStore>(base, *backend.backend);
-  if (unet) store->add_file("model.diffusion_model.", unet);
-  if (vae) store->add_file("first_stage_model.", vae);
-  if (te) store->add_file("cond_stage_model.", te);
+  Placement placement;
+  if (options.vae_tiling == "on") placement.vae_tiling = VaeTiling::On;
+  else if (options.vae_tiling == "off") placement.vae_tiling = VaeTiling::Off;
+  else if (options.vae_tiling != "auto" && !options.vae_tiling.empty())
+    throw_error(ErrorCode::InvalidArgument, "vae_tiling must be auto, on or off, got '" + options.vae_tiling + "'");
+  // components placed on the CPU get their own store over the same files, on a CPU backend
+  const bool place_cpu = !backend.backend->is_host() && (options.text_encoder_on_cpu || options.vae_on_cpu);
+  placement.text_encoder_on_cpu = place_cpu && options.text_encoder_on_cpu;
+  placement.vae_on_cpu = place_cpu && options.vae_on_cpu;
+  if (place_cpu) backend.cpu = make_cpu_backend(bo);
+  auto make_store = [&](Backend& be) {
+    auto st = std::make_unique<WeightStore>(base, be);
+    if (unet) st->add_file("model.diffusion_model.", unet);
+    if (vae) st->add_file("first_stage_model.", vae);
+    if (te) st->add_file("cond_stage_model.", te);
+    return st;
+  };
+  auto store = make_store(*backend.backend);
+  std::unique_ptr<WeightStore> cpu_store = place_cpu ? make_store(*backend.cpu) : nullptr;
   struct Req {
     const char* name;
     const char* part;
@@ -167,10 +182,21 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   auto tokenizer = ClipTokenizer::from_merges(merges);
   report(0.05f);
   if (wtype != DType::Invalid) {
-    convert_weights(*store, {"model.diffusion_model.", "cond_stage_model."}, wtype, [&](int64_t d, int64_t t) {
-      if (options.on_progress) return options.on_progress(0.05f + 0.9f * (float)d / (float)(t ? t : 1));
-      return true;
-    });
+    // progress 0.05 .. 0.95 over the U-Net (0.05 .. 0.8 when the text encoder is converted separately) and the text
+    // encoder, monotonic
+    const bool separate = placement.text_encoder_on_cpu;
+    auto on_range = [&](float lo, float hi) {
+      return [&options, lo, hi](int64_t d, int64_t t) {
+        if (options.on_progress) return options.on_progress(lo + (hi - lo) * (float)d / (float)(t ? t : 1));
+        return true;
+      };
+    };
+    if (!separate) {
+      convert_weights(*store, {"model.diffusion_model.", "cond_stage_model."}, wtype, on_range(0.05f, 0.95f));
+    } else {
+      convert_weights(*store, {"model.diffusion_model."}, wtype, on_range(0.05f, 0.8f));
+      convert_weights(*cpu_store, {"cond_stage_model."}, wtype, on_range(0.8f, 0.95f));
+    }
   }
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
   // head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records
@@ -184,7 +210,7 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   };
   cfg.clip_heads = md_int("sdnode.clip.heads", 0);
   cfg.unet_heads = md_int("sdnode.unet.heads", 8);
-  auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
+  auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg, placement, std::move(cpu_store));
   report(1.f);
   return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(pipe), info);
 }

@@ -111,6 +111,12 @@ struct LoadOptions {
   // that is missing or unusable fails with Unsupported; "auto" falls back to the CPU and says why (device()).
   std::string device = "auto";
   uint64_t vram_budget = 0;        // bytes of device memory for weights (0 = no limit)
+  // Run the text encoder / the VAE on the CPU while the U-Net runs on `device` (saves device memory; no effect when
+  // the device is the CPU).
+  bool text_encoder_on_cpu = false;
+  bool vae_on_cpu = false;
+  // VAE decode in overlapping tiles: "auto" (when the whole image would not fit the device's memory), "on", "off".
+  std::string vae_tiling = "auto";
   int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool)
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
