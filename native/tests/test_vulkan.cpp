@@ -8,7 +8,7 @@
 #include "backends/backend.h"
 #include "core/quant.h"
 #include "models/clip.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/error.h"
 #include "test.h"
 #include "tiny_sd.h"
@@ -281,12 +281,12 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
     std::vector<Image> a, b;
     {
       auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend());
-      Txt2ImgPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       a = pipe.generate(p, {});
     }
     {
       auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
-      Txt2ImgPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       b = pipe.generate(p, {});
     }
     EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // device weights are freed with the model
