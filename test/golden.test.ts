@@ -47,7 +47,7 @@ if (reason) {
     console.warn(`golden: ${d.id} (${d.name}) SKIPPED: unusable: ${d.reason}`);
   if (gpus.length === 0)
     // eslint-disable-next-line no-console
-    console.warn(`golden: no usable GPU device, GPU golden cases SKIPPED${notes.length ? ` (${notes.join('; ')})` : ''}`);
+    console.warn(`golden: no usable GPU device to run on (software ones need SDNODE_GOLDEN_SOFTWARE=1), GPU golden cases SKIPPED${notes.length ? ` (${notes.join('; ')})` : ''}`);
   const targets = ['cpu', ...gpus.map((d) => d.id)];
   describe('golden SD1.x images (PSNR >= 40 dB vs the reference engine)', () => {
     let model = '';

@@ -307,3 +307,23 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
       SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
   }
 }
+
+TEST(vulkan, out_of_memory_is_a_typed_error_naming_the_options) {
+  for (const DeviceInfo& d : vk_devices("vulkan.out_of_memory_is_a_typed_error_naming_the_options")) {
+    auto vk = make_vk(d);
+    bool thrown = false;
+    try {
+      // 64 GiB of f32 in one tensor: beyond any device's largest allocation
+      vk->empty({16, 1024, 1024, 1024}, DType::F32);
+    } catch (const Error& e) {
+      thrown = true;
+      EXPECT_TRUE(e.code() == ErrorCode::OutOfMemory);
+      std::string m = e.what();
+      EXPECT_TRUE(m.find("vaeTiling") != std::string::npos && m.find("'cpu'") != std::string::npos);
+    }
+    EXPECT_TRUE(thrown);
+    // the backend still works afterwards
+    Tensor h = host_tensor({4, 4}, 1);
+    expect_close(vk->to_host(vk->scale(vk->upload(h), 2.f)), cpu_backend().scale(h, 2.f), 1e-30, 0, "after OOM");
+  }
+}
