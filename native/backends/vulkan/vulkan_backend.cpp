@@ -265,6 +265,7 @@ class Core {
       api_.vkGetPhysicalDeviceProperties2(pd_, &p2);
       max_alloc_ = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     }
+    if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) max_groups_1d_ = 32;
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci{};
     qci.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
@@ -571,13 +572,12 @@ class Core {
     if (++ops_ >= kOpsPerBatch) submit(false);
   }
 
-  // 1-D work of n items in workgroups of 256, folded into a 2-D grid.
+  // 1-D work of n items: workgroups of 256 invocations running grid-stride loops (at most max_groups_1d_
+  // workgroups: 32 on a CPU device, whose per-workgroup cost is high, 1024 elsewhere).
   void dispatch1d(const std::string& shader, const Push& pc, uint64_t n) {
     uint64_t groups = (n + 255) / 256;
     if (groups == 0) return;
-    uint32_t gx = (uint32_t)std::min<uint64_t>(groups, kMaxGroups);
-    uint32_t gy = (uint32_t)((groups + gx - 1) / gx);
-    dispatch(shader, pc, gx, gy);
+    dispatch(shader, pc, (uint32_t)std::min<uint64_t>(groups, max_groups_1d_), 1);
   }
 
   // Copies host bytes into (buf, offset), in order with the recorded work.
@@ -639,6 +639,7 @@ class Core {
   VkPhysicalDeviceProperties props_{};
   VkPhysicalDeviceMemoryProperties memprops_{};
   uint64_t max_alloc_ = 0;
+  uint32_t max_groups_1d_ = 1024;
   uint32_t family_ = 0;
   VkDevice dev_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;

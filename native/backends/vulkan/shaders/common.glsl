@@ -20,6 +20,10 @@ uint flat_index() {
   return (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
 }
 
+// Invocations in the whole dispatch (grid-stride loops: each invocation handles items i, i + this, ...; fewer,
+// fuller workgroups cost less than one per 256 items, especially on CPU implementations such as lavapipe).
+uint total_invocations() { return gl_NumWorkGroups.x * gl_NumWorkGroups.y * 256u; }
+
 float erf_approx(float x) {
   // erf with |error| < 1.2e-7 (Numerical Recipes erfc Chebyshev fit), evaluated in float
   float z = abs(x);

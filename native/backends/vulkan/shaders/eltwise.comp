@@ -20,9 +20,7 @@ float unary_op(uint mode, float x) {
   return tanh_f(x);                                            // tanh
 }
 
-void main() {
-  uint i = flat_index();
-  if (i >= pc.u0) return;
+void item(uint i) {
   uint mode = pc.u1;
   FBuf a = FBuf(pc.a0);
   FBuf o = FBuf(pc.a3);
@@ -50,4 +48,9 @@ void main() {
     float g = a.v[row * 2u * n + n + c];
     o.v[i] = x * gelu_erf(g);
   }
+}
+
+void main() {
+  const uint step = total_invocations();
+  for (uint i = flat_index(); i < pc.u0; i += step) item(i);
 }

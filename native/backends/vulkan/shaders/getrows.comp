@@ -6,11 +6,14 @@
 #include "dequant.glsl"
 layout(local_size_x = 256) in;
 
-void main() {
-  uint i = flat_index();
-  if (i >= pc.u0) return;
+void item(uint i) {
   uint D = pc.u1;
   uint r = i / D, d = i % D;
   uint id = UBuf(pc.a1).v[r];
   FBuf(pc.a3).v[i] = wdec(UBuf(pc.a0), id * row_bytes_for(D), d);
+}
+
+void main() {
+  const uint step = total_invocations();
+  for (uint i = flat_index(); i < pc.u0; i += step) item(i);
 }

@@ -10,9 +10,7 @@
 #include "common.glsl"
 layout(local_size_x = 256) in;
 
-void main() {
-  uint i = flat_index();
-  if (i >= pc.u0) return;
+void item(uint i) {
   FBuf a = FBuf(pc.a0);
   FBuf o = FBuf(pc.a3);
   uint mode = pc.u1;
@@ -45,4 +43,9 @@ void main() {
   } else {
     o.v[i] = a.v[i];
   }
+}
+
+void main() {
+  const uint step = total_invocations();
+  for (uint i = flat_index(); i < pc.u0; i += step) item(i);
 }
