@@ -32,7 +32,7 @@ if (reason) {
   test.skip(reason, () => undefined);
 } else {
   const cases: GoldenCase[] = JSON.parse(fs.readFileSync(path.join(goldenDir, 'cases.json'), 'utf8'));
-  // The CPU, then every usable device of the compiled-in GPU backends (software ones such as lavapipe included).
+  // The CPU, then every usable device of the compiled-in GPU backends (software ones only on request, see below).
   const { devices, notes } = nativeDevices();
   // Software Vulkan devices (Mesa lavapipe) run these 2.1 GB-checkpoint cases far too slowly for the suite (the
   // CLIP encoder alone took 111 s on a loaded 2-core machine; the kernels are checked on them by sdn_tests

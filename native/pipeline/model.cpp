@@ -9,6 +9,7 @@
 #include "core/threadpool.h"
 #include "formats/files.h"
 #include "formats/weight_file.h"
+#include "models/taesd.h"
 #include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
 
@@ -71,11 +72,13 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
 
 class SdModel final : public Model {
  public:
-  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<DiffusionPipeline> pipe,
-          ModelInfo info)
-      : backend_(std::move(backend)), files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
+  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<TaesdFile> taesd,
+          std::unique_ptr<DiffusionPipeline> pipe, ModelInfo info)
+      : backend_(std::move(backend)), files_(std::move(files)), taesd_(std::move(taesd)), pipe_(std::move(pipe)),
+        info_(std::move(info)) {}
   ~SdModel() override {
     pipe_.reset();  // the store refers to the files and the backend
+    taesd_.reset();
     files_.clear();
   }
   const ModelInfo& info() const override { return info_; }
@@ -95,6 +98,7 @@ class SdModel final : public Model {
  private:
   BackendChoice backend_;  // outlives everything below (tensors of the pipeline live on it)
   std::vector<std::unique_ptr<WeightFile>> files_;
+  std::unique_ptr<TaesdFile> taesd_;  // LoadOptions::taesd_path, or null
   std::unique_ptr<DiffusionPipeline> pipe_;
   ModelInfo info_;
 };
@@ -105,9 +109,9 @@ static void require_sd1(const std::string& path, const ModelInfo& info) {
                 path + ": model family '" + info.family +
                     "' is not supported for generation yet (only Stable Diffusion 1.x checkpoints are)" +
                     (info.not_runnable_reason.empty() ? "" : ": " + info.not_runnable_reason));
-  if (info.variant != "" && info.variant != "base")
+  if (info.variant != "" && info.variant != "base" && info.variant != "inpaint")
     throw_error(ErrorCode::Unsupported, path + ": SD1.x variant '" + info.variant +
-                                            "' is not supported for txt2img yet (only base models are)");
+                                            "' is not supported yet (base and inpainting models are)");
 }
 
 std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& options) {
@@ -210,9 +214,33 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   };
   cfg.clip_heads = md_int("sdnode.clip.heads", 0);
   cfg.unet_heads = md_int("sdnode.unet.heads", 8);
+  std::unique_ptr<TaesdFile> taesd;
+  if (!options.taesd_path.empty()) {
+    if (!is_file(options.taesd_path))
+      throw_error(ErrorCode::NotFound, "the TAESD file " + options.taesd_path +
+                                           " does not exist (taesdPath / --taesd: give a taesd_decoder.safetensors or "
+                                           "diffusers AutoencoderTiny file)");
+    try {
+      taesd = std::make_unique<TaesdFile>(options.taesd_path, *backend.backend);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("taesdPath / --taesd: ") + e.what());
+    }
+    if (!taesd->model().has_decoder())
+      throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD file has no decoder (taesdPath / --taesd "
+                                                               "needs taesd_decoder or a file with both halves)");
+  }
   auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg, placement, std::move(cpu_store));
+  if (taesd) {
+    if (taesd->model().latent_channels() != pipe->latent_channels())
+      throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD decoder takes " +
+                                              std::to_string(taesd->model().latent_channels()) +
+                                              "-channel latents but the model makes " +
+                                              std::to_string(pipe->latent_channels()) +
+                                              " (taesdPath / --taesd: use the TAESD of the model's family)");
+    pipe->set_taesd(&taesd->model());
+  }
   report(1.f);
-  return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(pipe), info);
+  return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(taesd), std::move(pipe), info);
 }
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models/taesd.h"
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/weights.h"
@@ -51,6 +52,11 @@ class DiffusionPipeline {
 
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks);
 
+  // Channels of the diffusion latent (what the sampler works on; an inpainting U-Net takes 5 more as input).
+  int latent_channels() const { return unet_->out_channels(); }
+  // The TAESD used by decoder = "taesd" and preview_method = "taesd" (not owned; null = none loaded).
+  void set_taesd(TaesdModel* taesd) { taesd_ = taesd; }
+
   // Latent [C, h, w] -> RGB8 preview at latent size (SD1 latent-to-RGB linear approximation).
   static Image latent_preview(const std::vector<float>& latent, int h, int w);
 
@@ -59,8 +65,17 @@ class DiffusionPipeline {
   void trim();
   // Model-specific checks of the parameters (sizes the U-Net can take, clip skip) before any work.
   void check_params(const GenerateParams& p) const;
-  // The decoded image of latent x [C*h*w] (VAE on its backend, one host copy of the pixels), whole or in tiles.
-  Image decode(std::vector<float>& x, int h, int w, const GenerateParams& p);
+  // The decoded image of latent x [C*h*w] (VAE on its backend, whole or in tiles; or TAESD on the model's backend
+  // when `taesd`; one host copy of the pixels). Releases x.
+  Image decode(std::vector<float>& x, int h, int w, const GenerateParams& p, bool taesd);
+  // TAESD-decoded RGB planes [3, 8h, 8w] (about [0, 1]) of the diffusion latent x [C, h, w].
+  std::vector<float> taesd_planes(const std::vector<float>& x, int h, int w);
+  // An RGB8 image as a tensor [1, 3, H, W] in [-1, 1] on the VAE's backend; pixels where mask (grey [H*W] in [0, 1], may be
+  // null) is 1 become 0 (grey), as the masked image of inpainting checkpoints.
+  Tensor image_tensor(const Image& im, const std::vector<float>* mask);
+  // VAE encode (on the VAE's backend) + posterior sample (mean + std * noise from `gen`, one randn of the latent's size) x scale factor:
+  // the diffusion latent [C*h*w] on the host (one host copy of the moments).
+  std::vector<float> encode_latent(const Tensor& image, NoiseGenerator& gen);
 
  public:
   // Decoded RGB planes [3, 8h, 8w] (values in about [-1, 1]) of the latent x [C, h, w] (already divided by the
@@ -82,6 +97,7 @@ class DiffusionPipeline {
   Backend* vae_be_ = nullptr;  // the VAE's backend (the CPU when placed there)
   std::unique_ptr<DiscreteSchedule> schedule_;
   std::unique_ptr<CfgDenoiser> denoiser_;
+  TaesdModel* taesd_ = nullptr;
   float latent_scale_ = 0.18215f;  // SD 1.x/2.x VAE scale factor
 };
 
