@@ -530,8 +530,10 @@ class Core {
   }
   void synchronize() { submit(true); }
 
-  VkPipeline pipeline(const std::string& name) {
-    auto it = pipelines_.find(name);
+  // The pipeline of shader `name`, with specialization constant 0 set to `spec` when spec >= 0.
+  VkPipeline pipeline(const std::string& name, int spec = -1) {
+    const std::string key = spec >= 0 ? name + "#" + std::to_string(spec) : name;
+    auto it = pipelines_.find(key);
     if (it != pipelines_.end()) return it->second;
     size_t n = 0;
     const uint32_t* words = vk_spirv::find(name.c_str(), &n);
@@ -549,21 +551,26 @@ class Core {
     cpi.stage.module = mod;
     cpi.stage.pName = "main";
     cpi.layout = layout_;
+    const uint32_t spec_value = (uint32_t)spec;
+    VkSpecializationMapEntry entry{0, 0, sizeof(uint32_t)};
+    VkSpecializationInfo si{1, &entry, sizeof(uint32_t), &spec_value};
+    if (spec >= 0) cpi.stage.pSpecializationInfo = &si;
     VkPipeline p = VK_NULL_HANDLE;
     VkResult r = api_.vkCreateComputePipelines(dev_, VK_NULL_HANDLE, 1, &cpi, nullptr, &p);
     api_.vkDestroyShaderModule(dev_, mod, nullptr);
     check(r, "building pipeline " + name);
-    pipelines_[name] = p;
+    pipelines_[key] = p;
     return p;
   }
 
-  void dispatch(const std::string& shader, const Push& pc, uint32_t gx, uint32_t gy = 1, uint32_t gz = 1) {
+  void dispatch(const std::string& shader, const Push& pc, uint32_t gx, uint32_t gy = 1, uint32_t gz = 1,
+                int spec = -1) {
     if (gx == 0 || gy == 0 || gz == 0) return;
     if (gx > kMaxGroups || gy > kMaxGroups || gz > kMaxGroups)
       throw_error(ErrorCode::OutOfMemory, info_.id + ": " + shader +
                                               " needs more workgroups than a dispatch allows: use a smaller image "
                                               "size, vaeTiling, or device 'cpu'");
-    VkPipeline p = pipeline(shader);
+    VkPipeline p = pipeline(shader, spec);
     VkCommandBuffer cb = cmd();
     api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
     api_.vkCmdPushConstants(cb, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &pc);
@@ -574,10 +581,10 @@ class Core {
 
   // 1-D work of n items: workgroups of 256 invocations running grid-stride loops (at most max_groups_1d_
   // workgroups: 32 on a CPU device, whose per-workgroup cost is high, 1024 elsewhere).
-  void dispatch1d(const std::string& shader, const Push& pc, uint64_t n) {
+  void dispatch1d(const std::string& shader, const Push& pc, uint64_t n, int spec = -1) {
     uint64_t groups = (n + 255) / 256;
     if (groups == 0) return;
-    dispatch(shader, pc, (uint32_t)std::min<uint64_t>(groups, max_groups_1d_), 1);
+    dispatch(shader, pc, (uint32_t)std::min<uint64_t>(groups, max_groups_1d_), 1, 1, spec);
   }
 
   // Copies host bytes into (buf, offset), in order with the recorded work.
@@ -1067,7 +1074,7 @@ class VulkanBackend final : public Backend {
     pc.u[1] = 0;
     pc.u[2] = (uint32_t)prod(a.shape, dim, a.ndim);
     pc.u[3] = (uint32_t)prod(b.shape, dim, b.ndim);
-    core_->dispatch1d("layout", pc, y.numel());
+    core_->dispatch1d("layout", pc, y.numel(), 0);
     return y;
   }
 
@@ -1244,7 +1251,7 @@ class VulkanBackend final : public Backend {
     core_->dispatch(shader, pc, gx, gy);
   }
 
-  void elementwise(const Push& pc, int64_t n) { core_->dispatch1d("eltwise", pc, n); }
+  void elementwise(const Push& pc, int64_t n) { core_->dispatch1d("eltwise", pc, n, (int)pc.u[1]); }
 
   Tensor layout(uint32_t mode, const Tensor& x, Tensor& y, uint32_t u2, uint32_t u3, Push* base = nullptr) {
     if (y.numel() == 0) return y;
@@ -1255,7 +1262,7 @@ class VulkanBackend final : public Backend {
     pc.u[1] = mode;
     pc.u[2] = u2;
     pc.u[3] = u3;
-    core_->dispatch1d("layout", pc, y.numel());
+    core_->dispatch1d("layout", pc, y.numel(), (int)mode);
     return y;
   }
 

@@ -1,12 +1,14 @@
 // Element-wise operations (one output element per invocation).
 // a0 = a, a1 = b (or unused), a3 = out (may equal a for add_)
-// u0 = n (output elements), u1 = mode, u2/u3 = float params (scale / combine weights)
+// u0 = n (output elements), MODE (specialization constant 0: one pipeline per mode, so CPU implementations
+// such as lavapipe, which run every branch under a mask, only compile the one that runs), u2/u3 = float params (scale / combine weights)
 // broadcast (add/mul): u4..u7 = a's shape (4 dims, leading 1s), u8..u11 = b's strides per dim (0 = broadcast)
 // geglu: u4 = N (half of the input's last dimension)
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 256) in;
+layout(constant_id = 0) const uint MODE = 0u;
 
 float unary_op(uint mode, float x) {
   if (mode == 0u) return x * sigmoid_f(x);                     // silu
@@ -21,7 +23,7 @@ float unary_op(uint mode, float x) {
 }
 
 void item(uint i) {
-  uint mode = pc.u1;
+  const uint mode = MODE;
   FBuf a = FBuf(pc.a0);
   FBuf o = FBuf(pc.a3);
   if (mode < 8u) {

@@ -1,4 +1,4 @@
-// Layout operations (one output element per invocation). a0 = x (a), a1 = b (concat), a3 = out; u0 = n, u1 = mode.
+// Layout operations (one output element per invocation). a0 = x (a), a1 = b (concat), a3 = out; u0 = n; MODE = specialization constant 0.
 //  mode 0 concat: u2 = inner elements of a per outer index, u3 = of b
 //  mode 1 upsample nearest 2x of [B*C, H, W]: u2 = H, u3 = W
 //  mode 2 nchw -> nlc: u2 = C, u3 = H*W   (out [B, HW, C])
@@ -9,11 +9,12 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 256) in;
+layout(constant_id = 0) const uint MODE = 0u;
 
 void item(uint i) {
   FBuf a = FBuf(pc.a0);
   FBuf o = FBuf(pc.a3);
-  uint mode = pc.u1;
+  const uint mode = MODE;
   if (mode == 0u) {
     uint ia = pc.u2, ib = pc.u3, tot = ia + ib;
     uint outer = i / tot, j = i % tot;
