@@ -12,9 +12,11 @@ export { getSystemInfo } from './system';
 export { downloadTokenizer, tokenizerCachePath, CLIP_MERGES_URLS, CLIP_MERGES_SHA256 } from './tokenizer';
 export type { DownloadTokenizerOptions, DownloadTokenizerResult } from './tokenizer';
 export type { SystemInfo, DeviceInfo } from './system';
+export type { LoraOption, ControlNetOption, ResolvedControlNet } from './adapters';
 export {
   SAMPLERS,
   SCHEDULERS,
+  PREDICTIONS,
   RNGS,
   WEIGHT_TYPES,
   DECODERS,
@@ -27,6 +29,7 @@ export {
 } from './options';
 export type {
   GenerateOptions,
+  Prediction,
   ResolvedGenerateOptions,
   LoadOptions,
   DeviceSpec,

@@ -3,21 +3,57 @@
  * a bad value throws {@link InvalidOptionError} with the message `expected X for P but received V (type)`.
  * @packageDocumentation
  */
+import type { ControlNetOption, LoraOption, ResolvedControlNet } from './adapters';
 import { InvalidOptionError } from './errors';
 
-/** Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM, DDIM. */
-export type Sampler = 'euler' | 'euler_a' | 'heun' | 'dpm2' | 'dpm++2m' | 'dpm++2s_a' | 'lcm' | 'ddim_trailing';
-/** Sigma schedules: `discrete` (A1111 "Automatic"/"Normal" for most samplers), `karras`, `exponential`. */
-export type Scheduler = 'discrete' | 'karras' | 'exponential';
+/**
+ * Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM,
+ * DDIM. `ddim` and `ddim_trailing` are the same DDIM (eta 0) in sigma form; `ipndm` is iPNDM (Adams-Bashforth up to
+ * order 4); `tcd` is Trajectory Consistency Distillation sampling (gamma 0.3; use it with the `lcm` scheduler).
+ */
+export type Sampler =
+  | 'euler'
+  | 'euler_a'
+  | 'heun'
+  | 'dpm2'
+  | 'dpm++2m'
+  | 'dpm++2s_a'
+  | 'lcm'
+  | 'ddim'
+  | 'ddim_trailing'
+  | 'ipndm'
+  | 'tcd';
+/**
+ * Sigma schedules: `discrete` (A1111 "Automatic"/"Normal" for most samplers), `karras`, `exponential`, `simple` and
+ * `sgm_uniform` (trailing timesteps, for Turbo/Lightning/Hyper models), `lcm` (LCM/TCD timesteps), `ays` (Align Your
+ * Steps: NVIDIA's SD1.5/SDXL tables; SD 2.x uses the SD1.5 one).
+ */
+export type Scheduler = 'discrete' | 'karras' | 'exponential' | 'simple' | 'sgm_uniform' | 'lcm' | 'ays';
 /** Noise generator: `cuda`/`philox` reproduce A1111/sd.cpp GPU seeds; `cpu` (MT19937) reproduces ComfyUI's. */
 export type Rng = 'cuda' | 'philox' | 'cpu';
 /** Weight storage types for conversion and quantize-on-load. */
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_K' | 'q5_K' | 'q6_K';
 
 /** All accepted sampler names. */
-export const SAMPLERS: readonly Sampler[] = ['euler', 'euler_a', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim_trailing'];
+export const SAMPLERS: readonly Sampler[] = [
+  'euler',
+  'euler_a',
+  'heun',
+  'dpm2',
+  'dpm++2m',
+  'dpm++2s_a',
+  'lcm',
+  'ddim',
+  'ddim_trailing',
+  'ipndm',
+  'tcd',
+];
 /** All accepted scheduler names. */
-export const SCHEDULERS: readonly Scheduler[] = ['discrete', 'karras', 'exponential'];
+export const SCHEDULERS: readonly Scheduler[] = ['discrete', 'karras', 'exponential', 'simple', 'sgm_uniform', 'lcm', 'ays'];
+/** Prediction types a model can be forced to. */
+export type Prediction = 'eps' | 'v';
+/** All accepted prediction types. */
+export const PREDICTIONS: readonly Prediction[] = ['eps', 'v'];
 /** All accepted RNG names. */
 export const RNGS: readonly Rng[] = ['cuda', 'philox', 'cpu'];
 /** All accepted weight types. */
@@ -52,7 +88,7 @@ export const MAX_SIZE = 2048; // the engine's limit (native/pipeline/params.cpp)
 /** Upper limits that catch mistakes (e.g. 20000 steps) rather than real constraints. */
 export const MAX_STEPS = 1000;
 export const MAX_CFG = 100;
-export const MAX_CLIP_SKIP = 12;
+export const MAX_CLIP_SKIP = 32; // the engine checks the model's real layer count (CLIP-L 12, ViT-H 24, bigG 32)
 export const MAX_BATCH = 64;
 
 /** What to generate. Only `prompt` is required. */
@@ -61,9 +97,13 @@ export interface GenerateOptions {
   prompt: string;
   /** What it should not show. Default `''`. */
   negativePrompt?: string;
-  /** Image width in pixels: a multiple of 8 from 64 to 2048. Default 512. */
+  /**
+   * Image width in pixels, 64 to 2048: a multiple of 8 here, and of what the model's U-Net allows (8 x 2^downsamples:
+   * 64 for SD 1.x/2.x, 32 for SDXL; the engine says which). Default: the model's native size (SD 1.x 512, SD 2.x 768
+   * for v-prediction models else 512, SDXL 1024).
+   */
   width?: number;
-  /** Image height in pixels: a multiple of 8 from 64 to 2048. Default 512. */
+  /** Image height in pixels (the same rule as `width`). Default: the model's native size. */
   height?: number;
   /** Denoising steps, 1 to 1000. Default 20. */
   steps?: number;
@@ -77,7 +117,11 @@ export interface GenerateOptions {
   seed?: number;
   /** Noise generator. Default `'cuda'` (A1111/sd.cpp compatible seeds). */
   rng?: Rng;
-  /** CLIP layers to skip from the end, 1 (none) to 12. Default 1. */
+  /**
+   * CLIP layers to skip from the end: 1 = the last layer, 2 = the one before, ... (at most the encoder's layer count),
+   * or 0 for the model's default: SD 1.x 1; SD 2.x and SDXL 2 (their penultimate layer, as they were trained).
+   * Default 0.
+   */
   clipSkip?: number;
   /** Number of images, 1 to 64, with seeds seed, seed+1, ... Default 1. */
   batchCount?: number;
@@ -103,6 +147,20 @@ export interface GenerateOptions {
   strength?: number;
   /** Decoder of the final image: `'vae'` (default) or `'taesd'` (fast, approximate; needs `taesdPath` at load). */
   decoder?: Decoder;
+  /**
+   * LoRAs to apply, in addition to `<lora:NAME:WEIGHT>` tags in the prompt. Several at once; switching between
+   * generations re-merges only the weights they touch (the model is not reloaded). Default none.
+   */
+  loras?: LoraOption[];
+  /** Folder where `<lora:NAME:WEIGHT>` prompt tags are looked up (`NAME.safetensors`, `.ckpt`, `.pt`). */
+  loraDir?: string;
+  /**
+   * Folder of textual-inversion embeddings (A1111/ComfyUI `.pt` / `.safetensors`): a word of the prompt or negative
+   * prompt equal to a file name (without extension) uses that embedding; `embedding:NAME` must name one.
+   */
+  embeddingDir?: string;
+  /** ControlNet guidance (the control image is used as given: preprocessors such as canny are the caller's). */
+  controlNet?: ControlNetOption;
 }
 
 /** {@link GenerateOptions} with every default filled in and the seed resolved. */
@@ -128,6 +186,10 @@ export interface ResolvedGenerateOptions {
   /** Denoising strength (only with an init image). */
   strength?: number;
   decoder: Decoder;
+  loras: Array<{ path: string; weight: number }>;
+  loraDir: string;
+  embeddingDir: string;
+  controlNet?: ResolvedControlNet;
 }
 
 /** Defaults applied by {@link resolveGenerateOptions}. */
@@ -140,11 +202,21 @@ export const GENERATE_DEFAULTS: Readonly<Omit<ResolvedGenerateOptions, 'prompt' 
   sampler: 'euler_a',
   scheduler: 'discrete',
   rng: 'cuda',
-  clipSkip: 1,
+  clipSkip: 0,
   batchCount: 1,
   maskBlur: 0,
   decoder: 'vae',
+  loras: [],
+  loraDir: '',
+  embeddingDir: '',
 });
+
+/** The native image size of a model family (and prediction type): the default width and height. */
+export function defaultSizeFor(family: string, prediction = ''): number {
+  if (family === 'sdxl') return 1024;
+  if (family === 'sd2' && prediction === 'v') return 768;
+  return 512;
+}
 
 /** Default denoising strength with an init image (A1111's and stable-diffusion.cpp's). */
 export const DEFAULT_STRENGTH = 0.75;
@@ -287,9 +359,25 @@ export function optionalSignal(param: string, v: unknown): AbortSignal | undefin
 
 function size(param: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v % 8 !== 0 || v < MIN_SIZE || v > MAX_SIZE) {
-    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE}`, v);
+    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE} (SD 1.x models need multiples of 64; \`sdnode info\` and ModelInfo.sizeMultiple give a model's rule)`, v);
   }
   return v;
+}
+
+/**
+ * Checks width and height against a model's size rule (`ModelInfo.sizeMultiple`: 64 for SD 1.x). Throws
+ * {@link InvalidOptionError} naming the option.
+ * @internal
+ */
+export function checkSizeForModel(width: number, height: number, sizeMultiple: number, family: string): void {
+  if (!(sizeMultiple > 8)) return; // unknown or no stricter than the general rule
+  for (const [param, v] of [['width', width], ['height', height]] as const) {
+    if (v % sizeMultiple !== 0) {
+      const lo = Math.max(MIN_SIZE, Math.floor(v / sizeMultiple) * sizeMultiple);
+      const hi = Math.min(MAX_SIZE, Math.ceil(v / sizeMultiple) * sizeMultiple);
+      invalid(param, `a multiple of ${sizeMultiple} (the rule of this ${family} model; e.g. ${lo === hi ? lo : `${lo} or ${hi}`})`, v);
+    }
+  }
 }
 
 const GENERATE_KEYS = [
@@ -310,6 +398,10 @@ const GENERATE_KEYS = [
   'maskBlur',
   'strength',
   'decoder',
+  'loras',
+  'loraDir',
+  'embeddingDir',
+  'controlNet',
 ] as const;
 
 /** Checks the form of an image input (decoding happens later, asynchronously). @internal */
@@ -343,11 +435,11 @@ export function randomSeed(): number {
  * Validates generation options and fills in defaults. Throws {@link InvalidOptionError} on the first problem.
  * A missing or -1 seed becomes a random one here, so the result always reports the seed that was used.
  */
-export function resolveGenerateOptions(options: unknown): ResolvedGenerateOptions {
+export function resolveGenerateOptions(options: unknown, defaultSize?: number): ResolvedGenerateOptions {
   if (!isPlainObject(options)) invalid('options', 'an object', options);
   const o = options;
   checkKeys(o, GENERATE_KEYS, 'generate options');
-  const d = GENERATE_DEFAULTS;
+  const d = defaultSize ? { ...GENERATE_DEFAULTS, width: defaultSize, height: defaultSize } : GENERATE_DEFAULTS;
   const pick = <T>(key: string, def: T): unknown => (o[key] === undefined ? def : o[key]);
   const r: ResolvedGenerateOptions = {
     prompt: string('prompt', o.prompt),
@@ -360,10 +452,13 @@ export function resolveGenerateOptions(options: unknown): ResolvedGenerateOption
     scheduler: oneOf('scheduler', pick('scheduler', d.scheduler), SCHEDULERS),
     seed: 0,
     rng: oneOf('rng', pick('rng', d.rng), RNGS),
-    clipSkip: integer('clipSkip', pick('clipSkip', d.clipSkip), 1, MAX_CLIP_SKIP),
+    clipSkip: integer('clipSkip', pick('clipSkip', d.clipSkip), 0, MAX_CLIP_SKIP),
     batchCount: integer('batchCount', pick('batchCount', d.batchCount), 1, MAX_BATCH),
     maskBlur: 0,
     decoder: 'vae',
+    loras: [],
+    loraDir: '',
+    embeddingDir: '',
   };
   r.maskBlur = finite('maskBlur', pick('maskBlur', d.maskBlur), 0, 64);
   r.decoder = oneOf('decoder', pick('decoder', d.decoder), DECODERS);
@@ -379,6 +474,39 @@ export function resolveGenerateOptions(options: unknown): ResolvedGenerateOption
   } else if (o.maskBlur !== undefined && o.maskBlur !== 0) {
     invalid('maskBlur', 'no maskBlur without mask', o.maskBlur);
   }
+  if (o.loras !== undefined) {
+    if (!Array.isArray(o.loras)) invalid('loras', 'an array of { path, weight? }', o.loras);
+    if (o.loras.length > 64) invalid('loras', 'at most 64 entries', o.loras);
+    r.loras = o.loras.map((l: unknown, i: number) => {
+      if (!isPlainObject(l)) invalid(`loras[${i}]`, 'an object { path, weight? }', l);
+      checkKeys(l, ['path', 'weight'], `loras[${i}]`);
+      return {
+        path: string(`loras[${i}].path`, l.path, { nonEmpty: true }),
+        weight: l.weight === undefined ? 1 : finite(`loras[${i}].weight`, l.weight, -100, 100),
+      };
+    });
+  } else {
+    r.loras = [];
+  }
+  r.loraDir = o.loraDir === undefined ? '' : string('loraDir', o.loraDir, { nonEmpty: true });
+  r.embeddingDir = o.embeddingDir === undefined ? '' : string('embeddingDir', o.embeddingDir, { nonEmpty: true });
+  if (o.controlNet !== undefined) {
+    const c = o.controlNet;
+    if (!isPlainObject(c)) invalid('controlNet', 'an object { model, image, strength?, start?, end? }', c);
+    checkKeys(c, ['model', 'image', 'strength', 'start', 'end'], 'controlNet');
+    if (c.image === undefined) invalid('controlNet.image', 'an image (the control image: path, Buffer or raw pixels)', c.image);
+    const image = imageInput('controlNet.image', c.image);
+    const start = c.start === undefined ? 0 : finite('controlNet.start', c.start, 0, 1);
+    const end = c.end === undefined ? 1 : finite('controlNet.end', c.end, 0, 1);
+    if (end < start) invalid('controlNet.end', `a number >= controlNet.start (${start})`, end);
+    r.controlNet = {
+      model: string('controlNet.model', c.model, { nonEmpty: true }),
+      image,
+      strength: c.strength === undefined ? 1 : finite('controlNet.strength', c.strength, 0, 10),
+      start,
+      end,
+    };
+  }
   const seed = integer('seed', pick('seed', -1), -1, Number.MAX_SAFE_INTEGER - MAX_BATCH);
   r.seed = seed === -1 ? randomSeed() : seed;
   return r;
@@ -389,12 +517,18 @@ export type ModelSource = string | ModelParts;
 
 /** A model given as separate files. */
 export interface ModelParts {
+  /**
+   * A complete checkpoint (file or diffusers folder) whose components the other fields replace, e.g.
+   * `{ file: 'sdxl.safetensors', vae: 'sdxl-vae-fp16-fix.safetensors' }`. Without it, `unet`, `vae` and
+   * `textEncoder` are all required.
+   */
+  file?: string;
   /** UNet / diffusion model weights. */
-  unet: string;
+  unet?: string;
   /** VAE weights. */
-  vae: string;
-  /** CLIP text encoder weights. */
-  textEncoder: string;
+  vae?: string;
+  /** Text encoder weights (SDXL: a file holding both encoders, or give them in `file`). */
+  textEncoder?: string;
   /** Optional BPE merges file (`merges.txt`, uncompressed); otherwise embedded/nearby merges are used. */
   tokenizer?: string;
 }
@@ -440,6 +574,13 @@ export interface LoadOptions {
   /** Explicit CLIP BPE merges file, overriding embedded or nearby ones. */
   tokenizerPath?: string;
   /**
+   * Prediction type, overriding everything else: `'eps'` or `'v'`. Omitted: what the file declares (metadata or
+   * a `v_pred` tensor); SD 1.x and SDXL default to eps; an SD 2.x file that declares nothing is probed (the U-Net
+   * run once on constant inputs, v when mean(output - input) < -1, the rule of stable-diffusion.cpp and A1111).
+   * `model.info.prediction` / `predictionSource` say what was used and why.
+   */
+  prediction?: Prediction;
+  /**
    * A TAESD/TAESDXL file (`taesd_decoder.safetensors`, or diffusers AutoencoderTiny weights with decoder and
    * encoder) for `decoder: 'taesd'` and `previewMethod: 'taesd'`. Opened (and checked) at load time.
    */
@@ -460,20 +601,28 @@ export interface ResolvedLoadOptions {
   threads: number;
   weightType: string;
   tokenizerPath: string;
+  prediction: string;
   taesdPath: string;
   onProgress?: (event: LoadProgressEvent) => void;
   signal?: AbortSignal;
 }
 
 /** Validates the model source. @internal */
-export function resolveModelSource(source: unknown): string | { unet: string; vae: string; textEncoder: string; tokenizer: string } {
+export function resolveModelSource(
+  source: unknown,
+): string | { file: string; unet: string; vae: string; textEncoder: string; tokenizer: string } {
   if (typeof source === 'string') return string('pathOrParts', source, { nonEmpty: true });
-  if (!isPlainObject(source)) invalid('pathOrParts', 'a path string or an object { unet, vae, textEncoder, tokenizer? }', source);
-  checkKeys(source, ['unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  if (!isPlainObject(source))
+    invalid('pathOrParts', 'a path string or an object { file?, unet, vae, textEncoder, tokenizer? }', source);
+  checkKeys(source, ['file', 'unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  const file = source.file === undefined ? '' : string('file', source.file, { nonEmpty: true });
+  const part = (key: 'unet' | 'vae' | 'textEncoder'): string =>
+    file && source[key] === undefined ? '' : string(key, source[key], { nonEmpty: true });
   return {
-    unet: string('unet', source.unet, { nonEmpty: true }),
-    vae: string('vae', source.vae, { nonEmpty: true }),
-    textEncoder: string('textEncoder', source.textEncoder, { nonEmpty: true }),
+    file,
+    unet: part('unet'),
+    vae: part('vae'),
+    textEncoder: part('textEncoder'),
     tokenizer: source.tokenizer === undefined ? '' : string('tokenizer', source.tokenizer, { nonEmpty: true }),
   };
 }
@@ -506,7 +655,7 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
   const o = options;
   checkKeys(
     o,
-    ['device', 'vramBudget', 'vaeTiling', 'textEncoderOnCpu', 'vaeOnCpu', 'threads', 'weightType', 'tokenizerPath', 'taesdPath', 'onProgress', 'signal'],
+    ['device', 'vramBudget', 'vaeTiling', 'textEncoderOnCpu', 'vaeOnCpu', 'threads', 'weightType', 'tokenizerPath', 'prediction', 'taesdPath', 'onProgress', 'signal'],
     'load options',
   );
   const flag = (name: string, v: unknown): boolean => (v === undefined ? false : typeof v === 'boolean' ? v : invalid(name, 'a boolean', v));
@@ -526,6 +675,7 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
     threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, 1024),
     weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
     tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),
+    prediction: o.prediction === undefined ? '' : oneOf('prediction', o.prediction, PREDICTIONS),
     taesdPath: o.taesdPath === undefined ? '' : string('taesdPath', o.taesdPath, { nonEmpty: true }),
     onProgress: optionalFunction('onProgress', o.onProgress),
     signal: optionalSignal('signal', o.signal),

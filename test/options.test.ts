@@ -13,7 +13,7 @@ import {
   SAMPLERS,
 } from '../lib/index';
 import { fromNative } from '../lib/errors';
-import { describeValue, resolveLoadOptions, resolveModelSource } from '../lib/options';
+import { defaultSizeFor, describeValue, resolveLoadOptions, resolveModelSource } from '../lib/options';
 
 function messageOf(fn: () => unknown): string {
   try {
@@ -26,7 +26,7 @@ function messageOf(fn: () => unknown): string {
 }
 
 describe('resolveGenerateOptions', () => {
-  test('defaults: 512x512, 20 steps, cfg 7, euler_a, discrete, cuda, clip skip 1, batch 1', () => {
+  test('defaults: 512x512, 20 steps, cfg 7, euler_a, discrete, cuda, clip skip 0 (the model default), batch 1', () => {
     const r = resolveGenerateOptions({ prompt: 'a fox', seed: 42 });
     expect(r).toEqual({
       prompt: 'a fox',
@@ -39,12 +39,43 @@ describe('resolveGenerateOptions', () => {
       scheduler: 'discrete',
       seed: 42,
       rng: 'cuda',
-      clipSkip: 1,
+      clipSkip: 0,
       batchCount: 1,
       maskBlur: 0,
       decoder: 'vae',
+      loras: [],
+      loraDir: '',
+      embeddingDir: '',
     });
     expect(GENERATE_DEFAULTS.width).toBe(512);
+    // a model's native size replaces the default size (SDXL 1024, SD 2.x v 768), never an explicit one
+    expect(resolveGenerateOptions({ prompt: 'x' }, 1024).width).toBe(1024);
+    expect(resolveGenerateOptions({ prompt: 'x', height: 768 }, 1024)).toMatchObject({ width: 1024, height: 768 });
+    expect(defaultSizeFor('sdxl')).toBe(1024);
+    expect(defaultSizeFor('sd2', 'v')).toBe(768);
+    expect(defaultSizeFor('sd2', 'eps')).toBe(512);
+    expect(defaultSizeFor('sd1', 'v')).toBe(512);
+  });
+
+  test('adapters: loras, loraDir, embeddingDir and controlNet are checked before any native work', () => {
+    const r = resolveGenerateOptions({
+      prompt: 'a', seed: 1, loras: [{ path: 'a.safetensors' }, { path: 'b.safetensors', weight: -0.5 }], loraDir: 'loras',
+      controlNet: { model: 'cn.safetensors', image: 'edges.png', end: 0.5 },
+    });
+    expect(r.loras).toEqual([{ path: 'a.safetensors', weight: 1 }, { path: 'b.safetensors', weight: -0.5 }]);
+    expect(r.loraDir).toBe('loras');
+    expect(r.controlNet).toEqual({ model: 'cn.safetensors', image: 'edges.png', strength: 1, start: 0, end: 0.5 });
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ loras: 'a.safetensors' }, /for loras/],
+      [{ loras: [{ path: '' }] }, /loras\[0\]\.path/],
+      [{ loras: [{ path: 'a', weight: NaN }] }, /loras\[0\]\.weight/],
+      [{ loras: [{ path: 'a', wieght: 1 }] }, /wieght/],
+      [{ controlNet: { model: 'cn' } }, /controlNet\.image/],
+      [{ controlNet: { model: 'cn', image: 'x.png', strength: -1 } }, /controlNet\.strength/],
+      [{ controlNet: { model: 'cn', image: 'x.png', start: 0.8, end: 0.2 } }, /controlNet\.end/],
+      [{ embeddingDir: 3 }, /embeddingDir/],
+    ];
+    for (const [o, re] of bad) expect(() => resolveGenerateOptions({ prompt: 'a', ...o })).toThrow(re);
   });
 
   test('a missing or -1 seed becomes a random integer in [0, 2^32)', () => {
@@ -58,10 +89,10 @@ describe('resolveGenerateOptions', () => {
 
   test('exact messages', () => {
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', width: 500 }))).toBe(
-      'expected an integer multiple of 8 from 64 to 2048 for width but received 500 (number)',
+      'expected an integer multiple of 8 from 64 to 2048 (SD 1.x models need multiples of 64; `sdnode info` and ModelInfo.sizeMultiple give a model\'s rule) for width but received 500 (number)',
     );
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', height: '512' }))).toBe(
-      'expected an integer multiple of 8 from 64 to 2048 for height but received "512" (string)',
+      'expected an integer multiple of 8 from 64 to 2048 (SD 1.x models need multiples of 64; `sdnode info` and ModelInfo.sizeMultiple give a model\'s rule) for height but received "512" (string)',
     );
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', cfgScale: NaN }))).toBe(
       'expected a finite number from 0 to 100 for cfgScale but received NaN (number)',
@@ -93,8 +124,8 @@ describe('resolveGenerateOptions', () => {
       ['seed', 2 ** 60],
       ['seed', 10n],
       ['rng', 'gpu'],
-      ['clipSkip', 0],
-      ['clipSkip', 13],
+      ['clipSkip', -1],
+      ['clipSkip', 33],
       ['batchCount', 0],
       ['batchCount', 65],
     ];
@@ -132,7 +163,12 @@ describe('load options and model source', () => {
   test('valid', () => {
     expect(resolveLoadOptions({ threads: 4, weightType: 'q8_0' })).toMatchObject({ threads: 4, weightType: 'q8_0', tokenizerPath: '' });
     expect(resolveModelSource('m.safetensors')).toBe('m.safetensors');
-    expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
+    expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ file: '', unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
+    // a complete checkpoint with a replaced VAE (SDXL fp16-fix): the other parts are optional then
+    expect(resolveModelSource({ file: 'xl.safetensors', vae: 'fix.safetensors' })).toEqual({
+      file: 'xl.safetensors', unet: '', vae: 'fix.safetensors', textEncoder: '', tokenizer: '',
+    });
+    expect(messageOf(() => resolveModelSource({ vae: 'v' }))).toContain('for unet but received');
   });
   test('invalid', () => {
     expect(messageOf(() => resolveLoadOptions({ weightType: 'q3' }))).toBe(
@@ -141,6 +177,9 @@ describe('load options and model source', () => {
     expect(messageOf(() => resolveLoadOptions({ threads: -1 }))).toBe('expected an integer from 0 to 1024 for threads but received -1 (number)');
     expect(messageOf(() => resolveLoadOptions({ signal: {} }))).toBe('expected an AbortSignal for signal but received {} (object)');
     expect(messageOf(() => resolveLoadOptions({ onProgress: 1 }))).toBe('expected a function for onProgress but received 1 (number)');
+    expect(resolveLoadOptions({ prediction: 'v' }).prediction).toBe('v');
+    expect(resolveLoadOptions({}).prediction).toBe('');
+    expect(messageOf(() => resolveLoadOptions({ prediction: 'x0' }))).toContain('for prediction but received');
     expect(messageOf(() => resolveModelSource(''))).toBe('expected a non-empty string for pathOrParts but received "" (string)');
     expect(messageOf(() => resolveModelSource({ unet: 'u', vae: 'v' }))).toBe('expected a non-empty string for textEncoder but received undefined (undefined)');
     expect(messageOf(() => resolveModelSource(7))).toMatch(/for pathOrParts but received 7 \(number\)$/);

@@ -37,6 +37,9 @@ function cliMessage(err: InvalidOptionError): string {
   for (const [opt, flag] of Object.entries(FLAG_OF)) {
     m = m.replace(new RegExp(`\\bfor ${opt}\\b`), `for ${flag}`).replace(new RegExp(`^${opt}:`), `${flag}:`);
   }
+  // an engine message names the option first ("clipSkip must be at most 2"): use the flag there too
+  const flag = FLAG_OF[err.option];
+  if (flag && !m.includes(flag)) m = m.replace(new RegExp(`^${err.option}\\b`), flag);
   return m;
 }
 
@@ -69,24 +72,40 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
     return await cmd.run(args, ctx);
   } catch (err) {
     const prefix = `sdnode${cmd ? ` ${cmd.name}` : ''}`;
+    let code: number;
+    let text: string;
     if (err instanceof UsageError) {
-      ctx.stderr.write(`sdnode ${err.message}\n`);
-      return 2;
+      code = 2;
+      text = `sdnode ${err.message}`;
+    } else if (err instanceof InvalidOptionError) {
+      code = 2;
+      text = `${prefix}: invalid option: ${cliMessage(err)}`;
+    } else if (err instanceof AbortError || ctx.signal.aborted) {
+      code = 130;
+      text = `${prefix}: cancelled`;
+    } else if (err instanceof SdnodeError) {
+      code = 1;
+      text = `${prefix}: ${err.name}: ${err.message}`;
+    } else {
+      code = 1;
+      text = `${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
     }
-    if (err instanceof InvalidOptionError) {
-      ctx.stderr.write(`${prefix}: invalid option: ${cliMessage(err)}\n`);
-      return 2;
+    ctx.stderr.write(`${text}\n`);
+    // --json: the error as JSON on stdout too, so scripts parse one stream whatever happens
+    if (rest.includes('--json')) {
+      const e = err as Partial<SdnodeError> & { option?: string };
+      const json: Record<string, unknown> = {
+        error: {
+          name: err instanceof UsageError ? 'UsageError' : err instanceof Error ? err.name : 'Error',
+          code: err instanceof UsageError ? 'Usage' : ctx.signal.aborted && !(err instanceof SdnodeError) ? 'Aborted' : (e.code ?? 'Internal'),
+          message: text.replace(/^sdnode( [a-z-]+)?:? /, ''),
+          ...(err instanceof InvalidOptionError && err.option ? { option: FLAG_OF[err.option] ?? err.option } : {}),
+        },
+        exitCode: code,
+      };
+      ctx.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
     }
-    if (err instanceof AbortError || ctx.signal.aborted) {
-      ctx.stderr.write(`${prefix}: cancelled\n`);
-      return 130;
-    }
-    if (err instanceof SdnodeError) {
-      ctx.stderr.write(`${prefix}: ${err.name}: ${err.message}\n`);
-      return 1;
-    }
-    ctx.stderr.write(`${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
+    return code;
   }
 }
 

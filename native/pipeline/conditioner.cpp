@@ -1,5 +1,9 @@
 #include "pipeline/conditioner.h"
 
+#include <algorithm>
+#include <cstdlib>
+
+#include "pipeline/adapters.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -9,19 +13,60 @@ ClipConditioner::ClipConditioner(WeightStore& w, std::shared_ptr<ClipTokenizer> 
 
 Conditioning ClipConditioner::encode(const std::string& prompt, const GenerateParams& params) {
   Conditioning c;
-  c.context = encode_prompt(prompt, params.clip_skip);
+  c.context = encode_prompt(prompt, params.clip_skip > 0 ? params.clip_skip : 1, params.embedding_dir);
   return c;
 }
 
-Tensor ClipConditioner::encode_prompt(const std::string& prompt, int clip_skip) {
+Conditioning FamilyConditioner::encode(const std::string& prompt, const GenerateParams& params, bool zero_context) {
+  SizeConditioning size;  // original = target = the image size, crop (0, 0): what A1111 and sd.cpp use
+  size.target_width = size.original_width = params.width;
+  size.target_height = size.original_height = params.height;
+  TextConditioning t = text_.encode(prompt, params.clip_skip, size, zero_context);
+  Conditioning c;
+  c.context = t.context;
+  c.y = t.y;
+  return c;
+}
+
+Conditioning FamilyConditioner::encode(const std::string& prompt, const GenerateParams& params) {
+  return encode(prompt, params, false);
+}
+
+Conditioning FamilyConditioner::encode_negative(const std::string& prompt, const GenerateParams& params) {
+  // SDXL with an empty negative prompt: zero context (SGM force_zero_embeddings), pooled part of y kept (the
+  // reference engine's rule, stable-diffusion.cpp)
+  return encode(prompt, params, text_.family() == ModelFamily::SDXL && prompt.empty());
+}
+
+Tensor ClipConditioner::encode_prompt(const std::string& prompt_in, int clip_skip, const std::string& embedding_dir) {
   if (!tokenizer_) throw_error(ErrorCode::NotFound, "no CLIP tokenizer is loaded");
-  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt);
+  // textual inversion: each embedding's name (as tokens) becomes ids past the vocabulary, one per vector
+  std::string prompt = prompt_in;
+  std::vector<Embedding> embs = find_embeddings(prompt, embedding_dir, clip_.width(), "sd1");
+  std::vector<TokenReplacement> repl;
+  Tensor extra;
+  if (!embs.empty()) {
+    int64_t rows = 0;
+    for (const Embedding& e : embs) rows += e.vectors.shape[0];
+    auto buf = std::shared_ptr<void>(std::malloc((size_t)extra.numel() * sizeof(float)), std::free);
+    extra = Tensor::wrap(buf.get(), {rows, (int64_t)clip_.width()}, DType::F32, buf);
+    int64_t at = 0;
+    for (const Embedding& e : embs) {
+      TokenReplacement r;
+      r.match = tokenizer_->encode(e.name);
+      for (int64_t k = 0; k < e.vectors.shape[0]; ++k) r.ids.push_back(clip_.vocab() + (int)(at + k));
+      std::copy(e.vectors.f32(), e.vectors.f32() + e.vectors.numel(), extra.f32() + at * clip_.width());
+      at += e.vectors.shape[0];
+      repl.push_back(std::move(r));
+    }
+  }
+  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt, repl);
   const int T = clip_.positions();
   if (tp.chunks < 1 || (int64_t)tp.ids.size() != (int64_t)tp.chunks * T || tp.weights.size() != tp.ids.size())
     throw_error(ErrorCode::Internal, "tokenized prompt has " + std::to_string(tp.ids.size()) +
                                          " ids for " + std::to_string(tp.chunks) + " chunks of " + std::to_string(T));
   Backend& be = w_.backend();
-  Tensor z = clip_.encode(tp.ids, tp.chunks, clip_skip);  // [chunks, T, D]
+  Tensor z = clip_.encode(tp.ids, tp.chunks, clip_skip, extra.defined() ? &extra : nullptr);  // [chunks, T, D]
   const int64_t D = z.shape[2];
   bool emphasis = false;
   for (float wt : tp.weights) emphasis = emphasis || wt != 1.0f;

@@ -6,6 +6,7 @@
 
 #include "backends/backend.h"
 #include "models/clip.h"
+#include "models/conditioning.h"
 #include "models/weights.h"
 #include "sdn/sdn.h"
 #include "text/tokenizer.h"
@@ -24,6 +25,10 @@ class Conditioner {
   virtual ~Conditioner() = default;
   // Conditioning for one prompt with the generation's settings (clip skip, sizes for SDXL, ...).
   virtual Conditioning encode(const std::string& prompt, const GenerateParams& params) = 0;
+  // The negative prompt's conditioning (SDXL: an empty negative prompt gives an all-zero context).
+  virtual Conditioning encode_negative(const std::string& prompt, const GenerateParams& params) {
+    return encode(prompt, params);
+  }
   // Width of the context it produces (must match the U-Net's cross-attention).
   virtual int context_dim() const = 0;
   // Largest clip_skip the text encoder(s) allow.
@@ -40,13 +45,31 @@ class ClipConditioner final : public Conditioner {
   int context_dim() const override { return clip_.width(); }
   int max_clip_skip() const override { return clip_.layers(); }
   void release() override { clip_.release(); }
-  // [1, 77*chunks, D] (emphasis applied).
-  Tensor encode_prompt(const std::string& prompt, int clip_skip);
+  // [1, 77*chunks, D] (emphasis applied). embedding_dir: textual-inversion embeddings used by name ("" = none).
+  Tensor encode_prompt(const std::string& prompt, int clip_skip, const std::string& embedding_dir = "");
 
  private:
   WeightStore& w_;
   std::shared_ptr<ClipTokenizer> tokenizer_;
   ClipTextModel clip_;
+};
+
+// SD 2.x (OpenCLIP ViT-H, penultimate layer) and SDXL (CLIP-L + OpenCLIP bigG, pooled output and size
+// conditioning in y): models/conditioning.h. params.clip_skip 0 = the family's default (2 for both).
+class FamilyConditioner final : public Conditioner {
+ public:
+  FamilyConditioner(WeightStore& w, std::shared_ptr<ClipTokenizer> tokenizer, ModelFamily family, int clip_heads)
+      : text_(w, std::move(tokenizer), family, clip_heads) {}
+  Conditioning encode(const std::string& prompt, const GenerateParams& params) override;
+  Conditioning encode_negative(const std::string& prompt, const GenerateParams& params) override;
+  int context_dim() const override { return text_.context_dim(); }
+  int max_clip_skip() const override { return text_.max_clip_skip(); }
+  void release() override { text_.release(); }
+  TextConditioner& text() { return text_; }
+
+ private:
+  Conditioning encode(const std::string& prompt, const GenerateParams& params, bool zero_context);
+  TextConditioner text_;
 };
 
 }  // namespace sdn

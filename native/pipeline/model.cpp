@@ -61,10 +61,11 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
   }
   std::string cache = user_merges_cache_path();
   if (is_file(cache)) return read_merges_file(cache, "cached tokenizer");
+  if (!options.fallback_merges.empty()) return options.fallback_merges;
   std::string what = files.empty() ? std::string("the model") : files.front().first;
   throw_error(ErrorCode::NotFound,
               "no CLIP tokenizer merges found for " + what +
-                  ". Give one of: LoadOptions.tokenizer_path (a merges.txt file); a model file with embedded merges "
+                  ". Give one of: an explicit merges.txt file (tokenizerPath in JavaScript, --tokenizer on the command line); a model file with embedded merges "
                   "(GGUF converted with a tokenizer); a diffusers folder with tokenizer/merges.txt (also looked for "
                   "next to the model file); or a per-user copy at " + cache +
                   " (directory from $SDNODE_CACHE_DIR when set).");
@@ -103,14 +104,14 @@ class SdModel final : public Model {
   ModelInfo info_;
 };
 
-static void require_sd1(const std::string& path, const ModelInfo& info) {
-  if (info.family != "sd1")
+static void require_runnable(const std::string& path, const ModelInfo& info) {
+  if (info.family != "sd1" && info.family != "sd2" && info.family != "sdxl")
     throw_error(ErrorCode::Unsupported,
                 path + ": model family '" + info.family +
-                    "' is not supported for generation yet (only Stable Diffusion 1.x checkpoints are)" +
+                    "' is not supported for generation (Stable Diffusion 1.x, 2.x and SDXL checkpoints are)" +
                     (info.not_runnable_reason.empty() ? "" : ": " + info.not_runnable_reason));
   if (info.variant != "" && info.variant != "base" && info.variant != "inpaint")
-    throw_error(ErrorCode::Unsupported, path + ": SD1.x variant '" + info.variant +
+    throw_error(ErrorCode::Unsupported, path + ": " + info.family + " variant '" + info.variant +
                                             "' is not supported yet (base and inpainting models are)");
 }
 
@@ -147,7 +148,10 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   // the family comes from the U-Net
   const std::string main_path = unet ? parts.unet : parts.file;
   ModelInfo info = (unet ? unet : base)->info();
-  require_sd1(main_path, info);
+  require_runnable(main_path, info);
+  if (!options.prediction.empty() && options.prediction != "eps" && options.prediction != "v")
+    throw_error(ErrorCode::InvalidArgument, "prediction must be 'eps' or 'v' (or empty: from the file), got '" +
+                                                options.prediction + "'");
   BackendOptions bo;
   bo.threads = options.threads;
   bo.vram_budget = options.vram_budget;
@@ -175,12 +179,17 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     const char* name;
     const char* part;
   };
-  for (const Req& r : {Req{"model.diffusion_model.input_blocks.0.0.weight", "U-Net"},
-                       Req{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", "text encoder"},
-                       Req{"first_stage_model.decoder.conv_in.weight", "VAE decoder"}})
+  std::vector<Req> reqs = {Req{"model.diffusion_model.input_blocks.0.0.weight", "U-Net"},
+                           Req{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+                               info.family == "sdxl" ? "first text encoder (CLIP-L)" : "text encoder"},
+                           Req{"first_stage_model.decoder.conv_in.weight", "VAE decoder"}};
+  if (info.family == "sdxl")
+    reqs.push_back(Req{"cond_stage_model.1.transformer.text_model.embeddings.token_embedding.weight",
+                       "second text encoder (OpenCLIP bigG)"});
+  for (const Req& r : reqs)
     if (!store->has(r.name))
       throw_error(ErrorCode::InvalidFile, main_path + ": the " + std::string(r.part) + " is missing (no tensor " +
-                                              r.name + "): not a complete SD1.x checkpoint" +
+                                              r.name + "): not a complete " + info.family + " checkpoint" +
                                               (any_part ? "; give it as a separate part" : ""));
   std::string merges = find_merges(parts, options, opened);
   auto tokenizer = ClipTokenizer::from_merges(merges);
@@ -202,9 +211,9 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       convert_weights(*cpu_store, {"cond_stage_model."}, wtype, on_range(0.8f, 0.95f));
     }
   }
-  Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
-  // head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records
+  // head counts are not in the tensor shapes: the family's values, or the values a (test) file records
   ModelConfig cfg;
+  cfg.family = model_family_from_name(info.family);
   const auto& md = (unet ? unet : base)->metadata();
   auto md_int = [&](const char* key, int def) {
     auto it = md.find(key);
@@ -213,7 +222,18 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     return v > 0 && v <= 1024 ? v : def;
   };
   cfg.clip_heads = md_int("sdnode.clip.heads", 0);
-  cfg.unet_heads = md_int("sdnode.unet.heads", 8);
+  cfg.unet_heads = md_int("sdnode.unet.heads", 0);
+  cfg.unet_head_dim = md_int("sdnode.unet.head_dim", 64);
+  // Prediction type: the option always wins; then what the file declares (info.prediction from metadata or
+  // marker tensors; SD1.x and SDXL default to eps); an SD 2.x file that declares nothing is probed.
+  bool probe = false;
+  if (!options.prediction.empty()) {
+    info.prediction = options.prediction;
+    info.prediction_source = "option";
+  } else if (info.prediction.empty()) {
+    probe = true;
+  }
+  Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
   std::unique_ptr<TaesdFile> taesd;
   if (!options.taesd_path.empty()) {
     if (!is_file(options.taesd_path))
@@ -230,6 +250,12 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
                                                                "needs taesd_decoder or a file with both halves)");
   }
   auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg, placement, std::move(cpu_store));
+  if (probe) {
+    const bool v = DiffusionPipeline::probe_v_prediction(pipe->unet(), pipe->backend());
+    info.prediction = v ? "v" : "eps";
+    info.prediction_source = "probe";
+    pipe->set_prediction(v ? Prediction::V : Prediction::Eps);
+  }
   if (taesd) {
     if (taesd->model().latent_channels() != pipe->latent_channels())
       throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD decoder takes " +
