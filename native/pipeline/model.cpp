@@ -84,6 +84,14 @@ class SdModel final : public Model {
   }
   const ModelInfo& info() const override { return info_; }
   std::string device() const override { return backend_.description; }
+  MemoryUse memory_use() const override {
+    MemoryStats m = backend_.backend->memory_stats();
+    MemoryUse u;
+    u.activations = m.in_use;
+    u.peak_activations = m.peak;
+    u.weights = m.weights;
+    return u;
+  }
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) override {
     return pipe_->generate(params, callbacks);
   }

@@ -1,6 +1,6 @@
 // sdn_bench_sd: times one txt2img run on a checkpoint, stage by stage, through the public API.
 //   sdn_bench_sd --model FILE [--size 256] [--type f16|q8_0|q4_0|...] [--steps 2] [--threads N]
-//                [--tokenizer MERGES] [--sampler euler] [--cfg 7]
+//                [--tokenizer MERGES] [--sampler euler] [--cfg 7] [--device auto|cpu|vulkan|vulkan:N]
 // Prints one JSON line: load, text encoding, each U-Net step (CFG on unless --cfg 1), VAE decode (seconds),
 // and the peak resident set (VmHWM) of this process. Run one configuration per process so the peak is its own
 // (scripts/bench/sd.js does that).
@@ -97,7 +97,7 @@ static double current_rss_mb() {
 }
 
 int main(int argc, char** argv) {
-  std::string model, type, tokenizer, sampler = "euler";
+  std::string model, type, tokenizer, sampler = "euler", device = "cpu";
   int size = 256, steps = 2, threads = 0;
   float cfg = 7.f;
   for (int i = 1; i < argc; ++i) {
@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
     else if (a == "--tokenizer") tokenizer = val();
     else if (a == "--sampler") sampler = val();
     else if (a == "--cfg") cfg = std::strtof(val().c_str(), nullptr);
+    else if (a == "--device") device = val();
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -125,6 +126,7 @@ int main(int argc, char** argv) {
     lo.threads = threads;
     lo.weight_type = type == "f16" ? "" : type;  // the reference checkpoint is stored as f16
     lo.tokenizer_path = tokenizer;
+    lo.device = device;
     const int base_threads = threads > 0 ? threads : sdn::system_info().threads;
     double gflops_before = fma_gflops(base_threads);
     auto t0 = Clock::now();
@@ -141,10 +143,13 @@ int main(int argc, char** argv) {
     p.seed = 42;
     std::vector<double> step_s;
     double encode_s = 0, decode_s = 0, rss_encoded = 0, rss_sampling = 0, rss_sampled = 0;
+    uint64_t dev_peak_total = 0;  // activations + weights on the device, sampled at each progress report
     Clock::time_point mark = Clock::now();
     sdn::GenerateCallbacks cb;
     cb.on_progress = [&](const sdn::Progress& pr) {
       auto now = Clock::now();
+      sdn::Model::MemoryUse mu = m->memory_use();
+      dev_peak_total = std::max<uint64_t>(dev_peak_total, mu.activations + mu.weights);
       double dt = std::chrono::duration<double>(now - mark).count();
       if (pr.phase == sdn::Phase::Encode && pr.step == 1) {
         encode_s = dt;
@@ -168,7 +173,11 @@ int main(int argc, char** argv) {
       sum += s;
     }
     sdn::SystemInfo si = sdn::system_info();
-    std::printf("{\"size\":%d,\"type\":\"%s\",\"steps\":%d,\"cfg\":%.2f,\"threads\":%d,\"simd\":\"%s\","
+    sdn::Model::MemoryUse mu = m->memory_use();
+    std::printf("{\"device\":\"%s\",\"peak_device_activations_mb\":%.1f,\"peak_device_mb\":%.1f,",
+                m->device().c_str(), mu.peak_activations / 1048576.0,
+                std::max<double>(dev_peak_total, (double)(mu.peak_activations + mu.weights)) / 1048576.0);
+    std::printf("\"size\":%d,\"type\":\"%s\",\"steps\":%d,\"cfg\":%.2f,\"threads\":%d,\"simd\":\"%s\","
                 "\"load_s\":%.3f,\"encode_s\":%.3f,\"step_s\":[",
                 size, type.empty() ? "f16" : type.c_str(), steps, cfg, si.threads, si.simd.c_str(), load_s, encode_s);
     for (size_t i = 0; i < step_s.size(); ++i) std::printf("%s%.3f", i ? "," : "", step_s[i]);

@@ -2,6 +2,8 @@
 //   sdn_cli generate --model FILE --prompt TEXT [--negative TEXT] [--width N] [--height N] [--steps N]
 //                    [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N] [--rng cuda|cpu] [--clip-skip N]
 //                    [--batch N] [--threads N] [--weight-type T] [--tokenizer MERGES] --output OUT.png
+//                    [--device auto|cpu|vulkan|vulkan:N] [--vram-budget MIB]
+//   sdn_cli devices   lists the devices (id, usable, type, name, reason; tab-separated)
 //   Separate parts: --unet FILE --vae FILE --text-encoder FILE (each overrides that part of --model, if given).
 //   img2img / inpainting: --init-img PNG [--strength X] [--mask PNG] (8-bit PNGs of exactly --width x --height);
 //   --taesd FILE decodes with TAESD instead of the VAE (stable-diffusion.cpp's flag names).
@@ -25,13 +27,26 @@ static void usage() {
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
                "         [--tokenizer MERGES] [--prediction eps|v] [--init-img PNG] [--mask PNG] [--strength X]\n"
-               "         [--taesd FILE] [--quiet]\n"
+               "         [--taesd FILE] [--device auto|cpu|vulkan|vulkan:N] [--vram-budget MIB] [--quiet]\n"
                "         [--lora-model-dir DIR] [--control-net FILE --control-image PNG [--control-strength X]]\n"
                "         [--embd-dir DIR]\n"
+               "       sdn_cli devices\n"
                "  width/height: multiples of 64 (SD 1.x/2.x) or 32 (SDXL); --clip-skip 0 = the model's default\n");
 }
 
+// sdn_cli devices: one line per device of every compiled-in backend, tab-separated:
+// id, usable (1/0), type, name, reason (tests use it to pick the devices to run on).
+static int list_devices_cmd() {
+  sdn::SystemInfo si = sdn::system_info();
+  for (const sdn::DeviceInfo& d : si.devices)
+    std::printf("%s\t%d\t%s\t%s\t%s\n", d.id.c_str(), d.usable ? 1 : 0, d.type.c_str(), d.name.c_str(),
+                d.unusable_reason.c_str());
+  for (const std::string& n : si.backend_notes) std::printf("#\t%s\n", n.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "devices") == 0) return list_devices_cmd();
   if (argc < 2 || std::strcmp(argv[1], "generate") != 0) {
     usage();
     return 2;
@@ -69,6 +84,15 @@ int main(int argc, char** argv) {
       else if (a == "--threads") lo.threads = std::atoi(val().c_str());
       else if (a == "--weight-type") lo.weight_type = val();
       else if (a == "--tokenizer") lo.tokenizer_path = val();
+      else if (a == "--device") lo.device = val();
+      else if (a == "--vram-budget") {
+        std::string v = val();
+        char* end = nullptr;
+        double mb = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end || !(mb > 0))
+          throw sdn::Error(sdn::ErrorCode::InvalidArgument, "--vram-budget takes a size in MiB, e.g. 4096");
+        lo.vram_budget = (uint64_t)(mb * 1024 * 1024);
+      }
       else if (a == "--prediction") lo.prediction = val();
       else if (a == "--init-img" || a == "-i") init_img = val();
       else if (a == "--mask") mask = val();
@@ -106,6 +130,7 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     auto m = sdn::Model::load(parts, lo);
     auto t1 = std::chrono::steady_clock::now();
+    if (!quiet) std::fprintf(stderr, "device: %s\n", m->device().c_str());
     sdn::GenerateCallbacks cb;
     if (!quiet)
       cb.on_progress = [&](const sdn::Progress& pr) {

@@ -4,6 +4,7 @@
 // RSS is its own), at 256x256 and 512x512 with f16, q8_0 and q4_0 weights (quantized on load), CFG on, and
 // compares with the reference engine's figures measured on the same machine kind with 2 threads.
 // Options: --sizes 256,512  --types f16,q8_0,q4_0  --steps 2  --threads 2  --repeat 1  --model FILE
+//          --device cpu|vulkan|vulkan:N (default cpu; the reference columns compare with the reference engine's CPU run)
 // Writes bench-results/sd-<timestamp>.json and .md and prints the table.
 'use strict';
 const fs = require('fs');
@@ -23,6 +24,7 @@ const types = opt('types', 'f16,q8_0,q4_0').split(',');
 const steps = Number(opt('steps', '2'));
 const threads = Number(opt('threads', '2'));
 const repeat = Number(opt('repeat', '1'));
+const device = opt('device', 'cpu');
 
 const cacheRoot = process.env.SDNODE_CACHE_DIR ? path.resolve(process.env.SDNODE_CACHE_DIR) : path.join(os.homedir(), '.cache', 'sdnode');
 const sharedDir = process.env.SDNODE_SHARED_DIR ? path.resolve(process.env.SDNODE_SHARED_DIR) : path.resolve(root, '..', 'shared');
@@ -62,7 +64,7 @@ for (const size of sizes) {
   for (const type of types) {
     let best = null;
     for (let r = 0; r < repeat; r++) {
-      const a = ['--model', model, '--tokenizer', merges, '--size', String(size), '--type', type, '--steps', String(steps), '--threads', String(threads)];
+      const a = ['--model', model, '--tokenizer', merges, '--size', String(size), '--type', type, '--steps', String(steps), '--threads', String(threads), '--device', device];
       const p = spawnSync(bin, a, { encoding: 'utf8', maxBuffer: 16 << 20 });
       if (p.status !== 0) {
         console.error(`${size}/${type}: failed: ${p.stderr}`);
@@ -70,7 +72,7 @@ for (const size of sizes) {
       }
       const line = p.stdout.split('\n').find((l) => l.startsWith('{'));
       const o = JSON.parse(line);
-      console.error(`${size}/${type} run ${r + 1}: step ${o.step_best_s}s decode ${o.decode_s}s peak ${o.peak_rss_mb} MB`);
+      console.error(`${size}/${type} run ${r + 1} on ${o.device}: step ${o.step_best_s}s decode ${o.decode_s}s peak RSS ${o.peak_rss_mb} MB, peak device ${o.peak_device_mb} MB`);
       if (!best || o.step_best_s < best.step_best_s) best = { ...o, decode_s: best ? Math.min(best.decode_s, o.decode_s) : o.decode_s };
       else best.decode_s = Math.min(best.decode_s, o.decode_s);
     }
@@ -82,7 +84,7 @@ for (const size of sizes) {
 // ~108 GFLOP/s). Under contention times scale roughly with 1/share; the "quiet est." columns divide by it (an
 // estimate, labelled as such — the measured columns are the facts).
 const QUIET_GFLOPS = Number(opt('quiet-gflops', '108'));
-const rows = ['| size | weights | text enc s | U-Net step s (best) | vs ref | VAE decode s | vs ref | peak RSS GB | vs ref | machine share | step quiet est. | vs ref | decode quiet est. | vs ref |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
+const rows = ['| size | weights | device | peak device GB | text enc s | U-Net step s (best) | vs ref | VAE decode s | vs ref | peak RSS GB | vs ref | machine share | step quiet est. | vs ref | decode quiet est. | vs ref |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
 for (const o of results) {
   const ref = reference[`${o.size}/${o.type}`];
   const rss = o.peak_rss_mb / 1024;
@@ -90,7 +92,7 @@ for (const o of results) {
   const share = Math.min(1, Math.max(o.fma_gflops_before || 0, o.fma_gflops_after || 0) / QUIET_GFLOPS) || 1;
   const qs = o.step_best_s * share;
   const qd = o.decode_s * share;
-  rows.push(`| ${o.size}² | ${o.type} | ${o.encode_s.toFixed(2)} | ${o.step_best_s.toFixed(2)} | ${ratio(o.step_best_s, ref && ref.step)} | ` +
+  rows.push(`| ${o.size}² | ${o.type} | ${o.device} | ${(o.peak_device_mb / 1024).toFixed(2)} | ${o.encode_s.toFixed(2)} | ${o.step_best_s.toFixed(2)} | ${ratio(o.step_best_s, ref && ref.step)} | ` +
     `${o.decode_s.toFixed(2)} | ${ratio(o.decode_s, ref && ref.decode)} | ${rss.toFixed(2)} | ${ratio(rss, ref && ref.rss)} | ` +
     `${(share * 100).toFixed(0)}% | ${qs.toFixed(2)} | ${ratio(qs, ref && ref.step)} | ${qd.toFixed(2)} | ${ratio(qd, ref && ref.decode)} |`);
 }

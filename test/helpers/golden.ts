@@ -142,3 +142,26 @@ export function runNativeCli(args: string[], env?: NodeJS.ProcessEnv): number {
   if (g.status !== 0) throw new Error(`sdn_cli failed (${g.status}, ${g.signal}): ${(g.stderr || '').slice(-3000)}`);
   return (Date.now() - t0) / 1000;
 }
+
+export interface CliDevice {
+  id: string;
+  usable: boolean;
+  type: string;
+  name: string;
+  reason: string;
+}
+
+// Devices the native engine sees (`sdn_cli devices`), the CPU first; `notes` says why a compiled-in backend has none.
+export function nativeDevices(): { devices: CliDevice[]; notes: string[] } {
+  const g = spawnSync(nativeCli, ['devices'], { encoding: 'utf8', timeout: 60 * 1000 });
+  if (g.status !== 0) throw new Error(`sdn_cli devices failed (${g.status}): ${(g.stderr || '').slice(-2000)}`);
+  const devices: CliDevice[] = [];
+  const notes: string[] = [];
+  for (const line of g.stdout.split('\n')) {
+    if (!line) continue;
+    const f = line.split('\t');
+    if (f[0] === '#') notes.push(f[1]);
+    else devices.push({ id: f[0], usable: f[1] === '1', type: f[2], name: f[3], reason: f[4] || '' });
+  }
+  return { devices, notes };
+}

@@ -244,6 +244,12 @@ class Model {
   virtual const ModelInfo& info() const = 0;
   // The device the model runs on and, for "auto", why: "vulkan:0 NVIDIA H200, 139 GiB", "cpu: no Vulkan loader".
   virtual std::string device() const = 0;
+  // Memory of the model's device (for the CPU: its activation pool): activations in use and their peak, and the
+  // weights resident on the device now. Benchmarks read it.
+  struct MemoryUse {
+    uint64_t activations = 0, peak_activations = 0, weights = 0;
+  };
+  virtual MemoryUse memory_use() const { return {}; }
   // Validates params (InvalidArgument naming the parameter) before any work, then runs txt2img.
   virtual std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) = 0;
 };

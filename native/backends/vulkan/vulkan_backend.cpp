@@ -1,0 +1,1363 @@
+// The Vulkan backend: device discovery (the factory), device memory (a pooled allocator for activations, an arena
+// for weights), command batching, and every operation of backends/backend.h as a compute shader
+// (shaders/*.comp, compiled to SPIR-V by glslc at build time and embedded, see cmake/embed_spirv.cmake).
+//
+// Design notes
+//  * Buffers are addressed by device address (Vulkan 1.2 bufferDeviceAddress) and passed in push constants: no
+//    descriptor sets, and no maxStorageBufferRange limit (lavapipe: 128 MiB; a 512x512x128 f32 VAE activation is
+//    134 MB), so nothing needs splitting for that limit. Single allocations above maxMemoryAllocationSize fail
+//    with OutOfMemory naming the options that make tensors smaller.
+//  * Operations are recorded into a command buffer with a full memory barrier after each; a batch is submitted
+//    when it holds kOpsPerBatch operations, when its staging memory is full, or at to_host()/synchronize().
+//    Three command buffers rotate, so recording continues while an earlier batch runs.
+//  * Host data goes in and out through per-command-buffer host-visible staging memory (copies recorded in order
+//    with the operations).
+//  * Weights: prepare_weight() uploads them once in their stored type (quantized weights stay quantized; the
+//    shaders dequantize). With BackendOptions::vram_budget, a matrix weight that would take the weights past the
+//    budget is refused (Unsupported), so the CPU fallback wrapper keeps it in host memory and runs its operation
+//    on the CPU. (Not streamed to the device: see the README's Vulkan section.)
+//  * Kernels are plain GLSL with no subgroup, fp16-arithmetic, int8 or cooperative-matrix paths yet; the
+//    device's support for them is reported in DeviceInfo only.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/vulkan/vk_api.h"
+#include "sdn/error.h"
+
+namespace sdn {
+
+namespace vk_spirv {
+const uint32_t* find(const char* name, size_t* n);
+}
+
+namespace {
+
+using vk::Api;
+
+constexpr int kSlots = 3;                        // command buffers in rotation
+constexpr int kOpsPerBatch = 64;                 // operations per submitted command buffer
+constexpr size_t kStagingBytes = 32ull << 20;    // host-visible staging per command buffer
+constexpr size_t kWeightChunk = 256ull << 20;    // weight arena allocation size
+constexpr uint32_t kMaxGroups = 65535;           // workgroups per dispatch dimension (the minimum every device has)
+
+[[noreturn]] void bad(const std::string& op, const std::string& msg) {
+  throw_error(ErrorCode::InvalidArgument, op + ": " + msg);
+}
+
+std::string mib(uint64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+  return buf;
+}
+
+std::string vendor_name(uint32_t id) {
+  switch (id) {
+    case 0x10DE: return "NVIDIA";
+    case 0x1002: return "AMD";
+    case 0x1022: return "AMD";
+    case 0x8086: return "Intel";
+    case 0x106B: return "Apple";
+    case 0x13B5: return "ARM";
+    case 0x5143: return "Qualcomm";
+    case 0x10005: return "Mesa";
+    default: {
+      char b[16];
+      std::snprintf(b, sizeof b, "0x%04x", id);
+      return b;
+    }
+  }
+}
+
+bool has_extension(const Api& api, VkPhysicalDevice pd, const char* name) {
+  uint32_t n = 0;
+  api.vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, nullptr);
+  std::vector<VkExtensionProperties> v(n);
+  api.vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, v.data());
+  for (auto& e : v)
+    if (std::strcmp(e.extensionName, name) == 0) return true;
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Instance and device discovery (once per process)
+// ---------------------------------------------------------------------------------------------------------
+struct Discovery {
+  Api* api = nullptr;
+  VkInstance instance = VK_NULL_HANDLE;
+  std::string reason;  // why there are no devices
+  std::vector<VkPhysicalDevice> phys;
+  std::vector<DeviceInfo> infos;
+  std::vector<uint32_t> queue_family;
+};
+
+Discovery& discovery() {
+  static Discovery d;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::string why;
+    Api* api = vk::load_loader(&why);
+    if (!api) {
+      d.reason = why;
+      return;
+    }
+    VkApplicationInfo app{};
+    app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+    app.pApplicationName = "sdnode";
+    app.pEngineName = "sdnode";
+    app.apiVersion = VK_API_VERSION_1_2;
+    VkInstanceCreateInfo ci{};
+    ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+    ci.pApplicationInfo = &app;
+    // MoltenVK (and other portability drivers) are only listed when the application asks for them
+    std::vector<const char*> exts;
+    {
+      uint32_t n = 0;
+      if (api->vkEnumerateInstanceExtensionProperties) {
+        api->vkEnumerateInstanceExtensionProperties(nullptr, &n, nullptr);
+        std::vector<VkExtensionProperties> v(n);
+        api->vkEnumerateInstanceExtensionProperties(nullptr, &n, v.data());
+        for (auto& e : v)
+          if (std::strcmp(e.extensionName, "VK_KHR_portability_enumeration") == 0) {
+            exts.push_back("VK_KHR_portability_enumeration");
+            ci.flags |= 0x00000001;  // VK_INSTANCE_CREATE_ENUMERATE_PORTABILITY_BIT_KHR
+          }
+      }
+    }
+    ci.enabledExtensionCount = (uint32_t)exts.size();
+    ci.ppEnabledExtensionNames = exts.data();
+    VkResult r = api->vkCreateInstance(&ci, nullptr, &d.instance);
+    if (r != VK_SUCCESS) {
+      d.reason = "the Vulkan loader could not create an instance (" + vk::result_name(r) +
+                 (r == VK_ERROR_INCOMPATIBLE_DRIVER ? ": no Vulkan driver is installed" : "") + ")";
+      return;
+    }
+    std::string missing = vk::load_instance_functions(*api, d.instance);
+    if (!missing.empty()) {
+      d.reason = "the Vulkan loader lacks " + missing + " (Vulkan 1.2 is needed)";
+      return;
+    }
+    d.api = api;
+    uint32_t n = 0;
+    api->vkEnumeratePhysicalDevices(d.instance, &n, nullptr);
+    d.phys.resize(n);
+    api->vkEnumeratePhysicalDevices(d.instance, &n, d.phys.data());
+    d.phys.resize(n);
+    if (n == 0) d.reason = "the Vulkan loader found no devices (no Vulkan driver installed?)";
+    for (uint32_t i = 0; i < n; ++i) {
+      VkPhysicalDevice pd = d.phys[i];
+      VkPhysicalDeviceProperties props{};
+      api->vkGetPhysicalDeviceProperties(pd, &props);
+      DeviceInfo info;
+      info.backend = "vulkan";
+      info.index = (int)i;
+      info.id = "vulkan:" + std::to_string(i);
+      info.name = props.deviceName;
+      info.vendor = vendor_name(props.vendorID);
+      switch (props.deviceType) {
+        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: info.type = "discrete"; break;
+        case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: info.type = "integrated"; break;
+        case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: info.type = "virtual"; break;
+        case VK_PHYSICAL_DEVICE_TYPE_CPU: info.type = "software"; break;
+        default: info.type = "other"; break;
+      }
+      VkPhysicalDeviceMemoryProperties mp{};
+      api->vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+      for (uint32_t h = 0; h < mp.memoryHeapCount; ++h)
+        if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+          info.memory_bytes = std::max<uint64_t>(info.memory_bytes, mp.memoryHeaps[h].size);
+      const bool v12 = VK_API_VERSION_MAJOR(props.apiVersion) > 1 || VK_API_VERSION_MINOR(props.apiVersion) >= 2;
+      uint32_t qn = 0;
+      api->vkGetPhysicalDeviceQueueFamilyProperties(pd, &qn, nullptr);
+      std::vector<VkQueueFamilyProperties> qf(qn);
+      api->vkGetPhysicalDeviceQueueFamilyProperties(pd, &qn, qf.data());
+      uint32_t family = UINT32_MAX;
+      for (uint32_t q = 0; q < qn; ++q)
+        if (qf[q].queueFlags & VK_QUEUE_COMPUTE_BIT) {
+          // prefer a compute queue that is not also the graphics queue only when it exists; either works
+          if (family == UINT32_MAX) family = q;
+        }
+      d.queue_family.push_back(family);
+      if (v12) {
+        VkPhysicalDeviceDriverProperties drv{};
+        drv.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
+        VkPhysicalDeviceProperties2 p2{};
+        p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+        p2.pNext = &drv;
+        api->vkGetPhysicalDeviceProperties2(pd, &p2);
+        info.driver = std::string(drv.driverName) + (drv.driverInfo[0] ? " " + std::string(drv.driverInfo) : "");
+        VkPhysicalDeviceVulkan12Features f12{};
+        f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+        VkPhysicalDeviceFeatures2 f2{};
+        f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+        f2.pNext = &f12;
+        api->vkGetPhysicalDeviceFeatures2(pd, &f2);
+        info.fp16 = f12.shaderFloat16;
+        info.int8 = f12.shaderInt8;
+        info.cooperative_matrix = has_extension(*api, pd, "VK_KHR_cooperative_matrix");
+        if (!f12.bufferDeviceAddress) {
+          info.usable = false;
+          info.unusable_reason = "the driver lacks bufferDeviceAddress, which sdnode's Vulkan kernels need";
+        }
+      } else {
+        char b[64];
+        std::snprintf(b, sizeof b, "Vulkan %u.%u", VK_API_VERSION_MAJOR(props.apiVersion),
+                      VK_API_VERSION_MINOR(props.apiVersion));
+        info.driver = b;
+        info.usable = false;
+        info.unusable_reason = std::string("the driver offers ") + b + "; sdnode needs Vulkan 1.2";
+      }
+      if (info.usable && family == UINT32_MAX) {
+        info.usable = false;
+        info.unusable_reason = "no compute queue";
+      }
+      d.infos.push_back(info);
+    }
+  });
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The device state shared by a backend instance and its buffers (buffers may outlive the backend object).
+// ---------------------------------------------------------------------------------------------------------
+struct Alloc {
+  VkBuffer buf = VK_NULL_HANDLE;
+  VkDeviceMemory mem = VK_NULL_HANDLE;
+  VkDeviceAddress addr = 0;
+  size_t size = 0;
+  void* mapped = nullptr;
+};
+
+struct Push {
+  uint32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // four device addresses (low, high)
+  uint32_t u[24] = {};
+  void addr(int i, uint64_t v) {
+    a[2 * i] = (uint32_t)v;
+    a[2 * i + 1] = (uint32_t)(v >> 32);
+  }
+  void f(int i, float v) { std::memcpy(&u[i], &v, 4); }
+};
+static_assert(sizeof(Push) == 128, "push constants are 128 bytes");
+
+class Core {
+ public:
+  Core(int index, const BackendOptions& options) : api_(*discovery().api), index_(index), options_(options) {
+    Discovery& disc = discovery();
+    pd_ = disc.phys[index];
+    info_ = disc.infos[index];
+    family_ = disc.queue_family[index];
+    api_.vkGetPhysicalDeviceProperties(pd_, &props_);
+    api_.vkGetPhysicalDeviceMemoryProperties(pd_, &memprops_);
+    {
+      VkPhysicalDeviceMaintenance3Properties m3{};
+      m3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
+      VkPhysicalDeviceProperties2 p2{};
+      p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+      p2.pNext = &m3;
+      api_.vkGetPhysicalDeviceProperties2(pd_, &p2);
+      max_alloc_ = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
+    }
+    if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) max_groups_1d_ = 32;
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci{};
+    qci.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
+    qci.queueFamilyIndex = family_;
+    qci.queueCount = 1;
+    qci.pQueuePriorities = &prio;
+    VkPhysicalDeviceVulkan12Features f12{};
+    f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+    f12.bufferDeviceAddress = VK_TRUE;
+    VkDeviceCreateInfo dci{};
+    dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+    dci.pNext = &f12;
+    dci.queueCreateInfoCount = 1;
+    dci.pQueueCreateInfos = &qci;
+    const char* portability = "VK_KHR_portability_subset";
+    if (has_extension(api_, pd_, portability)) {
+      dci.enabledExtensionCount = 1;
+      dci.ppEnabledExtensionNames = &portability;
+    }
+    check(api_.vkCreateDevice(pd_, &dci, nullptr, &dev_), "creating the device");
+    api_.vkGetDeviceQueue(dev_, family_, 0, &queue_);
+    VkCommandPoolCreateInfo pci{};
+    pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+    pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+    pci.queueFamilyIndex = family_;
+    check(api_.vkCreateCommandPool(dev_, &pci, nullptr, &cmd_pool_), "creating a command pool");
+    VkPushConstantRange range{VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push)};
+    VkPipelineLayoutCreateInfo lci{};
+    lci.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO;
+    lci.pushConstantRangeCount = 1;
+    lci.pPushConstantRanges = &range;
+    check(api_.vkCreatePipelineLayout(dev_, &lci, nullptr, &layout_), "creating the pipeline layout");
+    for (Slot& s : slots_) {
+      VkCommandBufferAllocateInfo ai{};
+      ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+      ai.commandPool = cmd_pool_;
+      ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+      ai.commandBufferCount = 1;
+      check(api_.vkAllocateCommandBuffers(dev_, &ai, &s.cb), "allocating a command buffer");
+      VkFenceCreateInfo fci{};
+      fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+      check(api_.vkCreateFence(dev_, &fci, nullptr, &s.fence), "creating a fence");
+      s.staging = allocate(kStagingBytes, true, "staging memory");
+    }
+  }
+
+  ~Core() {
+    if (!dev_) return;
+    api_.vkDeviceWaitIdle(dev_);
+    for (Slot& s : slots_) {
+      if (s.fence) api_.vkDestroyFence(dev_, s.fence, nullptr);
+      free_alloc(s.staging);
+    }
+    for (auto& kv : free_)
+      for (Alloc& a : kv.second) free_alloc(a);
+    for (auto& kv : pipelines_) api_.vkDestroyPipeline(dev_, kv.second, nullptr);
+    if (layout_) api_.vkDestroyPipelineLayout(dev_, layout_, nullptr);
+    if (cmd_pool_) api_.vkDestroyCommandPool(dev_, cmd_pool_, nullptr);
+    api_.vkDestroyDevice(dev_, nullptr);
+  }
+
+  void check(VkResult r, const std::string& what) {
+    if (r == VK_SUCCESS) return;
+    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+      throw_error(ErrorCode::OutOfMemory, info_.id + " (" + info_.name + ") ran out of memory " + what +
+                                              ": use a smaller image size, vaeTiling, a lower vramBudget, or device 'cpu'");
+    throw_error(ErrorCode::Internal, info_.id + " (" + info_.name + "): " + what + " failed with " +
+                                         vk::result_name(r) + " (use device 'cpu' to run without Vulkan)");
+  }
+
+  // ---- memory ----
+  int memory_type(uint32_t bits, bool host) const {
+    const VkMemoryPropertyFlags want =
+        host ? (VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
+             : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+    for (uint32_t i = 0; i < memprops_.memoryTypeCount; ++i)
+      if ((bits & (1u << i)) && (memprops_.memoryTypes[i].propertyFlags & want) == want) return (int)i;
+    if (!host)
+      for (uint32_t i = 0; i < memprops_.memoryTypeCount; ++i)
+        if (bits & (1u << i)) return (int)i;
+    return -1;
+  }
+
+  // One buffer with its own memory (device-local, or host-visible and mapped for staging). Throws OutOfMemory.
+  Alloc allocate(size_t bytes, bool host, const char* what) {
+    if (bytes > max_alloc_)
+      throw_error(ErrorCode::OutOfMemory,
+                  info_.id + " (" + info_.name + "): " + std::string(what) + " of " + mib(bytes) +
+                      " is larger than the device's largest allocation (" + mib(max_alloc_) +
+                      "): use a smaller image size, vaeTiling, or device 'cpu'");
+    Alloc a;
+    a.size = bytes;
+    VkBufferCreateInfo bci{};
+    bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    bci.size = bytes;
+    bci.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+                (host ? 0 : (VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT));
+    bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    check(api_.vkCreateBuffer(dev_, &bci, nullptr, &a.buf), "creating a buffer");
+    VkMemoryRequirements req{};
+    api_.vkGetBufferMemoryRequirements(dev_, a.buf, &req);
+    int type = memory_type(req.memoryTypeBits, host);
+    if (type < 0) {
+      api_.vkDestroyBuffer(dev_, a.buf, nullptr);
+      throw_error(ErrorCode::Internal, info_.id + ": no suitable memory type (use device 'cpu')");
+    }
+    VkMemoryAllocateFlagsInfo flags{};
+    flags.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO;
+    flags.flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT;
+    VkMemoryAllocateInfo mai{};
+    mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    mai.pNext = host ? nullptr : &flags;
+    mai.allocationSize = req.size;
+    mai.memoryTypeIndex = (uint32_t)type;
+    VkResult r = api_.vkAllocateMemory(dev_, &mai, nullptr, &a.mem);
+    if (r != VK_SUCCESS) {
+      api_.vkDestroyBuffer(dev_, a.buf, nullptr);
+      if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+        throw_error(ErrorCode::OutOfMemory,
+                    info_.id + " (" + info_.name + ") is out of memory allocating " + mib(bytes) + " for " + what +
+                        " (" + mib(in_use_) + " of activations and " + mib(weights_) +
+                        " of weights in use): use a smaller image size, vaeTiling, a vramBudget that keeps some "
+                        "weights in host memory, or device 'cpu'");
+      check(r, "allocating memory");
+    }
+    api_.vkBindBufferMemory(dev_, a.buf, a.mem, 0);
+    if (host) {
+      check(api_.vkMapMemory(dev_, a.mem, 0, VK_WHOLE_SIZE, 0, &a.mapped), "mapping staging memory");
+    } else {
+      VkBufferDeviceAddressInfo bai{};
+      bai.sType = VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO;
+      bai.buffer = a.buf;
+      a.addr = api_.vkGetBufferDeviceAddress(dev_, &bai);
+    }
+    return a;
+  }
+
+  void free_alloc(Alloc& a) {
+    if (a.mapped) api_.vkUnmapMemory(dev_, a.mem);
+    if (a.buf) api_.vkDestroyBuffer(dev_, a.buf, nullptr);
+    if (a.mem) api_.vkFreeMemory(dev_, a.mem, nullptr);
+    a = Alloc();
+  }
+
+  static size_t size_class(size_t bytes) {
+    if (bytes <= 4096) return 4096;
+    // 8 classes per power of two (<= 12.5 % waste)
+    size_t p = 1;
+    while (p * 2 <= bytes) p *= 2;
+    size_t step = p / 8;
+    return (bytes + step - 1) / step * step;
+  }
+
+  // Activation memory from the pool.
+  Alloc acquire(size_t bytes) {
+    size_t cls = size_class(bytes);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = free_.find(cls);
+      if (it != free_.end() && !it->second.empty()) {
+        Alloc a = it->second.back();
+        it->second.pop_back();
+        cached_ -= cls;
+        in_use_ += cls;
+        peak_ = std::max(peak_, in_use_);
+        return a;
+      }
+    }
+    Alloc a;
+    try {
+      a = allocate(cls, false, "an activation");
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::OutOfMemory || cls > max_alloc_) throw;
+      trim();  // give cached blocks back and try once more
+      a = allocate(cls, false, "an activation");
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    in_use_ += cls;
+    peak_ = std::max(peak_, in_use_);
+    return a;
+  }
+
+  void release(const Alloc& a) {
+    std::lock_guard<std::mutex> lk(mu_);
+    in_use_ -= a.size;
+    cached_ += a.size;
+    free_[a.size].push_back(a);
+  }
+
+  void trim() {
+    synchronize();
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& kv : free_)
+      for (Alloc& a : kv.second) free_alloc(a);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  // ---- command batching ----
+  struct Slot {
+    VkCommandBuffer cb = VK_NULL_HANDLE;
+    VkFence fence = VK_NULL_HANDLE;
+    bool pending = false;
+    Alloc staging;
+    size_t used = 0;
+  };
+
+  VkCommandBuffer cmd() {
+    Slot& s = slots_[cur_];
+    if (!recording_) {
+      if (s.pending) wait_slot(s);
+      s.used = 0;
+      api_.vkResetCommandBuffer(s.cb, 0);
+      VkCommandBufferBeginInfo bi{};
+      bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+      bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+      check(api_.vkBeginCommandBuffer(s.cb, &bi), "recording commands");
+      recording_ = true;
+      ops_ = 0;
+      barrier(s.cb);  // orders this batch after everything submitted before it
+    }
+    return s.cb;
+  }
+
+  void wait_slot(Slot& s) {
+    VkResult r = api_.vkWaitForFences(dev_, 1, &s.fence, VK_TRUE, UINT64_MAX);
+    s.pending = false;
+    api_.vkResetFences(dev_, 1, &s.fence);
+    check(r, "waiting for the device");
+  }
+
+  void barrier(VkCommandBuffer cb, bool to_host = false) {
+    VkMemoryBarrier mb{};
+    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = to_host ? VK_ACCESS_HOST_READ_BIT
+                               : (VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                                  VK_ACCESS_TRANSFER_WRITE_BIT);
+    const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    api_.vkCmdPipelineBarrier(cb, stages, to_host ? VK_PIPELINE_STAGE_HOST_BIT : stages, 0, 1, &mb, 0, nullptr, 0,
+                              nullptr);
+  }
+
+  // Ends and submits the batch being recorded (if any); with wait, waits for every submitted batch.
+  void submit(bool wait) {
+    if (recording_) {
+      Slot& s = slots_[cur_];
+      barrier(s.cb, true);
+      check(api_.vkEndCommandBuffer(s.cb), "recording commands");
+      VkSubmitInfo si{};
+      si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+      si.commandBufferCount = 1;
+      si.pCommandBuffers = &s.cb;
+      recording_ = false;
+      check(api_.vkQueueSubmit(queue_, 1, &si, s.fence), "submitting work");
+      s.pending = true;
+      cur_ = (cur_ + 1) % kSlots;
+    }
+    if (wait)
+      for (Slot& s : slots_)
+        if (s.pending) wait_slot(s);
+  }
+  void synchronize() { submit(true); }
+
+  // The pipeline of shader `name`, with specialization constant 0 set to `spec` when spec >= 0.
+  VkPipeline pipeline(const std::string& name, int spec = -1) {
+    const std::string key = spec >= 0 ? name + "#" + std::to_string(spec) : name;
+    auto it = pipelines_.find(key);
+    if (it != pipelines_.end()) return it->second;
+    size_t n = 0;
+    const uint32_t* words = vk_spirv::find(name.c_str(), &n);
+    if (!words) throw_error(ErrorCode::Internal, "vulkan: shader " + name + " is not compiled in");
+    VkShaderModuleCreateInfo sci{};
+    sci.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO;
+    sci.codeSize = n * 4;
+    sci.pCode = words;
+    VkShaderModule mod = VK_NULL_HANDLE;
+    check(api_.vkCreateShaderModule(dev_, &sci, nullptr, &mod), "loading shader " + name);
+    VkComputePipelineCreateInfo cpi{};
+    cpi.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO;
+    cpi.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
+    cpi.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+    cpi.stage.module = mod;
+    cpi.stage.pName = "main";
+    cpi.layout = layout_;
+    const uint32_t spec_value = (uint32_t)spec;
+    VkSpecializationMapEntry entry{0, 0, sizeof(uint32_t)};
+    VkSpecializationInfo si{1, &entry, sizeof(uint32_t), &spec_value};
+    if (spec >= 0) cpi.stage.pSpecializationInfo = &si;
+    VkPipeline p = VK_NULL_HANDLE;
+    VkResult r = api_.vkCreateComputePipelines(dev_, VK_NULL_HANDLE, 1, &cpi, nullptr, &p);
+    api_.vkDestroyShaderModule(dev_, mod, nullptr);
+    check(r, "building pipeline " + name);
+    pipelines_[key] = p;
+    return p;
+  }
+
+  void dispatch(const std::string& shader, const Push& pc, uint32_t gx, uint32_t gy = 1, uint32_t gz = 1,
+                int spec = -1) {
+    if (gx == 0 || gy == 0 || gz == 0) return;
+    if (gx > kMaxGroups || gy > kMaxGroups || gz > kMaxGroups)
+      throw_error(ErrorCode::OutOfMemory, info_.id + ": " + shader +
+                                              " needs more workgroups than a dispatch allows: use a smaller image "
+                                              "size, vaeTiling, or device 'cpu'");
+    VkPipeline p = pipeline(shader, spec);
+    VkCommandBuffer cb = cmd();
+    api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+    api_.vkCmdPushConstants(cb, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &pc);
+    api_.vkCmdDispatch(cb, gx, gy, gz);
+    barrier(cb);
+    if (++ops_ >= kOpsPerBatch) submit(false);
+  }
+
+  // 1-D work of n items: workgroups of 256 invocations running grid-stride loops (at most max_groups_1d_
+  // workgroups: 32 on a CPU device, whose per-workgroup cost is high, 1024 elsewhere).
+  void dispatch1d(const std::string& shader, const Push& pc, uint64_t n, int spec = -1) {
+    uint64_t groups = (n + 255) / 256;
+    if (groups == 0) return;
+    dispatch(shader, pc, (uint32_t)std::min<uint64_t>(groups, max_groups_1d_), 1, 1, spec);
+  }
+
+  // Copies host bytes into (buf, offset), in order with the recorded work.
+  void upload(VkBuffer dst, size_t offset, const void* src, size_t bytes) {
+    const char* p = static_cast<const char*>(src);
+    while (bytes > 0) {
+      VkCommandBuffer cb = cmd();
+      Slot& s = slots_[cur_];
+      size_t avail = kStagingBytes - s.used;
+      if (avail < std::min<size_t>(bytes, 1 << 20)) {
+        submit(false);
+        continue;
+      }
+      size_t c = std::min(bytes, avail);
+      std::memcpy(static_cast<char*>(s.staging.mapped) + s.used, p, c);
+      VkBufferCopy region{s.used, offset, c};
+      api_.vkCmdCopyBuffer(cb, s.staging.buf, dst, 1, &region);
+      s.used += (c + 255) / 256 * 256;
+      p += c;
+      offset += c;
+      bytes -= c;
+      if (++ops_ >= kOpsPerBatch) {
+        barrier(cb);
+        submit(false);
+      }
+    }
+    if (recording_) barrier(slots_[cur_].cb);
+  }
+
+  // Copies (buf, offset) to host memory, waiting for the work that produces it.
+  void download(VkBuffer src, size_t offset, void* dst, size_t bytes) {
+    char* p = static_cast<char*>(dst);
+    while (bytes > 0) {
+      VkCommandBuffer cb = cmd();
+      Slot& s = slots_[cur_];
+      size_t avail = kStagingBytes - s.used;
+      if (avail < std::min<size_t>(bytes, 1 << 20)) {
+        submit(false);
+        continue;
+      }
+      size_t c = std::min(bytes, avail);
+      size_t at = s.used;
+      VkBufferCopy region{offset, at, c};
+      api_.vkCmdCopyBuffer(cb, src, s.staging.buf, 1, &region);
+      s.used += (c + 255) / 256 * 256;
+      submit(true);
+      std::memcpy(p, static_cast<const char*>(s.staging.mapped) + at, c);
+      p += c;
+      offset += c;
+      bytes -= c;
+    }
+  }
+
+  const Api& api_;
+  int index_;
+  BackendOptions options_;
+  DeviceInfo info_;
+  VkPhysicalDevice pd_ = VK_NULL_HANDLE;
+  VkPhysicalDeviceProperties props_{};
+  VkPhysicalDeviceMemoryProperties memprops_{};
+  uint64_t max_alloc_ = 0;
+  uint32_t max_groups_1d_ = 1024;
+  uint32_t family_ = 0;
+  VkDevice dev_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  VkCommandPool cmd_pool_ = VK_NULL_HANDLE;
+  VkPipelineLayout layout_ = VK_NULL_HANDLE;
+  std::unordered_map<std::string, VkPipeline> pipelines_;
+  Slot slots_[kSlots];
+  int cur_ = 0;
+  bool recording_ = false;
+  int ops_ = 0;
+
+  mutable std::mutex mu_;
+  std::map<size_t, std::vector<Alloc>> free_;  // size class -> cached blocks
+  uint64_t in_use_ = 0, cached_ = 0, peak_ = 0, weights_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Buffers
+// ---------------------------------------------------------------------------------------------------------
+class VkBuffer_ final : public DeviceBuffer {
+ public:
+  VkBuffer_(Backend& owner, std::shared_ptr<Core> core, Alloc a, bool pooled)
+      : owner_(owner), core_(std::move(core)), a_(a), pooled_(pooled) {}
+  ~VkBuffer_() override {
+    if (pooled_) {
+      core_->release(a_);
+    } else {
+      // weight memory: the device may still read it in submitted work
+      try {
+        core_->synchronize();
+      } catch (...) {
+      }
+      {
+        std::lock_guard<std::mutex> lk(core_->mu_);
+        core_->weights_ -= std::min<uint64_t>(core_->weights_, used_);
+      }
+      core_->free_alloc(a_);
+    }
+  }
+  Backend& backend() const override { return owner_; }
+  size_t size() const override { return a_.size; }
+  const Alloc& alloc() const { return a_; }
+  const Core* core() const { return core_.get(); }
+  uint64_t used_ = 0;  // bytes of weights placed in this chunk
+
+ private:
+  Backend& owner_;
+  std::shared_ptr<Core> core_;
+  Alloc a_;
+  bool pooled_;
+};
+
+int64_t prod(const int64_t* s, int a, int b) {
+  int64_t p = 1;
+  for (int i = a; i < b; ++i) p *= s[i];
+  return p;
+}
+
+bool is_device_weight_type(DType t) {
+  switch (t) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0: case DType::Q4_1:
+    case DType::Q5_0: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Bytes of a contiguous weight: rows along dimension 0 (a quantized conv weight [OC, C, KH, KW] has rows of
+// C*KH*KW elements, so Tensor::nbytes(), which takes rows along the last dimension, does not apply).
+size_t weight_bytes(const Tensor& t) {
+  if (!dtype_traits(t.dtype).quantized || t.ndim < 2) return t.nbytes();
+  const int64_t rows = t.shape[0], cols = rows ? t.numel() / rows : 0;
+  return (size_t)rows * dtype_row_bytes(t.dtype, cols);
+}
+
+std::string type_suffix(DType t) {
+  std::string s = dtype_name(t);
+  for (char& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The backend
+// ---------------------------------------------------------------------------------------------------------
+class VulkanBackend final : public Backend {
+ public:
+  VulkanBackend(int index, const BackendOptions& options)
+      : core_(std::make_shared<Core>(index, options)), cpu_(make_cpu_backend(options)) {}
+  ~VulkanBackend() override {
+    try {
+      core_->synchronize();
+    } catch (...) {
+    }
+  }
+
+  const char* name() const override { return "vulkan"; }
+  DeviceInfo device_info() const override { return core_->info_; }
+  bool supports(Op op, DType w) const override {
+    if (op == Op::Linear || op == Op::Conv2d || op == Op::GetRows) return is_device_weight_type(w);
+    return w == DType::F32;
+  }
+
+  // ---- memory ----
+  Tensor empty(const std::vector<int64_t>& shape, DType dtype) override {
+    Tensor t;
+    t.dtype = dtype;
+    t.ndim = (int)shape.size();
+    if (t.ndim > kMaxDims) bad("vulkan empty", "at most 4 dimensions");
+    for (int i = 0; i < t.ndim; ++i) {
+      if (shape[i] < 0) bad("vulkan empty", "negative dimension");
+      t.shape[i] = shape[i];
+    }
+    t.set_contiguous_strides();
+    size_t bytes = std::max<size_t>(t.nbytes(), 4);
+    t.buffer = std::make_shared<VkBuffer_>(*this, core_, core_->acquire(bytes), true);
+    t.offset = 0;
+    return t;
+  }
+
+  Tensor upload(const Tensor& host) override {
+    if (host.on_device()) {
+      own(host, "upload");
+      return host;
+    }
+    Tensor src = host.is_contiguous() ? host : host.contiguous();
+    Tensor t = empty(src.sizes(), src.dtype);
+    if (src.nbytes()) core_->upload(buf(t).alloc().buf, t.offset, src.data, src.nbytes());
+    return t;
+  }
+
+  Tensor to_host(const Tensor& x) override {
+    if (!x.on_device()) return x;
+    own(x, "to_host");
+    Tensor h = Tensor::empty(x.sizes(), x.dtype);
+    if (x.nbytes()) core_->download(buf(x).alloc().buf, x.offset, h.data, x.nbytes());
+    return h;
+  }
+
+  void write(Tensor& dst, const Tensor& src) override {
+    own(dst, "write");
+    if (src.on_device() || dst.dtype != src.dtype || dst.numel() != src.numel())
+      throw_error(ErrorCode::Internal, "vulkan write: " + src.shape_str() + " into " + dst.shape_str());
+    Tensor s = src.is_contiguous() ? src : src.contiguous();
+    if (dst.nbytes()) core_->upload(buf(dst).alloc().buf, dst.offset, s.data, dst.nbytes());
+  }
+
+  void synchronize() override { core_->synchronize(); }
+  void trim() override {
+    core_->trim();
+    cpu_->trim();
+  }
+  MemoryStats memory_stats() const override {
+    std::lock_guard<std::mutex> lk(core_->mu_);
+    MemoryStats m;
+    m.in_use = core_->in_use_;
+    m.cached = core_->cached_;
+    m.peak = core_->peak_;
+    m.weights = core_->weights_;
+    return m;
+  }
+  void reset_peak() override {
+    std::lock_guard<std::mutex> lk(core_->mu_);
+    core_->peak_ = core_->in_use_;
+  }
+
+  Tensor prepare_weight(const Tensor& w) override {
+    if (w.on_device()) {
+      own(w, "prepare_weight");
+      return w;
+    }
+    const DTypeTraits& tr = dtype_traits(w.dtype);
+    Tensor src;
+    const bool matrix = w.ndim >= 2 && tr.weight_type;
+    if (!matrix) {
+      src = (w.dtype == DType::F32 && w.is_contiguous()) ? w : w.to_f32();
+    } else {
+      if (!is_device_weight_type(w.dtype))
+        throw_error(ErrorCode::Unsupported, std::string("vulkan has no kernels for ") + dtype_name(w.dtype) +
+                                                " weights");
+      src = (!tr.quantized && !w.is_contiguous()) ? w.contiguous() : w;
+      const uint64_t budget = core_->options_.vram_budget;
+      if (budget && core_->weights_ + weight_bytes(src) > budget)
+        throw_error(ErrorCode::Unsupported, "over vramBudget: this weight stays in host memory");
+    }
+    return place_weight(src);
+  }
+
+  // ---- operations ----
+  Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor* b) override {
+    const char* op = "linear";
+    Tensor x = act(x_in, op, "x");
+    if (w.ndim != 2) bad(op, "weight must be [out, in], got " + w.shape_str());
+    const int64_t N = w.shape[0], K = w.shape[1];
+    if (x.ndim < 1 || x.dim(-1) != K)
+      bad(op, "input " + x.shape_str() + " does not match weight " + w.shape_str());
+    check_vec(b, N, op, "bias");
+    const int64_t M = K ? x.numel() / K : 0;
+    std::vector<int64_t> os = x.sizes();
+    os.back() = N;
+    Tensor y = empty(os, DType::F32);
+    if (y.numel() == 0) return y;
+    if (K == 0) return fill_bias(y, b, N, M);
+    Push pc;
+    pc.addr(0, addr(x));
+    pc.addr(1, weight_addr(w, op));
+    if (b) pc.addr(2, addr(*b));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)M;
+    pc.u[1] = (uint32_t)N;
+    pc.u[2] = (uint32_t)K;
+    pc.u[3] = b ? 1 : 0;
+    core_->dispatch("linear_" + type_suffix(w.dtype), pc, (uint32_t)((M + 63) / 64), (uint32_t)((N + 63) / 64));
+    return y;
+  }
+
+  Tensor conv2d(const Tensor& x_in, const Tensor& w, const Tensor* b, int stride, int pad) override {
+    const char* op = "conv2d";
+    Tensor x = act(x_in, op, "x");
+    if (x.ndim != 4) bad(op, "expected x [B, C, H, W], got " + x.shape_str());
+    if (w.ndim != 4) bad(op, "expected weight [OC, C, KH, KW], got " + w.shape_str());
+    const int64_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+    const int64_t OC = w.shape[0], KH = w.shape[2], KW = w.shape[3];
+    if (w.shape[1] != C) bad(op, "weight " + w.shape_str() + " does not match input channels of " + x.shape_str());
+    if (stride < 1 || pad < 0) bad(op, "stride must be >= 1 and pad >= 0");
+    check_vec(b, OC, op, "bias");
+    const int64_t OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
+    if (H + 2 * pad < KH || W + 2 * pad < KW) bad(op, "kernel larger than the padded input " + x.shape_str());
+    Tensor y = empty({B, OC, OH, OW}, DType::F32);
+    if (y.numel() == 0) return y;
+    const int64_t K = C * KH * KW, M = B * OH * OW;
+    if (K == 0) return fill_bias_nchw(y, b);
+    Push pc;
+    pc.addr(0, addr(x));
+    pc.addr(1, weight_addr(w, op));
+    if (b) pc.addr(2, addr(*b));
+    pc.addr(3, addr(y));
+    uint32_t* u = pc.u;
+    u[0] = (uint32_t)M;
+    u[1] = (uint32_t)OC;
+    u[2] = (uint32_t)K;
+    u[3] = b ? 1 : 0;
+    u[4] = (uint32_t)C;
+    u[5] = (uint32_t)H;
+    u[6] = (uint32_t)W;
+    u[7] = (uint32_t)OH;
+    u[8] = (uint32_t)OW;
+    u[9] = (uint32_t)KH;
+    u[10] = (uint32_t)KW;
+    u[11] = (uint32_t)stride;
+    u[12] = (uint32_t)pad;
+    core_->dispatch("conv_" + type_suffix(w.dtype), pc, (uint32_t)((M + 63) / 64), (uint32_t)((OC + 63) / 64));
+    return y;
+  }
+
+  Tensor group_norm(const Tensor& x_in, int groups, float eps, const Tensor* gamma, const Tensor* beta,
+                    bool silu) override {
+    const char* op = "group_norm";
+    Tensor x = act(x_in, op, "x");
+    if (x.ndim < 2) bad(op, "expected [B, C, ...], got " + x.shape_str());
+    const int64_t B = x.shape[0], C = x.shape[1];
+    if (groups <= 0 || C % groups != 0)
+      bad(op, "groups (" + std::to_string(groups) + ") must divide the channel count " + std::to_string(C));
+    if (!(eps >= 0)) bad(op, "eps must be >= 0");
+    check_vec(gamma, C, op, "gamma");
+    check_vec(beta, C, op, "beta");
+    Tensor y = empty(x.sizes(), DType::F32);
+    if (x.numel() == 0) return y;
+    const int64_t S = x.numel() / (B * C), cpg = C / groups;
+    return norm(x, y, cpg * S, S, cpg, groups, B * groups, gamma, beta, silu, eps);
+  }
+
+  Tensor layer_norm(const Tensor& x_in, float eps, const Tensor* gamma, const Tensor* beta) override {
+    const char* op = "layer_norm";
+    Tensor x = act(x_in, op, "x");
+    if (x.ndim < 1) bad(op, "expected at least one dimension");
+    const int64_t C = x.dim(-1);
+    check_vec(gamma, C, op, "gamma");
+    check_vec(beta, C, op, "beta");
+    if (!(eps >= 0)) bad(op, "eps must be >= 0");
+    Tensor y = empty(x.sizes(), DType::F32);
+    if (x.numel() == 0 || C == 0) return y;
+    return norm(x, y, C, 1, C, 1, x.numel() / C, gamma, beta, false, eps);
+  }
+
+  Tensor softmax(const Tensor& x_in) override {
+    Tensor x = act(x_in, "softmax", "x");
+    if (x.ndim < 1) bad("softmax", "expected at least one dimension");
+    Tensor y = empty(x.sizes(), DType::F32);
+    const int64_t C = x.dim(-1);
+    if (x.numel() == 0 || C == 0) return y;
+    const int64_t rows = x.numel() / C;
+    Push pc;
+    pc.addr(0, addr(x));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)C;
+    pc.u[1] = (uint32_t)rows;
+    rows_dispatch("softmax", pc, rows);
+    return y;
+  }
+
+  Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int heads, bool causal) override {
+    const char* op = "attention";
+    Tensor q = act(q_in, op, "q"), k = act(k_in, op, "k"), v = act(v_in, op, "v");
+    if (q.ndim != 3 || k.ndim != 3 || v.ndim != 3)
+      bad(op, "expected q [B, Tq, H*D], k/v [B, Tk, H*D]; got " + q.shape_str() + ", " + k.shape_str() + ", " +
+                  v.shape_str());
+    const int64_t B = q.shape[0], Tq = q.shape[1], HD = q.shape[2], Tk = k.shape[1];
+    if (k.shape[0] != B || v.shape[0] != B || v.shape[1] != Tk || k.shape[2] != HD || v.shape[2] != HD)
+      bad(op, "shapes do not match: q " + q.shape_str() + ", k " + k.shape_str() + ", v " + v.shape_str());
+    if (heads <= 0 || HD % heads != 0)
+      bad(op, "heads (" + std::to_string(heads) + ") must divide the feature size " + std::to_string(HD));
+    if (Tk == 0 && Tq > 0) bad(op, "no keys (Tk = 0)");
+    const int64_t D = HD / heads;
+    if (D > 256) {  // the shader keeps a query row in registers: wider heads run on the CPU
+      Tensor r = cpu_->attention(to_host(q), to_host(k), to_host(v), heads, causal);
+      return upload(r);
+    }
+    Tensor out = empty({B, Tq, HD}, DType::F32);
+    if (out.numel() == 0) return out;
+    Push pc;
+    pc.addr(0, addr(q));
+    pc.addr(1, addr(k));
+    pc.addr(2, addr(v));
+    pc.addr(3, addr(out));
+    pc.u[0] = (uint32_t)Tq;
+    pc.u[1] = (uint32_t)Tk;
+    pc.u[2] = (uint32_t)heads;
+    pc.u[3] = (uint32_t)D;
+    pc.u[4] = causal ? 1 : 0;
+    pc.f(5, (float)(1.0 / std::sqrt((double)D)));
+    core_->dispatch("attention", pc, (uint32_t)((Tq + 63) / 64), (uint32_t)(B * heads));
+    return out;
+  }
+
+  Tensor unary(UnaryOp uop, const Tensor& x_in) override {
+    int op = (int)uop;
+    if (op < 0 || op > (int)UnaryOp::Tanh) bad("unary", "unknown operation " + std::to_string(op));
+    Tensor x = act(x_in, "unary", "x");
+    Tensor y = empty(x.sizes(), DType::F32);
+    Push pc;
+    pc.addr(0, addr(x));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)x.numel();
+    pc.u[1] = (uint32_t)op;
+    elementwise(pc, x.numel());
+    return y;
+  }
+
+  Tensor geglu(const Tensor& x_in) override {
+    Tensor x = act(x_in, "geglu", "x");
+    if (x.ndim < 1 || x.dim(-1) % 2 != 0) bad("geglu", "last dimension must be even, got " + x.shape_str());
+    std::vector<int64_t> os = x.sizes();
+    const int64_t N = os.back() / 2;
+    os.back() = N;
+    Tensor y = empty(os, DType::F32);
+    if (y.numel() == 0) return y;
+    Push pc;
+    pc.addr(0, addr(x));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)y.numel();
+    pc.u[1] = 14;
+    pc.u[4] = (uint32_t)N;
+    elementwise(pc, y.numel());
+    return y;
+  }
+
+  Tensor add(const Tensor& a, const Tensor& b) override { return binary(10, a, b, nullptr, "add"); }
+  Tensor mul(const Tensor& a, const Tensor& b) override { return binary(11, a, b, nullptr, "mul"); }
+  void add_(Tensor& a, const Tensor& b) override {
+    if (!a.on_device()) bad("add_", "a must be a tensor of this device");
+    own(a, "add_");
+    binary(10, a, b, &a, "add_");
+  }
+
+  Tensor scale(const Tensor& x_in, float s) override {
+    Tensor x = act(x_in, "scale", "x");
+    Tensor y = empty(x.sizes(), DType::F32);
+    Push pc;
+    pc.addr(0, addr(x));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)x.numel();
+    pc.u[1] = 12;
+    pc.f(2, s);
+    elementwise(pc, x.numel());
+    return y;
+  }
+
+  Tensor combine(const Tensor& a_in, float wa, const Tensor& b_in, float wb) override {
+    Tensor a = act(a_in, "combine", "a"), b = act(b_in, "combine", "b");
+    if (a.numel() != b.numel() || a.ndim != b.ndim || a.sizes() != b.sizes())
+      bad("combine", "shapes differ: " + a.shape_str() + " and " + b.shape_str());
+    Tensor y = empty(a.sizes(), DType::F32);
+    Push pc;
+    pc.addr(0, addr(a));
+    pc.addr(1, addr(b));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)a.numel();
+    pc.u[1] = 13;
+    pc.f(2, wa);
+    pc.f(3, wb);
+    elementwise(pc, a.numel());
+    return y;
+  }
+
+  Tensor concat(const Tensor& a_in, const Tensor& b_in, int dim) override {
+    const char* op = "concat";
+    Tensor a = act(a_in, op, "a"), b = act(b_in, op, "b");
+    if (a.ndim != b.ndim || a.ndim < 1) bad(op, "ranks differ: " + a.shape_str() + " and " + b.shape_str());
+    if (dim < 0) dim += a.ndim;
+    if (dim < 0 || dim >= a.ndim) bad(op, "dimension " + std::to_string(dim) + " out of range for " + a.shape_str());
+    for (int i = 0; i < a.ndim; ++i)
+      if (i != dim && a.shape[i] != b.shape[i])
+        bad(op, "shapes " + a.shape_str() + " and " + b.shape_str() + " differ outside dimension " +
+                    std::to_string(dim));
+    std::vector<int64_t> os = a.sizes();
+    os[dim] += b.shape[dim];
+    Tensor y = empty(os, DType::F32);
+    if (y.numel() == 0) return y;
+    Push pc;
+    pc.addr(0, addr(a));
+    pc.addr(1, addr(b));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)y.numel();
+    pc.u[1] = 0;
+    pc.u[2] = (uint32_t)prod(a.shape, dim, a.ndim);
+    pc.u[3] = (uint32_t)prod(b.shape, dim, b.ndim);
+    core_->dispatch1d("layout", pc, y.numel(), 0);
+    return y;
+  }
+
+  Tensor upsample_nearest2x(const Tensor& x_in) override {
+    Tensor x = act(x_in, "upsample_nearest2x", "x");
+    if (x.ndim != 4) bad("upsample_nearest2x", "expected [B, C, H, W], got " + x.shape_str());
+    Tensor y = empty({x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]}, DType::F32);
+    return layout(1, x, y, (uint32_t)x.shape[2], (uint32_t)x.shape[3]);
+  }
+
+  Tensor nchw_to_nlc(const Tensor& x_in) override {
+    Tensor x = act(x_in, "nchw_to_nlc", "x");
+    if (x.ndim != 4) bad("nchw_to_nlc", "expected [B, C, H, W], got " + x.shape_str());
+    const int64_t HW = x.shape[2] * x.shape[3];
+    Tensor y = empty({x.shape[0], HW, x.shape[1]}, DType::F32);
+    return layout(2, x, y, (uint32_t)x.shape[1], (uint32_t)HW);
+  }
+
+  Tensor nlc_to_nchw(const Tensor& x_in, int64_t h, int64_t w) override {
+    Tensor x = act(x_in, "nlc_to_nchw", "x");
+    if (x.ndim != 3 || h < 0 || w < 0 || x.shape[1] != h * w)
+      bad("nlc_to_nchw", "expected [B, " + std::to_string(h * w) + ", C], got " + x.shape_str());
+    Tensor y = empty({x.shape[0], x.shape[2], h, w}, DType::F32);
+    return layout(3, x, y, (uint32_t)x.shape[2], (uint32_t)(h * w));
+  }
+
+  Tensor pad(const Tensor& x_in, int left, int right, int top, int bottom) override {
+    Tensor x = act(x_in, "pad", "x");
+    if (x.ndim != 4) bad("pad", "expected [B, C, H, W], got " + x.shape_str());
+    if (left < 0 || right < 0 || top < 0 || bottom < 0) bad("pad", "padding must be >= 0");
+    const int64_t OH = x.shape[2] + top + bottom, OW = x.shape[3] + left + right;
+    Tensor y = empty({x.shape[0], x.shape[1], OH, OW}, DType::F32);
+    Push pc;
+    pc.u[4] = (uint32_t)left;
+    pc.u[5] = (uint32_t)top;
+    pc.u[6] = (uint32_t)OH;
+    pc.u[7] = (uint32_t)OW;
+    return layout(4, x, y, (uint32_t)x.shape[2], (uint32_t)x.shape[3], &pc);
+  }
+
+  Tensor timestep_embedding(const std::vector<float>& t, int dim, float max_period) override {
+    // a few hundred values: computed by the CPU reference and uploaded with the batch
+    return upload(cpu_->timestep_embedding(t, dim, max_period));
+  }
+
+  Tensor get_rows(const Tensor& table, const std::vector<int32_t>& ids) override {
+    const char* op = "get_rows";
+    if (table.ndim != 2) bad(op, "table must be [V, D], got " + table.shape_str());
+    const int64_t V = table.shape[0], D = table.shape[1];
+    for (int32_t id : ids)
+      if (id < 0 || id >= V) bad(op, "id " + std::to_string(id) + " is outside [0, " + std::to_string(V) + ")");
+    Tensor y = empty({(int64_t)ids.size(), D}, DType::F32);
+    if (y.numel() == 0) return y;
+    Tensor idt = empty({(int64_t)ids.size()}, DType::I32);
+    core_->upload(buf(idt).alloc().buf, idt.offset, ids.data(), ids.size() * 4);
+    Push pc;
+    pc.addr(0, weight_addr(table, op));
+    pc.addr(1, addr(idt));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)y.numel();
+    pc.u[1] = (uint32_t)D;
+    core_->dispatch1d("getrows_" + type_suffix(table.dtype), pc, y.numel());
+    return y;
+  }
+
+ private:
+  VkBuffer_& buf(const Tensor& t) const { return static_cast<VkBuffer_&>(*t.buffer); }
+
+  // Checks that a device tensor belongs to this backend.
+  void own(const Tensor& t, const char* op) const {
+    auto* vb = dynamic_cast<VkBuffer_*>(t.buffer.get());
+    if (!vb || vb->core() != core_.get())
+      throw_error(ErrorCode::Internal, std::string("vulkan ") + op + ": " + t.shape_str() +
+                                           " lives on another backend (" +
+                                           (t.device_backend() ? t.device_backend()->name() : "host") + ")");
+  }
+
+  uint64_t addr(const Tensor& t) const {
+    own(t, "operation");
+    return buf(t).alloc().addr + t.offset;
+  }
+
+  // An F32 contiguous device tensor for an activation input (host inputs are uploaded).
+  Tensor act(const Tensor& t, const char* op, const char* what) {
+    if (!t.defined()) bad(op, std::string(what) + " is undefined");
+    if (!t.on_device()) {
+      Tensor h = t.dtype == DType::F32 ? t : t.to_f32();
+      return upload(h);
+    }
+    own(t, op);
+    if (t.dtype != DType::F32) bad(op, std::string(what) + " must be f32, got " + t.shape_str());
+    if (!t.is_contiguous()) bad(op, std::string(what) + " must be contiguous, got " + t.shape_str());
+    return t;
+  }
+
+  uint64_t weight_addr(const Tensor& w, const char* op) {
+    if (!w.on_device())
+      throw_error(ErrorCode::Internal, std::string("vulkan ") + op + ": weight " + w.shape_str() +
+                                           " was not prepared for this device (prepare_weight)");
+    if (!is_device_weight_type(w.dtype))
+      throw_error(ErrorCode::Unsupported, std::string("vulkan ") + op + ": no kernel for " + dtype_name(w.dtype));
+    return addr(w);
+  }
+
+  void check_vec(const Tensor* p, int64_t n, const char* op, const char* what) {
+    if (!p) return;
+    if (p->numel() != n)
+      bad(op, std::string(what) + " has " + std::to_string(p->numel()) + " elements, expected " + std::to_string(n));
+    if (!p->on_device() || p->dtype != DType::F32)
+      throw_error(ErrorCode::Internal, std::string("vulkan ") + op + ": " + what +
+                                           " must be an f32 tensor prepared for this device (prepare_weight)");
+    own(*p, op);
+  }
+
+  Tensor place_weight(const Tensor& src) {
+    const size_t bytes = weight_bytes(src);
+    const size_t need = (std::max<size_t>(bytes, 4) + 255) / 256 * 256;
+    std::shared_ptr<VkBuffer_> chunk;
+    size_t off = 0;
+    if (need > kWeightChunk / 4) {  // large weights get their own allocation
+      chunk = std::make_shared<VkBuffer_>(*this, core_, core_->allocate(need, false, "a weight"), false);
+    } else {
+      std::shared_ptr<VkBuffer_> cur = arena_.lock();
+      if (!cur || arena_used_ + need > cur->size()) {
+        size_t sz = std::min<size_t>(kWeightChunk, core_->max_alloc_);
+        cur = std::make_shared<VkBuffer_>(*this, core_, core_->allocate(sz, false, "weights"), false);
+        arena_ = cur;
+        arena_used_ = 0;
+      }
+      chunk = cur;
+      off = arena_used_;
+      arena_used_ += need;
+    }
+    chunk->used_ += need;
+    {
+      std::lock_guard<std::mutex> lk(core_->mu_);
+      core_->weights_ += need;
+    }
+    Tensor t;
+    t.dtype = src.dtype;
+    t.ndim = src.ndim;
+    for (int i = 0; i < src.ndim; ++i) t.shape[i] = src.shape[i];
+    t.set_contiguous_strides();
+    t.buffer = chunk;
+    t.offset = off;
+    if (bytes) core_->upload(chunk->alloc().buf, off, src.data, bytes);
+    return t;
+  }
+
+  Tensor norm(const Tensor& x, Tensor& y, int64_t size, int64_t S, int64_t cpg, int64_t groups, int64_t count,
+              const Tensor* gamma, const Tensor* beta, bool silu, float eps) {
+    Push pc;
+    pc.addr(0, addr(x));
+    if (gamma) pc.addr(1, addr(*gamma));
+    if (beta) pc.addr(2, addr(*beta));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)size;
+    pc.u[1] = (uint32_t)S;
+    pc.u[2] = (uint32_t)cpg;
+    pc.u[3] = (uint32_t)groups;
+    pc.u[4] = gamma ? 1 : 0;
+    pc.u[5] = beta ? 1 : 0;
+    pc.u[6] = silu ? 1 : 0;
+    pc.f(7, eps);
+    pc.u[8] = (uint32_t)count;
+    rows_dispatch("norm", pc, count);
+    return y;
+  }
+
+  // One workgroup per row, folded into a 2-D grid (the shader skips workgroups past the row count).
+  void rows_dispatch(const char* shader, const Push& pc, int64_t rows) {
+    uint32_t gx = (uint32_t)std::min<int64_t>(rows, kMaxGroups);
+    uint32_t gy = (uint32_t)((rows + gx - 1) / gx);
+    core_->dispatch(shader, pc, gx, gy);
+  }
+
+  void elementwise(const Push& pc, int64_t n) { core_->dispatch1d("eltwise", pc, n, (int)pc.u[1]); }
+
+  Tensor layout(uint32_t mode, const Tensor& x, Tensor& y, uint32_t u2, uint32_t u3, Push* base = nullptr) {
+    if (y.numel() == 0) return y;
+    Push pc = base ? *base : Push();
+    pc.addr(0, addr(x));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)y.numel();
+    pc.u[1] = mode;
+    pc.u[2] = u2;
+    pc.u[3] = u3;
+    core_->dispatch1d("layout", pc, y.numel(), (int)mode);
+    return y;
+  }
+
+  Tensor binary(uint32_t mode, const Tensor& a_in, const Tensor& b_in, Tensor* inplace, const char* op) {
+    Tensor a = inplace ? *inplace : act(a_in, op, "a");
+    if (inplace && (a.dtype != DType::F32 || !a.is_contiguous())) bad(op, "a must be a contiguous f32 tensor");
+    Tensor b = act(b_in, op, "b");
+    const int nd = a.ndim;
+    if (nd > 4) bad(op, "at most 4 dimensions");
+    for (int i = 0; i < b.ndim - nd; ++i)
+      if (b.shape[i] != 1) bad(op, "cannot broadcast " + b.shape_str() + " onto " + a.shape_str());
+    uint32_t as[4] = {1, 1, 1, 1}, bstr[4] = {0, 0, 0, 0};
+    int64_t bs[4] = {1, 1, 1, 1};
+    for (int i = 0; i < nd; ++i) {
+      int bi = b.ndim - nd + i;
+      bs[4 - nd + i] = bi >= 0 ? b.shape[bi] : 1;
+      as[4 - nd + i] = (uint32_t)a.shape[i];
+      if (bs[4 - nd + i] != 1 && bs[4 - nd + i] != a.shape[i])
+        bad(op, "cannot broadcast " + b.shape_str() + " onto " + a.shape_str());
+    }
+    int64_t s = 1;
+    for (int i = 3; i >= 0; --i) {
+      bstr[i] = bs[i] == 1 ? 0 : (uint32_t)s;
+      s *= bs[i];
+    }
+    Tensor y = inplace ? a : empty(a.sizes(), DType::F32);
+    if (y.numel() == 0) return y;
+    Push pc;
+    pc.addr(0, addr(a));
+    pc.addr(1, addr(b));
+    pc.addr(3, addr(y));
+    pc.u[0] = (uint32_t)a.numel();
+    pc.u[1] = mode;
+    for (int i = 0; i < 4; ++i) {
+      pc.u[4 + i] = as[i];
+      pc.u[8 + i] = bstr[i];
+    }
+    elementwise(pc, a.numel());
+    return y;
+  }
+
+  // y (= [M, N]) set to the bias (or zeros) when K == 0
+  Tensor fill_bias(Tensor& y, const Tensor* b, int64_t N, int64_t M) {
+    Tensor h = Tensor::zeros(y.sizes());
+    if (b) {
+      Tensor hb = to_host(*b);
+      for (int64_t m = 0; m < M; ++m) std::memcpy(h.f32() + m * N, hb.f32(), N * 4);
+    }
+    write(y, h);
+    return y;
+  }
+  Tensor fill_bias_nchw(Tensor& y, const Tensor* b) {
+    Tensor h = Tensor::zeros(y.sizes());
+    if (b) {
+      Tensor hb = to_host(*b);
+      const int64_t OC = y.shape[1], S = y.shape[2] * y.shape[3];
+      for (int64_t i = 0; i < y.shape[0] * OC; ++i)
+        for (int64_t s = 0; s < S; ++s) h.f32()[i * S + s] = hb.f32()[i % OC];
+    }
+    write(y, h);
+    return y;
+  }
+
+  std::shared_ptr<Core> core_;
+  std::shared_ptr<Backend> cpu_;  // reference results for the rare cases the shaders do not cover (attention D > 256)
+  std::weak_ptr<VkBuffer_> arena_;
+  size_t arena_used_ = 0;
+};
+
+class VulkanFactory final : public BackendFactory {
+ public:
+  const char* name() const override { return "vulkan"; }
+  std::vector<DeviceInfo> devices() override { return discovery().infos; }
+  std::string unavailable_reason() override {
+    Discovery& d = discovery();
+    return d.infos.empty() ? d.reason : "";
+  }
+  std::shared_ptr<Backend> create(int index, const BackendOptions& options) override {
+    Discovery& d = discovery();
+    if (index < 0 || index >= (int)d.infos.size())
+      throw_error(ErrorCode::Unsupported, "device 'vulkan:" + std::to_string(index) + "' was not found (" +
+                                              std::to_string(d.infos.size()) + " Vulkan device(s)" +
+                                              (d.reason.empty() ? "" : ": " + d.reason) + "; use device 'cpu')");
+    if (!d.infos[index].usable)
+      throw_error(ErrorCode::Unsupported, "device '" + d.infos[index].id + "' is unusable: " +
+                                              d.infos[index].unusable_reason + " (use device 'cpu')");
+    return std::make_shared<VulkanBackend>(index, options);
+  }
+};
+
+}  // namespace
+
+BackendFactory* vulkan_backend_factory() {
+  static VulkanFactory f;
+  return &f;
+}
+
+}  // namespace sdn
