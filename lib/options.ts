@@ -3,6 +3,7 @@
  * a bad value throws {@link InvalidOptionError} with the message `expected X for P but received V (type)`.
  * @packageDocumentation
  */
+import * as os from 'os';
 import { InvalidOptionError } from './errors';
 
 /** Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM, DDIM. */
@@ -216,12 +217,23 @@ export function optionalFunction<F>(param: string, v: unknown): F | undefined {
   return v as F;
 }
 
-/** @internal */
+/**
+ * An `AbortSignal`, or an object with the same shape (`aborted`, `addEventListener` and `removeEventListener`), as
+ * signals from other realms or polyfills are. Anything less is refused: clean-up needs `removeEventListener`.
+ * @internal
+ */
 export function optionalSignal(param: string, v: unknown): AbortSignal | undefined {
   if (v === undefined) return undefined;
+  if (typeof AbortSignal === 'function' && v instanceof AbortSignal) return v;
   const s = v as AbortSignal | null;
-  if (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
-    invalid(param, 'an AbortSignal', v);
+  if (
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.aborted !== 'boolean' ||
+    typeof s.addEventListener !== 'function' ||
+    typeof s.removeEventListener !== 'function'
+  ) {
+    invalid(param, 'an AbortSignal (e.g. AbortController#signal or AbortSignal.timeout(ms))', v);
   }
   return s;
 }
@@ -305,7 +317,10 @@ export interface LoadProgressEvent {
 
 /** Options of {@link loadModel}. */
 export interface LoadOptions {
-  /** CPU threads for the whole process (0 or omitted: physical cores). */
+  /**
+   * CPU threads for the whole process (0 or omitted: physical cores). At most {@link maxThreads} (the machine's
+   * hardware threads): more only oversubscribes the cores and slows every thread down.
+   */
   threads?: number;
   /** Convert or quantize weights while loading (e.g. `'q8_0'` halves memory of f16 weights). Default: as stored. */
   weightType?: WeightType;
@@ -339,6 +354,14 @@ export function resolveModelSource(source: unknown): string | { unet: string; va
   };
 }
 
+/**
+ * The most `threads` a load accepts: the hardware threads available to this process (`os.availableParallelism()`).
+ */
+export function maxThreads(): number {
+  const n = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return Math.max(1, n);
+}
+
 /** Validates load options. @internal */
 export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
   if (options === undefined) options = {};
@@ -346,7 +369,7 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
   const o = options;
   checkKeys(o, ['threads', 'weightType', 'tokenizerPath', 'onProgress', 'signal'], 'load options');
   return {
-    threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, 1024),
+    threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, maxThreads()),
     weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
     tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),
     onProgress: optionalFunction('onProgress', o.onProgress),
