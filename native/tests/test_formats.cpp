@@ -674,7 +674,7 @@ TEST(formats, ckpt_restricted_pickle) {
   cases.push_back({"stack underflow", with([](Pk& q) { q.op('R'); }, st0), "underflow"});
   cases.push_back({"bad memo", with([](Pk& q) { q.raw("h\x05"); }, st0), "memo"});
   cases.push_back({"no STOP", with([](Pk& q) { q.op('}'); }, st0), "STOP"});
-  cases.push_back({"string past end", with([](Pk& q) { q.raw(std::string("X\xff\xff\xff\x00ab", 7)); }, st0), "truncated"});
+  cases.push_back({"string past end", with([](Pk& q) { q.raw(std::string("X\xff\xff\xff\x00" "ab", 7)); }, st0), "truncated"});
   cases.push_back({"top not dict", with([](Pk& q) { q.op(']').op('.'); }, st0), "not a dictionary"});
   cases.push_back({"duplicate", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 0, {2}, {1}).tensor("w", "FloatStorage", "0", 0, {2}, {1}).op('u').op('.'); }, st0), "duplicate"});
   cases.push_back({"odd setitems", with([](Pk& q) { q.op('}').op('(').i32(1).op('u').op('.'); }, st0), "odd"});

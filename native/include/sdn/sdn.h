@@ -57,7 +57,9 @@ struct ModelInfo {
   int64_t parameter_count = 0;
   int64_t size_bytes = 0;        // bytes of tensor data
   std::map<std::string, int64_t> tensors_by_type;  // dtype name -> count
-  std::map<std::string, std::string> metadata;     // selected key-values (GGUF kv / safetensors __metadata__)
+  // selected key-values (GGUF kv / safetensors __metadata__): at most 256 keys (cut at 256 bytes), values cut at
+  // 1024 bytes; when more exist, key kMetadataOmittedKey says how many were left out
+  std::map<std::string, std::string> metadata;
   bool has_tokenizer = false;    // merges embedded or found next to the model
 };
 
@@ -90,6 +92,8 @@ struct ModelParts {
   std::string file;          // single file or diffusers folder; or leave empty and give the parts below
   std::string unet, vae, text_encoder, tokenizer;
 };
+
+constexpr const char* kMetadataOmittedKey = "sdnode.metadata_omitted";
 
 struct LoadOptions {
   int threads = 0;                 // <= 0: keep the process setting; at most max_threads()
