@@ -8,6 +8,7 @@
 #include "core/threadpool.h"
 #include "formats/files.h"
 #include "formats/weight_file.h"
+#include "models/validate.h"
 #include "pipeline/txt2img.h"
 #include "sdn/sdn.h"
 
@@ -31,23 +32,32 @@ std::string user_merges_cache_path() {
   return std::string(home && *home ? home : ".") + "/.cache/sdnode/clip-merges.txt";
 }
 
-// An explicit tokenizer path: a merges file, or a folder holding merges.txt or tokenizer/merges.txt.
+// An explicit tokenizer path: a merges file, or a folder holding merges.txt or tokenizer/merges.txt. Anything else
+// (missing, a FIFO, a device, a folder without merges) is reported as what it is.
 static std::string merges_in(const std::string& path) {
-  if (is_file(path)) return read_merges_file(path, "tokenizer");
-  for (const std::string& c : {path + "/merges.txt", path + "/tokenizer/merges.txt"})
-    if (is_file(c)) return read_merges_file(c, "tokenizer");
+  const std::string kind = path_kind(path);
+  if (kind.empty()) throw_error(ErrorCode::NotFound, "tokenizer merges " + path + " do not exist");
+  if (kind == "a folder") {
+    for (const std::string& c : {path + "/merges.txt", path + "/tokenizer/merges.txt"})
+      if (is_file(c)) return read_merges_file(c, "tokenizer");
+    throw_error(ErrorCode::NotFound, "tokenizer path " + path +
+                                         " is a folder without merges.txt or tokenizer/merges.txt in it");
+  }
+  return read_merges_file(path, "tokenizer path");  // refuses FIFOs and devices without opening them
+}
+
+// The explicit tokenizer (LoadOptions / parts), read before any model file is opened so that a bad path is
+// reported first and cheaply; "" when none was given.
+static std::string explicit_merges(const ModelParts& parts, const LoadOptions& options) {
+  for (const std::string& explicit_path : {options.tokenizer_path, parts.tokenizer})
+    if (!explicit_path.empty()) return merges_in(explicit_path);
   return "";
 }
 
 // files: the opened model files with their paths (base file first if any).
-static std::string find_merges(const ModelParts& parts, const LoadOptions& options,
+static std::string find_merges(const std::string& explicit_m,
                                const std::vector<std::pair<std::string, const WeightFile*>>& files) {
-  for (const std::string& explicit_path : {options.tokenizer_path, parts.tokenizer}) {
-    if (explicit_path.empty()) continue;
-    std::string m = merges_in(explicit_path);
-    if (m.empty()) throw_error(ErrorCode::NotFound, "tokenizer merges " + explicit_path + " do not exist");
-    return m;
-  }
+  if (!explicit_m.empty()) return explicit_m;
   for (const auto& f : files) {
     std::string m = f.second->tokenizer_merges();
     if (!m.empty()) return m;
@@ -66,6 +76,20 @@ static std::string find_merges(const ModelParts& parts, const LoadOptions& optio
                   "(GGUF converted with a tokenizer); a diffusers folder with tokenizer/merges.txt (also looked for "
                   "next to the model file); or a per-user copy at " + cache +
                   " (directory from $SDNODE_CACHE_DIR when set).");
+}
+
+// Head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records.
+static ModelConfig model_config(const std::map<std::string, std::string>& md) {
+  auto md_int = [&](const char* key, int def) {
+    auto it = md.find(key);
+    if (it == md.end()) return def;
+    int v = std::atoi(it->second.c_str());
+    return v > 0 && v <= 1024 ? v : def;
+  };
+  ModelConfig cfg;
+  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
+  cfg.unet_heads = md_int("sdnode.unet.heads", 8);
+  return cfg;
 }
 
 class SdModel final : public Model {
@@ -113,6 +137,8 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
                   "weight_type '" + options.weight_type +
                       "' is not a weight type (use f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)");
   }
+  validate_threads(options.threads);
+  std::string explicit_m = explicit_merges(parts, options);
   if (options.threads > 0) set_threads(options.threads);
   auto report = [&](float f) {
     if (options.on_progress && !options.on_progress(f)) throw_error(ErrorCode::Aborted, "model loading was aborted");
@@ -148,8 +174,11 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       throw_error(ErrorCode::InvalidFile, main_path + ": the " + std::string(r.part) + " is missing (no tensor " +
                                               r.name + "): not a complete SD1.x checkpoint" +
                                               (any_part ? "; give it as a separate part" : ""));
-  std::string merges = find_merges(parts, options, opened);
+  std::string merges = find_merges(explicit_m, opened);
   auto tokenizer = ClipTokenizer::from_merges(merges);
+  ModelConfig cfg = model_config((unet ? unet : base)->metadata());
+  // every tensor the networks use, against the architecture: a broken file fails here, naming the tensor
+  validate_sd1_shapes(*store, cfg.clip_heads, cfg.unet_heads, tokenizer->vocab_size(), main_path);
   report(0.05f);
   if (wtype != DType::Invalid) {
     convert_weights(*store, {"model.diffusion_model.", "cond_stage_model."}, wtype, [&](int64_t d, int64_t t) {
@@ -158,17 +187,6 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     });
   }
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
-  // head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records
-  ModelConfig cfg;
-  const auto& md = (unet ? unet : base)->metadata();
-  auto md_int = [&](const char* key, int def) {
-    auto it = md.find(key);
-    if (it == md.end()) return def;
-    int v = std::atoi(it->second.c_str());
-    return v > 0 && v <= 1024 ? v : def;
-  };
-  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
-  cfg.unet_heads = md_int("sdnode.unet.heads", 8);
   auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
   report(1.f);
   return std::make_unique<SdModel>(std::move(owned), std::move(pipe), info);

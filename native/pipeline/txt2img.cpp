@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backends/backend.h"
+#include "models/validate.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -56,19 +57,45 @@ Txt2ImgPipeline::Txt2ImgPipeline(std::unique_ptr<WeightStore> store, std::shared
   if (!schedule_) schedule_ = std::make_unique<DiscreteSchedule>();
 }
 
-Tensor Txt2ImgPipeline::encode_prompt(const std::string& prompt, int clip_skip) {
+Tensor Txt2ImgPipeline::encode_prompt(const std::string& prompt, int clip_skip,
+                                      const std::function<bool()>& should_abort) {
   if (!tokenizer_) throw_error(ErrorCode::NotFound, "no CLIP tokenizer is loaded");
-  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt);
+  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt);  // at most kMaxPromptChunks chunks
   const int T = clip_->positions();
   if (tp.chunks < 1 || (int64_t)tp.ids.size() != (int64_t)tp.chunks * T || tp.weights.size() != tp.ids.size())
     throw_error(ErrorCode::Internal, "tokenized prompt has " + std::to_string(tp.ids.size()) +
                                          " ids for " + std::to_string(tp.chunks) + " chunks of " + std::to_string(T));
   Backend& be = store_->backend();
-  Tensor z = clip_->encode(tp.ids, tp.chunks, clip_skip);  // [chunks, T, D]
-  Tensor hz = be.to_host(z);
-  if (!hz.is_contiguous()) hz = hz.contiguous();
-  z = Tensor();
-  const int64_t D = hz.shape[2];
+  // One text-encoder pass per DISTINCT chunk (repeated chunks, e.g. the empty ones of "BREAK BREAK", are encoded
+  // once), polling the abort callback between passes: the cost is linear in what carries tokens.
+  const size_t CT = (size_t)T;
+  std::vector<int> first_of(tp.chunks, -1);  // chunk -> the earlier chunk with the same ids, or -1
+  for (int c = 0; c < tp.chunks && tp.chunks > 1; ++c)
+    for (int e = 0; e < c; ++e)
+      if (first_of[e] < 0 && std::equal(tp.ids.begin() + c * CT, tp.ids.begin() + (c + 1) * CT, tp.ids.begin() + e * CT)) {
+        first_of[c] = e;
+        break;
+      }
+  int64_t D = 0;
+  bool have = false;
+  Tensor hz;  // [chunks, T, D] on the host
+  for (int c = 0; c < tp.chunks; ++c) {
+    if (should_abort && should_abort()) throw_error(ErrorCode::Aborted, "generation was aborted");
+    if (first_of[c] >= 0) continue;
+    std::vector<int> ids(tp.ids.begin() + c * CT, tp.ids.begin() + (c + 1) * CT);
+    Tensor z = be.to_host(clip_->encode(ids, 1, clip_skip));  // [1, T, D]
+    if (!z.is_contiguous()) z = z.contiguous();
+    if (!have) {
+      have = true;
+      D = z.shape[2];
+      hz = Tensor::empty({tp.chunks, T, D});
+    }
+    std::memcpy(hz.f32() + (size_t)c * CT * D, z.f32(), CT * D * sizeof(float));
+  }
+  for (int c = 0; c < tp.chunks; ++c)
+    if (first_of[c] >= 0)
+      std::memcpy(hz.f32() + (size_t)c * CT * D, hz.f32() + (size_t)first_of[c] * CT * D, CT * D * sizeof(float));
+  check_finite(hz.f32(), (size_t)hz.numel(), "text encoder");
   for (int c = 0; c < tp.chunks; ++c) {
     const float* w = tp.weights.data() + (size_t)c * T;
     bool all_one = true;
@@ -113,6 +140,7 @@ void Txt2ImgPipeline::denoise(const std::vector<float>& x, float sigma, int h, i
     float f = use_cfg ? unc[(size_t)i] + cfg_ * (cond[(size_t)i] - unc[(size_t)i]) : cond[(size_t)i];
     out[(size_t)i] = s.c_skip * x[(size_t)i] + s.c_out * f;
   }
+  check_finite(out.data(), out.size(), "U-Net", "at sigma " + std::to_string(sigma));
 }
 
 void Txt2ImgPipeline::set_conditioning(const Tensor& cond, const Tensor& uncond, float cfg) {
@@ -208,9 +236,9 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
   check_abort();
   progress(Phase::Encode, 0, 1, 0);
   {
-    Tensor cond = encode_prompt(p.prompt, p.clip_skip);
+    Tensor cond = encode_prompt(p.prompt, p.clip_skip, cb.should_abort);
     Tensor uncond;
-    if (p.cfg_scale != 1.0f) uncond = encode_prompt(p.negative_prompt, p.clip_skip);
+    if (p.cfg_scale != 1.0f) uncond = encode_prompt(p.negative_prompt, p.clip_skip, cb.should_abort);
     set_conditioning(cond, uncond, p.cfg_scale);
   }
   if (options_.release_between_stages) {
@@ -268,6 +296,7 @@ std::vector<Image> Txt2ImgPipeline::generate(const GenerateParams& p, const Gene
                                               std::to_string(p.width) + "x" + std::to_string(p.height) + " image");
     std::vector<float> px = host_vector(be, dec);
     dec = Tensor();
+    check_finite(px.data(), px.size(), "VAE decoder");
     Image im;
     im.width = p.width;
     im.height = p.height;

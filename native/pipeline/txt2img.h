@@ -32,8 +32,9 @@ class Txt2ImgPipeline {
   WeightStore& store() { return *store_; }
   PipelineOptions& options() { return options_; }
 
-  // Text conditioning of a prompt: [1, 77*chunks, D] (emphasis applied).
-  Tensor encode_prompt(const std::string& prompt, int clip_skip);
+  // Text conditioning of a prompt: [1, 77*chunks, D] (emphasis applied). Each distinct chunk is encoded once;
+  // should_abort is polled between chunks (Error Aborted).
+  Tensor encode_prompt(const std::string& prompt, int clip_skip, const std::function<bool()>& should_abort = {});
   // One denoiser evaluation with CFG (exposed for tests): x host latent [C*h*w].
   void denoise(const std::vector<float>& x, float sigma, int h, int w, std::vector<float>& out);
 
