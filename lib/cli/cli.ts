@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 failure, 2 bad arguments, 130 cancelled (Ctrl-C).
  * @packageDocumentation
  */
+import { printable } from './printable';
 import { AbortError, InvalidOptionError, SdnodeError } from '../errors';
 import { formatHelp, parseArgs, UsageError } from './args';
 import type { Command, CommandContext } from './command';
@@ -67,23 +68,25 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
     return await cmd.run(args, ctx);
   } catch (err) {
     const prefix = `sdnode${cmd ? ` ${cmd.name}` : ''}`;
+    // messages can carry a file's strings (names, metadata) or an argument's bytes: escaped for the terminal
+    const say = (line: string): void => void ctx.stderr.write(`${printable(line, 8192, true)}\n`);
     if (err instanceof UsageError) {
-      ctx.stderr.write(`sdnode ${err.message}\n`);
+      say(`sdnode ${err.message}`);
       return 2;
     }
     if (err instanceof InvalidOptionError) {
-      ctx.stderr.write(`${prefix}: invalid option: ${cliMessage(err)}\n`);
+      say(`${prefix}: invalid option: ${cliMessage(err)}`);
       return 2;
     }
     if (err instanceof AbortError || ctx.signal.aborted) {
-      ctx.stderr.write(`${prefix}: cancelled\n`);
+      say(`${prefix}: cancelled`);
       return 130;
     }
     if (err instanceof SdnodeError) {
-      ctx.stderr.write(`${prefix}: ${err.name}: ${err.message}\n`);
+      say(`${prefix}: ${err.name}: ${err.message}`);
       return 1;
     }
-    ctx.stderr.write(`${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    say(`${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return 1;
   }
 }
