@@ -237,6 +237,12 @@ std::unique_ptr<WeightFile> open_single(const std::string& path, const OpenOptio
                                                  "diffusers folder)");
     }
   }
+  return weight_file_from_raw(raw, path, opt.load_data);
+}
+
+}  // namespace
+
+std::unique_ptr<WeightFile> weight_file_from_raw(RawModel& raw, const std::string& what, bool load_data) {
   auto wf = std::make_unique<WeightFileImpl>();
   std::vector<std::pair<std::string, std::string>> names;
   for (auto& t : raw.tensors) names.emplace_back(t.component, t.name);
@@ -244,10 +250,12 @@ std::unique_ptr<WeightFile> open_single(const std::string& path, const OpenOptio
   wf->metadata_ = raw.metadata;
   wf->metadata_omitted_ = raw.metadata_omitted;
   wf->merges_ = raw.merges;
-  wf->add(raw, mapper, path, opt.load_data);
-  wf->finish(path, raw.format);
+  wf->add(raw, mapper, what, load_data);
+  wf->finish(what, raw.format);
   return wf;
 }
+
+namespace {
 
 // Finds a component's weights file inside a diffusers sub-folder; "" if the folder is absent.
 std::string diffusers_component_file(const std::string& dir, const std::string& comp) {

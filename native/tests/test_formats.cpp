@@ -12,6 +12,7 @@
 #include <set>
 
 #include "../fuzz/ckpt_zip.h"
+#include "../fuzz/fuzz_model_body.h"
 #include "core/quant.h"
 #include "formats/files.h"
 #include "formats/gguf.h"
@@ -1035,7 +1036,7 @@ TEST(formats, tiny_model_convert_diffusers_equals_single_file) {
 TEST(formats, fuzz_regressions_replay) {
   std::string root = repo_root() + "/test/fixtures/fuzz-regressions";
   int n = 0;
-  for (const char* parser : {"safetensors", "gguf", "json", "ckpt"}) {
+  for (const char* parser : {"safetensors", "gguf", "json", "ckpt", "model"}) {
     std::string dir = root + "/" + parser;
     DIR* d = opendir(dir.c_str());
     if (!d) continue;
@@ -1046,6 +1047,8 @@ TEST(formats, fuzz_regressions_replay) {
       try {
         if (std::string(parser) == "safetensors") parse_st(bytes);
         else if (std::string(parser) == "gguf") parse_gg(bytes);
+        else if (std::string(parser) == "model")
+          sdnfuzz::model_one_input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
         else if (std::string(parser) == "ckpt")
           parse_ck(bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K'
                        ? bytes
