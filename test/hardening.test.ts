@@ -5,9 +5,10 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AbortError, InvalidOptionError, inspect, loadModel, SdnodeError } from '../lib/index';
+import { AbortError, InvalidOptionError, inspect, loadModel, ModelLoadError, SdnodeError } from '../lib/index';
 import { resolveLoadOptions } from '../lib/options';
 import { loadFakeModel } from '../lib/testing';
+import { describeTiny, tinyModel } from './helpers/tiny';
 
 const small = { prompt: 'a fox', width: 64, height: 64, seed: 7 } as const;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-harden-'));
@@ -319,5 +320,55 @@ describe('finding 11: stricter readers', () => {
     const err = await inspect(f).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SdnodeError);
     expect((err as Error).message).toMatch(/overflows/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Findings 1 and 9 on the tiny real model
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Rewrites a safetensors header in place (same length, padded with spaces), e.g. to change a tensor's shape. */
+function editSafetensorsHeader(src: string, dst: string, edit: (h: Record<string, { shape: number[]; dtype: string }>) => void): void {
+  const buf = fs.readFileSync(src);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  edit(header);
+  const text = Buffer.from(JSON.stringify(header), 'utf8');
+  if (text.length > n) throw new Error('edited header is longer than the original');
+  const out = Buffer.from(buf);
+  out.fill(0x20, 8, 8 + n);
+  text.copy(out, 8);
+  fs.writeFileSync(dst, out);
+}
+
+describeTiny('findings 1, 9: the tiny SD1 model', () => {
+  test('a conv weight with swapped dimensions is a ModelLoadError naming the tensor, at load', async () => {
+    const tiny = tinyModel();
+    const bad = path.join(tmp, 'swapped.safetensors');
+    const name = 'model.diffusion_model.input_blocks.4.0.in_layers.2.weight';
+    editSafetensorsHeader(tiny.safetensors, bad, (h) => {
+      const s = h[name].shape;
+      expect(s[0]).not.toBe(s[1]); // a channel-changing block: swapping keeps the byte count, breaks the model
+      [s[0], s[1]] = [s[1], s[0]];
+    });
+    const err = await loadModel(bad, { tokenizerPath: tiny.merges }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as Error).message).toContain(name);
+    expect((err as SdnodeError).code).toBe('InvalidFile');
+  });
+
+  test("'BREAK '.repeat(300) is refused at once; 31 BREAKs still work", async () => {
+    const tiny = tinyModel();
+    const m = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges });
+    try {
+      const t0 = performance.now();
+      const err = await m.generate({ prompt: 'BREAK '.repeat(300), width: 64, height: 64, steps: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidOptionError);
+      expect((err as Error).message).toMatch(/32 chunks/);
+      expect(performance.now() - t0).toBeLessThan(5000);
+      await expect(m.generate({ prompt: 'a fox BREAK '.repeat(31) + 'snow', width: 64, height: 64, steps: 1, cfgScale: 1 })).resolves.toBeDefined();
+    } finally {
+      await m.dispose();
+    }
   });
 });
