@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
 import type { ModelInfo } from './model';
+import type { DeviceInfo } from './system';
 
 /** Engine system information as the addon returns it. */
 export interface NativeSystemInfo {
@@ -15,6 +16,8 @@ export interface NativeSystemInfo {
   threads: number;
   physicalCores: number;
   backends: string[];
+  devices: DeviceInfo[];
+  backendNotes: string[];
 }
 
 /** `sdn::ModelInfo` as the addon returns it: the public, documented {@link ModelInfo}. */
@@ -90,7 +93,7 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string },
+    options: { threads: number; weightType: string; tokenizerPath: string; device: string; vramBudget: number },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;

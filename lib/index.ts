@@ -11,7 +11,7 @@ export type { ConvertOptions, ConvertProgressEvent, ConvertResult } from './conv
 export { getSystemInfo } from './system';
 export { downloadTokenizer, tokenizerCachePath, CLIP_MERGES_URLS, CLIP_MERGES_SHA256 } from './tokenizer';
 export type { DownloadTokenizerOptions, DownloadTokenizerResult } from './tokenizer';
-export type { SystemInfo } from './system';
+export type { SystemInfo, DeviceInfo } from './system';
 export {
   SAMPLERS,
   SCHEDULERS,
@@ -26,6 +26,7 @@ export type {
   GenerateOptions,
   ResolvedGenerateOptions,
   LoadOptions,
+  DeviceSpec,
   LoadProgressEvent,
   ModelParts,
   ModelSource,

@@ -191,6 +191,11 @@ export class Model {
   readonly info: ModelInfo;
   /** Where it was loaded from. */
   readonly source: ModelSource;
+  /**
+   * The device it runs on and, for `device: 'auto'`, why: e.g. `'vulkan:0 NVIDIA H200, 139 GiB'`,
+   * `'cpu: no Vulkan loader found (libvulkan.so.1)'` or `'cpu: requested'`.
+   */
+  readonly device: string;
   #native: NativeModel;
   #queue: Job[] = [];
   #running: Job | undefined;
@@ -199,10 +204,11 @@ export class Model {
   #hash: Promise<string | undefined> | undefined;
 
   /** @internal Use {@link loadModel}. */
-  constructor(native: NativeModel, info: ModelInfo, source: ModelSource) {
+  constructor(native: NativeModel, info: ModelInfo, source: ModelSource, device = 'cpu') {
     this.#native = native;
     this.info = info;
     this.source = source;
+    this.device = device;
   }
 
   /** True once {@link Model.dispose} has been called. */
@@ -423,8 +429,8 @@ export async function openModel(
       }
     : null;
   try {
-    const info = await load(native, onProgress, handle);
-    return new Model(native, info, source);
+    const { device, ...info } = (await load(native, onProgress, handle)) as NativeModelInfo & { device?: string };
+    return new Model(native, info, source, device ?? 'cpu');
   } catch (err) {
     if (failed) throw userError;
     if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
@@ -454,6 +460,11 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
   if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
   return openModel(source, opts, (native, onProgress, handle) =>
-    native.load(nativeSource, { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath }, onProgress, handle),
+    native.load(
+      nativeSource,
+      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget },
+      onProgress,
+      handle,
+    ),
   site);
 }

@@ -315,11 +315,27 @@ export interface LoadProgressEvent {
   progress: number;
 }
 
+/**
+ * Where a model runs: `'auto'` (the best usable GPU, else the CPU; the default), `'cpu'`, `'vulkan'` (the first
+ * Vulkan device) or `'vulkan:N'`. {@link getSystemInfo} lists the devices.
+ */
+export type DeviceSpec = 'auto' | 'cpu' | 'vulkan' | `vulkan:${number}`;
+
 /** Options of {@link loadModel}. */
 export interface LoadOptions {
   /**
-   * CPU threads for the whole process (0 or omitted: physical cores). At most {@link maxThreads} (the machine's
-   * hardware threads): more only oversubscribes the cores and slows every thread down.
+   * Device to run on (default `'auto'`). An explicit device that is missing or unusable rejects with
+   * {@link UnsupportedError}; `'auto'` falls back to the CPU and says why in `model.device`.
+   */
+  device?: DeviceSpec;
+  /**
+   * Device memory the weights may use, in bytes or as a string such as `'6GB'` / `'512MiB'` (GPU devices; default
+   * no limit). Weights beyond it stay in host memory and are streamed to the device when used.
+   */
+  vramBudget?: number | string;
+  /**
+   * CPU threads for this model (0 or omitted: the process-wide pool, physical cores). At most the machine's hardware
+   * threads (`os.availableParallelism()`): more only oversubscribes the cores and slows every thread down.
    */
   threads?: number;
   /** Convert or quantize weights while loading (e.g. `'q8_0'` halves memory of f16 weights). Default: as stored. */
@@ -334,6 +350,8 @@ export interface LoadOptions {
 
 /** @internal */
 export interface ResolvedLoadOptions {
+  device: string;
+  vramBudget: number;
   threads: number;
   weightType: string;
   tokenizerPath: string;
@@ -362,13 +380,36 @@ export function maxThreads(): number {
   return Math.max(1, n);
 }
 
+/** Validates a device spec ('auto', 'cpu', 'vulkan', 'vulkan:N'). @internal */
+export function deviceSpec(v: unknown): string {
+  if (typeof v === 'string' && /^(auto|cpu|vulkan|vulkan:\d{1,4})$/.test(v)) return v;
+  return invalid('device', "'auto', 'cpu', 'vulkan' or 'vulkan:N' (see getSystemInfo().devices / `sdnode system`)", v);
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** A byte count given as a number or a string with a unit ('6GB', '512MiB', '1.5 GiB'). @internal */
+export function byteSize(name: string, v: unknown): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  if (typeof v === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$/i.exec(v);
+    if (m) {
+      const n = Math.round(parseFloat(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]);
+      if (Number.isSafeInteger(n)) return n;
+    }
+  }
+  return invalid(name, "a byte count: a non-negative integer or a string such as '6GB' or '512MiB'", v);
+}
+
 /** Validates load options. @internal */
 export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
   if (options === undefined) options = {};
   if (!isPlainObject(options)) invalid('options', 'an object', options);
   const o = options;
-  checkKeys(o, ['threads', 'weightType', 'tokenizerPath', 'onProgress', 'signal'], 'load options');
+  checkKeys(o, ['device', 'vramBudget', 'threads', 'weightType', 'tokenizerPath', 'onProgress', 'signal'], 'load options');
   return {
+    device: o.device === undefined ? 'auto' : deviceSpec(o.device),
+    vramBudget: o.vramBudget === undefined ? 0 : byteSize('vramBudget', o.vramBudget),
     threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, maxThreads()),
     weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
     tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),

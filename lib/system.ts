@@ -4,6 +4,36 @@
  */
 import { binding } from './binding';
 
+/** A compute device a compiled-in backend can run on (see {@link LoadOptions.device}). */
+export interface DeviceInfo {
+  /** What `device` takes: `'cpu'`, `'vulkan:0'`, ... */
+  id: string;
+  /** Backend: `'cpu'`, `'vulkan'`, ... */
+  backend: string;
+  /** Index within the backend. */
+  index: number;
+  /** Device name, e.g. `'NVIDIA H200'`, `'llvmpipe (LLVM 15.0.6, 256 bits)'`. */
+  name: string;
+  /** Vendor, e.g. `'NVIDIA'`, `'AMD'`, `'Mesa'` (empty when unknown). */
+  vendor: string;
+  /** Driver name and version where known. */
+  driver: string;
+  /** `'cpu'`, `'discrete'`, `'integrated'`, `'virtual'` or `'software'` (a software rasteriser such as lavapipe). */
+  type: string;
+  /** Device-local memory in bytes (installed RAM for the CPU). */
+  memoryBytes: number;
+  /** 16-bit float arithmetic in kernels. */
+  fp16: boolean;
+  /** 8-bit integer arithmetic in kernels. */
+  int8: boolean;
+  /** Tensor-core style matrix instructions (cooperative matrix). */
+  cooperativeMatrix: boolean;
+  /** Whether models can run on it. */
+  usable: boolean;
+  /** Why not, when `usable` is false. */
+  unusableReason?: string;
+}
+
 /** What the engine runs with. */
 export interface SystemInfo {
   /** Engine version. */
@@ -14,12 +44,24 @@ export interface SystemInfo {
   threads: number;
   /** Physical CPU cores detected. */
   physicalCores: number;
-  /** Compiled-in compute backends (`'cpu'`, ...). */
+  /** Compiled-in compute backends (`'cpu'`, `'vulkan'`, ...). */
   backends: string[];
+  /** Every device of every compiled-in backend, the CPU first. */
+  devices: DeviceInfo[];
+  /** Why a compiled-in backend has no devices here (e.g. `'vulkan: no Vulkan loader found (libvulkan.so.1)'`). */
+  backendNotes: string[];
 }
 
 /** Returns the engine version, SIMD level, thread count and backends. Loads the native addon on first use. */
 export function getSystemInfo(): SystemInfo {
   const s = binding().getSystemInfo();
-  return { version: s.version, simd: s.simd, threads: s.threads, physicalCores: s.physicalCores, backends: [...s.backends] };
+  return {
+    version: s.version,
+    simd: s.simd,
+    threads: s.threads,
+    physicalCores: s.physicalCores,
+    backends: [...s.backends],
+    devices: (s.devices ?? []).map((d) => ({ ...d })),
+    backendNotes: [...(s.backendNotes ?? [])],
+  };
 }

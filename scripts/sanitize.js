@@ -39,9 +39,10 @@ function buildSanitized(log = () => {}) {
   const jobs = String(Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length));
   if (!fs.existsSync(path.join(buildDir, 'CMakeCache.txt'))) {
     log('configuring build-sanitize/ (ASan + UBSan)');
-    const c = run('cmake', ['-S', root, '-B', buildDir, '-DSDN_SANITIZE=ON', '-DSDN_BUILD_ADDON=OFF', '-DCMAKE_BUILD_TYPE=Release',
-      // -O1: sanitized code at -O2 builds much slower for little gain in test time
-      '-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1 -DNDEBUG']);
+    const ninja = spawnSync('ninja', ['--version']).status === 0;
+    const c = run('cmake', ['-S', root, '-B', buildDir, ...(ninja ? ['-G', 'Ninja'] : []), '-DSDN_SANITIZE=ON', '-DSDN_BUILD_ADDON=OFF',
+      // -O1: sanitized code builds much faster than at -O2, and the tests still run in about a minute
+      '-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG']);
     if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.stdout}\n${c.stderr}`);
   }
   log('building sdn_tests and sdn_formats with sanitizers');

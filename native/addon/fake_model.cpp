@@ -38,6 +38,7 @@ class FakeModel : public sdn::Model {
     info_.size_bytes = 1 << 20;
   }
   const sdn::ModelInfo& info() const override { return info_; }
+  std::string device() const override { return "cpu: test model"; }
 
   std::vector<sdn::Image> generate(const sdn::GenerateParams& p, const sdn::GenerateCallbacks& cb) override {
     sdn::validate_params(p);
@@ -48,7 +49,7 @@ class FakeModel : public sdn::Model {
     for (size_t i = 0; i < scratch.size(); i += 4096) scratch[i] = (uint8_t)i;  // touch the pages
     uint32_t ph = 2166136261u;
     for (char c : p.prompt) ph = (ph ^ (uint8_t)c) * 16777619u;
-    // Same event sequence as the real pipeline (native/pipeline/txt2img.cpp): encode 0/1, 1/1 once; per image
+    // Same event sequence as the real pipeline (native/pipeline/pipeline.cpp): encode 0/1, 1/1 once; per image
     // sample 0..steps; then decode img/N -> img+1/N per image.
     auto progress = [&](sdn::Phase ph, int step, int steps, int image) {
       if (!cb.on_progress) return;

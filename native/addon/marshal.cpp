@@ -48,6 +48,29 @@ Napi::Object to_js(Napi::Env env, const sdn::SystemInfo& s) {
   Napi::Array b = Napi::Array::New(env, s.backends.size());
   for (size_t i = 0; i < s.backends.size(); ++i) b.Set((uint32_t)i, s.backends[i]);
   o.Set("backends", b);
+  Napi::Array devs = Napi::Array::New(env, s.devices.size());
+  for (size_t i = 0; i < s.devices.size(); ++i) {
+    const sdn::DeviceInfo& d = s.devices[i];
+    Napi::Object x = Napi::Object::New(env);
+    x.Set("id", d.id);
+    x.Set("backend", d.backend);
+    x.Set("index", d.index);
+    x.Set("name", d.name);
+    x.Set("vendor", d.vendor);
+    x.Set("driver", d.driver);
+    x.Set("type", d.type);
+    x.Set("memoryBytes", (double)d.memory_bytes);
+    x.Set("fp16", d.fp16);
+    x.Set("int8", d.int8);
+    x.Set("cooperativeMatrix", d.cooperative_matrix);
+    x.Set("usable", d.usable);
+    if (!d.usable) x.Set("unusableReason", d.unusable_reason);
+    devs.Set((uint32_t)i, x);
+  }
+  o.Set("devices", devs);
+  Napi::Array notes = Napi::Array::New(env, s.backend_notes.size());
+  for (size_t i = 0; i < s.backend_notes.size(); ++i) notes.Set((uint32_t)i, s.backend_notes[i]);
+  o.Set("backendNotes", notes);
   return o;
 }
 

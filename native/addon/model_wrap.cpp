@@ -106,9 +106,14 @@ Napi::Value ModelWrap::start_load(const Napi::CallbackInfo& info, Maker make, co
         return !t->aborted();
       });
       sdn::ModelInfo mi = m->info();
+      std::string device = m->device();
       *bytes = mi.size_bytes;
       state->model = std::move(m);
-      return [mi](Napi::Env env) -> Napi::Value { return to_js(env, mi); };
+      return [mi, device](Napi::Env env) -> Napi::Value {
+        Napi::Object o = to_js(env, mi);
+        o.Set("device", device);  // where the model runs (and why, for 'auto'); lib/model.ts moves it to model.device
+        return o;
+      };
     });
   });
   return task->promise();
@@ -133,6 +138,8 @@ Napi::Value ModelWrap::load(const Napi::CallbackInfo& info) {
   if (info[1].IsObject()) {
     Napi::Object o = info[1].As<Napi::Object>();
     base.threads = (int)get_number(o, "threads", 0);
+    base.device = get_string(o, "device", "auto");
+    base.vram_budget = (uint64_t)get_number(o, "vramBudget", 0);
     base.weight_type = get_string(o, "weightType", "");
     base.tokenizer_path = get_string(o, "tokenizerPath", "");
   }

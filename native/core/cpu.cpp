@@ -1,5 +1,10 @@
 #include "core/cpu.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +49,30 @@ int count_physical_cores() {
   return (int)cores.size();
 }
 
+// Brand and vendor from /proc/cpuinfo (Linux); left empty elsewhere.
+void read_brand(CpuFeatures& c) {
+  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
+  if (!f) return;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    std::string l(line);
+    size_t colon = l.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = l.substr(0, l.find_last_not_of(" \t", colon - 1) + 1);
+    std::string val = l.substr(colon + 1);
+    while (!val.empty() && (val.front() == ' ' || val.front() == '\t')) val.erase(0, 1);
+    while (!val.empty() && (val.back() == '\n' || val.back() == ' ')) val.pop_back();
+    if (c.brand.empty() && key == "model name") c.brand = val.substr(0, 128);
+    if (c.vendor.empty() && (key == "vendor_id" || key == "CPU implementer")) {
+      if (val == "AuthenticAMD") c.vendor = "AMD";
+      else if (val == "GenuineIntel") c.vendor = "Intel";
+      else if (val == "0x41") c.vendor = "ARM";
+      else c.vendor = val.substr(0, 32);
+    }
+  }
+  std::fclose(f);
+}
+
 CpuFeatures detect() {
   CpuFeatures c;
 #if defined(__x86_64__) || defined(_M_X64)
@@ -77,6 +106,7 @@ CpuFeatures detect() {
   if (c.logical_cores <= 0) c.logical_cores = 1;
   int phys = count_physical_cores();
   c.physical_cores = phys > 0 ? phys : c.logical_cores;
+  read_brand(c);
   return c;
 }
 
@@ -135,6 +165,14 @@ bool simd_set_level(SimdLevel level) {
   if (!simd_supported(level)) return false;
   g_level.store((int)level);
   return true;
+}
+
+unsigned long long physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) return (unsigned long long)pages * (unsigned long long)page;
+#endif
+  return 0;
 }
 
 }  // namespace sdn

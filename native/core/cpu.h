@@ -13,9 +13,13 @@ struct CpuFeatures {
   bool neon = false;
   int physical_cores = 1;
   int logical_cores = 1;
+  std::string brand;   // "AMD EPYC 9B45" ("" where unknown)
+  std::string vendor;  // "AMD", "Intel", "ARM", ... ("" where unknown)
 };
 
 const CpuFeatures& cpu_features();
+// Installed physical memory in bytes (0 where unknown).
+unsigned long long physical_memory_bytes();
 // Best level this CPU supports.
 SimdLevel simd_best();
 // Level in use. Defaults to simd_best(), or to the SDN_SIMD environment variable (scalar|avx2|avx512|neon)

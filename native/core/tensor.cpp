@@ -65,7 +65,7 @@ Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, TensorPool*
   t.dtype = dtype;
   set_shape(t, shape);
   size_t bytes = t.nbytes();
-  t.owner = (pool ? *pool : default_tensor_pool()).allocate(bytes);
+  t.owner = (pool ? *pool : current_tensor_pool()).allocate(bytes);
   t.data = t.owner.get();
   return t;
 }
@@ -112,11 +112,21 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
   Tensor t = *this;
   t.shape[0] = end - begin;
   size_t row = shape[0] ? nbytes() / (size_t)shape[0] : 0;
-  t.data = static_cast<char*>(data) + row * (size_t)begin;
+  if (buffer)
+    t.offset = offset + row * (size_t)begin;
+  else
+    t.data = static_cast<char*>(data) + row * (size_t)begin;
   return t;
 }
 
+static void require_host(const Tensor& t, const char* what) {
+  if (t.buffer)
+    throw_error(ErrorCode::Internal, std::string(what) + " of device tensor " + t.shape_str() +
+                                         ": copy it to the host with Backend::to_host() first");
+}
+
 Tensor Tensor::contiguous() const {
+  require_host(*this, "contiguous()");
   if (is_contiguous()) {
     Tensor t = empty(sizes(), dtype);
     if (nbytes()) std::memcpy(t.data, data, nbytes());
@@ -141,6 +151,7 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::to_f32() const {
+  require_host(*this, "to_f32()");
   Tensor src = is_contiguous() ? *this : contiguous();
   Tensor t = empty(sizes(), DType::F32);
   if (dtype == DType::F32) {
@@ -205,7 +216,9 @@ std::shared_ptr<void> TensorPool::allocate(size_t bytes) {
                                               " MiB for a tensor: use a smaller image size or batch");
     }
   }
-  return std::shared_ptr<void>(p, [this, cls](void* q) { release(q, cls); });
+  // A pool owned through a shared_ptr (a backend's) stays alive while any of its blocks is in use.
+  std::shared_ptr<TensorPool> keep = weak_from_this().lock();
+  return std::shared_ptr<void>(p, [this, keep, cls](void* q) { release(q, cls); });
 }
 
 void TensorPool::release(void* p, size_t cls) {
@@ -247,5 +260,12 @@ TensorPool& default_tensor_pool() {
   static TensorPool* pool = new TensorPool();  // never destroyed: tensors may outlive static destruction
   return *pool;
 }
+
+static thread_local TensorPool* t_current_pool = nullptr;
+
+TensorPool& current_tensor_pool() { return t_current_pool ? *t_current_pool : default_tensor_pool(); }
+
+HostPoolScope::HostPoolScope(TensorPool* pool) : saved_(t_current_pool) { t_current_pool = pool; }
+HostPoolScope::~HostPoolScope() { t_current_pool = saved_; }
 
 }  // namespace sdn

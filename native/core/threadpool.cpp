@@ -179,6 +179,15 @@ int resolve_threads(int n) {
 }
 }  // namespace
 
+static thread_local ThreadPool* t_current_threads = nullptr;
+
+ThreadPoolScope::ThreadPoolScope(ThreadPool* pool) : saved_(t_current_threads) { t_current_threads = pool; }
+ThreadPoolScope::~ThreadPoolScope() { t_current_threads = saved_; }
+
+ThreadPool& current_pool() { return t_current_threads ? *t_current_threads : default_pool(); }
+
+int resolve_thread_count(int n) { return resolve_threads(n); }
+
 ThreadPool& default_pool() {
   std::lock_guard<std::mutex> lk(g_pool_mutex);
   if (!g_pool) g_pool = std::make_unique<ThreadPool>(resolve_threads(g_requested));

@@ -56,8 +56,24 @@ class ThreadPool {
   std::exception_ptr error_;
 };
 
-// Process-wide pool used by the CPU backend. Default size: physical cores (SDN_THREADS overrides).
+// Process-wide pool (the shared CPU backend's). Default size: physical cores (SDN_THREADS overrides).
 ThreadPool& default_pool();
+// The pool CPU kernels use: the pool of the CPU backend instance whose operation runs on this thread (set by a
+// ThreadPoolScope), else default_pool().
+ThreadPool& current_pool();
+// Makes `pool` this thread's current pool for the scope's lifetime (nests).
+class ThreadPoolScope {
+ public:
+  explicit ThreadPoolScope(ThreadPool* pool);
+  ~ThreadPoolScope();
+  ThreadPoolScope(const ThreadPoolScope&) = delete;
+  ThreadPoolScope& operator=(const ThreadPoolScope&) = delete;
+
+ private:
+  ThreadPool* saved_;
+};
+// n > 0: n; else SDN_THREADS when set, else the physical core count.
+int resolve_thread_count(int n);
 // Replaces the default pool with one of n threads (n <= 0: default). Not safe while a region runs.
 void set_default_threads(int n);
 int default_threads();

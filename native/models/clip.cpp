@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "core/quant.h"
 #include "models/blocks.h"
 #include "sdn/error.h"
 
@@ -25,16 +24,6 @@ ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix, int heads) : w_
                                             std::to_string(heads_) + " heads");
 }
 
-static Tensor embedding_rows(const Tensor& table, const std::vector<int>& ids) {
-  int64_t d = table.shape[1];
-  Tensor out = Tensor::empty({(int64_t)ids.size(), d});
-  size_t row_bytes = dtype_row_bytes(table.dtype, d);
-  for (size_t i = 0; i < ids.size(); ++i)
-    dequantize_row(table.dtype, static_cast<const char*>(table.data) + row_bytes * (size_t)ids[i],
-                   out.f32() + (size_t)i * d, d);
-  return out;
-}
-
 Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_skip) {
   Backend& be = w_.backend();
   const int T = positions_;
@@ -48,17 +37,13 @@ Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_sk
   if (clip_skip < 1 || clip_skip > layers_)
     throw_error(ErrorCode::InvalidArgument, "clip_skip must be in 1.." + std::to_string(layers_) + ", got " +
                                                 std::to_string(clip_skip));
-  // embeddings (host gather: the tables stay in their stored type)
-  const Tensor& tok = w_.raw(p_ + "embeddings.token_embedding.weight");
-  const Tensor& pos = w_.raw(p_ + "embeddings.position_embedding.weight");
-  Tensor x = embedding_rows(tok, ids);
-  std::vector<int> pos_ids(T);
+  // embeddings: token rows + position rows (gathered on the backend from the tables in their stored type)
+  const Tensor& tok = w_.get(p_ + "embeddings.token_embedding.weight");
+  const Tensor& pos = w_.get(p_ + "embeddings.position_embedding.weight");
+  std::vector<int32_t> pos_ids(T);
   for (int i = 0; i < T; ++i) pos_ids[i] = i;
-  Tensor pe = embedding_rows(pos, pos_ids);
-  float* xp = x.f32();
-  for (int b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < (int64_t)T * width_; ++i) xp[(size_t)b * T * width_ + i] += pe.f32()[i];
-  x = be.from_host(x.reshape({batch, T, width_}));
+  Tensor x = be.get_rows(tok, std::vector<int32_t>(ids.begin(), ids.end())).reshape({batch, T, width_});
+  be.add_(x, be.get_rows(pos, pos_ids));  // [T, D] broadcast over the batch
   dump("clip.embed", x);
 
   const int run = layers_ - clip_skip + 1;

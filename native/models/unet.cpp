@@ -111,9 +111,9 @@ Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tenso
       n = Tensor();
       Tensor k, v;
       if (cache) {
-        if (cache->context_data != context.data) {
+        if (cache->context_data != context.storage_id()) {
           cache->kv.clear();
-          cache->context_data = context.data;
+          cache->context_data = context.storage_id();
         }
         auto it = cache->kv.find(tb);
         if (it == cache->kv.end())

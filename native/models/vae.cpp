@@ -1,7 +1,5 @@
 #include "models/vae.h"
 
-#include <cstring>
-
 #include "models/blocks.h"
 #include "sdn/error.h"
 
@@ -70,25 +68,12 @@ Tensor VaeModel::decode(const Tensor& z) {
     if (dump_enabled()) dump("vae.dec.up" + std::to_string(i), h);
     // every level works at 4x the pixels of the previous one: blocks cached by the activation pool at the smaller
     // sizes would never be reused, so give them back (keeps the decoder's peak memory at one level's working set)
-    default_tensor_pool().trim();
+    be.trim();
   }
   h = group_norm(w_, d + "norm_out", h, kVaeEps, true);
   h = conv(w_, d + "conv_out", h, 1, 1);
   dump("vae.dec.out", h);
   return h;
-}
-
-// Zero padding of one column on the right and one row at the bottom (the VAE encoder's downsample), done on the
-// host: the encoder is not on the txt2img path.
-static Tensor pad_right_bottom(Backend& be, const Tensor& x) {
-  Tensor hx = be.to_host(x);
-  if (!hx.is_contiguous()) hx = hx.contiguous();
-  const int64_t B = hx.shape[0], C = hx.shape[1], H = hx.shape[2], W = hx.shape[3];
-  Tensor out = Tensor::zeros({B, C, H + 1, W + 1});
-  for (int64_t bc = 0; bc < B * C; ++bc)
-    for (int64_t y = 0; y < H; ++y)
-      std::memcpy(out.f32() + (bc * (H + 1) + y) * (W + 1), hx.f32() + (bc * H + y) * W, (size_t)W * 4);
-  return be.from_host(out);
 }
 
 Tensor VaeModel::encode(const Tensor& image) {
@@ -108,7 +93,7 @@ Tensor VaeModel::encode(const Tensor& image) {
     int blocks = count_indexed(w_, dn + "block.", ".conv1.weight");
     for (int j = 0; j < blocks; ++j) h = resnet(dn + "block." + std::to_string(j) + ".", h);
     if (w_.has(dn + "downsample.conv.weight")) {
-      h = pad_right_bottom(be, h);
+      h = be.pad(h, 0, 1, 0, 1);  // one zero column on the right, one row at the bottom
       h = conv(w_, dn + "downsample.conv", h, 2, 0);
     }
   }

@@ -4,12 +4,13 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "backends/backend.h"
 #include "core/dtype.h"
 #include "core/threadpool.h"
 #include "formats/files.h"
 #include "formats/weight_file.h"
 #include "models/validate.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
 
 namespace sdn {
@@ -94,20 +95,23 @@ static ModelConfig model_config(const std::map<std::string, std::string>& md) {
 
 class SdModel final : public Model {
  public:
-  SdModel(std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<Txt2ImgPipeline> pipe, ModelInfo info)
-      : files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
+  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<DiffusionPipeline> pipe,
+          ModelInfo info)
+      : backend_(std::move(backend)), files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
   ~SdModel() override {
-    pipe_.reset();  // the store refers to the files
+    pipe_.reset();  // the store refers to the files and the backend
     files_.clear();
   }
   const ModelInfo& info() const override { return info_; }
+  std::string device() const override { return backend_.description; }
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) override {
     return pipe_->generate(params, callbacks);
   }
 
  private:
+  BackendChoice backend_;  // outlives everything below (tensors of the pipeline live on it)
   std::vector<std::unique_ptr<WeightFile>> files_;
-  std::unique_ptr<Txt2ImgPipeline> pipe_;
+  std::unique_ptr<DiffusionPipeline> pipe_;
   ModelInfo info_;
 };
 
@@ -139,7 +143,6 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   }
   validate_threads(options.threads);
   std::string explicit_m = explicit_merges(parts, options);
-  if (options.threads > 0) set_threads(options.threads);
   auto report = [&](float f) {
     if (options.on_progress && !options.on_progress(f)) throw_error(ErrorCode::Aborted, "model loading was aborted");
   };
@@ -159,7 +162,11 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   const std::string main_path = unet ? parts.unet : parts.file;
   ModelInfo info = (unet ? unet : base)->info();
   require_sd1(main_path, info);
-  auto store = std::make_unique<WeightStore>(base, cpu_backend());
+  BackendOptions bo;
+  bo.threads = options.threads;
+  bo.vram_budget = options.vram_budget;
+  BackendChoice backend = create_backend(options.device, bo);
+  auto store = std::make_unique<WeightStore>(base, *backend.backend);
   if (unet) store->add_file("model.diffusion_model.", unet);
   if (vae) store->add_file("first_stage_model.", vae);
   if (te) store->add_file("cond_stage_model.", te);
@@ -187,9 +194,9 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     });
   }
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
-  auto pipe = std::make_unique<Txt2ImgPipeline>(std::move(store), tokenizer, pred, cfg);
+  auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg);
   report(1.f);
-  return std::make_unique<SdModel>(std::move(owned), std::move(pipe), info);
+  return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(pipe), info);
 }
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {

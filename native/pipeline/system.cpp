@@ -1,3 +1,4 @@
+#include "backends/backend.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "sdn/sdn.h"
@@ -12,7 +13,15 @@ SystemInfo system_info() {
   s.simd = simd_name(simd_level());
   s.threads = default_threads();
   s.physical_cores = cpu_features().physical_cores;
-  s.backends = {"cpu"};
+  for (BackendFactory* f : backend_factories()) {
+    s.backends.push_back(f->name());
+    std::vector<DeviceInfo> devs = f->devices();
+    if (devs.empty()) {
+      std::string r = f->unavailable_reason();
+      s.backend_notes.push_back(std::string(f->name()) + ": " + (r.empty() ? "no devices found" : r));
+    }
+    for (DeviceInfo& d : devs) s.devices.push_back(std::move(d));
+  }
   return s;
 }
 

@@ -19,7 +19,7 @@
 #include "formats/readers.h"
 #include "formats/weight_file.h"
 #include "models/validate.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/error.h"
 #include "sdn/sdn.h"
 #include "test.h"
@@ -86,9 +86,17 @@ void with_fifo_watchdog(const std::string& fifo, const std::function<void()>& fn
   if (fired) SDN_FAIL("blocked on the FIFO " << fifo << " until the watchdog opened it");
 }
 
-std::unique_ptr<Txt2ImgPipeline> tiny_pipeline(std::map<std::string, Tensor> w = sdntest::make_tiny_sd()) {
+std::unique_ptr<DiffusionPipeline> tiny_pipeline(std::map<std::string, Tensor> w = sdntest::make_tiny_sd()) {
   auto store = std::make_unique<WeightStore>(std::move(w), cpu_backend());
-  return std::make_unique<Txt2ImgPipeline>(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+  return std::make_unique<DiffusionPipeline>(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+}
+
+Tensor encode(DiffusionPipeline& p, const std::string& prompt, std::function<bool()> abort = {}) {
+  auto& c = static_cast<ClipConditioner&>(p.conditioner());
+  c.set_abort_check(std::move(abort));
+  Tensor t = c.encode_prompt(prompt, 1);
+  c.set_abort_check({});
+  return t;
 }
 
 }  // namespace
@@ -113,7 +121,7 @@ TEST(hardening, repeated_chunks_are_encoded_once_and_abort_is_polled) {
   auto pipe = tiny_pipeline();
   // "a BREAK BREAK BREAK b": chunks a, empty, empty, b
   int polls = 0;
-  Tensor c = pipe->encode_prompt("red BREAK BREAK BREAK thin", 1, [&] { ++polls; return false; });
+  Tensor c = encode(*pipe, "red BREAK BREAK BREAK thin", [&] { ++polls; return false; });
   EXPECT_EQ(c.shape[1], (int64_t)4 * 77);
   EXPECT_TRUE(polls >= 4);
   Tensor h = cpu_backend().to_host(c);
@@ -121,12 +129,11 @@ TEST(hardening, repeated_chunks_are_encoded_once_and_abort_is_polled) {
   const size_t chunk = (size_t)77 * D;
   EXPECT_TRUE(std::memcmp(h.f32() + chunk, h.f32() + 2 * chunk, chunk * sizeof(float)) == 0);
   // the same conditioning as one encoder pass per chunk would give
-  Tensor one = cpu_backend().to_host(pipe->encode_prompt("red", 1));
+  Tensor one = cpu_backend().to_host(encode(*pipe, "red"));
   EXPECT_TRUE(std::memcmp(h.f32(), one.f32(), chunk * sizeof(float)) == 0);
   // an abort during encoding stops it
   int calls = 0;
-  EXPECT_THROWS_CODE(pipe->encode_prompt("red BREAK thin BREAK rain", 1, [&] { return ++calls > 1; }),
-                     ErrorCode::Aborted);
+  EXPECT_THROWS_CODE(encode(*pipe, "red BREAK thin BREAK rain", [&] { return ++calls > 1; }), ErrorCode::Aborted);
 }
 
 // ---- finding 3: special files never block ------------------------------------------------------------------

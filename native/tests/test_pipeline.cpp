@@ -5,7 +5,7 @@
 
 #include "backends/backend.h"
 #include "core/threadpool.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/pipeline.h"
 #include "sdn/error.h"
 #include "test.h"
 #include "tiny_sd.h"
@@ -15,9 +15,19 @@ using namespace sdn;
 
 namespace {
 
-std::unique_ptr<Txt2ImgPipeline> tiny_pipeline() {
+std::unique_ptr<DiffusionPipeline> tiny_pipeline() {
   auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend());
-  return std::make_unique<Txt2ImgPipeline>(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+  return std::make_unique<DiffusionPipeline>(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+}
+
+Tensor encode(DiffusionPipeline& p, const std::string& prompt) {
+  return static_cast<ClipConditioner&>(p.conditioner()).encode_prompt(prompt, 1);
+}
+
+Conditioning ctx(const Tensor& t) {
+  Conditioning c;
+  c.context = t;
+  return c;
 }
 
 GenerateParams tiny_params() {
@@ -73,17 +83,17 @@ TEST(pipeline, generate_is_deterministic_and_seeded) {
 
 TEST(pipeline, cfg_batched_equals_separate_passes) {
   auto pipe = tiny_pipeline();
-  Tensor cond = pipe->encode_prompt("the red thin", 1);
-  Tensor uncond = pipe->encode_prompt("", 1);
+  Tensor cond = encode(*pipe, "the red thin");
+  Tensor uncond = encode(*pipe, "");
   EXPECT_EQ(cond.shape_str(), std::string("[1, 77, 64] f32"));
   auto x = sdntest::random_vector(4 * 8 * 6, 21, -3.f, 3.f);
   std::vector<float> batched, separate;
-  pipe->options().batch_cfg = true;
-  pipe->set_conditioning(cond, uncond, 7.5f);
-  pipe->denoise(x, 3.2f, 8, 6, batched);
-  pipe->options().batch_cfg = false;
-  pipe->set_conditioning(cond, uncond, 7.5f);
-  pipe->denoise(x, 3.2f, 8, 6, separate);
+  pipe->denoiser().options().batch_cfg = true;
+  pipe->denoiser().set_conditioning(ctx(cond), ctx(uncond), 7.5f);
+  pipe->denoiser().denoise(x, 3.2f, 8, 6, batched);
+  pipe->denoiser().options().batch_cfg = false;
+  pipe->denoiser().set_conditioning(ctx(cond), ctx(uncond), 7.5f);
+  pipe->denoiser().denoise(x, 3.2f, 8, 6, separate);
   double m = 0, s = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     m = std::max(m, (double)std::fabs(batched[i] - separate[i]));
@@ -94,14 +104,14 @@ TEST(pipeline, cfg_batched_equals_separate_passes) {
 
 TEST(pipeline, cfg_one_is_the_conditional_pass) {
   auto pipe = tiny_pipeline();
-  Tensor cond = pipe->encode_prompt("the red thin", 1);
-  Tensor uncond = pipe->encode_prompt("and", 1);
+  Tensor cond = encode(*pipe, "the red thin");
+  Tensor uncond = encode(*pipe, "and");
   auto x = sdntest::random_vector(4 * 4 * 4, 22, -2.f, 2.f);
   std::vector<float> with_uncond, cond_only;
-  pipe->set_conditioning(cond, uncond, 1.0f);
-  pipe->denoise(x, 1.5f, 4, 4, with_uncond);
-  pipe->set_conditioning(cond, Tensor(), 1.0f);
-  pipe->denoise(x, 1.5f, 4, 4, cond_only);
+  pipe->denoiser().set_conditioning(ctx(cond), ctx(uncond), 1.0f);
+  pipe->denoiser().denoise(x, 1.5f, 4, 4, with_uncond);
+  pipe->denoiser().set_conditioning(ctx(cond), ctx(Tensor()), 1.0f);
+  pipe->denoiser().denoise(x, 1.5f, 4, 4, cond_only);
   for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(with_uncond[i] == cond_only[i]);
   // and through generate: cfg 1 ignores the negative prompt
   GenerateParams p = tiny_params();
@@ -237,7 +247,7 @@ TEST(pipeline, emphasis_scales_tokens_and_restores_the_mean) {
   const std::string prompt = "(the:1.5) red [and]";
   TokenizedPrompt tp = tokenize_prompt(*tok, prompt);
   EXPECT_EQ(tp.chunks, 1);
-  Tensor got = pipe->encode_prompt(prompt, 1).contiguous();
+  Tensor got = encode(*pipe, prompt).contiguous();
   // reference: the plain CLIP output of the same ids, weighted per token in double precision, mean restored
   WeightStore w(sdntest::make_tiny_sd(), cpu_backend());
   ClipTextModel clip(w);
@@ -261,7 +271,7 @@ TEST(pipeline, long_prompts_concatenate_chunks) {
   auto pipe = tiny_pipeline();
   std::string prompt;
   for (int i = 0; i < 60; ++i) prompt += "the red and ";  // > 75 tokens
-  Tensor c = pipe->encode_prompt(prompt, 1);
+  Tensor c = encode(*pipe, prompt);
   EXPECT_TRUE(c.shape[1] % 77 == 0 && c.shape[1] >= 154);
   // cond and uncond with different chunk counts still work (two U-Net passes instead of one batch)
   GenerateParams p = tiny_params();
@@ -276,17 +286,17 @@ TEST(pipeline, v_prediction_uses_the_v_scalings_on_the_same_unet_output) {
   // for both), so with F the U-Net output, d_eps = x - sigma F and d_v = c_skip x + c_out F, hence
   // d_v = (c_skip + c_out / sigma) x - (c_out / sigma) d_eps.
   auto eps = tiny_pipeline();
-  auto v = std::make_unique<Txt2ImgPipeline>(std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend()),
+  auto v = std::make_unique<DiffusionPipeline>(std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend()),
                                              ClipTokenizer::from_merges(sdntest::tiny_merges()), Prediction::V);
-  Tensor cond = eps->encode_prompt("the red thin", 1);
-  Tensor uncond = eps->encode_prompt("and", 1);
-  eps->set_conditioning(cond, uncond, 3.0f);
-  v->set_conditioning(cond, uncond, 3.0f);
+  Tensor cond = encode(*eps, "the red thin");
+  Tensor uncond = encode(*eps, "and");
+  eps->denoiser().set_conditioning(ctx(cond), ctx(uncond), 3.0f);
+  v->denoiser().set_conditioning(ctx(cond), ctx(uncond), 3.0f);
   auto x = sdntest::random_vector(4 * 4 * 4, 23, -3.f, 3.f);
   for (float sigma : {0.3f, 2.5f, 14.6f}) {
     std::vector<float> de, dv;
-    eps->denoise(x, sigma, 4, 4, de);
-    v->denoise(x, sigma, 4, 4, dv);
+    eps->denoiser().denoise(x, sigma, 4, 4, de);
+    v->denoiser().denoise(x, sigma, 4, 4, dv);
     double cs = 1.0 / ((double)sigma * sigma + 1.0), co = -(double)sigma / std::sqrt((double)sigma * sigma + 1.0);
     std::vector<double> want(x.size());
     for (size_t i = 0; i < x.size(); ++i) want[i] = (cs + co / sigma) * x[i] - (co / sigma) * de[i];

@@ -76,6 +76,8 @@ export const generateCommand: Command = {
     { name: 'rng', type: 'string', arg: 'NAME', description: RNGS.join(' | '), default: 'cuda' },
     { name: 'clip-skip', type: 'integer', arg: 'N', description: 'CLIP layers to skip from the end', default: '1' },
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
+    { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
+    { name: 'vram-budget', type: 'string', arg: 'SIZE', description: "device memory for weights, e.g. 6GB (rest streamed from host memory)" },
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed)' },
@@ -119,6 +121,8 @@ export const generateCommand: Command = {
     const t0 = performance.now();
     const loadOptions: LoadOptions = { signal: ctx.signal, onProgress: (e) => bar.fraction('load', e.progress) };
     if (o.threads !== undefined) loadOptions.threads = o.threads as number;
+    if (o.device !== undefined) loadOptions.device = o.device as LoadOptions['device'];
+    if (o['vram-budget'] !== undefined) loadOptions.vramBudget = o['vram-budget'] as string;
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
     const model = await openModel(o.model as string, loadOptions);

@@ -63,7 +63,7 @@ export const infoCommand: Command = {
 
 export const systemCommand: Command = {
   name: 'system',
-  summary: 'show the engine version, SIMD level, threads and backends',
+  summary: 'show the engine version, SIMD level, threads, backends and devices',
   usage: 'sdnode system [--json]',
   description: 'Prints what the engine runs with on this machine.',
   positionals: 0,
@@ -72,10 +72,21 @@ export const systemCommand: Command = {
   async run(args, ctx) {
     const s = getSystemInfo();
     if (args.options.json) ctx.stdout.write(`${terminalJson(s)}\n`);
-    else
+    else {
       ctx.stdout.write(
         `engine    ${s.version}\nsimd      ${s.simd}\nthreads   ${s.threads} (physical cores ${s.physicalCores})\nbackends  ${s.backends.join(', ')}\n`,
       );
+      for (const n of s.backendNotes) ctx.stdout.write(`          ${n}\n`);
+      ctx.stdout.write('devices\n');
+      for (const d of s.devices) {
+        const gib = (d.memoryBytes / 2 ** 30).toFixed(1);
+        const feats = [d.fp16 ? 'fp16' : '', d.int8 ? 'int8' : '', d.cooperativeMatrix ? 'coopmat' : ''].filter(Boolean).join(' ');
+        ctx.stdout.write(
+          `  ${d.id.padEnd(10)} ${d.name} (${d.type}${d.vendor ? `, ${d.vendor}` : ''}${d.driver ? `, driver ${d.driver}` : ''}), ${gib} GiB` +
+            `${feats ? `, ${feats}` : ''}${d.usable ? '' : ` — unusable: ${d.unusableReason ?? 'unknown reason'}`}\n`,
+        );
+      }
+    }
     return 0;
   },
 };

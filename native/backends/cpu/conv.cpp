@@ -73,7 +73,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor* b) {
   Tensor y = Tensor::empty(shape);
   int64_t M = 1;
   for (int i = 0; i + 1 < x.ndim; ++i) M *= x.shape[i];
-  gemm_f32_weights(M, x.f32(), K, wm, b ? bias.f32() : nullptr, y.f32(), N, default_pool());
+  gemm_f32_weights(M, x.f32(), K, wm, b ? bias.f32() : nullptr, y.f32(), N, current_pool());
   return y;
 }
 
@@ -87,7 +87,7 @@ static void conv_im2col(const Tensor& x, const WeightMatrix& wm, const float* bi
   const int64_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
   const int64_t OC = y.shape[1], OH = y.shape[2], OW = y.shape[3];
   const int64_t K = C * ks * ks, P = OH * OW;
-  ThreadPool& pool = default_pool();
+  ThreadPool& pool = current_pool();
   const int T = pool.size();
   auto kernel = SDN_DISPATCH(gemm_ukernel);
   const int MR = SDN_DISPATCH(gemm_mr)();

@@ -12,15 +12,83 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/simd/attention_kernels.h"
 #include "backends/cpu/simd/ops_kernels.h"
+#include "core/cpu.h"
+#include "core/quant.h"
 #include "core/threadpool.h"
 #include "sdn/error.h"
 
 namespace sdn {
 
 Backend& cpu_backend() {
-  static CpuBackend backend;
-  return backend;
+  static CpuBackend* backend = new CpuBackend();  // never destroyed: tensors may outlive static destruction
+  return *backend;
 }
+
+std::shared_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
+  return std::make_shared<CpuBackend>(options);
+}
+
+CpuBackend::CpuBackend(const BackendOptions& options) : pool_(std::make_shared<TensorPool>()) {
+  if (options.threads > 0 && resolve_thread_count(options.threads) != default_threads())
+    threads_ = std::make_unique<ThreadPool>(resolve_thread_count(options.threads));
+}
+
+CpuBackend::~CpuBackend() = default;
+
+int CpuBackend::threads() const { return threads_ ? threads_->size() : default_threads(); }
+
+DeviceInfo CpuBackend::device_info() const {
+  DeviceInfo d;
+  d.id = "cpu";
+  d.backend = "cpu";
+  d.name = cpu_features().brand.empty() ? std::string("CPU") : cpu_features().brand;
+  d.vendor = cpu_features().vendor;
+  d.type = "cpu";
+  d.memory_bytes = physical_memory_bytes();
+  d.fp16 = d.int8 = true;
+  return d;
+}
+
+Tensor CpuBackend::empty(const std::vector<int64_t>& shape, DType dtype) {
+  return Tensor::empty(shape, dtype, pool_.get());
+}
+
+Tensor CpuBackend::upload(const Tensor& host) {
+  if (host.on_device())
+    throw_error(ErrorCode::Internal, "cpu upload: " + host.shape_str() + " lives on " +
+                                         std::string(host.device_backend()->name()) + ", not on the host");
+  if (host.is_contiguous()) return host;
+  Scope sc(*this);
+  return host.contiguous();
+}
+
+Tensor CpuBackend::to_host(const Tensor& x) {
+  if (x.on_device())
+    throw_error(ErrorCode::Internal, "cpu to_host: " + x.shape_str() + " lives on " +
+                                         std::string(x.device_backend()->name()));
+  return x;
+}
+
+void CpuBackend::write(Tensor& dst, const Tensor& src) {
+  if (dst.on_device() || src.on_device() || !dst.is_contiguous() || dst.dtype != src.dtype ||
+      dst.numel() != src.numel())
+    throw_error(ErrorCode::Internal, "cpu write: " + src.shape_str() + " into " + dst.shape_str());
+  Scope sc(*this);
+  Tensor s = src.is_contiguous() ? src : src.contiguous();
+  if (dst.nbytes()) std::memcpy(dst.data, s.data, dst.nbytes());
+}
+
+void CpuBackend::trim() { pool_->trim(); }
+
+MemoryStats CpuBackend::memory_stats() const {
+  MemoryStats m;
+  m.in_use = pool_->bytes_in_use();
+  m.cached = pool_->bytes_cached();
+  m.peak = pool_->peak_bytes_in_use();
+  return m;
+}
+
+void CpuBackend::reset_peak() { pool_->reset_peak(); }
 
 namespace {
 
@@ -44,7 +112,7 @@ void check_param_vector(const Tensor* p, int64_t n, const char* op, const char* 
 }
 
 void parallel(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-  default_pool().parallel_for(n, grain < 1 ? 1 : grain, fn);
+  current_pool().parallel_for(n, grain < 1 ? 1 : grain, fn);
 }
 
 // Items per chunk so that one chunk covers about kElemGrain elements.
@@ -154,6 +222,7 @@ void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows
 
 Tensor CpuBackend::group_norm(const Tensor& x_in, int groups, float eps, const Tensor* gamma_in,
                               const Tensor* beta_in, bool silu) {
+  Scope sc(*this);
   const char* op = "group_norm";
   if (x_in.ndim < 2) bad(op, "expected [B, C, ...], got " + x_in.shape_str());
   const int64_t B = x_in.shape[0], C = x_in.shape[1];
@@ -197,6 +266,7 @@ Tensor CpuBackend::group_norm(const Tensor& x_in, int groups, float eps, const T
 }
 
 Tensor CpuBackend::layer_norm(const Tensor& x_in, float eps, const Tensor* gamma_in, const Tensor* beta_in) {
+  Scope sc(*this);
   const char* op = "layer_norm";
   if (x_in.ndim < 1) bad(op, "expected at least one dimension");
   const int64_t C = x_in.dim(-1);
@@ -229,6 +299,7 @@ Tensor CpuBackend::layer_norm(const Tensor& x_in, float eps, const Tensor* gamma
 }
 
 Tensor CpuBackend::softmax(const Tensor& x_in) {
+  Scope sc(*this);
   if (x_in.ndim < 1) bad("softmax", "expected at least one dimension");
   Tensor x = f32c(x_in, "softmax", "x");
   Tensor y = Tensor::empty(x.sizes());
@@ -249,6 +320,7 @@ Tensor CpuBackend::softmax(const Tensor& x_in) {
 // ---------------------------------------------------------------------------------------------------------
 
 Tensor CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int heads, bool causal) {
+  Scope sc(*this);
   const char* op = "attention";
   if (q_in.ndim != 3 || k_in.ndim != 3 || v_in.ndim != 3)
     bad(op, "expected q [B, Tq, H*D], k/v [B, Tk, H*D]; got " + q_in.shape_str() + ", " + k_in.shape_str() + ", " +
@@ -277,7 +349,7 @@ Tensor CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tenso
   const int64_t nblocks = (Tq + rb - 1) / rb;
   const int64_t items = B * heads * nblocks;
   const size_t per_thread = (scratch_fn(D) + 15) / 16 * 16;
-  ThreadPool& pool = default_pool();
+  ThreadPool& pool = current_pool();
   const int nt = (int)std::min<int64_t>(pool.size(), items);
   Tensor scratch = Tensor::empty({(int64_t)(per_thread * (size_t)nt)});
   const float scale = (float)(1.0 / std::sqrt((double)D));
@@ -316,10 +388,20 @@ Tensor CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tenso
 // ---------------------------------------------------------------------------------------------------------
 
 Tensor CpuBackend::unary(UnaryOp uop, const Tensor& x_in) {
+  Scope sc(*this);
   int op = (int)uop;
-  if (op < 0 || op > 3) bad("unary", "unknown operation " + std::to_string(op));
+  if (op < 0 || op > (int)UnaryOp::Tanh) bad("unary", "unknown operation " + std::to_string(op));
   Tensor x = f32c(x_in, "unary", "x");
   Tensor y = Tensor::empty(x.sizes());
+  if (uop == UnaryOp::Relu || uop == UnaryOp::Tanh) {
+    const float* xp = x.f32();
+    float* yp = y.f32();
+    const bool relu = uop == UnaryOp::Relu;
+    parallel(x.numel(), kElemGrain / 4, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) yp[i] = relu ? (xp[i] > 0.f ? xp[i] : 0.f) : std::tanh(xp[i]);
+    });
+    return y;
+  }
   auto fn = SDN_DISPATCH(unary_f32);
   const float* xp = x.f32();
   float* yp = y.f32();
@@ -328,6 +410,7 @@ Tensor CpuBackend::unary(UnaryOp uop, const Tensor& x_in) {
 }
 
 Tensor CpuBackend::geglu(const Tensor& x_in) {
+  Scope sc(*this);
   if (x_in.ndim < 1 || x_in.dim(-1) % 2 != 0)
     bad("geglu", "last dimension must be even, got " + x_in.shape_str());
   Tensor x = f32c(x_in, "geglu", "x");
@@ -347,6 +430,7 @@ Tensor CpuBackend::geglu(const Tensor& x_in) {
 }
 
 Tensor CpuBackend::add(const Tensor& a_in, const Tensor& b_in) {
+  Scope sc(*this);
   Tensor a = f32c(a_in, "add", "a"), b = f32c(b_in, "add", "b");
   Tensor y = Tensor::empty(a.sizes());
   binary_broadcast(cpu::kBinAdd, a, b, y.f32(), "add");
@@ -354,6 +438,7 @@ Tensor CpuBackend::add(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor CpuBackend::mul(const Tensor& a_in, const Tensor& b_in) {
+  Scope sc(*this);
   Tensor a = f32c(a_in, "mul", "a"), b = f32c(b_in, "mul", "b");
   Tensor y = Tensor::empty(a.sizes());
   binary_broadcast(cpu::kBinMul, a, b, y.f32(), "mul");
@@ -361,6 +446,7 @@ Tensor CpuBackend::mul(const Tensor& a_in, const Tensor& b_in) {
 }
 
 void CpuBackend::add_(Tensor& a, const Tensor& b_in) {
+  Scope sc(*this);
   if (a.dtype != DType::F32 || !a.is_contiguous() || (a.data == nullptr && a.numel() > 0))
     bad("add_", "the destination must be a contiguous F32 tensor, got " + a.shape_str());
   Tensor b = f32c(b_in, "add_", "b");
@@ -368,6 +454,7 @@ void CpuBackend::add_(Tensor& a, const Tensor& b_in) {
 }
 
 Tensor CpuBackend::scale(const Tensor& x_in, float s) {
+  Scope sc(*this);
   Tensor x = f32c(x_in, "scale", "x");
   Tensor y = Tensor::empty(x.sizes());
   auto fn = SDN_DISPATCH(binary_scalar_f32);
@@ -377,11 +464,60 @@ Tensor CpuBackend::scale(const Tensor& x_in, float s) {
   return y;
 }
 
+Tensor CpuBackend::combine(const Tensor& a_in, float wa, const Tensor& b_in, float wb) {
+  Scope sc(*this);
+  if (a_in.sizes() != b_in.sizes()) bad("combine", "shapes differ: " + a_in.shape_str() + " and " + b_in.shape_str());
+  Tensor a = f32c(a_in, "combine", "a"), b = f32c(b_in, "combine", "b");
+  Tensor y = Tensor::empty(a.sizes());
+  const float* ap = a.f32();
+  const float* bp = b.f32();
+  float* yp = y.f32();
+  parallel(a.numel(), kElemGrain, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) yp[i] = wa * ap[i] + wb * bp[i];
+  });
+  return y;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Layout
 // ---------------------------------------------------------------------------------------------------------
 
+Tensor CpuBackend::pad(const Tensor& x_in, int left, int right, int top, int bottom) {
+  Scope sc(*this);
+  if (x_in.ndim != 4) bad("pad", "expected [B, C, H, W], got " + x_in.shape_str());
+  if (left < 0 || right < 0 || top < 0 || bottom < 0) bad("pad", "padding must not be negative");
+  Tensor x = f32c(x_in, "pad", "x");
+  const int64_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  const int64_t OH = H + top + bottom, OW = W + left + right;
+  Tensor y = Tensor::zeros({B, C, OH, OW});
+  if (x.numel() == 0) return y;
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  parallel(B * C, grain_for(OH * OW), [&](int64_t s, int64_t e) {
+    for (int64_t p = s; p < e; ++p)
+      for (int64_t r = 0; r < H; ++r)
+        std::memcpy(yp + (p * OH + r + top) * OW + left, xp + (p * H + r) * W, (size_t)W * sizeof(float));
+  });
+  return y;
+}
+
+Tensor CpuBackend::get_rows(const Tensor& table, const std::vector<int32_t>& ids) {
+  Scope sc(*this);
+  if (table.ndim != 2) bad("get_rows", "the table must be [V, D], got " + table.shape_str());
+  if (table.on_device()) bad("get_rows", "the table lives on another device");
+  const int64_t V = table.shape[0], D = table.shape[1];
+  for (int32_t id : ids)
+    if (id < 0 || id >= V) bad("get_rows", "id " + std::to_string(id) + " is outside [0, " + std::to_string(V) + ")");
+  Tensor t = table.is_contiguous() ? table : table.contiguous();
+  Tensor y = Tensor::empty({(int64_t)ids.size(), D});
+  const size_t row_bytes = dtype_row_bytes(t.dtype, D);
+  for (size_t i = 0; i < ids.size(); ++i)
+    dequantize_row(t.dtype, static_cast<const char*>(t.data) + row_bytes * (size_t)ids[i], y.f32() + (int64_t)i * D, D);
+  return y;
+}
+
 Tensor CpuBackend::concat(const Tensor& a_in, const Tensor& b_in, int dim) {
+  Scope sc(*this);
   const char* op = "concat";
   if (a_in.ndim != b_in.ndim || a_in.ndim == 0)
     bad(op, "ranks differ: " + a_in.shape_str() + " and " + b_in.shape_str());
@@ -418,6 +554,7 @@ Tensor CpuBackend::concat(const Tensor& a_in, const Tensor& b_in, int dim) {
 }
 
 Tensor CpuBackend::upsample_nearest2x(const Tensor& x_in) {
+  Scope sc(*this);
   if (x_in.ndim != 4) bad("upsample_nearest2x", "expected [B, C, H, W], got " + x_in.shape_str());
   Tensor x = f32c(x_in, "upsample_nearest2x", "x");
   const int64_t B = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
@@ -437,6 +574,7 @@ Tensor CpuBackend::upsample_nearest2x(const Tensor& x_in) {
 }
 
 Tensor CpuBackend::nchw_to_nlc(const Tensor& x_in) {
+  Scope sc(*this);
   if (x_in.ndim != 4 && x_in.ndim != 3) bad("nchw_to_nlc", "expected [B, C, H, W], got " + x_in.shape_str());
   Tensor x = f32c(x_in, "nchw_to_nlc", "x");
   const int64_t B = x.shape[0], C = x.shape[1];
@@ -448,6 +586,7 @@ Tensor CpuBackend::nchw_to_nlc(const Tensor& x_in) {
 }
 
 Tensor CpuBackend::nlc_to_nchw(const Tensor& x_in, int64_t h, int64_t w) {
+  Scope sc(*this);
   if (x_in.ndim != 3 || h < 0 || w < 0 || x_in.shape[1] != h * w)
     bad("nlc_to_nchw", "expected [B, " + std::to_string(h) + "*" + std::to_string(w) + ", C], got " +
                            x_in.shape_str());
@@ -460,6 +599,7 @@ Tensor CpuBackend::nlc_to_nchw(const Tensor& x_in, int64_t h, int64_t w) {
 }
 
 Tensor CpuBackend::timestep_embedding(const std::vector<float>& t, int dim, float max_period) {
+  Scope sc(*this);
   if (dim <= 0) bad("timestep_embedding", "dim must be positive");
   if (!(max_period > 0)) bad("timestep_embedding", "max_period must be positive");
   const int64_t B = (int64_t)t.size();

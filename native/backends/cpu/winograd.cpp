@@ -61,7 +61,7 @@ void conv3x3_winograd(const Tensor& x, const WeightMatrix& w, const float* bias,
   const int MR = SDN_DISPATCH(gemm_mr)();
   const int NR = SDN_DISPATCH(gemm_nr)();
   const int lanes = std::min(16, NR);
-  ThreadPool& pool = default_pool();
+  ThreadPool& pool = current_pool();
   const int T = pool.size();
 
   // Channel chunks (depend on C only).

@@ -24,15 +24,35 @@ namespace sdn {
 
 constexpr const char* kEngineVersion = "0.1.0";
 
+// A compute device one of the compiled-in backends can run on.
+struct DeviceInfo {
+  std::string id;            // "cpu", "vulkan:0", ... (what LoadOptions::device takes)
+  std::string backend;       // "cpu", "vulkan", ...
+  int index = 0;             // device index within the backend
+  std::string name;          // "AMD EPYC 9B45", "NVIDIA H200", "llvmpipe (LLVM 15.0.6, 256 bits)"
+  std::string vendor;        // "AMD", "NVIDIA", "Intel", "Apple", "Mesa", ...
+  std::string driver;        // driver name and version where known
+  std::string type;          // "cpu", "discrete", "integrated", "virtual", "software"
+  uint64_t memory_bytes = 0; // device-local memory (installed RAM for the CPU)
+  bool fp16 = false;         // 16-bit float arithmetic in kernels
+  bool int8 = false;         // 8-bit integer arithmetic in kernels
+  bool cooperative_matrix = false;  // tensor-core style matrix instructions
+  bool usable = true;
+  std::string unusable_reason;      // why not, when !usable
+};
+
 struct SystemInfo {
   std::string version;               // engine version
   std::string simd;                  // SIMD level in use: "avx512", "avx2", "neon", "scalar"
-  int threads = 1;                   // threads of the CPU pool
+  int threads = 1;                   // threads of the process-wide CPU pool (models may have their own)
   int physical_cores = 1;
-  std::vector<std::string> backends; // compiled-in backends ("cpu", ...)
+  std::vector<std::string> backends; // compiled-in backends ("cpu", "vulkan", ...)
+  std::vector<DeviceInfo> devices;   // every device of every compiled-in backend, the CPU first
+  std::vector<std::string> backend_notes;  // why a compiled-in backend has no devices ("vulkan: no loader ...")
 };
 SystemInfo system_info();
-// Sets the CPU thread count for everything in the process (<= 0: physical cores; at most max_threads()).
+// Sets the thread count of the process-wide CPU pool (<= 0: physical cores; at most max_threads()); models loaded with
+// LoadOptions::threads > 0 use their own pool instead.
 void set_threads(int n);
 // The most CPU threads the engine accepts: the machine's hardware threads (logical cores). More only
 // oversubscribes the cores: every thread gets slower (measured: 256 threads on 2 cores, 20x slower).
@@ -96,7 +116,11 @@ struct ModelParts {
 constexpr const char* kMetadataOmittedKey = "sdnode.metadata_omitted";
 
 struct LoadOptions {
-  int threads = 0;                 // <= 0: keep the process setting; at most max_threads()
+  // Where to run: "auto" (the best usable GPU, else the CPU), "cpu", "vulkan", "vulkan:N". An explicit device
+  // that is missing or unusable fails with Unsupported; "auto" falls back to the CPU and says why (device()).
+  std::string device = "auto";
+  uint64_t vram_budget = 0;        // bytes of device memory for weights (0 = no limit)
+  int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool); <= max_threads()
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
   // Loading progress in [0, 1]; return false to abort (Error Aborted).
@@ -150,6 +174,8 @@ class Model {
   static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& options);
 
   virtual const ModelInfo& info() const = 0;
+  // The device the model runs on and, for "auto", why: "vulkan:0 NVIDIA H200, 139 GiB", "cpu: no Vulkan loader".
+  virtual std::string device() const = 0;
   // Validates params (InvalidArgument naming the parameter) before any work, then runs txt2img.
   virtual std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) = 0;
 };

@@ -1,0 +1,68 @@
+#include "pipeline/denoiser.h"
+
+#include "models/validate.h"
+#include "sdn/error.h"
+
+namespace sdn {
+
+void CfgDenoiser::clear() {
+  cond_ = uncond_ = both_ = Conditioning();
+  extra_ = Tensor();
+  cfg_ = 1.f;
+  cache_cond_.clear();
+  cache_uncond_.clear();
+  cache_both_.clear();
+}
+
+void CfgDenoiser::set_conditioning(const Conditioning& cond, const Conditioning& uncond, float cfg) {
+  clear();
+  cond_ = cond;
+  uncond_ = uncond;
+  cfg_ = cfg;
+  if (cfg != 1.0f && uncond.defined() && options_.batch_cfg && uncond.context.shape[1] == cond.context.shape[1]) {
+    both_.context = be_.concat(be_.upload(cond.context), be_.upload(uncond.context), 0);
+    if (cond.y.defined() && uncond.y.defined()) both_.y = be_.concat(be_.upload(cond.y), be_.upload(uncond.y), 0);
+  }
+}
+
+Tensor CfgDenoiser::unet_input(const Tensor& x_scaled) const {
+  if (!extra_.defined()) return x_scaled;
+  Tensor e = extra_;
+  if (x_scaled.shape[0] != e.shape[0]) {
+    Tensor r = e;
+    for (int64_t b = 1; b < x_scaled.shape[0]; ++b) r = be_.concat(r, e, 0);
+    e = r;
+  }
+  return be_.concat(x_scaled, e, 1);
+}
+
+void CfgDenoiser::denoise(const std::vector<float>& x, float sigma, int h, int w, std::vector<float>& den) {
+  const int C = unet_.out_channels();
+  const int64_t n = (int64_t)C * h * w;
+  if ((int64_t)x.size() != n) throw_error(ErrorCode::Internal, "denoise: latent size mismatch");
+  if (!cond_.defined()) throw_error(ErrorCode::Internal, "denoise: no conditioning set");
+  DenoiserScalings s = denoiser_scalings(prediction_, sigma);
+  const float t = schedule_.sigma_to_t(sigma);
+  const bool use_cfg = cfg_ != 1.0f && uncond_.defined();
+  Tensor xd = be_.upload(Tensor::wrap(const_cast<float*>(x.data()), {1, C, h, w}, DType::F32));
+  Tensor xin = be_.scale(xd, s.c_in);
+  Tensor f;  // the model output after CFG
+  if (!use_cfg) {
+    f = unet_.forward(unet_input(xin), {t}, cond_.context, &cache_cond_);
+  } else if (both_.defined()) {
+    Tensor both = unet_.forward(unet_input(be_.concat(xin, xin, 0)), {t, t}, both_.context, &cache_both_);
+    f = be_.combine(both.slice0(0, 1), cfg_, both.slice0(1, 2), 1.0f - cfg_);
+  } else {
+    Tensor in = unet_input(xin);
+    Tensor fc = unet_.forward(in, {t}, cond_.context, &cache_cond_);
+    Tensor fu = unet_.forward(in, {t}, uncond_.context, &cache_uncond_);
+    f = be_.combine(fc, cfg_, fu, 1.0f - cfg_);
+  }
+  xin = Tensor();
+  Tensor out = be_.to_host(be_.combine(xd, s.c_skip, f, s.c_out));
+  if (!out.is_contiguous()) out = out.contiguous();
+  den.assign(out.f32(), out.f32() + n);
+  check_finite(den.data(), den.size(), "U-Net", "at sigma " + std::to_string(sigma));
+}
+
+}  // namespace sdn
