@@ -151,13 +151,13 @@ describeFifo('finding 3: special files never hang', () => {
     expect((err as SdnodeError).code).toBe('InvalidFile');
     expect((err as Error).message).toMatch(/named pipe/);
     expect(performance.now() - t0).toBeLessThan(2000);
-  });
+  }, 10000);
 
   test('loadModel() of a FIFO rejects at once', async () => {
     const err = await loadModel(fifo).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SdnodeError);
     expect((err as Error).message).toMatch(/named pipe/);
-  });
+  }, 10000);
 
   test('tokenizerPath: a FIFO, a folder or a device says what it is', async () => {
     const model = path.join(tmp, 'missing-model.safetensors');
@@ -171,7 +171,7 @@ describeFifo('finding 3: special files never hang', () => {
       expect((err as Error).message).toMatch(what);
       expect((err as Error).message).not.toMatch(/does not exist/);
     }
-  });
+  }, 10000);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
