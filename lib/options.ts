@@ -233,7 +233,7 @@ export function optionalSignal(param: string, v: unknown): AbortSignal | undefin
     typeof s.addEventListener !== 'function' ||
     typeof s.removeEventListener !== 'function'
   ) {
-    invalid(param, 'an AbortSignal (e.g. AbortController#signal or AbortSignal.timeout(ms))', v);
+    invalid(param, 'an AbortSignal', v);
   }
   return s;
 }
