@@ -67,6 +67,15 @@ export interface NativeGenerateParams {
   clipSkip: number;
   batchCount: number;
   previewEvery: number;
+  /** Defaults (engine side): 'latent', 0.75, 'vae'. */
+  previewMethod?: string;
+  strength?: number;
+  decoder?: string;
+  maskBlur?: number;
+  /** RGB pixels of exactly width x height. */
+  initImage?: { data: Buffer; width: number; height: number; channels: number };
+  /** Grey pixels of exactly width x height. */
+  mask?: { data: Buffer; width: number; height: number; channels: number };
 }
 
 export interface NativeAbortHandle {
@@ -93,7 +102,7 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string; device: string; vramBudget: number },
+    options: { threads: number; weightType: string; tokenizerPath: string; device: string; vramBudget: number; vaeTiling: string; textEncoderOnCpu: number; vaeOnCpu: number; taesdPath?: string },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;

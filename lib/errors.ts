@@ -137,6 +137,12 @@ const ENGINE_OPTION_NAMES: Record<string, string> = {
   weight_type: 'weightType',
   tokenizer_path: 'tokenizerPath',
   threads: 'threads',
+  init_image: 'initImage',
+  mask: 'mask',
+  strength: 'strength',
+  decoder: 'decoder',
+  preview_method: 'previewMethod',
+  taesd_path: 'taesdPath',
 };
 
 /** The API option an engine InvalidArgument message is about ("width must be ..." -> "width"), or ''. */

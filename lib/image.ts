@@ -10,7 +10,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { InvalidOptionError } from './errors';
-import type { ResolvedGenerateOptions, Sampler, Scheduler } from './options';
+import type { ImageInput, RawImageInput, ResolvedGenerateOptions, Sampler, Scheduler } from './options';
 
 /** The model that made an image, as written into its metadata. */
 export interface ImageModelInfo {
@@ -83,7 +83,9 @@ export function formatInfotext(p: ImageParameters, modelHash?: string): string {
   fields.push(['CFG scale', p.cfgScale], ['Seed', p.seed], ['Size', `${p.width}x${p.height}`]);
   if (modelHash) fields.push(['Model hash', modelHash]);
   if (p.model?.name) fields.push(['Model', p.model.name]);
+  if (p.initImage !== undefined && p.strength !== undefined) fields.push(['Denoising strength', p.strength]);
   if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
+  if (p.mask !== undefined) fields.push(['Mask blur', p.maskBlur]);
   if (p.rng === 'cpu') fields.push(['RNG', 'CPU']);
   fields.push(['Version', 'sdnode']);
   const quote = (v: string | number): string => {
@@ -248,5 +250,92 @@ export class GeneratedImage {
       throw new InvalidOptionError(`expected a path ending in .png, .jpg, .jpeg or .webp for path but received ${JSON.stringify(file)} (string)`, 'path');
     }
     await fsp.writeFile(file, buf);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Input images (img2img init image, inpainting mask)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Decoded pixels of an input image, at the size it was given. @internal */
+export interface DecodedInput {
+  width: number;
+  height: number;
+  sharp: sharp.Sharp;
+}
+
+function isRaw(v: ImageInput): v is RawImageInput {
+  return typeof v === 'object' && !(v instanceof Uint8Array) && !(v instanceof ArrayBuffer);
+}
+
+function describeSource(v: ImageInput): string {
+  if (typeof v === 'string') return `file ${JSON.stringify(v)}`;
+  if (isRaw(v)) return `raw ${v.width}x${v.height}x${v.channels} pixels`;
+  return `a buffer of ${v.byteLength} bytes`;
+}
+
+/**
+ * Opens an input image with sharp and reads its size. Rejects with InvalidOptionError naming `param` when the
+ * file is missing or the data is not an image sharp can read. @internal
+ */
+export async function openInputImage(param: string, v: ImageInput): Promise<DecodedInput> {
+  let s: sharp.Sharp;
+  try {
+    if (isRaw(v)) {
+      s = sharp(Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength), {
+        raw: { width: v.width, height: v.height, channels: v.channels as 1 | 2 | 3 | 4 },
+      });
+    } else if (typeof v === 'string') {
+      await fsp.access(v).catch((err: NodeJS.ErrnoException) => {
+        throw new InvalidOptionError(`${param}: cannot read ${JSON.stringify(v)} (${err.code ?? err.message}); give an existing image file`, param, { cause: err });
+      });
+      s = sharp(v, { failOn: 'error' });
+    } else {
+      s = sharp(v instanceof ArrayBuffer ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength), { failOn: 'error' });
+    }
+    const meta = await s.metadata();
+    if (!meta.width || !meta.height) throw new Error('no image size');
+    return { width: meta.width, height: meta.height, sharp: s };
+  } catch (err) {
+    if (err instanceof InvalidOptionError) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new InvalidOptionError(
+      `${param}: ${describeSource(v)} is not an image sharp can read (${why}); give a PNG, JPEG, WebP, ... file or buffer, or raw pixels`,
+      param,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * The pixels the engine takes: stretched to width x height (Lanczos-3), alpha dropped; RGB for the init image,
+ * one grey channel for a mask (optionally blurred with a Gaussian of sigma `blur` after resizing). @internal
+ */
+export async function inputPixels(
+  param: string,
+  img: DecodedInput,
+  width: number,
+  height: number,
+  kind: 'rgb' | 'grey',
+  blur = 0,
+): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
+  try {
+    let s = img.sharp.clone().removeAlpha();
+    if (img.width !== width || img.height !== height) s = s.resize(width, height, { fit: 'fill', kernel: 'lanczos3' });
+    if (kind === 'grey') {
+      s = s.toColourspace('b-w');
+      if (blur > 0) s = s.blur(Math.max(0.3, blur));
+    } else {
+      s = s.toColourspace('srgb');
+    }
+    const { data, info } = await s.raw().toBuffer({ resolveWithObject: true });
+    const channels = kind === 'grey' ? 1 : 3;
+    if (info.width !== width || info.height !== height || info.channels !== channels) {
+      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels} instead of ${width}x${height}x${channels}`);
+    }
+    return { data, width, height, channels };
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new InvalidOptionError(`${param}: the image could not be converted (${why})`, param, { cause: err });
   }
 }

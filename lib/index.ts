@@ -17,6 +17,9 @@ export {
   SCHEDULERS,
   RNGS,
   WEIGHT_TYPES,
+  DECODERS,
+  PREVIEW_METHODS,
+  DEFAULT_STRENGTH,
   GENERATE_DEFAULTS,
   MIN_SIZE,
   MAX_SIZE,
@@ -34,6 +37,10 @@ export type {
   Scheduler,
   Rng,
   WeightType,
+  Decoder,
+  PreviewMethod,
+  ImageInput,
+  RawImageInput,
 } from './options';
 export {
   SdnodeError,

@@ -5,9 +5,9 @@
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding, type NativeAbortHandle, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
-import { AbortError, DisposedError, fromNative } from './errors';
-import { GeneratedImage, type ImageModelInfo } from './image';
+import { binding, type NativeAbortHandle, type NativeGenerateParams, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
+import { AbortError, DisposedError, InvalidOptionError, fromNative } from './errors';
+import { GeneratedImage, inputPixels, openInputImage, type ImageModelInfo } from './image';
 import {
   integer,
   invalid,
@@ -15,6 +15,8 @@ import {
   checkKeys,
   optionalFunction,
   optionalSignal,
+  oneOf,
+  PREVIEW_METHODS,
   resolveGenerateOptions,
   resolveLoadOptions,
   resolveModelSource,
@@ -22,6 +24,7 @@ import {
   type LoadOptions,
   type LoadProgressEvent,
   type ModelSource,
+  type PreviewMethod,
   type ResolvedGenerateOptions,
   type ResolvedLoadOptions,
 } from './options';
@@ -100,6 +103,11 @@ export interface GenerateCallOptions {
   onPreview?: (event: PreviewEvent) => void;
   /** A preview every N sampling steps (1 to 1000). Default 1 when `onPreview` is given. */
   previewEvery?: number;
+  /**
+   * How previews are made: `'latent'` (default; a linear latent-to-RGB map at 1/8 of the image size, almost free)
+   * or `'taesd'` (the TAESD decoder at full size, one TAESD decode per preview; needs `taesdPath` at load).
+   */
+  previewMethod?: PreviewMethod;
 }
 
 /** What {@link Model.generate} resolves to. */
@@ -116,7 +124,13 @@ export interface GenerationResult {
 
 interface Job {
   params: ResolvedGenerateOptions;
-  call: { signal?: AbortSignal; onProgress?: (e: ProgressEvent) => void; onPreview?: (e: PreviewEvent) => void; previewEvery: number };
+  call: {
+    signal?: AbortSignal;
+    onProgress?: (e: ProgressEvent) => void;
+    onPreview?: (e: PreviewEvent) => void;
+    previewEvery: number;
+    previewMethod: PreviewMethod;
+  };
   resolve: (r: GenerationResult) => void;
   reject: (e: unknown) => void;
   site: Error;
@@ -133,9 +147,9 @@ function abortErrorFor(signal: AbortSignal | undefined, what: string): AbortErro
 }
 
 function resolveCallOptions(options: unknown): Job['call'] {
-  if (options === undefined) return { previewEvery: 0 };
+  if (options === undefined) return { previewEvery: 0, previewMethod: 'latent' };
   if (!isPlainObject(options)) invalid('callOptions', 'an object', options);
-  checkKeys(options, ['signal', 'onProgress', 'onPreview', 'previewEvery'], 'generate call options');
+  checkKeys(options, ['signal', 'onProgress', 'onPreview', 'previewEvery', 'previewMethod'], 'generate call options');
   const onPreview = optionalFunction<(e: PreviewEvent) => void>('onPreview', options.onPreview);
   const every = options.previewEvery === undefined ? 1 : integer('previewEvery', options.previewEvery, 1, 1000);
   return {
@@ -143,6 +157,7 @@ function resolveCallOptions(options: unknown): Job['call'] {
     onProgress: optionalFunction<(e: ProgressEvent) => void>('onProgress', options.onProgress),
     onPreview,
     previewEvery: onPreview ? every : 0,
+    previewMethod: options.previewMethod === undefined ? 'latent' : oneOf('previewMethod', options.previewMethod, PREVIEW_METHODS),
   };
 }
 
@@ -319,8 +334,26 @@ export class Model {
     const params = job.params;
     const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
     let native: Promise<NativeImage[]>;
+    let inputError: unknown;
+    const start = (inputs: NativeInputs): Promise<NativeImage[]> => {
+      const { initImage: _i, mask: _m, ...plain } = params;
+      const nativeParams: NativeGenerateParams = {
+        ...plain,
+        strength: params.strength ?? 1,
+        previewEvery: job.call.previewEvery,
+        previewMethod: job.call.previewMethod,
+        ...inputs,
+      };
+      return this.#native.generate(nativeParams, onProgress, onPreview, handle);
+    };
     try {
-      native = this.#native.generate({ ...params, previewEvery: job.call.previewEvery }, onProgress, onPreview, handle);
+      native =
+        params.initImage === undefined
+          ? start({})
+          : decodeInputs(params).then(start, (err: unknown) => {
+              inputError = err;
+              throw err;
+            });
     } catch (err) {
       native = Promise.reject(err);
     }
@@ -329,6 +362,7 @@ export class Model {
       // (the JS thread may have been busy while the result was already on its way).
       if (job.failed) job.reject(job.userError);
       else if (job.call.signal?.aborted) job.reject(abortErrorFor(job.call.signal, 'generation'));
+      else if (inputError !== undefined) job.reject(inputError);
       else if (images === undefined) job.reject(fromNative(err, 'generate', job.site));
       else {
         job.resolve({
@@ -378,6 +412,25 @@ export class Model {
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
   }
+}
+
+type NativeInputs = Pick<NativeGenerateParams, 'initImage' | 'mask'>;
+
+/** Decodes and resizes the init image and mask (sharp works off the JavaScript thread). */
+async function decodeInputs(params: ResolvedGenerateOptions): Promise<NativeInputs> {
+  const init = await openInputImage('initImage', params.initImage!);
+  const out: NativeInputs = { initImage: await inputPixels('initImage', init, params.width, params.height, 'rgb') };
+  if (params.mask !== undefined) {
+    const mask = await openInputImage('mask', params.mask);
+    if (mask.width !== init.width || mask.height !== init.height) {
+      throw new InvalidOptionError(
+        `mask: the mask is ${mask.width}x${mask.height} but initImage is ${init.width}x${init.height}; give a mask of the init image's size (white = repaint)`,
+        'mask',
+      );
+    }
+    out.mask = await inputPixels('mask', mask, params.width, params.height, 'grey', params.maskBlur);
+  }
+  return out;
 }
 
 function modelName(source: ModelSource): string {
@@ -462,7 +515,9 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   return openModel(source, opts, (native, onProgress, handle) =>
     native.load(
       nativeSource,
-      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget },
+      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget,
+        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0,
+        taesdPath: opts.taesdPath ? path.resolve(opts.taesdPath) : '' },
       onProgress,
       handle,
     ),

@@ -41,6 +41,8 @@ describe('resolveGenerateOptions', () => {
       rng: 'cuda',
       clipSkip: 1,
       batchCount: 1,
+      maskBlur: 0,
+      decoder: 'vae',
     });
     expect(GENERATE_DEFAULTS.width).toBe(512);
   });

@@ -35,7 +35,9 @@ function mainHelp(): string {
 /** Rephrases an option error in the CLI's flag names. */
 function cliMessage(err: InvalidOptionError): string {
   let m = err.message;
-  for (const [opt, flag] of Object.entries(FLAG_OF)) m = m.replace(new RegExp(`\\bfor ${opt}\\b`), `for ${flag}`);
+  for (const [opt, flag] of Object.entries(FLAG_OF)) {
+    m = m.replace(new RegExp(`\\bfor ${opt}\\b`), `for ${flag}`).replace(new RegExp(`^${opt}:`), `${flag}:`);
+  }
   return m;
 }
 

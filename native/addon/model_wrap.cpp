@@ -17,6 +17,25 @@ Napi::Value rejected(Napi::Env env, const std::string& code, const std::string& 
 
 int get_int(const Napi::Object& o, const char* key, int def) { return (int)get_number(o, key, def); }
 
+// { data: Buffer, width, height, channels } -> an engine image (copied: the worker must not touch JS memory).
+// Absent -> an empty image. lib/ validates first; this only guards against malformed objects.
+sdn::Image get_image(const Napi::Object& o, const char* key) {
+  sdn::Image img;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return img;
+  if (!v.IsObject()) throw Napi::TypeError::New(o.Env(), std::string(key) + ": expected an object of pixels");
+  Napi::Object io = v.As<Napi::Object>();
+  Napi::Value d = io.Get("data");
+  if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(o.Env(), std::string(key) + ".data: expected a Buffer");
+  Napi::Uint8Array a = d.As<Napi::Uint8Array>();
+  img.width = (int)get_number(io, "width", 0);
+  img.height = (int)get_number(io, "height", 0);
+  img.channels = (int)get_number(io, "channels", 3);
+  img.data.assign(a.Data(), a.Data() + a.ElementLength());
+  return img;
+}
+
 sdn::GenerateParams parse_params(const Napi::Object& o) {
   sdn::GenerateParams p;
   p.prompt = get_string(o, "prompt", p.prompt);
@@ -32,6 +51,11 @@ sdn::GenerateParams parse_params(const Napi::Object& o) {
   p.clip_skip = get_int(o, "clipSkip", p.clip_skip);
   p.batch_count = get_int(o, "batchCount", p.batch_count);
   p.preview_every = get_int(o, "previewEvery", p.preview_every);
+  p.preview_method = get_string(o, "previewMethod", p.preview_method);
+  p.strength = (float)get_number(o, "strength", p.strength);
+  p.decoder = get_string(o, "decoder", p.decoder);
+  p.init_image = get_image(o, "initImage");
+  p.mask = get_image(o, "mask");
   return p;
 }
 
@@ -140,8 +164,12 @@ Napi::Value ModelWrap::load(const Napi::CallbackInfo& info) {
     base.threads = (int)get_number(o, "threads", 0);
     base.device = get_string(o, "device", "auto");
     base.vram_budget = (uint64_t)get_number(o, "vramBudget", 0);
+    base.vae_tiling = get_string(o, "vaeTiling", "auto");
+    base.text_encoder_on_cpu = get_number(o, "textEncoderOnCpu", 0) != 0;
+    base.vae_on_cpu = get_number(o, "vaeOnCpu", 0) != 0;
     base.weight_type = get_string(o, "weightType", "");
     base.tokenizer_path = get_string(o, "tokenizerPath", "");
+    base.taesd_path = get_string(o, "taesdPath", "");
   }
   Maker make = [parts, base](std::function<bool(float)> on_progress) {
     sdn::LoadOptions lo = base;

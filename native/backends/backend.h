@@ -179,6 +179,7 @@ std::vector<DeviceInfo> list_devices();
 
 struct BackendChoice {
   std::shared_ptr<Backend> backend;  // device backends come wrapped with the CPU fallback
+  std::shared_ptr<Backend> cpu;      // a CPU backend for components placed on the CPU (set by the caller; may be null)
   std::string device;                // "vulkan:0" / "cpu"
   std::string description;           // "vulkan:0 NVIDIA H200, 139 GiB" or "cpu: no Vulkan loader found"
 };

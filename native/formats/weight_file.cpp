@@ -426,7 +426,7 @@ void detect_model(const std::map<std::string, Tensor>& t, const std::map<std::st
   else if (!has_vae) why = "the file has no VAE weights (first_stage_model.*); give a VAE file as well";
   else if (!has_te || !tok) why = "the file has no CLIP text encoder weights (cond_stage_model.*)";
   else if (variant.find("distilled") != std::string::npos) why = "distilled UNets without a middle attention block are not supported";
-  else if (variant != "base") why = variant + " models need extra inputs (image/mask); only txt2img with base models runs today";
+  else if (variant != "base" && variant != "inpaint") why = variant + " models are not supported yet (base and inpainting models are)";
   else info.runnable = true;  // eps or v prediction (v: denoiser scalings of the v parameterisation)
   info.not_runnable_reason = why;
 }

@@ -16,12 +16,17 @@ void CfgDenoiser::clear() {
 
 void CfgDenoiser::set_conditioning(const Conditioning& cond, const Conditioning& uncond, float cfg) {
   clear();
+  // the text encoder may run on another backend (the CPU): bring the conditioning over once
   cond_ = cond;
   uncond_ = uncond;
+  for (Conditioning* c : {&cond_, &uncond_}) {
+    if (c->context.defined()) c->context = be_.upload(c->context);
+    if (c->y.defined()) c->y = be_.upload(c->y);
+  }
   cfg_ = cfg;
   if (cfg != 1.0f && uncond.defined() && options_.batch_cfg && uncond.context.shape[1] == cond.context.shape[1]) {
-    both_.context = be_.concat(be_.upload(cond.context), be_.upload(uncond.context), 0);
-    if (cond.y.defined() && uncond.y.defined()) both_.y = be_.concat(be_.upload(cond.y), be_.upload(uncond.y), 0);
+    both_.context = be_.concat(cond_.context, uncond_.context, 0);
+    if (cond_.y.defined() && uncond_.y.defined()) both_.y = be_.concat(cond_.y, uncond_.y, 0);
   }
 }
 

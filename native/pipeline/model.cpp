@@ -10,6 +10,7 @@
 #include "formats/files.h"
 #include "formats/weight_file.h"
 #include "models/validate.h"
+#include "models/taesd.h"
 #include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
 
@@ -95,11 +96,13 @@ static ModelConfig model_config(const std::map<std::string, std::string>& md) {
 
 class SdModel final : public Model {
  public:
-  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<DiffusionPipeline> pipe,
-          ModelInfo info)
-      : backend_(std::move(backend)), files_(std::move(files)), pipe_(std::move(pipe)), info_(std::move(info)) {}
+  SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<TaesdFile> taesd,
+          std::unique_ptr<DiffusionPipeline> pipe, ModelInfo info)
+      : backend_(std::move(backend)), files_(std::move(files)), taesd_(std::move(taesd)), pipe_(std::move(pipe)),
+        info_(std::move(info)) {}
   ~SdModel() override {
     pipe_.reset();  // the store refers to the files and the backend
+    taesd_.reset();
     files_.clear();
   }
   const ModelInfo& info() const override { return info_; }
@@ -111,6 +114,7 @@ class SdModel final : public Model {
  private:
   BackendChoice backend_;  // outlives everything below (tensors of the pipeline live on it)
   std::vector<std::unique_ptr<WeightFile>> files_;
+  std::unique_ptr<TaesdFile> taesd_;  // LoadOptions::taesd_path, or null
   std::unique_ptr<DiffusionPipeline> pipe_;
   ModelInfo info_;
 };
@@ -121,9 +125,9 @@ static void require_sd1(const std::string& path, const ModelInfo& info) {
                 path + ": model family '" + info.family +
                     "' is not supported for generation yet (only Stable Diffusion 1.x checkpoints are)" +
                     (info.not_runnable_reason.empty() ? "" : ": " + info.not_runnable_reason));
-  if (info.variant != "" && info.variant != "base")
+  if (info.variant != "" && info.variant != "base" && info.variant != "inpaint")
     throw_error(ErrorCode::Unsupported, path + ": SD1.x variant '" + info.variant +
-                                            "' is not supported for txt2img yet (only base models are)");
+                                            "' is not supported yet (base and inpainting models are)");
 }
 
 std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& options) {
@@ -166,10 +170,25 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   bo.threads = options.threads;
   bo.vram_budget = options.vram_budget;
   BackendChoice backend = create_backend(options.device, bo);
-  auto store = std::make_unique<WeightStore>(base, *backend.backend);
-  if (unet) store->add_file("model.diffusion_model.", unet);
-  if (vae) store->add_file("first_stage_model.", vae);
-  if (te) store->add_file("cond_stage_model.", te);
+  Placement placement;
+  if (options.vae_tiling == "on") placement.vae_tiling = VaeTiling::On;
+  else if (options.vae_tiling == "off") placement.vae_tiling = VaeTiling::Off;
+  else if (options.vae_tiling != "auto" && !options.vae_tiling.empty())
+    throw_error(ErrorCode::InvalidArgument, "vae_tiling must be auto, on or off, got '" + options.vae_tiling + "'");
+  // components placed on the CPU get their own store over the same files, on a CPU backend
+  const bool place_cpu = !backend.backend->is_host() && (options.text_encoder_on_cpu || options.vae_on_cpu);
+  placement.text_encoder_on_cpu = place_cpu && options.text_encoder_on_cpu;
+  placement.vae_on_cpu = place_cpu && options.vae_on_cpu;
+  if (place_cpu) backend.cpu = make_cpu_backend(bo);
+  auto make_store = [&](Backend& be) {
+    auto st = std::make_unique<WeightStore>(base, be);
+    if (unet) st->add_file("model.diffusion_model.", unet);
+    if (vae) st->add_file("first_stage_model.", vae);
+    if (te) st->add_file("cond_stage_model.", te);
+    return st;
+  };
+  auto store = make_store(*backend.backend);
+  std::unique_ptr<WeightStore> cpu_store = place_cpu ? make_store(*backend.cpu) : nullptr;
   struct Req {
     const char* name;
     const char* part;
@@ -188,15 +207,50 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   validate_sd1_shapes(*store, cfg.clip_heads, cfg.unet_heads, tokenizer->vocab_size(), main_path);
   report(0.05f);
   if (wtype != DType::Invalid) {
-    convert_weights(*store, {"model.diffusion_model.", "cond_stage_model."}, wtype, [&](int64_t d, int64_t t) {
-      if (options.on_progress) return options.on_progress(0.05f + 0.9f * (float)d / (float)(t ? t : 1));
-      return true;
-    });
+    // progress 0.05 .. 0.95 over the U-Net (0.05 .. 0.8 when the text encoder is converted separately) and the text
+    // encoder, monotonic
+    const bool separate = placement.text_encoder_on_cpu;
+    auto on_range = [&](float lo, float hi) {
+      return [&options, lo, hi](int64_t d, int64_t t) {
+        if (options.on_progress) return options.on_progress(lo + (hi - lo) * (float)d / (float)(t ? t : 1));
+        return true;
+      };
+    };
+    if (!separate) {
+      convert_weights(*store, {"model.diffusion_model.", "cond_stage_model."}, wtype, on_range(0.05f, 0.95f));
+    } else {
+      convert_weights(*store, {"model.diffusion_model."}, wtype, on_range(0.05f, 0.8f));
+      convert_weights(*cpu_store, {"cond_stage_model."}, wtype, on_range(0.8f, 0.95f));
+    }
   }
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
-  auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg);
+  std::unique_ptr<TaesdFile> taesd;
+  if (!options.taesd_path.empty()) {
+    if (!is_file(options.taesd_path))
+      throw_error(ErrorCode::NotFound, "the TAESD file " + options.taesd_path +
+                                           " does not exist (taesdPath / --taesd: give a taesd_decoder.safetensors or "
+                                           "diffusers AutoencoderTiny file)");
+    try {
+      taesd = std::make_unique<TaesdFile>(options.taesd_path, *backend.backend);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("taesdPath / --taesd: ") + e.what());
+    }
+    if (!taesd->model().has_decoder())
+      throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD file has no decoder (taesdPath / --taesd "
+                                                               "needs taesd_decoder or a file with both halves)");
+  }
+  auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg, placement, std::move(cpu_store));
+  if (taesd) {
+    if (taesd->model().latent_channels() != pipe->latent_channels())
+      throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD decoder takes " +
+                                              std::to_string(taesd->model().latent_channels()) +
+                                              "-channel latents but the model makes " +
+                                              std::to_string(pipe->latent_channels()) +
+                                              " (taesdPath / --taesd: use the TAESD of the model's family)");
+    pipe->set_taesd(&taesd->model());
+  }
   report(1.f);
-  return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(pipe), info);
+  return std::make_unique<SdModel>(std::move(backend), std::move(owned), std::move(taesd), std::move(pipe), info);
 }
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {

@@ -38,6 +38,30 @@ void validate_params(const GenerateParams& p) {
   if (p.batch_count < 1 || p.batch_count > 64)
     bad("batch_count must be between 1 and 64, got " + std::to_string(p.batch_count));
   if (p.preview_every < 0) bad("preview_every must be 0 (off) or a positive step interval");
+  if (p.preview_method != "latent" && p.preview_method != "taesd")
+    bad("preview_method (previewMethod) '" + p.preview_method + "' is not known (use latent or taesd)");
+  if (p.decoder != "vae" && p.decoder != "taesd") bad("decoder '" + p.decoder + "' is not known (use vae or taesd)");
+  auto check_image = [&](const Image& im, const char* what, bool grey_ok) {
+    if (im.width != p.width || im.height != p.height)
+      bad(std::string(what) + " is " + std::to_string(im.width) + "x" + std::to_string(im.height) +
+          " but the image to generate is " + std::to_string(p.width) + "x" + std::to_string(p.height) +
+          " (resize it to width x height first; the Node API does this itself)");
+    if (!(im.channels == 3 || (grey_ok && im.channels == 1)))
+      bad(std::string(what) + " must have " + (grey_ok ? "1 or 3 channels" : "3 channels (RGB)") + ", got " +
+          std::to_string(im.channels));
+    if (im.data.size() != (size_t)im.width * (size_t)im.height * (size_t)im.channels)
+      bad(std::string(what) + " has " + std::to_string(im.data.size()) + " bytes of pixel data instead of width * height * channels = " +
+          std::to_string((size_t)im.width * im.height * im.channels));
+  };
+  const bool has_init = !p.init_image.data.empty() || p.init_image.width || p.init_image.height;
+  const bool has_mask = !p.mask.data.empty() || p.mask.width || p.mask.height;
+  if (has_init) check_image(p.init_image, "init_image (initImage, --init-img)", false);
+  if (has_mask) {
+    if (!has_init) bad("mask (--mask) needs an init image (initImage, --init-img) to repaint");
+    check_image(p.mask, "mask (--mask)", true);
+  }
+  if (!std::isfinite(p.strength) || p.strength < 0 || p.strength > 1)
+    bad("strength must be a number from 0 to 1, got " + std::to_string(p.strength));
   const size_t kMaxPrompt = 64 * 1024;
   if (p.prompt.size() > kMaxPrompt) bad("prompt is longer than 65536 bytes");
   if (p.negative_prompt.size() > kMaxPrompt) bad("negative_prompt is longer than 65536 bytes");

@@ -13,6 +13,14 @@
 namespace sdn {
 
 namespace {
+// A copy of host floats as a backend tensor that owns its memory (upload() may return a view of host data on a
+// host backend, which must not outlive the vector it wraps).
+Tensor upload_copy(Backend& be, const float* data, const std::vector<int64_t>& shape) {
+  Tensor t = be.empty(shape, DType::F32);
+  be.write(t, Tensor::wrap(const_cast<float*>(data), shape, DType::F32));
+  return t;
+}
+
 struct StateReset {
   std::function<void()> fn;
   ~StateReset() { fn(); }
@@ -20,9 +28,12 @@ struct StateReset {
 }  // namespace
 
 DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
-                                     Prediction prediction, ModelConfig config)
-    : store_(std::move(store)), prediction_(prediction) {
-  conditioner_ = std::make_unique<ClipConditioner>(*store_, std::move(tokenizer), config.clip_heads);
+                                     Prediction prediction, ModelConfig config, Placement placement,
+                                     std::unique_ptr<WeightStore> cpu_store)
+    : store_(std::move(store)), cpu_store_(std::move(cpu_store)), placement_(placement), prediction_(prediction) {
+  WeightStore& te_store = placement_.text_encoder_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
+  WeightStore& vae_store = placement_.vae_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
+  conditioner_ = std::make_unique<ClipConditioner>(te_store, std::move(tokenizer), config.clip_heads);
   unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", config.unet_heads);
   {
     // Streaming of memory-mapped U-Net weights (release each block's pages after it ran) is on by default:
@@ -31,7 +42,8 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
     const char* sw = std::getenv("SDN_STREAM_WEIGHTS");
     unet_->set_stream_weights(!(sw && *sw == '0'));
   }
-  vae_ = std::make_unique<VaeModel>(*store_);
+  vae_ = std::make_unique<VaeModel>(vae_store);
+  vae_be_ = &vae_store.backend();
   if (unet_->context_dim() != conditioner_->context_dim())
     throw_error(ErrorCode::InvalidFile, "the U-Net expects a text context of width " +
                                             std::to_string(unet_->context_dim()) + " but the text encoder gives " +
@@ -76,42 +88,178 @@ void DiffusionPipeline::check_params(const GenerateParams& p) const {
                                                                " for this model, got " + std::to_string(p.width));
   if (p.height % m) throw_error(ErrorCode::InvalidArgument, "height must be a multiple of " + std::to_string(m) +
                                                                 " for this model, got " + std::to_string(p.height));
+  if ((p.decoder == "taesd" || p.preview_method == "taesd") && !taesd_)
+    throw_error(ErrorCode::InvalidArgument,
+                std::string(p.decoder == "taesd" ? "decoder" : "preview_method (previewMethod)") +
+                    " 'taesd' needs a TAESD file: load the model with taesdPath (CLI: --taesd FILE)");
+  const int C = unet_->out_channels();
+  if (unet_->in_channels() != C && unet_->in_channels() != C + 5)
+    throw_error(ErrorCode::Unsupported, "this U-Net takes " + std::to_string(unet_->in_channels()) +
+                                            " input channels; only base (" + std::to_string(C) +
+                                            ") and inpainting (" + std::to_string(C + 5) + ") models run");
   if (p.clip_skip > conditioner_->max_clip_skip())
     throw_error(ErrorCode::InvalidArgument, "clip_skip must be at most " + std::to_string(conditioner_->max_clip_skip()) +
                                                 " (the text encoder's layer count), got " + std::to_string(p.clip_skip));
 }
 
-Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const GenerateParams& p) {
+namespace {
+constexpr int kVaeTile = 32;     // latent pixels per tile side (256 image pixels)
+constexpr int kVaeOverlap = 8;   // latent pixels shared by neighbouring tiles (64 image pixels), blended linearly
+
+// Blend weight of pixel p of a tile n pixels long: a linear ramp over `ov` pixels at each side that borders another
+// tile (sides on the image border keep full weight).
+float ramp(int p, int n, bool first, bool last, int ov) {
+  float w = 1.f;
+  if (!first) w = std::min(w, ((float)p + 0.5f) / (float)ov);
+  if (!last) w = std::min(w, ((float)(n - p) - 0.5f) / (float)ov);
+  return std::max(w, 1e-3f);
+}
+
+// Tile start positions covering [0, n) with tiles of `t` and at least `ov` overlap.
+std::vector<int> tile_starts(int n, int t, int ov) {
+  std::vector<int> s;
+  if (n <= t) return {0};
+  for (int p = 0;; p += t - ov) {
+    if (p + t >= n) {
+      s.push_back(n - t);
+      break;
+    }
+    s.push_back(p);
+  }
+  return s;
+}
+}  // namespace
+
+void DiffusionPipeline::trim() {
+  store_->backend().trim();
+  if (cpu_store_) cpu_store_->backend().trim();
+}
+
+bool DiffusionPipeline::tiles_decode(int h, int w) const {
+  if (placement_.vae_tiling == VaeTiling::On) return h > kVaeTile || w > kVaeTile;
+  if (placement_.vae_tiling == VaeTiling::Off || vae_be_->is_host()) return false;
+  // the decoder's working set at full resolution: about four live 128-channel f32 tensors of the image size
+  const double need = 4.0 * 128.0 * 4.0 * (8.0 * h) * (8.0 * w);
+  const DeviceInfo d = vae_be_->device_info();
+  const MemoryStats m = vae_be_->memory_stats();
+  const double free = d.memory_bytes > m.weights ? (double)(d.memory_bytes - m.weights) : 0.0;
+  return d.memory_bytes > 0 && need > 0.5 * free;
+}
+
+std::vector<float> DiffusionPipeline::decode_planes(const std::vector<float>& x, int lh, int lw, int tile, int overlap) {
+  Backend& be = *vae_be_;
+  const int64_t plane = (int64_t)lh * lw;
+  const int C = plane ? (int)((int64_t)x.size() / plane) : 0;
+  const int H = lh * 8, W = lw * 8;
+  // decodes latent rows [y0, y0+th) x columns [x0, x0+tw) -> host planes [3, 8th, 8tw]
+  auto decode_region = [&](int y0, int x0, int th, int tw) {
+    std::vector<float> crop((size_t)C * th * tw);
+    for (int c = 0; c < C; ++c)
+      for (int y = 0; y < th; ++y)
+        std::copy_n(x.data() + ((int64_t)c * lh + y0 + y) * lw + x0, tw, crop.data() + ((size_t)c * th + y) * tw);
+    Tensor z = be.scale(be.upload(Tensor::wrap(crop.data(), {1, C, th, tw}, DType::F32)), 1.0f / latent_scale_);
+    Tensor dec = vae_->decode(z);
+    z = Tensor();
+    if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != 8 * th || dec.shape[3] != 8 * tw)
+      throw_error(ErrorCode::InvalidFile, "the VAE decoder turned a " + std::to_string(tw) + "x" + std::to_string(th) +
+                                              " latent into " + dec.shape_str() + " instead of an RGB " +
+                                              std::to_string(8 * tw) + "x" + std::to_string(8 * th) + " image");
+    Tensor px = be.to_host(dec);
+    if (!px.is_contiguous()) px = px.contiguous();
+    return std::vector<float>(px.f32(), px.f32() + px.numel());
+  };
+  if (tile <= 0 || (lh <= tile && lw <= tile)) return decode_region(0, 0, lh, lw);
+  const int th = std::min(tile, lh), tw = std::min(tile, lw), ov = std::max(1, overlap * 8);
+  std::vector<float> acc((size_t)3 * H * W, 0.f), wsum((size_t)H * W, 0.f);
+  const std::vector<int> ys = tile_starts(lh, th, overlap), xs = tile_starts(lw, tw, overlap);
+  for (int y0 : ys)
+    for (int x0 : xs) {
+      std::vector<float> d = decode_region(y0, x0, th, tw);
+      const int TH = th * 8, TW = tw * 8;
+      for (int py = 0; py < TH; ++py) {
+        const float wy = ramp(py, TH, y0 == 0, y0 + th == lh, ov);
+        for (int px = 0; px < TW; ++px) {
+          const float wgt = wy * ramp(px, TW, x0 == 0, x0 + tw == lw, ov);
+          const size_t o = (size_t)(y0 * 8 + py) * W + (size_t)(x0 * 8 + px);
+          wsum[o] += wgt;
+          for (int k = 0; k < 3; ++k) acc[(size_t)k * H * W + o] += wgt * d[((size_t)k * TH + py) * TW + px];
+        }
+      }
+    }
+  for (size_t o = 0; o < wsum.size(); ++o)
+    for (int k = 0; k < 3; ++k) acc[(size_t)k * H * W + o] /= wsum[o];
+  return acc;
+}
+
+std::vector<float> DiffusionPipeline::taesd_planes(const std::vector<float>& x, int lh, int lw) {
+  // TAESD is small (64 channels): it runs whole, on the model's backend, on the diffusion latent itself
   Backend& be = store_->backend();
   const int C = unet_->out_channels();
-  Tensor z = be.scale(be.upload(Tensor::wrap(x.data(), {1, C, lh, lw}, DType::F32)), 1.0f / latent_scale_);
-  x.clear();
-  x.shrink_to_fit();
-  Tensor dec = vae_->decode(z);
-  z = Tensor();
-  if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != p.height || dec.shape[3] != p.width)
-    throw_error(ErrorCode::InvalidFile, "the VAE decoder turned a " + std::to_string(lw) + "x" + std::to_string(lh) +
+  Tensor dec = taesd_->decode(upload_copy(be, x.data(), {1, C, lh, lw}));
+  if (dec.ndim != 4 || dec.shape[1] != 3 || dec.shape[2] != 8 * lh || dec.shape[3] != 8 * lw)
+    throw_error(ErrorCode::InvalidFile, "the TAESD decoder turned a " + std::to_string(lw) + "x" + std::to_string(lh) +
                                             " latent into " + dec.shape_str() + " instead of an RGB " +
-                                            std::to_string(p.width) + "x" + std::to_string(p.height) + " image");
+                                            std::to_string(8 * lw) + "x" + std::to_string(8 * lh) + " image");
   Tensor px = be.to_host(dec);
   if (!px.is_contiguous()) px = px.contiguous();
-  dec = Tensor();
-  check_finite(px.f32(), (size_t)px.numel(), "VAE decoder");
+  return std::vector<float>(px.f32(), px.f32() + px.numel());
+}
+
+Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const GenerateParams& p, bool taesd) {
+  // the VAE gives about [-1, 1]; TAESD gives about [0, 1]
+  std::vector<float> px = taesd ? taesd_planes(x, lh, lw)
+                                : decode_planes(x, lh, lw, tiles_decode(lh, lw) ? kVaeTile : 0, kVaeOverlap);
+  x.clear();
+  x.shrink_to_fit();
+  check_finite(px.data(), px.size(), taesd ? "TAESD decoder" : "VAE decoder");
   Image im;
   im.width = p.width;
   im.height = p.height;
   im.channels = 3;
   im.data.resize((size_t)p.width * p.height * 3);
   const size_t plane = (size_t)p.width * p.height;
-  const float* src = px.f32();
+  if (px.size() != 3 * plane) throw_error(ErrorCode::Internal, "decode: unexpected image size");
+  const float* src = px.data();
   for (size_t q = 0; q < plane; ++q)
     for (int k = 0; k < 3; ++k) {
-      float v = (src[k * plane + q] + 1.f) * 0.5f;
+      float v = taesd ? src[k * plane + q] : (src[k * plane + q] + 1.f) * 0.5f;
       v = std::min(1.f, std::max(0.f, v));
       if (!(v == v)) v = 0;  // NaN -> 0
       im.data[q * 3 + k] = (uint8_t)(v * 255.f);
     }
   return im;
+}
+
+Tensor DiffusionPipeline::image_tensor(const Image& im, const std::vector<float>* mask) {
+  const size_t plane = (size_t)im.width * im.height;
+  std::vector<float> d(3 * plane);
+  for (size_t q = 0; q < plane; ++q) {
+    const float keep = mask ? 1.f - (*mask)[q] : 1.f;
+    for (int k = 0; k < 3; ++k) d[k * plane + q] = keep * (im.data[q * 3 + k] / 255.f * 2.f - 1.f);
+  }
+  return upload_copy(*vae_be_, d.data(), {1, 3, im.height, im.width});
+}
+
+std::vector<float> DiffusionPipeline::encode_latent(const Tensor& image, NoiseGenerator& gen) {
+  Backend& be = *vae_be_;
+  const int C = unet_->out_channels();
+  Tensor m = be.to_host(vae_->encode(image));
+  if (!m.is_contiguous()) m = m.contiguous();
+  if (m.ndim != 4 || (m.shape[1] != 2 * C && m.shape[1] != C))
+    throw_error(ErrorCode::InvalidFile, "the VAE encoder gives " + m.shape_str() + " instead of " +
+                                            std::to_string(2 * C) + " channels (mean and log-variance)");
+  const int64_t n = (int64_t)C * m.shape[2] * m.shape[3];
+  std::vector<float> z((size_t)n), eps((size_t)n);
+  // the posterior sample, as the reference engine draws it (one randn of the latent's size from the seeded rng)
+  gen.randn(eps.data(), n);
+  const float* mean = m.f32();
+  const float* logvar = m.shape[1] == 2 * C ? m.f32() + n : nullptr;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = mean[i];
+    if (logvar) v += std::exp(0.5f * std::min(20.f, std::max(-30.f, logvar[i]))) * eps[(size_t)i];
+    z[(size_t)i] = v * latent_scale_;
+  }
+  return z;
 }
 
 std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const GenerateCallbacks& cb) {
@@ -136,11 +284,14 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   unet_->set_abort_check(cb.should_abort);
   vae_->set_abort_check(cb.should_abort);
   conditioner_->set_abort_check(cb.should_abort);
+  if (taesd_) taesd_->set_abort_check(cb.should_abort);
   StateReset reset{[this] {
     unet_->set_abort_check({});
     vae_->set_abort_check({});
     conditioner_->set_abort_check({});
+    if (taesd_) taesd_->set_abort_check({});
     denoiser_->clear();
+    denoiser_->set_extra_channels(Tensor());
   }};
 
   int64_t seed = p.seed;
@@ -160,18 +311,100 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
   }
   if (options_.release_between_stages) {
     conditioner_->release();
-    be.trim();  // cached activation blocks of one stage are the wrong sizes for the next
+    trim();  // cached activation blocks of one stage are the wrong sizes for the next
+  }
+
+  // 2. image conditioning (img2img, inpainting), as the reference engine does it: the rng seeded with the seed
+  // draws the VAE posterior noise of the init image, then of the masked image (inpainting checkpoints).
+  const int lh = p.height / 8, lw = p.width / 8, C = unet_->out_channels();
+  const int64_t n = (int64_t)C * lh * lw;
+  const size_t lplane = (size_t)lh * lw;
+  const bool img2img = !p.init_image.data.empty();
+  const bool inpaint_model = unet_->in_channels() == C + 5;
+  std::vector<float> init_latent;   // empty: zeros (txt2img)
+  std::vector<float> denoise_mask;  // [lh*lw]; empty: none. Outside it the latent is reset to init_latent.
+  if (img2img || inpaint_model) {
+    check_abort();
+    std::vector<float> pixel_mask;  // [H*W] in [0, 1], 1 = repaint
+    std::vector<float> latent_mask(lplane, 1.f);
+    if (!p.mask.data.empty()) {
+      const size_t plane = (size_t)p.width * p.height;
+      pixel_mask.resize(plane);
+      for (size_t q = 0; q < plane; ++q) pixel_mask[q] = p.mask.data[q * p.mask.channels] / 255.f;
+      // latent mask: the largest mask value of each 8x8 pixel block
+      for (int y = 0; y < lh; ++y)
+        for (int x = 0; x < lw; ++x) {
+          float m = 0;
+          for (int dy = 0; dy < 8; ++dy)
+            for (int dx = 0; dx < 8; ++dx) m = std::max(m, pixel_mask[(size_t)(y * 8 + dy) * p.width + x * 8 + dx]);
+          latent_mask[(size_t)y * lw + x] = m;
+        }
+    }
+    auto gen = make_noise_generator(p.rng, (uint64_t)seed);
+    if (img2img) init_latent = encode_latent(image_tensor(p.init_image, nullptr), *gen);
+    if (inpaint_model) {
+      // extra U-Net input: [mask (1), latent of the image with the masked part grey (C)]; zeros without an image
+      std::vector<float> extra((size_t)(1 + C) * lplane, 0.f);
+      std::copy(latent_mask.begin(), latent_mask.end(), extra.begin());
+      if (img2img) {
+        std::vector<float> ones;
+        if (pixel_mask.empty()) ones.assign((size_t)p.width * p.height, 1.f);
+        std::vector<float> masked = encode_latent(image_tensor(p.init_image, pixel_mask.empty() ? &ones : &pixel_mask), *gen);
+        std::copy(masked.begin(), masked.end(), extra.begin() + lplane);
+      }
+      denoiser_->set_extra_channels(upload_copy(be, extra.data(), {1, 1 + C, lh, lw}));
+      if (!pixel_mask.empty()) {
+        // the blend mask of inpainting checkpoints is the latent mask dilated by one latent pixel (3x3 max)
+        denoise_mask.assign(lplane, 0.f);
+        for (int y = 0; y < lh; ++y)
+          for (int x = 0; x < lw; ++x) {
+            float m = 0;
+            for (int dy = -1; dy <= 1; ++dy)
+              for (int dx = -1; dx <= 1; ++dx) {
+                const int yy = y + dy, xx = x + dx;
+                if (yy >= 0 && yy < lh && xx >= 0 && xx < lw) m = std::max(m, latent_mask[(size_t)yy * lw + xx]);
+              }
+            denoise_mask[(size_t)y * lw + x] = m;
+          }
+      }
+    } else if (!pixel_mask.empty()) {
+      denoise_mask = latent_mask;
+    }
+    if (options_.release_between_stages) {
+      vae_->release_encoder();
+      trim();
+    }
   }
   progress(Phase::Encode, 1, 1, 0);
 
-  // 2. sampling, every image of the batch
-  const int lh = p.height / 8, lw = p.width / 8, C = unet_->out_channels();
-  const int64_t n = (int64_t)C * lh * lw;
+  // 3. sampling, every image of the batch
   std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps);
+  if (img2img && p.strength < 1.f) {
+    // the schedule starts at step N - t - 1 of the N-step schedule, t = floor(N * strength) (stable-diffusion.cpp)
+    int t_enc = (int)((float)p.steps * p.strength);
+    if (t_enc >= p.steps) t_enc = p.steps - 1;
+    if (t_enc < 0) t_enc = 0;
+    sigmas.erase(sigmas.begin(), sigmas.begin() + (p.steps - t_enc - 1));
+  }
+  const int steps_run = (int)sigmas.size() - 1;
   std::vector<std::vector<float>> latents;
   std::vector<int64_t> seeds;
   Denoiser model = [&](const std::vector<float>& x, float sigma, std::vector<float>& den) {
     denoiser_->denoise(x, sigma, lh, lw, den);
+    if (!denoise_mask.empty()) {
+      // keep the init image's latent outside the mask (every model; inpainting checkpoints too, as the reference)
+      for (int c = 0; c < C; ++c)
+        for (size_t q = 0; q < lplane; ++q) {
+          const size_t i = (size_t)c * lplane + q;
+          const float m = denoise_mask[q];
+          den[i] = den[i] * m + init_latent[i] * (1.f - m);
+        }
+    }
+  };
+  auto preview = [&](const std::vector<float>& x) {
+    if (p.preview_method != "taesd") return latent_preview(x, lh, lw);
+    std::vector<float> copy = x;
+    return decode(copy, lh, lw, p, true);
   };
   for (int img = 0; img < p.batch_count; ++img) {
     check_abort();
@@ -179,36 +412,37 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     auto gen = make_noise_generator(p.rng, (uint64_t)s);
     std::vector<float> x((size_t)n);
     gen->randn(x.data(), n);
-    for (float& v : x) v *= sigmas[0];
-    progress(Phase::Sample, 0, p.steps, img);
+    for (int64_t i = 0; i < n; ++i) x[(size_t)i] = (init_latent.empty() ? 0.f : init_latent[(size_t)i]) + x[(size_t)i] * sigmas[0];
+    progress(Phase::Sample, 0, steps_run, img);
     run_sampler(p.sampler, model, x, sigmas, *gen, [&](int i, int steps) {
       const int done = i + 1;  // i is the 0-based index of the step just finished (sampling.h)
       progress(Phase::Sample, done, steps, img);
       if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
-        cb.on_preview(done, latent_preview(x, lh, lw));
+        cb.on_preview(done, preview(x));
       return !aborted();
     });
     latents.push_back(std::move(x));
     seeds.push_back(s);
   }
   denoiser_->clear();
+  denoiser_->set_extra_channels(Tensor());
   if (options_.release_between_stages) {
     unet_->release();
-    be.trim();
+    trim();
   }
 
-  // 3. decode
+  // 4. decode
   std::vector<Image> images;
   for (int img = 0; img < p.batch_count; ++img) {
     check_abort();
     progress(Phase::Decode, img, p.batch_count, img);
-    images.push_back(decode(latents[img], lh, lw, p));
+    images.push_back(decode(latents[img], lh, lw, p, p.decoder == "taesd"));
     images.back().seed = seeds[img];
     progress(Phase::Decode, img + 1, p.batch_count, img);
   }
   if (options_.release_between_stages) {
     vae_->release_decoder();
-    be.trim();
+    trim();
   }
   return images;
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models/taesd.h"
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/weights.h"
@@ -23,14 +24,26 @@ struct ModelConfig {
   int unet_heads = 8;  // SD1.x: 8
 };
 
+enum class VaeTiling { Auto, On, Off };
+
+// Where the components run: the U-Net always on the main store's backend; the text encoder and the VAE on the
+// CPU store's backend when one is given and placement asks for it.
+struct Placement {
+  bool text_encoder_on_cpu = false;
+  bool vae_on_cpu = false;
+  VaeTiling vae_tiling = VaeTiling::Auto;
+};
+
 struct PipelineOptions {
   bool release_between_stages = true;  // drop text-encoder pages after encoding and U-Net pages before decoding
 };
 
 class DiffusionPipeline {
  public:
+  // cpu_store: the same weights on a CPU backend, for components placed on the CPU (may be null).
   DiffusionPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
-                    Prediction prediction = Prediction::Eps, ModelConfig config = {});
+                    Prediction prediction = Prediction::Eps, ModelConfig config = {}, Placement placement = {},
+                    std::unique_ptr<WeightStore> cpu_store = nullptr);
   WeightStore& store() { return *store_; }
   Backend& backend() { return store_->backend(); }
   PipelineOptions& options() { return options_; }
@@ -39,23 +52,52 @@ class DiffusionPipeline {
 
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks);
 
+  // Channels of the diffusion latent (what the sampler works on; an inpainting U-Net takes 5 more as input).
+  int latent_channels() const { return unet_->out_channels(); }
+  // The TAESD used by decoder = "taesd" and preview_method = "taesd" (not owned; null = none loaded).
+  void set_taesd(TaesdModel* taesd) { taesd_ = taesd; }
+
   // Latent [C, h, w] -> RGB8 preview at latent size (SD1 latent-to-RGB linear approximation).
   static Image latent_preview(const std::vector<float>& latent, int h, int w);
 
  private:
+  // Returns cached pool memory of every backend in use.
+  void trim();
   // Model-specific checks of the parameters (sizes the U-Net can take, clip skip) before any work.
   void check_params(const GenerateParams& p) const;
-  // The decoded image of latent x [C*h*w] (VAE on the backend, one host copy of the pixels).
-  Image decode(std::vector<float>& x, int h, int w, const GenerateParams& p);
+  // The decoded image of latent x [C*h*w] (VAE on its backend, whole or in tiles; or TAESD on the model's backend
+  // when `taesd`; one host copy of the pixels). Releases x.
+  Image decode(std::vector<float>& x, int h, int w, const GenerateParams& p, bool taesd);
+  // TAESD-decoded RGB planes [3, 8h, 8w] (about [0, 1]) of the diffusion latent x [C, h, w].
+  std::vector<float> taesd_planes(const std::vector<float>& x, int h, int w);
+  // An RGB8 image as a tensor [1, 3, H, W] in [-1, 1] on the VAE's backend; pixels where mask (grey [H*W] in [0, 1], may be
+  // null) is 1 become 0 (grey), as the masked image of inpainting checkpoints.
+  Tensor image_tensor(const Image& im, const std::vector<float>* mask);
+  // VAE encode (on the VAE's backend) + posterior sample (mean + std * noise from `gen`, one randn of the latent's size) x scale factor:
+  // the diffusion latent [C*h*w] on the host (one host copy of the moments).
+  std::vector<float> encode_latent(const Tensor& image, NoiseGenerator& gen);
 
+ public:
+  // Decoded RGB planes [3, 8h, 8w] (values in about [-1, 1]) of the latent x [C, h, w] (already divided by the
+  // latent scale), in overlapping tiles of `tile` latent pixels (overlap `overlap`) blended with linear ramps;
+  // tile = 0 decodes the whole latent at once. Exposed for the seam-error test.
+  std::vector<float> decode_planes(const std::vector<float>& x, int h, int w, int tile, int overlap);
+  // Whether decode tiles under the current placement and size (auto: the whole decode would not fit).
+  bool tiles_decode(int h, int w) const;
+
+ private:
   std::unique_ptr<WeightStore> store_;
+  std::unique_ptr<WeightStore> cpu_store_;  // declared after store_: destroyed first
+  Placement placement_;
   Prediction prediction_;
   PipelineOptions options_;
   std::unique_ptr<Conditioner> conditioner_;
   std::unique_ptr<UNetModel> unet_;
   std::unique_ptr<VaeModel> vae_;
+  Backend* vae_be_ = nullptr;  // the VAE's backend (the CPU when placed there)
   std::unique_ptr<DiscreteSchedule> schedule_;
   std::unique_ptr<CfgDenoiser> denoiser_;
+  TaesdModel* taesd_ = nullptr;
   float latent_scale_ = 0.18215f;  // SD 1.x/2.x VAE scale factor
 };
 

@@ -831,7 +831,13 @@ TEST(formats, detection_families) {
   ModelInfo j;
   detect_model(mk(inp), {}, j);
   EXPECT_EQ(j.variant, std::string("inpaint"));
-  EXPECT_TRUE(!j.runnable && !j.not_runnable_reason.empty());
+  EXPECT_TRUE(j.runnable);  // inpainting checkpoints run (img2img + mask, 9-channel U-Net input)
+  auto p2p = sd1;
+  p2p[0].second = {320, 8, 3, 3};
+  ModelInfo jp;
+  detect_model(mk(p2p), {}, jp);
+  EXPECT_EQ(jp.variant, std::string("pix2pix"));
+  EXPECT_TRUE(!jp.runnable && !jp.not_runnable_reason.empty());
   auto sd2 = sd1;
   sd2[1].second = {320, 320};
   sd2[2].second = {320, 1024};

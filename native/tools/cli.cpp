@@ -3,6 +3,8 @@
 //                    [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N] [--rng cuda|cpu] [--clip-skip N]
 //                    [--batch N] [--threads N] [--weight-type T] [--tokenizer MERGES] --output OUT.png
 //   Separate parts: --unet FILE --vae FILE --text-encoder FILE (each overrides that part of --model, if given).
+//   img2img / inpainting: --init-img PNG [--strength X] [--mask PNG] (8-bit PNGs of exactly --width x --height);
+//   --taesd FILE decodes with TAESD instead of the VAE (stable-diffusion.cpp's flag names).
 // With --batch N > 1 the images are written as OUT-0.png, OUT-1.png, ...
 #include <chrono>
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "png_read.h"
 #include "png_write.h"
 #include "sdn/sdn.h"
 
@@ -19,7 +22,7 @@ static void usage() {
                "         [--unet FILE] [--vae FILE] [--text-encoder FILE]\n"
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
-               "         [--tokenizer MERGES] [--quiet]\n");
+               "         [--tokenizer MERGES] [--init-img PNG] [--mask PNG] [--strength X] [--taesd FILE] [--quiet]\n");
 }
 
 int main(int argc, char** argv) {
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
   std::string model, output;
   sdn::ModelParts parts;
   bool quiet = false;
+  std::string init_img, mask;
   try {
     for (int i = 2; i < argc; ++i) {
       std::string a = argv[i];
@@ -58,6 +62,13 @@ int main(int argc, char** argv) {
       else if (a == "--threads") lo.threads = std::atoi(val().c_str());
       else if (a == "--weight-type") lo.weight_type = val();
       else if (a == "--tokenizer") lo.tokenizer_path = val();
+      else if (a == "--init-img" || a == "-i") init_img = val();
+      else if (a == "--mask") mask = val();
+      else if (a == "--strength") p.strength = std::strtof(val().c_str(), nullptr);
+      else if (a == "--taesd") {
+        lo.taesd_path = val();
+        p.decoder = "taesd";
+      }
       else if (a == "--output") output = val();
       else if (a == "--quiet") quiet = true;
       else throw sdn::Error(sdn::ErrorCode::InvalidArgument, "unknown option " + a);
@@ -65,6 +76,14 @@ int main(int argc, char** argv) {
     parts.file = model;
     if ((model.empty() && parts.unet.empty()) || output.empty())
       throw sdn::Error(sdn::ErrorCode::InvalidArgument, "--model (or --unet/--vae/--text-encoder) and --output are required");
+    auto read = [&](const std::string& path, int channels, sdn::Image& img, const char* flag) {
+      std::string err;
+      if (!sdntool::read_png(path, channels, img.data, img.width, img.height, err))
+        throw sdn::Error(sdn::ErrorCode::InvalidArgument, std::string(flag) + ": " + err);
+      img.channels = channels;
+    };
+    if (!init_img.empty()) read(init_img, 3, p.init_image, "--init-img");
+    if (!mask.empty()) read(mask, 1, p.mask, "--mask");
     sdn::validate_params(p);
     auto t0 = std::chrono::steady_clock::now();
     auto m = sdn::Model::load(parts, lo);

@@ -6,7 +6,7 @@
 import * as path from 'path';
 import { loadModel, type GenerationResult, type Model } from '../../model';
 import type { GeneratedImage } from '../../image';
-import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, type GenerateOptions, type LoadOptions } from '../../options';
+import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type PreviewMethod } from '../../options';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 import { formatDuration, ProgressBar } from '../progress';
@@ -31,7 +31,14 @@ export const FLAG_OF: Record<string, string> = {
   weightType: '--weight-type',
   tokenizerPath: '--tokenizer',
   previewEvery: '--preview-every',
+  previewMethod: '--preview-method',
   pathOrParts: '--model',
+  initImage: '--init-img',
+  mask: '--mask',
+  maskBlur: '--mask-blur',
+  strength: '--strength',
+  taesdPath: '--taesd',
+  decoder: '--taesd',
 };
 
 /** Output file of image i of n: `out.png`, or `out-0.png`, `out-1.png`, ... for a batch. */
@@ -54,12 +61,13 @@ async function openModel(file: string, options: LoadOptions): Promise<Model> {
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'generate images from a text prompt',
+  summary: 'generate images from a text prompt (and an init image / mask)',
   usage: 'sdnode generate --model FILE --prompt TEXT --output out.png [options]',
   description:
     'Generates one image (or --batch N) and writes it as PNG (with A1111 "parameters" metadata), JPEG or WebP,\n' +
     'chosen by the --output extension. A batch writes out-0.png, out-1.png, ... Progress goes to stderr;\n' +
-    'Ctrl-C cancels cleanly (exit code 130).',
+    'Ctrl-C cancels cleanly (exit code 130). img2img: --init-img FILE [--strength X]; inpainting: add --mask FILE\n' +
+    '(white = repaint). --taesd FILE decodes (and previews) with the tiny autoencoder instead of the VAE.',
   positionals: 0,
   options: [
     { name: 'model', short: 'm', type: 'string', arg: 'FILE', description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder', required: true },
@@ -78,11 +86,20 @@ export const generateCommand: Command = {
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
     { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
     { name: 'vram-budget', type: 'string', arg: 'SIZE', description: "device memory for weights, e.g. 6GB (rest streamed from host memory)" },
+    { name: 'vae-tiling', type: 'boolean', description: 'decode the image in overlapping tiles (less memory; default: when needed)' },
+    { name: 'clip-on-cpu', type: 'boolean', description: 'run the text encoder on the CPU (GPU devices)' },
+    { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed)' },
     { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
     { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
+    { name: 'preview-method', type: 'string', arg: 'NAME', description: 'latent | taesd (needs --taesd)', default: 'latent, taesd with --taesd' },
+    { name: 'init-img', short: 'i', type: 'string', arg: 'FILE', description: 'img2img: start from this image (stretched to the size)' },
+    { name: 'mask', type: 'string', arg: 'FILE', description: 'inpainting mask, white = repaint (needs --init-img)' },
+    { name: 'mask-blur', type: 'number', arg: 'X', description: 'Gaussian blur of the mask (sigma, pixels)', default: '0' },
+    { name: 'strength', type: 'number', arg: 'X', description: 'denoising strength with --init-img, 0 to 1', default: '0.75' },
+    { name: 'taesd', type: 'string', arg: 'FILE', description: 'TAESD file: decode with it instead of the VAE' },
     { name: 'json', type: 'boolean', description: 'print a machine-readable result on stdout' },
     { name: 'quiet', short: 'q', type: 'boolean', description: 'no progress output' },
   ],
@@ -96,6 +113,10 @@ export const generateCommand: Command = {
     const preview = o.preview as string | undefined;
     if (preview !== undefined && !IMAGE_EXTS.includes(path.extname(preview).toLowerCase())) {
       throw new UsageError(`generate: --preview must end in ${IMAGE_EXTS.join(', ')} (got "${preview}")`);
+    }
+    const previewMethod = (o['preview-method'] ?? (o.taesd !== undefined ? 'taesd' : undefined)) as PreviewMethod | undefined;
+    if (previewMethod !== undefined && !PREVIEW_METHODS.includes(previewMethod)) {
+      throw new UsageError(`generate: --preview-method must be one of ${PREVIEW_METHODS.join(', ')} (got "${previewMethod}")`);
     }
     const genOptions: GenerateOptions = { prompt: o.prompt as string };
     const set = <K extends keyof GenerateOptions>(key: K, v: unknown): void => {
@@ -112,6 +133,11 @@ export const generateCommand: Command = {
     set('rng', o.rng);
     set('clipSkip', o['clip-skip']);
     set('batchCount', o.batch);
+    set('initImage', o['init-img']);
+    set('mask', o.mask);
+    set('maskBlur', o['mask-blur']);
+    set('strength', o.strength);
+    if (o.taesd !== undefined) set('decoder', 'taesd');
 
     // Validate everything before the (slow) model load.
     const { resolveGenerateOptions } = await import('../../options');
@@ -123,8 +149,12 @@ export const generateCommand: Command = {
     if (o.threads !== undefined) loadOptions.threads = o.threads as number;
     if (o.device !== undefined) loadOptions.device = o.device as LoadOptions['device'];
     if (o['vram-budget'] !== undefined) loadOptions.vramBudget = o['vram-budget'] as string;
+    if (o['vae-tiling'] === true) loadOptions.vaeTiling = true;
+    if (o['clip-on-cpu'] === true) loadOptions.textEncoderOnCpu = true;
+    if (o['vae-on-cpu'] === true) loadOptions.vaeOnCpu = true;
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
+    if (o.taesd !== undefined) loadOptions.taesdPath = o.taesd as string;
     const model = await openModel(o.model as string, loadOptions);
     bar.done();
     const loadMs = performance.now() - t0;
@@ -152,6 +182,7 @@ export const generateCommand: Command = {
             }
           : undefined,
         previewEvery: o['preview-every'] as number | undefined,
+        previewMethod: previewMethod,
       });
       await previewWrite;
     } finally {

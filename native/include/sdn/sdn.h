@@ -120,11 +120,27 @@ struct LoadOptions {
   // that is missing or unusable fails with Unsupported; "auto" falls back to the CPU and says why (device()).
   std::string device = "auto";
   uint64_t vram_budget = 0;        // bytes of device memory for weights (0 = no limit)
+  // Run the text encoder / the VAE on the CPU while the U-Net runs on `device` (saves device memory; no effect when
+  // the device is the CPU).
+  bool text_encoder_on_cpu = false;
+  bool vae_on_cpu = false;
+  // VAE decode in overlapping tiles: "auto" (when the whole image would not fit the device's memory), "on", "off".
+  std::string vae_tiling = "auto";
   int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool); <= max_threads()
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
+  // A TAESD / TAESDXL file (tiny autoencoder, e.g. taesd_decoder.safetensors or diffusers AutoencoderTiny
+  // weights): needed by GenerateParams::decoder = "taesd" and preview_method = "taesd". Checked at load time.
+  std::string taesd_path;
   // Loading progress in [0, 1]; return false to abort (Error Aborted).
   std::function<bool(float)> on_progress;
+};
+
+// An 8-bit image, row-major, channels interleaved (results are RGB; inputs may also be 1-channel grey).
+struct Image {
+  int width = 0, height = 0, channels = 3;
+  std::vector<uint8_t> data;       // width * height * channels bytes
+  int64_t seed = 0;
 };
 
 struct GenerateParams {
@@ -141,6 +157,18 @@ struct GenerateParams {
   int clip_skip = 1;               // 1 = last layer, 2 = the one before, ...
   int batch_count = 1;             // images, seeds seed, seed+1, ...
   int preview_every = 0;           // 0 = no previews; N = a preview every N steps
+  std::string preview_method = "latent";  // "latent" (linear latent->RGB, latent size) or "taesd" (needs taesd_path)
+
+  // Image-to-image and inpainting. An empty init_image means txt2img.
+  Image init_image;                // RGB (3 channels) of exactly width x height (the Node layer resizes)
+  // Inpainting mask (needs init_image): 1 or 3 channels (the first is used), width x height; 255 = repaint,
+  // 0 = keep, grey values repaint partially. Inpainting checkpoints get it as their extra U-Net input; with any
+  // checkpoint the latent outside the mask is reset to the init image's after every denoising step.
+  Image mask;
+  // Fraction of the schedule that runs from the init image, in [0, 1] (as stable-diffusion.cpp: of N steps,
+  // t = floor(N * strength) (N - 1 when that is N), and the last t + 1 sigmas run). 1 with a mask = all steps.
+  float strength = 0.75f;
+  std::string decoder = "vae";     // "vae" or "taesd" (the tiny autoencoder of LoadOptions::taesd_path)
 };
 
 enum class Phase { Encode, Sample, Decode };
@@ -153,11 +181,6 @@ struct Progress {
   int images = 1;
 };
 
-struct Image {
-  int width = 0, height = 0, channels = 3;
-  std::vector<uint8_t> data;       // RGB8, row-major
-  int64_t seed = 0;
-};
 
 struct GenerateCallbacks {
   std::function<void(const Progress&)> on_progress;

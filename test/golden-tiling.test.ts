@@ -1,0 +1,45 @@
+// Tiled VAE decode on the random-weight SD 1.5 reference checkpoint (../shared/golden): case v2 (320x192, so the
+// 40-latent-pixel width is decoded as two overlapping 32-pixel tiles) with vaeTiling on must still reach the golden
+// tolerance, and its difference to the untiled decode (the seam error) is measured and reported.
+import * as fs from 'fs';
+import * as path from 'path';
+import { loadModel } from '../lib/index';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir } from './helpers/golden';
+
+jest.setTimeout(20 * 60 * 1000);
+
+const reason = goldenSkipReason();
+if (reason) {
+  // eslint-disable-next-line no-console
+  console.warn(reason);
+  test.skip(reason, () => undefined);
+} else {
+  test('tiled VAE decode: golden case v2 within tolerance; seam error vs the untiled decode reported', async () => {
+    const c = JSON.parse(fs.readFileSync(path.join(goldenDir, 'cases.json'), 'utf8')).find((x: { id: string }) => x.id === 'v2-euler_a-neg');
+    const file = ensureArch('sd15');
+    const merges = ensureMerges();
+    fs.mkdirSync(outDir, { recursive: true });
+    const opts = {
+      prompt: c.prompt, negativePrompt: c.negative, width: c.width, height: c.height, sampler: c.sampler,
+      scheduler: c.scheduler, steps: c.steps, cfgScale: c.cfg, seed: c.seed, rng: c.rng, clipSkip: c.clip_skip,
+    };
+    const images: Buffer[] = [];
+    for (const vaeTiling of [false, true]) {
+      const m = await loadModel(file, { tokenizerPath: merges, vaeTiling });
+      try {
+        const r = await m.generate(opts);
+        images.push(r.images[0].data);
+        if (vaeTiling) await r.images[0].save(path.join(outDir, 'v2-tiled.png'));
+      } finally {
+        await m.dispose();
+      }
+    }
+    let se = 0;
+    for (let i = 0; i < images[0].length; i++) se += (images[0][i] - images[1][i]) ** 2;
+    const seam = 10 * Math.log10((255 * 255) / Math.max(se / images[0].length, 1e-12));
+    const line = comparePng(path.join(outDir, 'v2-tiled.png'), c.id);
+    // eslint-disable-next-line no-console
+    console.log(`v2 tiled decode: ${line} vs the reference; ${seam.toFixed(1)} dB vs our untiled decode`);
+    expect(seam).toBeGreaterThan(35);
+  });
+}
