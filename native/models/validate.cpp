@@ -199,9 +199,14 @@ void validate_unet_shapes(const WeightStore& w, const std::string& p, int heads,
     c.fail(p + "output_blocks." + std::to_string(o) + ".0.in_layers.0.weight",
            "is missing: " + std::to_string(i) + " input blocks need as many output blocks");
   c.group_norm32(p + "out.0", ch);
-  c.conv(p + "out.2", ch, IN, 3);  // the sampler feeds the prediction back: as many channels out as in
+  // the prediction has the latent's channels; the input may carry more (inpainting: latent + mask + masked image)
+  const int64_t OUT = c.conv(p + "out.2", ch, -1, 3);
+  if (IN < OUT)
+    c.fail(p + "out.2.weight", "predicts " + std::to_string(OUT) + " latent channels from a " + std::to_string(IN) +
+                                   "-channel input (the input holds at least the latent)");
   if (ctx < 0) c.fail(p + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", "is missing (no cross-attention)");
   out->unet_in_channels = (int)IN;
+  out->unet_out_channels = (int)OUT;
   out->unet_context_dim = (int)ctx;
 }
 
@@ -249,9 +254,9 @@ void validate_sd1_shapes(const WeightStore& w, int clip_heads, int unet_heads, i
   if (a.unet_context_dim != a.clip_width)
     bad("the U-Net's cross-attention expects text features of width " + std::to_string(a.unet_context_dim) +
         " but the text encoder gives " + std::to_string(a.clip_width));
-  if (a.vae_latent_channels != a.unet_in_channels)
+  if (a.vae_latent_channels != a.unet_out_channels)
     bad("the VAE decoder takes " + std::to_string(a.vae_latent_channels) + " latent channels but the U-Net makes " +
-        std::to_string(a.unet_in_channels));
+        std::to_string(a.unet_out_channels));
 }
 
 void check_finite(const float* v, size_t n, const char* component, const std::string& stage) {

@@ -12,7 +12,7 @@ namespace sdn {
 
 struct ArchShapes {
   int clip_width = 0, clip_positions = 0, clip_vocab = 0;
-  int unet_in_channels = 0, unet_context_dim = 0;
+  int unet_in_channels = 0, unet_out_channels = 0, unet_context_dim = 0;
   int vae_latent_channels = 0;
 };
 
