@@ -313,6 +313,11 @@ TEST(hardening, tensor_shapes_and_types_are_validated_against_the_architecture) 
   {
     WeightStore ok(sdntest::make_tiny_sd(), cpu_backend());
     validate_sd1_shapes(ok, 0, 8, vocab, "tiny");
+    // an inpainting U-Net takes 9 channels (latent, mask, masked image) and predicts 4
+    auto w = sdntest::make_tiny_sd();
+    w["model.diffusion_model.input_blocks.0.0.weight"] = Tensor::zeros({32, 9, 3, 3});
+    WeightStore inpaint(std::move(w), cpu_backend());
+    validate_sd1_shapes(inpaint, 0, 8, vocab, "tiny-inpaint");
   }
   struct Case {
     const char* name;
