@@ -3,6 +3,7 @@
  * If nothing loads, throws a {@link NativeBindingError} that lists every attempt and what to do.
  * @internal
  */
+import type { NativeControlNet } from './adapters';
 import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
@@ -18,6 +19,16 @@ export interface NativeSystemInfo {
   backends: string[];
   devices: DeviceInfo[];
   backendNotes: string[];
+}
+
+/** What the addon's `probeDevice(spec)` answers: whether the backend for that device could be created. */
+export interface NativeProbeResult {
+  ok: boolean;
+  /** device name, driver version, ... as the backend reports them */
+  name?: string;
+  driver?: string;
+  /** why not, when ok is false */
+  reason?: string;
 }
 
 /** `sdn::ModelInfo` as the addon returns it: the public, documented {@link ModelInfo}. */
@@ -36,6 +47,9 @@ export interface NativeImage {
   channels: number;
   data: Buffer;
   seed: number;
+  /** Adapter notes (final images only). */
+  warnings?: string[];
+  adapterBytes?: number;
 }
 
 export interface NativeProgress {
@@ -76,6 +90,10 @@ export interface NativeGenerateParams {
   initImage?: { data: Buffer; width: number; height: number; channels: number };
   /** Grey pixels of exactly width x height. */
   mask?: { data: Buffer; width: number; height: number; channels: number };
+  loras?: Array<{ path: string; weight: number }>;
+  loraDir?: string;
+  embeddingDir?: string;
+  controlNet?: NativeControlNet;
 }
 
 export interface NativeAbortHandle {
@@ -102,7 +120,18 @@ export interface NativeFakeOptions {
 export interface NativeModel {
   load(
     pathOrParts: string | NativeModelParts,
-    options: { threads: number; weightType: string; tokenizerPath: string; device: string; vramBudget: number; vaeTiling: string; textEncoderOnCpu: number; vaeOnCpu: number; taesdPath?: string },
+    options: {
+      threads: number;
+      weightType: string;
+      tokenizerPath: string;
+      fallbackMerges?: string;
+      device: string;
+      vramBudget: number;
+      vaeTiling: string;
+      textEncoderOnCpu: number;
+      vaeOnCpu: number;
+      taesdPath?: string;
+    },
     onProgress: ((fraction: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeModelInfo>;
@@ -124,23 +153,51 @@ export interface NativeBinding {
   convert(
     input: string,
     output: string,
-    options: { type: string; vaeType: string; tokenizerPath: string },
+    options: { type: string; vaeType: string; tokenizerPath: string; fallbackMerges?: string },
     onProgress: ((done: number, total: number) => void) | null,
     abort: NativeAbortHandle | null,
   ): Promise<NativeConvertSummary>;
   validateParams(params: NativeGenerateParams): void;
+  /** Creates (and releases) the backend for one device: a GPU driver that crashes, crashes here. Optional. */
+  probeDevice?(spec: string): NativeProbeResult;
+  /** Names of the compiled-in backends, without enumerating devices (no GPU driver is loaded). Optional. */
+  compiledBackends?(): string[];
   AbortHandle: new () => NativeAbortHandle;
   Model: new () => NativeModel;
 }
 
 let cached: NativeBinding | undefined;
+let cachedFrom = '';
+
+/** The path of the loaded addon; '' before loading. */
+export function bindingSource(): string {
+  return cachedFrom;
+}
 
 /** Package root (holds package.json, build/ and prebuilds/), from lib/ (ts) or dist/ (js). */
 export const packageRoot = path.resolve(__dirname, '..');
 
+/**
+ * Where the native binaries of a package root live. Inside an Electron app archive (`.../app.asar/...`) a binary
+ * cannot be loaded; packagers unpack it to `app.asar.unpacked` (electron-builder `asarUnpack`, Forge
+ * `asar.unpack`), so the unpacked twin is used when it exists.
+ * @internal
+ */
+export function nativeRoot(root: string): string {
+  const marker = `${path.sep}app.asar${path.sep}`;
+  const i = root.indexOf(marker);
+  if (i < 0) return root;
+  const unpacked = `${root.slice(0, i)}${path.sep}app.asar.unpacked${path.sep}${root.slice(i + marker.length)}`;
+  return fs.existsSync(unpacked) ? unpacked : root;
+}
+
 /** Returns the native addon, loading it on first use. Throws NativeBindingError listing every failure. */
 export function binding(): NativeBinding {
-  if (!cached) cached = loadBinding(packageRoot, process.env.SDNODE_BINARY);
+  if (!cached) {
+    const found: string[] = [];
+    cached = loadBinding(nativeRoot(packageRoot), process.env.SDNODE_BINARY, found);
+    cachedFrom = found[0] ?? '';
+  }
   return cached;
 }
 
@@ -149,17 +206,34 @@ export function binding(): NativeBinding {
  * `override` first when given. Throws {@link NativeBindingError} listing every attempt and what to do.
  * @internal
  */
-export function loadBinding(root: string, override?: string): NativeBinding {
+export function loadBinding(root: string, override?: string, loadedFrom?: string[]): NativeBinding {
   const attempts: string[] = [];
   const candidates: Array<[string, () => unknown]> = [];
-  if (override) candidates.push([`SDNODE_BINARY=${override}`, () => require(path.resolve(override))]);
-  candidates.push([`node-gyp-build(${root})`, () => (require('node-gyp-build') as (dir: string) => unknown)(root)]);
+  let resolved = '';
+  if (override) {
+    candidates.push([
+      `SDNODE_BINARY=${override}`,
+      () => {
+        resolved = path.resolve(override);
+        return require(resolved);
+      },
+    ]);
+  }
+  candidates.push([
+    `node-gyp-build(${root})`,
+    () => {
+      // node-gyp-build's own choice (build/Release, then a matching prebuilds/<platform>-<arch>/*.node), by path
+      resolved = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
+      return require(resolved);
+    },
+  ]);
   for (const sub of ['build/Release/sdnode.node', 'build/Debug/sdnode.node']) {
     const p = path.join(root, sub);
     candidates.push([
       p,
       () => {
         if (!fs.existsSync(p)) throw new Error('file does not exist');
+        resolved = p;
         return require(p);
       },
     ]);
@@ -171,6 +245,7 @@ export function loadBinding(root: string, override?: string): NativeBinding {
         attempts.push(`${where}: loaded, but it is not the sdnode addon (or an incompatible version)`);
         continue;
       }
+      loadedFrom?.push(resolved || where);
       return b as NativeBinding;
     } catch (err) {
       attempts.push(`${where}: ${String((err as Error)?.message ?? err).split('\n')[0]}`);
@@ -187,4 +262,38 @@ export function loadBinding(root: string, override?: string): NativeBinding {
     '  - Electron: the same N-API binary works, but it must match the platform and CPU architecture\n' +
     '  - or point SDNODE_BINARY at a sdnode.node built for this platform';
   throw new NativeBindingError(message, attempts);
+}
+
+/**
+ * The seam between device selection (lib/device.ts) and the addon: asks the native side to create the backend
+ * for `spec` (`'cpu'`, `'vulkan:0'`, ...). Addons without GPU backends have no `probeDevice`; then only `'cpu'` is
+ * usable and every other device is reported as "no GPU backends compiled in". Runs in the calling process: use
+ * lib/device.ts's probe, which calls this in a short-lived child process.
+ * @internal
+ */
+export function probeDevice(spec: string, b: NativeBinding = binding()): NativeProbeResult {
+  if (typeof b.probeDevice === 'function') return b.probeDevice(spec);
+  if (spec === 'cpu') return { ok: true, name: 'CPU' };
+  return { ok: false, reason: 'no GPU backends compiled in (this sdnode binary has the CPU backend only)' };
+}
+
+/** Every addon binary this package could load, in the order it tries them (for `sdnode system`). */
+export function binaryCandidates(root: string = nativeRoot(packageRoot)): string[] {
+  const out: string[] = [];
+  if (process.env.SDNODE_BINARY) out.push(path.resolve(process.env.SDNODE_BINARY));
+  for (const sub of ['build/Release/sdnode.node', 'build/Debug/sdnode.node']) {
+    const p = path.join(root, sub);
+    if (fs.existsSync(p)) out.push(p);
+  }
+  const pre = path.join(root, 'prebuilds');
+  try {
+    for (const dir of fs.readdirSync(pre)) {
+      const d = path.join(pre, dir);
+      if (!fs.statSync(d).isDirectory()) continue;
+      for (const f of fs.readdirSync(d)) if (f.endsWith('.node')) out.push(path.join(d, f));
+    }
+  } catch {
+    /* no prebuilds/ */
+  }
+  return out;
 }

@@ -5,6 +5,7 @@
 import * as path from 'path';
 import { binding } from './binding';
 import { AbortError, fromNative } from './errors';
+import { fallbackMergesFor } from './tokenizer';
 import type { ModelInfo } from './model';
 import { checkKeys, invalid, isPlainObject, oneOf, optionalFunction, optionalSignal, string, WEIGHT_TYPES, type WeightType } from './options';
 
@@ -22,8 +23,13 @@ export interface ConvertOptions {
   type?: WeightType;
   /** Type of the VAE weights (`first_stage_model.*`). Default `'f16'`. */
   vaeType?: WeightType;
-  /** CLIP BPE merges file to embed (default: from the model or its diffusers folder, if present). */
+  /**
+   * CLIP BPE merges file to embed. Default: the model's own (embedded, or its diffusers folder), else the CLIP
+   * merges shipped with sdnode; either way the GGUF written is self-contained.
+   */
   tokenizerPath?: string;
+  /** Write even when `output` does not end in `.gguf` (the file is GGUF whatever its name). Default false. */
+  force?: boolean;
   /** Called as tensors are written (not for every tensor: at most one call waits for the event loop). */
   onProgress?: (event: ConvertProgressEvent) => void;
   /** Aborts: the promise rejects with {@link AbortError} and the partial output file is removed. */
@@ -71,14 +77,19 @@ export async function convert(input: string, output: string, options: ConvertOpt
   string('input', input, { nonEmpty: true });
   string('output', output, { nonEmpty: true });
   if (!isPlainObject(options)) invalid('options', 'an object', options);
-  checkKeys(options, ['type', 'vaeType', 'tokenizerPath', 'onProgress', 'signal'], 'convert options');
+  checkKeys(options, ['type', 'vaeType', 'tokenizerPath', 'force', 'onProgress', 'signal'], 'convert options');
   const type = options.type === undefined ? 'f16' : oneOf('type', options.type, WEIGHT_TYPES);
   const vaeType = options.vaeType === undefined ? 'f16' : oneOf('vaeType', options.vaeType, WEIGHT_TYPES);
   const tokenizerPath = options.tokenizerPath === undefined ? '' : path.resolve(string('tokenizerPath', options.tokenizerPath, { nonEmpty: true }));
   const onProgress = optionalFunction<(e: ConvertProgressEvent) => void>('onProgress', options.onProgress);
   const signal = optionalSignal('signal', options.signal);
   if (path.resolve(input) === path.resolve(output)) invalid('output', 'a path different from input', output);
+  if (options.force !== undefined && typeof options.force !== 'boolean') invalid('force', 'a boolean', options.force);
+  if (path.extname(output).toLowerCase() !== '.gguf' && options.force !== true) {
+    invalid('output', 'a file name ending in .gguf (convert writes GGUF; pass force: true / --force to use another name)', output);
+  }
   if (signal?.aborted) throw new AbortError('The conversion was aborted', { cause: signal.reason });
+  const fallbackMerges = await fallbackMergesFor(tokenizerPath);
   const b = binding();
   const handle = new b.AbortHandle();
   const onAbort = (): void => handle.abort();
@@ -89,7 +100,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
     const s = await b.convert(
       path.resolve(input),
       path.resolve(output),
-      { type, vaeType, tokenizerPath },
+      { type, vaeType, tokenizerPath, fallbackMerges },
       onProgress
         ? (done, total) => {
             if (userError !== undefined) return;

@@ -136,6 +136,8 @@ const ENGINE_OPTION_NAMES: Record<string, string> = {
   preview_every: 'previewEvery',
   weight_type: 'weightType',
   tokenizer_path: 'tokenizerPath',
+  vram_budget: 'vramBudget',
+  vae_type: 'vaeType',
   threads: 'threads',
   init_image: 'initImage',
   mask: 'mask',
@@ -144,6 +146,15 @@ const ENGINE_OPTION_NAMES: Record<string, string> = {
   preview_method: 'previewMethod',
   taesd_path: 'taesdPath',
 };
+
+/**
+ * An engine message in JavaScript terms: the engine's parameter names (`cfg_scale`, `tokenizer_path`, ...) become
+ * the option names of this API (`cfgScale`, `tokenizerPath`, ...).
+ * @internal
+ */
+export function engineMessageInJsTerms(message: string): string {
+  return message.replace(/\b[a-z]+(?:_[a-z]+)+\b/g, (w) => ENGINE_OPTION_NAMES[w] ?? w);
+}
 
 /** The API option an engine InvalidArgument message is about ("width must be ..." -> "width"), or ''. */
 function engineOptionName(message: string): string {
@@ -160,8 +171,9 @@ export function fromNative(err: unknown, context: NativeContext, site?: Error): 
   if (err instanceof SdnodeError) return err;
   const e = err as { code?: unknown; message?: unknown } | null;
   const code = typeof e?.code === 'string' && ENGINE_CODES.has(e.code) ? (e.code as SdnodeErrorCode) : undefined;
-  const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (code === undefined) return err instanceof Error ? err : new SdnodeError(message, 'Internal');
+  const rawMessage = typeof e?.message === 'string' ? e.message : String(err);
+  if (code === undefined) return err instanceof Error ? err : new SdnodeError(rawMessage, 'Internal');
+  const message = engineMessageInJsTerms(rawMessage);
   let out: SdnodeError;
   switch (code) {
     case 'Aborted':
@@ -177,7 +189,7 @@ export function fromNative(err: unknown, context: NativeContext, site?: Error): 
       out = new UnsupportedError(message, { cause: err });
       break;
     case 'InvalidArgument':
-      out = new InvalidOptionError(message, engineOptionName(message), { cause: err });
+      out = new InvalidOptionError(message, engineOptionName(rawMessage), { cause: err });
       break;
     case 'NotFound':
     case 'InvalidFile':

@@ -6,10 +6,11 @@
  * EXIF UserComment tag (where A1111 puts it).
  * @packageDocumentation
  */
-import { promises as fsp } from 'fs';
+import { constants as fsConstants, promises as fsp } from 'fs';
+import { adapterInfotextFields } from './adapters';
 import * as path from 'path';
 import sharp from 'sharp';
-import { InvalidOptionError } from './errors';
+import { InvalidOptionError, SdnodeError } from './errors';
 import type { ImageInput, RawImageInput, ResolvedGenerateOptions, Sampler, Scheduler } from './options';
 
 /** The model that made an image, as written into its metadata. */
@@ -18,6 +19,8 @@ export interface ImageModelInfo {
   name: string;
   /** Resolves to A1111's short model hash (first 10 hex digits of the file's SHA-256), or undefined. */
   hash?: () => Promise<string | undefined>;
+  /** The short hash if already known (no file reading), else undefined. */
+  knownHash?: () => string | undefined;
 }
 
 /** Generation parameters of one image (its own seed). */
@@ -73,7 +76,7 @@ const SCHEDULER_LABELS: Record<Scheduler, string | undefined> = {
  * Formats parameters as AUTOMATIC1111 infotext, e.g.
  * `prompt\nNegative prompt: ...\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model hash: ..., Clip skip: 2`.
  */
-export function formatInfotext(p: ImageParameters, modelHash?: string): string {
+export function formatInfotext(p: ImageParameters, modelHash?: string, extra: Array<[string, string]> = []): string {
   const fields: Array<[string, string | number]> = [
     ['Steps', p.steps],
     ['Sampler', SAMPLER_LABELS[p.sampler] ?? p.sampler],
@@ -87,6 +90,7 @@ export function formatInfotext(p: ImageParameters, modelHash?: string): string {
   if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
   if (p.mask !== undefined) fields.push(['Mask blur', p.maskBlur]);
   if (p.rng === 'cpu') fields.push(['RNG', 'CPU']);
+  fields.push(...extra);
   fields.push(['Version', 'sdnode']);
   const quote = (v: string | number): string => {
     const s = String(v);
@@ -187,9 +191,12 @@ export class GeneratedImage {
     this.parameters = parameters;
   }
 
-  /** A1111 infotext for this image (includes the model hash once it has been computed by an encode). */
+  /**
+   * A1111 infotext for this image. Includes the model hash given, else the one already known (computed by an
+   * encode or {@link Model.hash}, or remembered from an earlier run); it never reads the model file itself.
+   */
   infotext(modelHash?: string): string | undefined {
-    return this.parameters ? formatInfotext(this.parameters, modelHash) : undefined;
+    return this.parameters ? formatInfotext(this.parameters, modelHash ?? this.parameters.model?.knownHash?.()) : undefined;
   }
 
   private async metadataText(wanted: boolean | undefined): Promise<string | undefined> {
@@ -200,7 +207,12 @@ export class GeneratedImage {
     } catch {
       hash = undefined; // the model file may be gone; the rest of the metadata is still worth writing
     }
-    return formatInfotext(this.parameters, hash);
+    let extra: Array<[string, string]> = [];
+    const ps = this.parameters;
+    if (ps.loras?.length || ps.controlNet || /<lora:/.test(ps.prompt ?? '')) {
+      extra = await adapterInfotextFields({ prompt: ps.prompt, loras: ps.loras ?? [], loraDir: ps.loraDir ?? '', controlNet: ps.controlNet });
+    }
+    return formatInfotext(this.parameters, hash, extra);
   }
 
   private sharp(): sharp.Sharp {
@@ -236,20 +248,64 @@ export class GeneratedImage {
     return s.toBuffer();
   }
 
-  /** Writes the image; the format follows the extension: .png, .jpg/.jpeg or .webp. */
+  /**
+   * Writes the image; the format follows the extension: .png, .jpg/.jpeg or .webp. Rejects with
+   * {@link InvalidOptionError} (option `path`) for a bad extension, a missing folder or one that cannot be
+   * written, and with an {@link SdnodeError} of code `Io` when writing fails; never with a bare `ENOENT`.
+   */
   async save(file: string, options: PngOptions & JpegOptions & WebpOptions = {}): Promise<void> {
-    if (typeof file !== 'string' || file.length === 0) {
-      throw new InvalidOptionError(`expected a file path for path but received ${String(file)} (${typeof file})`, 'path');
-    }
+    await checkOutputPath(file, 'path');
     const ext = path.extname(file).toLowerCase();
     let buf: Buffer;
     if (ext === '.png') buf = await this.toPNG(options);
     else if (ext === '.jpg' || ext === '.jpeg') buf = await this.toJPEG(options);
-    else if (ext === '.webp') buf = await this.toWebP(options);
-    else {
-      throw new InvalidOptionError(`expected a path ending in .png, .jpg, .jpeg or .webp for path but received ${JSON.stringify(file)} (string)`, 'path');
+    else buf = await this.toWebP(options);
+    try {
+      await fsp.writeFile(file, buf);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new SdnodeError(`could not write the image to ${file}: ${e.code ?? ''} ${e.message}`.replace('  ', ' '), 'Io', { cause: err });
     }
-    await fsp.writeFile(file, buf);
+  }
+}
+
+/** Extensions {@link GeneratedImage.save} writes. */
+export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.webp'];
+
+/**
+ * Checks that an image can be written at `file` before any work is done: a known extension, an existing folder
+ * that this process may write to, and not an existing folder itself. Throws {@link InvalidOptionError} naming
+ * `option` (`'path'` for save(), `'--output'` in the CLI) with what to do.
+ * @internal
+ */
+export async function checkOutputPath(file: unknown, option: string): Promise<void> {
+  if (typeof file !== 'string' || file.length === 0) {
+    throw new InvalidOptionError(`expected a file path for ${option} but received ${String(file)} (${typeof file})`, option);
+  }
+  const ext = path.extname(file).toLowerCase();
+  if (!IMAGE_EXTENSIONS.includes(ext)) {
+    throw new InvalidOptionError(
+      `expected a path ending in .png, .jpg, .jpeg or .webp for ${option} but received ${JSON.stringify(file)} (string)`,
+      option,
+    );
+  }
+  const dir = path.dirname(path.resolve(file));
+  const st = await fsp.stat(dir).catch(() => undefined);
+  if (!st) throw new InvalidOptionError(`the folder of ${option} ${JSON.stringify(file)} does not exist (${dir}); create it first`, option);
+  if (!st.isDirectory()) throw new InvalidOptionError(`the folder of ${option} ${JSON.stringify(file)} is not a folder (${dir})`, option);
+  try {
+    await fsp.access(dir, fsConstants.W_OK);
+  } catch {
+    throw new InvalidOptionError(`the folder of ${option} ${JSON.stringify(file)} is not writable by this process (${dir}); choose another folder`, option);
+  }
+  const target = await fsp.stat(file).catch(() => undefined);
+  if (target?.isDirectory()) throw new InvalidOptionError(`${option} ${JSON.stringify(file)} is a folder; give a file name`, option);
+  if (target) {
+    try {
+      await fsp.access(file, fsConstants.W_OK);
+    } catch {
+      throw new InvalidOptionError(`${option} ${JSON.stringify(file)} exists and is not writable by this process`, option);
+    }
   }
 }
 

@@ -12,6 +12,7 @@ export { getSystemInfo } from './system';
 export { downloadTokenizer, tokenizerCachePath, CLIP_MERGES_URLS, CLIP_MERGES_SHA256 } from './tokenizer';
 export type { DownloadTokenizerOptions, DownloadTokenizerResult } from './tokenizer';
 export type { SystemInfo, DeviceInfo } from './system';
+export type { LoraOption, ControlNetOption, ResolvedControlNet } from './adapters';
 export {
   SAMPLERS,
   SCHEDULERS,

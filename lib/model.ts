@@ -8,7 +8,11 @@ import * as path from 'path';
 import { binding, type NativeAbortHandle, type NativeGenerateParams, type NativeImage, type NativeModel, type NativeModelInfo, type NativePreview, type NativeProgress } from './binding';
 import { AbortError, DisposedError, InvalidOptionError, fromNative } from './errors';
 import { GeneratedImage, inputPixels, openInputImage, type ImageModelInfo } from './image';
+import { fallbackMergesFor } from './tokenizer';
+import { readRecord, writeRecord } from './cache';
+import { deviceForLoad } from './device';
 import {
+  checkSizeForModel,
   integer,
   invalid,
   isPlainObject,
@@ -62,6 +66,11 @@ export interface ModelInfo {
   metadata: Record<string, string>;
   /** Whether CLIP merges are embedded or were found next to the model. */
   hasTokenizer: boolean;
+  /**
+   * Width and height must be multiples of this: 8 × 2^(U-Net downsamplings), 64 for SD 1.x; 0 when unknown (no
+   * U-Net in the file).
+   */
+  sizeMultiple: number;
 }
 
 /** Phases of a generation, in order, for each image of a batch. */
@@ -120,6 +129,13 @@ export interface GenerationResult {
   elapsedMs: number;
   /** Milliseconds the call waited in the model's queue. */
   queuedMs: number;
+  /**
+   * What the adapters reported: LoRA tensors that match no weight of this model (not applied) or of kinds not
+   * supported (LoHa, LoKr, ...). Empty when there is nothing to say.
+   */
+  warnings: string[];
+  /** Bytes of merged LoRA weights the model holds now (memory added beyond the model file; 0 without LoRAs). */
+  adapterBytes: number;
 }
 
 interface Job {
@@ -217,6 +233,7 @@ export class Model {
   #disposed = false;
   #disposing: Promise<void> | undefined;
   #hash: Promise<string | undefined> | undefined;
+  #knownHash: string | undefined;
 
   /** @internal Use {@link loadModel}. */
   constructor(native: NativeModel, info: ModelInfo, source: ModelSource, device = 'cpu') {
@@ -238,11 +255,36 @@ export class Model {
 
   /**
    * A1111's short model hash (first 10 hex digits of the SHA-256 of the model file), computed once, on demand,
-   * by streaming the file (the event loop stays free). Undefined for folders and parts.
+   * by streaming the file (the event loop stays free), and remembered in the per-user cache by path, size and
+   * modification time, so later runs do not read the whole file again. Undefined for folders and parts.
    */
   hash(): Promise<string | undefined> {
-    if (!this.#hash) this.#hash = modelFileHash(this.source);
+    if (!this.#hash) {
+      this.#hash = modelFileHash(this.source);
+      this.#hash.then(
+        (h) => {
+          this.#knownHash = h;
+        },
+        () => {},
+      );
+    }
     return this.#hash;
+  }
+
+  /**
+   * The short model hash if it is already known (computed earlier, or found in the per-user hash cache when the
+   * model was loaded), without reading the file; undefined otherwise.
+   */
+  get knownHash(): string | undefined {
+    return this.#knownHash;
+  }
+
+  /** @internal Sets the hash found in the per-user cache at load time. */
+  _setKnownHash(h: string | undefined): void {
+    if (h && this.#knownHash === undefined) {
+      this.#knownHash = h;
+      this.#hash ??= Promise.resolve(h);
+    }
   }
 
   /**
@@ -259,6 +301,7 @@ export class Model {
     try {
       if (this.#disposed) throw new DisposedError('Cannot generate: the model has been disposed');
       params = resolveGenerateOptions(options);
+      checkSizeForModel(params.width, params.height, this.info.sizeMultiple, this.info.family);
       call = resolveCallOptions(callOptions);
       if (call.signal?.aborted) throw abortErrorFor(call.signal, 'generation');
     } catch (err) {
@@ -332,11 +375,11 @@ export class Model {
         }
       : null;
     const params = job.params;
-    const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash() };
+    const modelInfo: ImageModelInfo = { name: modelName(this.source), hash: () => this.hash(), knownHash: () => this.#knownHash };
     let native: Promise<NativeImage[]>;
     let inputError: unknown;
     const start = (inputs: NativeInputs): Promise<NativeImage[]> => {
-      const { initImage: _i, mask: _m, ...plain } = params;
+      const { initImage: _i, mask: _m, controlNet: _c, ...plain } = params;
       const nativeParams: NativeGenerateParams = {
         ...plain,
         strength: params.strength ?? 1,
@@ -348,7 +391,7 @@ export class Model {
     };
     try {
       native =
-        params.initImage === undefined
+        params.initImage === undefined && params.controlNet === undefined
           ? start({})
           : decodeInputs(params).then(start, (err: unknown) => {
               inputError = err;
@@ -370,6 +413,8 @@ export class Model {
           parameters: params,
           elapsedMs: performance.now() - startedAt,
           queuedMs: startedAt - job.queuedAt,
+          warnings: images[0]?.warnings ?? [],
+          adapterBytes: images[0]?.adapterBytes ?? 0,
         });
       }
     };
@@ -414,12 +459,20 @@ export class Model {
   }
 }
 
-type NativeInputs = Pick<NativeGenerateParams, 'initImage' | 'mask'>;
+type NativeInputs = Pick<NativeGenerateParams, 'initImage' | 'mask' | 'controlNet'>;
 
-/** Decodes and resizes the init image and mask (sharp works off the JavaScript thread). */
+/** Decodes and resizes the init image, the mask and the control image (sharp works off the JavaScript thread). */
 async function decodeInputs(params: ResolvedGenerateOptions): Promise<NativeInputs> {
-  const init = await openInputImage('initImage', params.initImage!);
-  const out: NativeInputs = { initImage: await inputPixels('initImage', init, params.width, params.height, 'rgb') };
+  const out: NativeInputs = {};
+  const c = params.controlNet;
+  if (c) {
+    // the control image is used as given (no preprocessor), only brought to the output size like the init image
+    const img = await inputPixels('controlNet.image', await openInputImage('controlNet.image', c.image), params.width, params.height, 'rgb');
+    out.controlNet = { model: c.model, strength: c.strength, start: c.start, end: c.end, imageWidth: img.width, imageHeight: img.height, imageRgb: img.data };
+  }
+  if (params.initImage === undefined) return out;
+  const init = await openInputImage('initImage', params.initImage);
+  out.initImage = await inputPixels('initImage', init, params.width, params.height, 'rgb');
   if (params.mask !== undefined) {
     const mask = await openInputImage('mask', params.mask);
     if (mask.width !== init.width || mask.height !== init.height) {
@@ -439,18 +492,46 @@ function modelName(source: ModelSource): string {
   return base.replace(/\.(safetensors|ckpt|gguf|pt|pth|bin)$/i, '');
 }
 
-async function modelFileHash(source: ModelSource): Promise<string | undefined> {
+interface HashRecord {
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+}
+
+const HASH_CACHE = 'model-hashes.json';
+
+/**
+ * The SHA-256 of a model file, from the per-user cache when the file's path, size and mtime match the cached
+ * record; `compute: false` only looks there. Computing streams the file (the event loop stays free) and records
+ * the result. Undefined for folders, parts and missing files.
+ * @internal
+ */
+export async function modelFileSha256(source: ModelSource, compute = true): Promise<string | undefined> {
   if (typeof source !== 'string') return undefined;
-  const st = await fs.promises.stat(source).catch(() => undefined);
+  const file = path.resolve(source);
+  const st = await fs.promises.stat(file).catch(() => undefined);
   if (!st?.isFile()) return undefined;
+  const rec = (await readRecord<HashRecord>(HASH_CACHE))[file];
+  if (rec && rec.size === st.size && rec.mtimeMs === st.mtimeMs && /^[0-9a-f]{64}$/.test(rec.sha256)) return rec.sha256;
+  if (!compute) return undefined;
   const h = createHash('sha256');
   await new Promise<void>((resolve, reject) => {
-    fs.createReadStream(source, { highWaterMark: 1 << 20 })
+    fs.createReadStream(file, { highWaterMark: 1 << 20 })
       .on('data', (chunk) => h.update(chunk))
       .on('error', reject)
       .on('end', () => resolve());
   });
-  return h.digest('hex').slice(0, 10);
+  const sha256 = h.digest('hex');
+  const after = await fs.promises.stat(file).catch(() => undefined);
+  // a file rewritten while it was read is not recorded
+  if (after && after.size === st.size && after.mtimeMs === st.mtimeMs) {
+    await writeRecord<HashRecord>(HASH_CACHE, file, { size: st.size, mtimeMs: st.mtimeMs, sha256 });
+  }
+  return sha256;
+}
+
+async function modelFileHash(source: ModelSource): Promise<string | undefined> {
+  return (await modelFileSha256(source))?.slice(0, 10);
 }
 
 /** @internal Shared by loadModel and the test double (lib/testing.ts). Options must be validated already. */
@@ -459,6 +540,7 @@ export async function openModel(
   opts: ResolvedLoadOptions,
   load: (native: NativeModel, onProgress: ((f: number) => void) | null, handle: NativeAbortHandle) => Promise<NativeModelInfo>,
   site: Error = new Error('loadModel'),
+  deviceNote?: string,
 ): Promise<Model> {
   const signal = opts.signal;
   if (signal?.aborted) throw abortErrorFor(signal, 'model load');
@@ -483,7 +565,10 @@ export async function openModel(
     : null;
   try {
     const { device, ...info } = (await load(native, onProgress, handle)) as NativeModelInfo & { device?: string };
-    return new Model(native, info, source, device ?? 'cpu');
+    const model = new Model(native, info, source, deviceNote ?? device ?? 'cpu');
+    // a hash recorded by an earlier run (same path, size and mtime) is known at once; nothing is computed here
+    model._setKnownHash((await modelFileSha256(source, false).catch(() => undefined))?.slice(0, 10));
+    return model;
   } catch (err) {
     if (failed) throw userError;
     if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
@@ -512,14 +597,31 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const nativeSource = typeof src === 'string' ? path.resolve(src) : src;
   const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
   if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
+  const fallbackMerges = await fallbackMergesFor(opts.tokenizerPath || (typeof src === 'string' ? undefined : src.tokenizer));
+  // GPU devices are test-loaded in a child process before the engine uses them (lib/device.ts)
+  let target: { spec: string; description?: string };
+  try {
+    target = await deviceForLoad(opts.device);
+  } catch (err) {
+    throw fromNative(err, 'load', site);
+  }
   return openModel(source, opts, (native, onProgress, handle) =>
     native.load(
       nativeSource,
-      { threads: opts.threads, weightType: opts.weightType, tokenizerPath: opts.tokenizerPath, device: opts.device, vramBudget: opts.vramBudget,
-        vaeTiling: opts.vaeTiling, textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0, vaeOnCpu: opts.vaeOnCpu ? 1 : 0,
-        taesdPath: opts.taesdPath ? path.resolve(opts.taesdPath) : '' },
+      {
+        threads: opts.threads,
+        weightType: opts.weightType,
+        tokenizerPath: opts.tokenizerPath,
+        fallbackMerges,
+        device: target.spec,
+        vramBudget: opts.vramBudget,
+        vaeTiling: opts.vaeTiling,
+        textEncoderOnCpu: opts.textEncoderOnCpu ? 1 : 0,
+        vaeOnCpu: opts.vaeOnCpu ? 1 : 0,
+        taesdPath: opts.taesdPath ? path.resolve(opts.taesdPath) : '',
+      },
       onProgress,
       handle,
     ),
-  site);
+  site, target.description);
 }

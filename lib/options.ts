@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 import * as os from 'os';
+import type { ControlNetOption, LoraOption, ResolvedControlNet } from './adapters';
 import { InvalidOptionError } from './errors';
 
 /** Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM, DDIM. */
@@ -104,6 +105,20 @@ export interface GenerateOptions {
   strength?: number;
   /** Decoder of the final image: `'vae'` (default) or `'taesd'` (fast, approximate; needs `taesdPath` at load). */
   decoder?: Decoder;
+  /**
+   * LoRAs to apply, in addition to `<lora:NAME:WEIGHT>` tags in the prompt. Several at once; switching between
+   * generations re-merges only the weights they touch (the model is not reloaded). Default none.
+   */
+  loras?: LoraOption[];
+  /** Folder where `<lora:NAME:WEIGHT>` prompt tags are looked up (`NAME.safetensors`, `.ckpt`, `.pt`). */
+  loraDir?: string;
+  /**
+   * Folder of textual-inversion embeddings (A1111/ComfyUI `.pt` / `.safetensors`): a word of the prompt or negative
+   * prompt equal to a file name (without extension) uses that embedding; `embedding:NAME` must name one.
+   */
+  embeddingDir?: string;
+  /** ControlNet guidance (the control image is used as given: preprocessors such as canny are the caller's). */
+  controlNet?: ControlNetOption;
 }
 
 /** {@link GenerateOptions} with every default filled in and the seed resolved. */
@@ -129,6 +144,10 @@ export interface ResolvedGenerateOptions {
   /** Denoising strength (only with an init image). */
   strength?: number;
   decoder: Decoder;
+  loras: Array<{ path: string; weight: number }>;
+  loraDir: string;
+  embeddingDir: string;
+  controlNet?: ResolvedControlNet;
 }
 
 /** Defaults applied by {@link resolveGenerateOptions}. */
@@ -145,6 +164,9 @@ export const GENERATE_DEFAULTS: Readonly<Omit<ResolvedGenerateOptions, 'prompt' 
   batchCount: 1,
   maskBlur: 0,
   decoder: 'vae',
+  loras: [],
+  loraDir: '',
+  embeddingDir: '',
 });
 
 /** Default denoising strength with an init image (A1111's and stable-diffusion.cpp's). */
@@ -299,9 +321,25 @@ export function optionalSignal(param: string, v: unknown): AbortSignal | undefin
 
 function size(param: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v % 8 !== 0 || v < MIN_SIZE || v > MAX_SIZE) {
-    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE}`, v);
+    invalid(param, `an integer multiple of 8 from ${MIN_SIZE} to ${MAX_SIZE} (SD 1.x models need multiples of 64; \`sdnode info\` and ModelInfo.sizeMultiple give a model's rule)`, v);
   }
   return v;
+}
+
+/**
+ * Checks width and height against a model's size rule (`ModelInfo.sizeMultiple`: 64 for SD 1.x). Throws
+ * {@link InvalidOptionError} naming the option.
+ * @internal
+ */
+export function checkSizeForModel(width: number, height: number, sizeMultiple: number, family: string): void {
+  if (!(sizeMultiple > 8)) return; // unknown or no stricter than the general rule
+  for (const [param, v] of [['width', width], ['height', height]] as const) {
+    if (v % sizeMultiple !== 0) {
+      const lo = Math.max(MIN_SIZE, Math.floor(v / sizeMultiple) * sizeMultiple);
+      const hi = Math.min(MAX_SIZE, Math.ceil(v / sizeMultiple) * sizeMultiple);
+      invalid(param, `a multiple of ${sizeMultiple} (the rule of this ${family} model; e.g. ${lo === hi ? lo : `${lo} or ${hi}`})`, v);
+    }
+  }
 }
 
 const GENERATE_KEYS = [
@@ -322,6 +360,10 @@ const GENERATE_KEYS = [
   'maskBlur',
   'strength',
   'decoder',
+  'loras',
+  'loraDir',
+  'embeddingDir',
+  'controlNet',
 ] as const;
 
 /** Checks the form of an image input (decoding happens later, asynchronously). @internal */
@@ -376,6 +418,9 @@ export function resolveGenerateOptions(options: unknown): ResolvedGenerateOption
     batchCount: integer('batchCount', pick('batchCount', d.batchCount), 1, MAX_BATCH),
     maskBlur: 0,
     decoder: 'vae',
+    loras: [],
+    loraDir: '',
+    embeddingDir: '',
   };
   r.maskBlur = finite('maskBlur', pick('maskBlur', d.maskBlur), 0, 64);
   r.decoder = oneOf('decoder', pick('decoder', d.decoder), DECODERS);
@@ -390,6 +435,39 @@ export function resolveGenerateOptions(options: unknown): ResolvedGenerateOption
     r.mask = imageInput('mask', o.mask);
   } else if (o.maskBlur !== undefined && o.maskBlur !== 0) {
     invalid('maskBlur', 'no maskBlur without mask', o.maskBlur);
+  }
+  if (o.loras !== undefined) {
+    if (!Array.isArray(o.loras)) invalid('loras', 'an array of { path, weight? }', o.loras);
+    if (o.loras.length > 64) invalid('loras', 'at most 64 entries', o.loras);
+    r.loras = o.loras.map((l: unknown, i: number) => {
+      if (!isPlainObject(l)) invalid(`loras[${i}]`, 'an object { path, weight? }', l);
+      checkKeys(l, ['path', 'weight'], `loras[${i}]`);
+      return {
+        path: string(`loras[${i}].path`, l.path, { nonEmpty: true }),
+        weight: l.weight === undefined ? 1 : finite(`loras[${i}].weight`, l.weight, -100, 100),
+      };
+    });
+  } else {
+    r.loras = [];
+  }
+  r.loraDir = o.loraDir === undefined ? '' : string('loraDir', o.loraDir, { nonEmpty: true });
+  r.embeddingDir = o.embeddingDir === undefined ? '' : string('embeddingDir', o.embeddingDir, { nonEmpty: true });
+  if (o.controlNet !== undefined) {
+    const c = o.controlNet;
+    if (!isPlainObject(c)) invalid('controlNet', 'an object { model, image, strength?, start?, end? }', c);
+    checkKeys(c, ['model', 'image', 'strength', 'start', 'end'], 'controlNet');
+    if (c.image === undefined) invalid('controlNet.image', 'an image (the control image: path, Buffer or raw pixels)', c.image);
+    const image = imageInput('controlNet.image', c.image);
+    const start = c.start === undefined ? 0 : finite('controlNet.start', c.start, 0, 1);
+    const end = c.end === undefined ? 1 : finite('controlNet.end', c.end, 0, 1);
+    if (end < start) invalid('controlNet.end', `a number >= controlNet.start (${start})`, end);
+    r.controlNet = {
+      model: string('controlNet.model', c.model, { nonEmpty: true }),
+      image,
+      strength: c.strength === undefined ? 1 : finite('controlNet.strength', c.strength, 0, 10),
+      start,
+      end,
+    };
   }
   const seed = integer('seed', pick('seed', -1), -1, Number.MAX_SAFE_INTEGER - MAX_BATCH);
   r.seed = seed === -1 ? randomSeed() : seed;

@@ -2,7 +2,7 @@
  * Engine and machine information.
  * @packageDocumentation
  */
-import { binding } from './binding';
+import { binding, bindingSource, binaryCandidates } from './binding';
 
 /** A compute device a compiled-in backend can run on (see {@link LoadOptions.device}). */
 export interface DeviceInfo {
@@ -50,9 +50,13 @@ export interface SystemInfo {
   devices: DeviceInfo[];
   /** Why a compiled-in backend has no devices here (e.g. `'vulkan: no Vulkan loader found (libvulkan.so.1)'`). */
   backendNotes: string[];
+  /** Path of the native addon in use (a prebuilt one under prebuilds/, or build/Release/sdnode.node). */
+  binary: string;
+  /** Every addon binary this package could load, in the order tried. */
+  binaries: string[];
 }
 
-/** Returns the engine version, SIMD level, thread count and backends. Loads the native addon on first use. */
+/** Returns the engine version, SIMD level, thread count, backends, devices and the addon in use. Loads the addon on first use. */
 export function getSystemInfo(): SystemInfo {
   const s = binding().getSystemInfo();
   return {
@@ -63,5 +67,7 @@ export function getSystemInfo(): SystemInfo {
     backends: [...s.backends],
     devices: (s.devices ?? []).map((d) => ({ ...d })),
     backendNotes: [...(s.backendNotes ?? [])],
+    binary: bindingSource(),
+    binaries: binaryCandidates(),
   };
 }

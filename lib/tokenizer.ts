@@ -3,9 +3,10 @@
  *
  * Model files often do not carry the tokenizer (single-file `.safetensors` checkpoints never do). The engine looks
  * for merges in this order: `tokenizerPath`, merges embedded in a GGUF file, `tokenizer/merges.txt` in a diffusers
- * folder or next to the model, then the per-user cache at {@link tokenizerCachePath}. {@link downloadTokenizer}
- * fills that cache once, on request (never implicitly), from the public copy of the standard CLIP merges, and
- * checks the content against its known SHA-256 before anything is written.
+ * folder or next to the model, the per-user cache at {@link tokenizerCachePath}, and finally the standard CLIP
+ * merges shipped in the package ({@link shippedMergesPath}, gzip, checked against {@link CLIP_MERGES_SHA256}), so a
+ * plain `.safetensors` checkpoint loads with no tokenizer step. {@link downloadTokenizer} (optional) fills the
+ * per-user cache from the public copy of the standard CLIP merges and checks the content before writing it.
  * @packageDocumentation
  */
 import * as crypto from 'crypto';
@@ -31,6 +32,68 @@ export const CLIP_MERGE_COUNT = 48894;
 
 /** SHA-256 of the cached file: `#version: 0.2` + the 48 894 merges, one per line, each ending in `\n`. */
 export const CLIP_MERGES_SHA256 = '9fd691f7c8039210e0fced15865466c65820d09b63988b0174bfe25de299051a';
+
+/** The compressed CLIP merges table shipped in the package: `<package>/data/clip-bpe-merges.txt.gz`. */
+export function shippedMergesPath(): string {
+  return path.join(__dirname, '..', 'data', 'clip-bpe-merges.txt.gz');
+}
+
+let shipped: Promise<string> | undefined;
+
+/**
+ * The shipped CLIP merges as the engine reads them (decompressed off the JavaScript thread, checked against
+ * {@link CLIP_MERGES_SHA256}, kept in memory after the first call). Rejects with an `SdnodeError` (code
+ * `InvalidFile`/`NotFound`) when the file is missing or altered.
+ * @internal
+ */
+export function shippedMerges(): Promise<string> {
+  if (!shipped) {
+    const file = shippedMergesPath();
+    shipped = fs.promises
+      .readFile(file)
+      .then(
+        (gz) =>
+          new Promise<Buffer>((resolve, reject) =>
+            zlib.gunzip(gz, { maxOutputLength: 64 << 20 }, (err, out) => (err ? reject(err) : resolve(out))),
+          ),
+      )
+      .then(
+        (buf) => {
+          const text = buf.toString('utf8');
+          if (sha256(text) !== CLIP_MERGES_SHA256) {
+            throw new SdnodeError(`${file}: content differs from the standard CLIP merges; reinstall sdnode`, 'InvalidFile');
+          }
+          return text;
+        },
+        (err: NodeJS.ErrnoException) => {
+          throw new SdnodeError(
+            `the CLIP merges shipped with sdnode could not be read (${file}: ${err.message}); reinstall sdnode, or pass tokenizerPath (--tokenizer)`,
+            err.code === 'ENOENT' ? 'NotFound' : 'InvalidFile',
+            { cause: err },
+          );
+        },
+      );
+    shipped.catch(() => {
+      shipped = undefined; // retry on the next call
+    });
+  }
+  return shipped;
+}
+
+/**
+ * The merges to hand the engine as its last resort: the shipped table, unless an explicit merges file is given
+ * (then nothing is needed). A missing or damaged shipped table is not fatal here: the engine then reports which
+ * tokenizer sources it tried.
+ * @internal
+ */
+export async function fallbackMergesFor(explicitTokenizer: string | undefined): Promise<string> {
+  if (explicitTokenizer) return '';
+  try {
+    return await shippedMerges();
+  } catch {
+    return '';
+  }
+}
 
 /** The per-user merges file the engine reads: `$SDNODE_CACHE_DIR/clip-merges.txt`, else `~/.cache/sdnode/clip-merges.txt`. */
 export function tokenizerCachePath(): string {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds everything the tests need: the native engine, addon, test runner and bench CLI (cmake-js, incremental),
 // and the TypeScript in lib/ (tsc -> dist/). `--native-only` skips TypeScript.
+// buildNative({ target: 'sdnode' }) builds only the addon and what it links (the install path: scripts/install.js).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -40,11 +41,19 @@ function run(cmd, args, opts = {}) {
   }
 }
 
-function buildNative({ quiet = false } = {}) {
+/**
+ * Builds with cmake-js into `out` (default build/). `target`: one CMake target (e.g. 'sdnode', the addon) instead
+ * of all. `defines`: extra -D settings (e.g. a cross compiler). Every build uses the same CMake options, so the
+ * addon of an install, of `npm test` and of `npm run prebuilds` hold the same backends.
+ */
+function buildNative({ quiet = false, target, out, defines = [] } = {}) {
   checkToolchain();
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const jobs = String(Math.max(1, require('os').availableParallelism ? require('os').availableParallelism() : require('os').cpus().length));
   const args = [cmakeJs, 'build', '--parallel', jobs, '--CDCMAKE_BUILD_TYPE=Release'];
+  if (target) args.push('--target', target);
+  if (out) args.push('--out', out);
+  for (const d of defines) args.push(`--CD${d}`);
   if (process.env.SDN_CMAKE_ARGS) for (const a of process.env.SDN_CMAKE_ARGS.split(/\s+/).filter(Boolean)) args.push(`--CD${a}`);
   run(process.execPath, args, { quiet });
 }

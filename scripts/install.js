@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // npm install hook: use a prebuilt binary (prebuilds/) if one loads, otherwise build the addon from source with
-// cmake-js. Prints what to install when the compiler or cmake is missing.
+// cmake-js: only the addon and what it links (not the native test runner or the benchmarks; `npm test` builds
+// those). Prints what to install when the compiler or cmake is missing. `npm rebuild sdnode --build-from-source`
+// (or SDNODE_FORCE_BUILD=1) builds even when a prebuilt binary loads.
 'use strict';
 const path = require('path');
-const { spawnSync } = require('child_process');
 
 const root = path.resolve(__dirname, '..');
 
@@ -16,12 +17,16 @@ function loads() {
   }
 }
 
-if (process.env.SDNODE_FORCE_BUILD !== '1' && loads()) {
+const fromSource =
+  process.env.SDNODE_FORCE_BUILD === '1' ||
+  process.env.npm_config_build_from_source === 'true' ||
+  process.env.npm_config_build_from_source === 'sdnode';
+if (!fromSource && loads()) {
   process.exit(0);
 }
 const { buildNative } = require('./build.js');
 try {
-  buildNative({ quiet: false });
+  buildNative({ quiet: false, target: 'sdnode' });
 } catch (err) {
   console.error(`\nsdnode: ${err.message}\n`);
   process.exit(1);

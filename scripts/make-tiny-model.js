@@ -53,7 +53,8 @@ function resolveOptions(o = {}) {
   for (const [k, v] of [['unetCh', r.unetCh], ['vaeCh', r.vaeCh]])
     if (v % 32 !== 0) throw new Error(`${k} must be a multiple of 32 (GroupNorm with 32 groups)`);
   if (r.clipHidden % r.clipHeads !== 0) throw new Error('clipHidden must be a multiple of clipHeads');
-  if (!o.sd15) r.vocab = 256 + 256 + r.merges + 2;
+  // vocab: given explicitly (e.g. 49408, the real CLIP size, to use the standard merges table), else from the merges
+  if (!o.sd15 && o.vocab === undefined) r.vocab = 256 + 256 + r.merges + 2;
   return r;
 }
 

@@ -73,11 +73,11 @@ describe('arguments', () => {
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--width', 'abc'], /^sdnode generate: --width expects an integer, got "abc"$/],
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--widht', '64'], /^sdnode generate: unknown option --widht \(did you mean --width\?\)$/],
     [['generate', '--model', 'm', '--output', 'o.png'], /^sdnode generate: missing required option --prompt TEXT$/],
-    [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.gif'], /^sdnode generate: --output must end in/],
+    [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.gif'], /^sdnode generate: invalid option: expected a path ending in \.png, \.jpg, \.jpeg or \.webp for --output/],
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--steps'], /^sdnode generate: --steps needs a value/],
     [
       ['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--width', '500'],
-      /^sdnode generate: invalid option: expected an integer multiple of 8 from 64 to 2048 for --width but received 500 \(number\)$/,
+      /^sdnode generate: invalid option: expected an integer multiple of 8 from 64 to 2048 \(SD 1\.x models need multiples of 64; .*\) for --width but received 500 \(number\)$/,
     ],
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--sampler', 'magic'], /for --sampler but received "magic"/],
     [['generate', '--model', 'm', '--prompt', 'p', '--output', 'o.png', '--cfg', 'NaN'], /--cfg expects a number, got "NaN"/],
@@ -123,7 +123,8 @@ describe('generate (fake engine)', () => {
     ]);
     expect(j.parameters).toMatchObject({ prompt: 'a cat', width: 64, height: 64, steps: 4, seed: 9, batchCount: 2, sampler: 'euler_a' });
     expect(readText(fs.readFileSync(path.join(tmp, 'fake-1.png'))).parameters).toContain('Seed: 10, Size: 64x64');
-    expect(r.stderr).toMatch(/sample\s+\[#+\] 4\/4/);
+    expect(r.stderr).toMatch(/sample 1\/2 \[#+\] 4\/4/); // a batch names the image
+    expect(r.stderr).toMatch(/sample 2\/2 \[#+\] 4\/4/);
   });
 
   test('--preview writes latent-sized previews; jpeg output', async () => {

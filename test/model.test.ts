@@ -97,7 +97,7 @@ describe('generation on the fake engine', () => {
   test('invalid options reject before anything is queued', async () => {
     const p = model.generate({ ...small, width: 65 });
     expect(model.pending).toBe(0);
-    await expect(p).rejects.toThrow('expected an integer multiple of 8 from 64 to 2048 for width but received 65 (number)');
+    await expect(p).rejects.toThrow(/expected an integer multiple of 8 from 64 to 2048 \(SD 1\.x models need multiples of 64; .*\) for width but received 65 \(number\)/);
     await expect(model.generate(small, { previewEvery: 0 })).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(model.generate(small, { signal: 'x' as never })).rejects.toBeInstanceOf(InvalidOptionError);
   });
@@ -372,5 +372,25 @@ describe('process and thread teardown (native clean-up hooks)', () => {
     expect(r.signal).toBeNull();
     expect(r.stdout.trim()).toBe('terminated');
     expect(r.status).toBe(0);
+  });
+});
+
+describe('controlNet image on the queue (fake engine)', () => {
+  test('the control image is decoded while queued; a bad image rejects that call only, in order', async () => {
+    const m = await loadFakeModel({ stepMs: 2 });
+    try {
+      const png = await new GeneratedImage({ width: 32, height: 16, channels: 3, data: Buffer.alloc(32 * 16 * 3, 200), seed: 0 }).toPNG();
+      const order: string[] = [];
+      const a = m.generate({ ...small, steps: 2, controlNet: { model: 'cn.safetensors', image: png } }).then(() => order.push('a'));
+      const b = m.generate({ ...small, steps: 2, controlNet: { model: 'cn.safetensors', image: Buffer.from('not an image') } });
+      const c = m.generate({ ...small, steps: 2 }).then(() => order.push('c'));
+      await a;
+      await expect(b).rejects.toBeInstanceOf(InvalidOptionError);
+      await expect(b).rejects.toThrow(/controlNet\.image: .*not an image/);
+      await c;
+      expect(order).toEqual(['a', 'c']);
+    } finally {
+      await m.dispose();
+    }
   });
 });

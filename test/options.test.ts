@@ -43,8 +43,32 @@ describe('resolveGenerateOptions', () => {
       batchCount: 1,
       maskBlur: 0,
       decoder: 'vae',
+      loras: [],
+      loraDir: '',
+      embeddingDir: '',
     });
     expect(GENERATE_DEFAULTS.width).toBe(512);
+  });
+
+  test('adapters: loras, loraDir, embeddingDir and controlNet are checked before any native work', () => {
+    const r = resolveGenerateOptions({
+      prompt: 'a', seed: 1, loras: [{ path: 'a.safetensors' }, { path: 'b.safetensors', weight: -0.5 }], loraDir: 'loras',
+      controlNet: { model: 'cn.safetensors', image: 'edges.png', end: 0.5 },
+    });
+    expect(r.loras).toEqual([{ path: 'a.safetensors', weight: 1 }, { path: 'b.safetensors', weight: -0.5 }]);
+    expect(r.loraDir).toBe('loras');
+    expect(r.controlNet).toEqual({ model: 'cn.safetensors', image: 'edges.png', strength: 1, start: 0, end: 0.5 });
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ loras: 'a.safetensors' }, /for loras/],
+      [{ loras: [{ path: '' }] }, /loras\[0\]\.path/],
+      [{ loras: [{ path: 'a', weight: NaN }] }, /loras\[0\]\.weight/],
+      [{ loras: [{ path: 'a', wieght: 1 }] }, /wieght/],
+      [{ controlNet: { model: 'cn' } }, /controlNet\.image/],
+      [{ controlNet: { model: 'cn', image: 'x.png', strength: -1 } }, /controlNet\.strength/],
+      [{ controlNet: { model: 'cn', image: 'x.png', start: 0.8, end: 0.2 } }, /controlNet\.end/],
+      [{ embeddingDir: 3 }, /embeddingDir/],
+    ];
+    for (const [o, re] of bad) expect(() => resolveGenerateOptions({ prompt: 'a', ...o })).toThrow(re);
   });
 
   test('a missing or -1 seed becomes a random integer in [0, 2^32)', () => {
@@ -58,10 +82,10 @@ describe('resolveGenerateOptions', () => {
 
   test('exact messages', () => {
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', width: 500 }))).toBe(
-      'expected an integer multiple of 8 from 64 to 2048 for width but received 500 (number)',
+      'expected an integer multiple of 8 from 64 to 2048 (SD 1.x models need multiples of 64; `sdnode info` and ModelInfo.sizeMultiple give a model\'s rule) for width but received 500 (number)',
     );
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', height: '512' }))).toBe(
-      'expected an integer multiple of 8 from 64 to 2048 for height but received "512" (string)',
+      'expected an integer multiple of 8 from 64 to 2048 (SD 1.x models need multiples of 64; `sdnode info` and ModelInfo.sizeMultiple give a model\'s rule) for height but received "512" (string)',
     );
     expect(messageOf(() => resolveGenerateOptions({ prompt: 'x', cfgScale: NaN }))).toBe(
       'expected a finite number from 0 to 100 for cfgScale but received NaN (number)',

@@ -116,7 +116,8 @@ const haveCli = fs.existsSync(cli);
     const r = gen(tiny.safetensors, path.join(dir, 'x.png'), [], { ...process.env, SDNODE_CACHE_DIR: cache });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('NotFound');
-    expect(r.stderr).toContain('tokenizer_path');
+    expect(r.stderr).toContain('tokenizerPath');
+    expect(r.stderr).toContain('--tokenizer');
     expect(r.stderr).toContain('tokenizer/merges.txt');
     expect(r.stderr).toContain(path.join(cache, 'clip-merges.txt'));
     // the per-user cache copy is used when present

@@ -4,7 +4,7 @@
  * Exit codes: 0 success, 1 failure, 2 bad arguments, 130 cancelled (Ctrl-C).
  * @packageDocumentation
  */
-import { printable } from './printable';
+import { printable, terminalJson } from './printable';
 import { AbortError, InvalidOptionError, SdnodeError } from '../errors';
 import { formatHelp, parseArgs, UsageError } from './args';
 import type { Command, CommandContext } from './command';
@@ -38,6 +38,9 @@ function cliMessage(err: InvalidOptionError): string {
   for (const [opt, flag] of Object.entries(FLAG_OF)) {
     m = m.replace(new RegExp(`\\bfor ${opt}\\b`), `for ${flag}`).replace(new RegExp(`^${opt}:`), `${flag}:`);
   }
+  // an engine message names the option first ("clipSkip must be at most 2"): use the flag there too
+  const flag = FLAG_OF[err.option];
+  if (flag && !m.includes(flag)) m = m.replace(new RegExp(`^${err.option}\\b`), flag);
   return m;
 }
 
@@ -70,26 +73,41 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
     return await cmd.run(args, ctx);
   } catch (err) {
     const prefix = `sdnode${cmd ? ` ${cmd.name}` : ''}`;
-    // messages can carry a file's strings (names, metadata) or an argument's bytes: escaped for the terminal
-    const say = (line: string): void => void ctx.stderr.write(`${printable(line, 8192, true)}\n`);
+    let code: number;
+    let text: string;
     if (err instanceof UsageError) {
-      say(`sdnode ${err.message}`);
-      return 2;
+      code = 2;
+      text = `sdnode ${err.message}`;
+    } else if (err instanceof InvalidOptionError) {
+      code = 2;
+      text = `${prefix}: invalid option: ${cliMessage(err)}`;
+    } else if (err instanceof AbortError || ctx.signal.aborted) {
+      code = 130;
+      text = `${prefix}: cancelled`;
+    } else if (err instanceof SdnodeError) {
+      code = 1;
+      text = `${prefix}: ${err.name}: ${err.message}`;
+    } else {
+      code = 1;
+      text = `${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
     }
-    if (err instanceof InvalidOptionError) {
-      say(`${prefix}: invalid option: ${cliMessage(err)}`);
-      return 2;
+    // messages can carry a file's strings (names, metadata) or an argument's bytes: escaped for the terminal
+    ctx.stderr.write(`${printable(text, 8192, true)}\n`);
+    // --json: the error as JSON on stdout too, so scripts parse one stream whatever happens
+    if (rest.includes('--json')) {
+      const e = err as Partial<SdnodeError> & { option?: string };
+      const json: Record<string, unknown> = {
+        error: {
+          name: err instanceof UsageError ? 'UsageError' : err instanceof Error ? err.name : 'Error',
+          code: err instanceof UsageError ? 'Usage' : ctx.signal.aborted && !(err instanceof SdnodeError) ? 'Aborted' : (e.code ?? 'Internal'),
+          message: text.replace(/^sdnode( [a-z-]+)?:? /, ''),
+          ...(err instanceof InvalidOptionError && err.option ? { option: FLAG_OF[err.option] ?? err.option } : {}),
+        },
+        exitCode: code,
+      };
+      ctx.stdout.write(`${terminalJson(json)}\n`);
     }
-    if (err instanceof AbortError || ctx.signal.aborted) {
-      say(`${prefix}: cancelled`);
-      return 130;
-    }
-    if (err instanceof SdnodeError) {
-      say(`${prefix}: ${err.name}: ${err.message}`);
-      return 1;
-    }
-    say(`${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    return 1;
+    return code;
   }
 }
 

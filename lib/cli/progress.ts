@@ -43,17 +43,35 @@ export class ProgressBar {
     this.draw(label, f, `${Math.round(Math.min(1, Math.max(0, f)) * 100)}%`, extra, f >= 1);
   }
 
+  /**
+   * The line for a terminal `cols` wide (at most cols - 1 characters): the bar narrows from 24 to 6 cells, then
+   * `extra` is dropped, then the bar; the label and the count always stay.
+   * @internal
+   */
+  static layout(label: string, frac: number, count: string, extra: string, cols: number): string {
+    frac = Math.min(1, Math.max(0, frac));
+    const head = `${label.padEnd(8)} `;
+    const max = Math.max(1, cols - 1);
+    for (const tail of [` ${count}${extra ? `  ${extra}` : ''}`, ` ${count}`]) {
+      const width = Math.min(24, max - head.length - tail.length - 2);
+      if (width >= 6) {
+        const fill = Math.round(frac * width);
+        return `${head}[${'#'.repeat(fill)}${'.'.repeat(width - fill)}]${tail}`;
+      }
+    }
+    return `${head}${count}`.slice(0, max);
+  }
+
   private draw(label: string, frac: number, count: string, extra: string, complete = frac >= 1): void {
     if (!this.enabled) return;
-    frac = Math.min(1, Math.max(0, frac));
-    const width = 24;
-    const fill = Math.round(frac * width);
-    const line = `${label.padEnd(8)} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${count}${extra ? `  ${extra}` : ''}`;
+    const tty = this.stream.isTTY === true;
+    const cols = tty ? this.stream.columns || 80 : 100;
+    const line = ProgressBar.layout(label, frac, count, extra, cols);
     if (line === this.lastLine) return;
     this.lastLine = line;
-    if (this.stream.isTTY) {
-      const cols = this.stream.columns || 100;
-      this.stream.write(`\r${line.slice(0, cols - 1).padEnd(Math.min(cols - 1, 80))}`);
+    if (tty) {
+      // \r + the line + clear to the end of the line: no leftovers from a longer previous line, no wrapping
+      this.stream.write(`\r${line}\x1b[K`);
       this.drawn = true;
     } else {
       // Not a terminal (a log file, a test): one line per second, plus every phase's end.

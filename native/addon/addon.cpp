@@ -17,6 +17,29 @@ namespace {
 
 Napi::Value GetSystemInfo(const Napi::CallbackInfo& info) { return to_js(info.Env(), sdn::system_info()); }
 
+// compiledBackends() -> ['cpu', ...]: no device enumeration, so no GPU driver is loaded into this process.
+Napi::Value CompiledBackends(const Napi::CallbackInfo& info) {
+  std::vector<std::string> names = sdn::compiled_backends();
+  Napi::Array a = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) a.Set((uint32_t)i, names[i]);
+  return a;
+}
+
+// probeDevice(spec) -> { ok, device, name, driver, reason }. Synchronous and possibly slow (driver start-up, shader
+// compilation): lib/device.ts calls it only in a short-lived child process, never on the application's thread.
+Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "probeDevice: expected a device string such as 'vulkan:0'");
+  sdn::DeviceProbe p = sdn::probe_device(info[0].As<Napi::String>().Utf8Value());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", p.ok);
+  o.Set("device", p.device);
+  o.Set("name", p.name);
+  o.Set("driver", p.driver);
+  if (!p.ok) o.Set("reason", p.reason);
+  return o;
+}
+
 // inspect(path) -> Promise<ModelInfo>. Reads headers only (milliseconds), so a short AsyncWorker on the libuv pool
 // is the right tool here, unlike generation and conversion (see worker.h).
 class InspectWorker : public Napi::AsyncWorker {
@@ -72,6 +95,7 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
     opts.type = get_string(o, "type", opts.type);
     opts.vae_type = get_string(o, "vaeType", opts.vae_type);
     opts.tokenizer_path = get_string(o, "tokenizerPath", opts.tokenizer_path);
+    opts.fallback_merges = get_string(o, "fallbackMerges", "");
   }
   AbortFlag abort = get_abort_flag(env, info[4]);
   auto task = Task::create(env, abort, Napi::Object(), info[3], env.Undefined());
@@ -136,6 +160,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function abort_ctor = AbortHandle::define(env);
   data->abort_handle_ctor = Napi::Persistent(abort_ctor);
   exports.Set("getSystemInfo", Napi::Function::New(env, GetSystemInfo));
+  exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice));
+  exports.Set("compiledBackends", Napi::Function::New(env, CompiledBackends));
   exports.Set("inspect", Napi::Function::New(env, Inspect));
   exports.Set("convert", Napi::Function::New(env, Convert));
   exports.Set("validateParams", Napi::Function::New(env, ValidateParams));

@@ -27,6 +27,7 @@ Napi::Object to_js(Napi::Env env, const sdn::ModelInfo& m) {
   for (const auto& kv : m.metadata) md.Set(kv.first, kv.second);
   o.Set("metadata", md);
   o.Set("hasTokenizer", m.has_tokenizer);
+  o.Set("sizeMultiple", m.size_multiple);
   return o;
 }
 
@@ -81,6 +82,10 @@ Napi::Object to_js(Napi::Env env, const sdn::Image& img) {
   o.Set("channels", img.channels);
   o.Set("data", Napi::Buffer<uint8_t>::Copy(env, img.data.data(), img.data.size()));
   o.Set("seed", (double)img.seed);
+  Napi::Array w = Napi::Array::New(env, img.warnings.size());
+  for (size_t i = 0; i < img.warnings.size(); ++i) w.Set((uint32_t)i, img.warnings[i]);
+  o.Set("warnings", w);
+  o.Set("adapterBytes", (double)img.adapter_bytes);
   return o;
 }
 

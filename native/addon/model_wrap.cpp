@@ -56,6 +56,36 @@ sdn::GenerateParams parse_params(const Napi::Object& o) {
   p.decoder = get_string(o, "decoder", p.decoder);
   p.init_image = get_image(o, "initImage");
   p.mask = get_image(o, "mask");
+  // adapters
+  p.lora_dir = get_string(o, "loraDir", p.lora_dir);
+  p.embedding_dir = get_string(o, "embeddingDir", p.embedding_dir);
+  Napi::Value lv = o.Get("loras");
+  if (lv.IsArray()) {
+    Napi::Array a = lv.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsObject()) throw Napi::TypeError::New(o.Env(), "expected objects { path, weight } in loras");
+      sdn::LoraSpec l;
+      l.path = get_string(e.As<Napi::Object>(), "path", "");
+      l.weight = (float)get_number(e.As<Napi::Object>(), "weight", 1.0);
+      p.loras.push_back(l);
+    }
+  }
+  Napi::Value cv = o.Get("controlNet");
+  if (cv.IsObject()) {
+    Napi::Object c = cv.As<Napi::Object>();
+    p.control_net.model = get_string(c, "model", "");
+    p.control_net.strength = (float)get_number(c, "strength", 1.0);
+    p.control_net.start = (float)get_number(c, "start", 0.0);
+    p.control_net.end = (float)get_number(c, "end", 1.0);
+    p.control_net.image_width = get_int(c, "imageWidth", 0);
+    p.control_net.image_height = get_int(c, "imageHeight", 0);
+    Napi::Value img = c.Get("imageRgb");
+    if (img.IsBuffer()) {
+      auto b = img.As<Napi::Buffer<uint8_t>>();
+      p.control_net.image_rgb.assign(b.Data(), b.Data() + b.Length());
+    }
+  }
   return p;
 }
 
@@ -169,6 +199,7 @@ Napi::Value ModelWrap::load(const Napi::CallbackInfo& info) {
     base.vae_on_cpu = get_number(o, "vaeOnCpu", 0) != 0;
     base.weight_type = get_string(o, "weightType", "");
     base.tokenizer_path = get_string(o, "tokenizerPath", "");
+    base.fallback_merges = get_string(o, "fallbackMerges", "");
     base.taesd_path = get_string(o, "taesdPath", "");
   }
   Maker make = [parts, base](std::function<bool(float)> on_progress) {

@@ -122,6 +122,7 @@ ConvertSummary convert_model(const std::string& input, const std::string& output
 
   std::string merges = wf->tokenizer_merges();
   if (!options.tokenizer_path.empty()) merges = read_merges_file(options.tokenizer_path, "tokenizer_path");
+  if (merges.empty()) merges = options.fallback_merges;  // the shipped table: a converted GGUF is self-contained
 
   gguf::Writer w;
   w.add_string("general.architecture", "stable-diffusion");

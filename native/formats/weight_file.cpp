@@ -386,6 +386,14 @@ void detect_model(const std::map<std::string, Tensor>& t, const std::map<std::st
   }
   info.family = family;
 
+  // Size rule: the VAE scales by 8 and each U-Net downsampling (input_blocks.N.0.op) halves the latent.
+  if (has_unet) {
+    int downsamples = 0;
+    for (auto it = t.lower_bound(U + "input_blocks."); it != t.end() && starts_with(it->first, U + "input_blocks."); ++it)
+      if (ends_with(it->first, ".0.op.weight")) downsamples++;
+    if (downsamples < 8) info.size_multiple = 8 << downsamples;
+  }
+
   std::string variant;
   if (in_ch == 9) variant = "inpaint";
   else if (in_ch == 8) variant = "pix2pix";

@@ -24,16 +24,28 @@ ClipTextModel::ClipTextModel(WeightStore& w, std::string prefix, int heads) : w_
                                             std::to_string(heads_) + " heads");
 }
 
-Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_skip) {
+Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_skip, const Tensor* extra) {
   Backend& be = w_.backend();
   const int T = positions_;
   if (batch < 1 || (int64_t)ids.size() != (int64_t)batch * T)
     throw_error(ErrorCode::InvalidArgument, "CLIP: expected " + std::to_string(batch) + " x " +
                                                 std::to_string(T) + " token ids, got " + std::to_string(ids.size()));
-  for (int id : ids)
+  const int64_t n_extra = extra ? extra->shape[0] : 0;
+  if (extra && (extra->ndim != 2 || extra->shape[1] != width_))
+    throw_error(ErrorCode::InvalidArgument, "CLIP: extra embedding rows " + extra->shape_str() + " must be [n, " +
+                                                std::to_string(width_) + "]");
+  bool any_extra = false;
+  for (int id : ids) {
+    if (id >= vocab_ && id < vocab_ + n_extra) {
+      any_extra = true;
+      continue;
+    }
     if (id < 0 || id >= vocab_)
-      throw_error(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary (" +
-                                                  std::to_string(vocab_) + ")");
+      throw_error(ErrorCode::InvalidArgument,
+                  "token id " + std::to_string(id) + " is outside the text encoder's vocabulary (" + std::to_string(vocab_) +
+                      " tokens): the CLIP merges in use do not belong to this model; give the model's own merges "
+                      "file (tokenizerPath in JavaScript, --tokenizer on the command line)");
+  }
   if (clip_skip < 1 || clip_skip > layers_)
     throw_error(ErrorCode::InvalidArgument, "clip_skip must be in 1.." + std::to_string(layers_) + ", got " +
                                                 std::to_string(clip_skip));
@@ -42,7 +54,26 @@ Tensor ClipTextModel::encode(const std::vector<int>& ids, int batch, int clip_sk
   const Tensor& pos = w_.get(p_ + "embeddings.position_embedding.weight");
   std::vector<int32_t> pos_ids(T);
   for (int i = 0; i < T; ++i) pos_ids[i] = i;
-  Tensor x = be.get_rows(tok, std::vector<int32_t>(ids.begin(), ids.end())).reshape({batch, T, width_});
+  Tensor x;
+  if (!any_extra) {
+    x = be.get_rows(tok, std::vector<int32_t>(ids.begin(), ids.end())).reshape({batch, T, width_});
+  } else {
+    // rows past the vocabulary come from the extra table: two gathers blended with a 0/1 row mask
+    const size_t n = ids.size();
+    std::vector<int32_t> base(n), ext(n);
+    std::vector<float> keep(n), take(n);
+    for (size_t i = 0; i < n; ++i) {
+      const bool e = ids[i] >= vocab_;
+      base[i] = e ? 0 : ids[i];
+      ext[i] = e ? ids[i] - vocab_ : 0;
+      keep[i] = e ? 0.f : 1.f;
+      take[i] = e ? 1.f : 0.f;
+    }
+    Tensor table = be.prepare_weight(*extra);
+    Tensor a = be.mul(be.get_rows(tok, base), be.upload(Tensor::wrap(keep.data(), {(int64_t)n, 1}, DType::F32)));
+    Tensor b = be.mul(be.get_rows(table, ext), be.upload(Tensor::wrap(take.data(), {(int64_t)n, 1}, DType::F32)));
+    x = be.add(a, b).reshape({batch, T, width_});
+  }
   be.add_(x, be.get_rows(pos, pos_ids));  // [T, D] broadcast over the batch
   dump("clip.embed", x);
 

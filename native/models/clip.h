@@ -21,7 +21,8 @@ class ClipTextModel {
 
   // ids: batch rows of positions() ids each. Returns [batch, positions, width]: the hidden state after layer
   // (layers - clip_skip + 1) (clip_skip 1 = all layers), followed by the final LayerNorm (SD1 semantics).
-  Tensor encode(const std::vector<int>& ids, int batch, int clip_skip);
+  // extra (optional): host F32 [n, width] rows for ids vocab() .. vocab()+n-1 (textual-inversion vectors).
+  Tensor encode(const std::vector<int>& ids, int batch, int clip_skip, const Tensor* extra = nullptr);
   // Drops the prepared weights and lets the OS reclaim the mapped pages.
   void release();
 

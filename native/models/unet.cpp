@@ -5,15 +5,18 @@
 
 namespace sdn {
 
-UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads) : w_(w), p_(std::move(prefix)), heads_(heads) {
+UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads, bool encoder_only)
+    : w_(w), p_(std::move(prefix)), heads_(heads), encoder_only_(encoder_only) {
   const Tensor& cin = w_.raw(p_ + "input_blocks.0.0.weight");
   const Tensor& te = w_.raw(p_ + "time_embed.0.weight");
-  const Tensor& cout = w_.raw(p_ + "out.2.weight");
-  if (cin.ndim != 4 || te.ndim != 2 || cout.ndim != 4)
-    throw_error(ErrorCode::InvalidFile, "U-Net tensors have unexpected shapes");
+  if (cin.ndim != 4 || te.ndim != 2) throw_error(ErrorCode::InvalidFile, "U-Net tensors have unexpected shapes");
   in_channels_ = (int)cin.shape[1];
   model_channels_ = (int)te.shape[1];
-  out_channels_ = (int)cout.shape[0];
+  if (!encoder_only_) {
+    const Tensor& cout = w_.raw(p_ + "out.2.weight");
+    if (cout.ndim != 4) throw_error(ErrorCode::InvalidFile, "U-Net tensors have unexpected shapes");
+    out_channels_ = (int)cout.shape[0];
+  }
   for (int i = 0;; ++i) {
     std::string b = p_ + "input_blocks." + std::to_string(i) + ".";
     Block blk;
@@ -46,7 +49,8 @@ UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads) : w_(w), p_(
   mid_res0_ = p_ + "middle_block.0.";
   mid_attn_ = w_.has(p_ + "middle_block.1.norm.weight") ? p_ + "middle_block.1." : "";
   mid_res1_ = p_ + "middle_block.2.";
-  if (input_.size() < 2 || output_.size() != input_.size() || !w_.has(mid_res0_ + "in_layers.0.weight"))
+  if (input_.size() < 2 || (!encoder_only_ && output_.size() != input_.size()) ||
+      !w_.has(mid_res0_ + "in_layers.0.weight"))
     throw_error(ErrorCode::InvalidFile, "U-Net block layout not recognised (" + std::to_string(input_.size()) +
                                             " input blocks, " + std::to_string(output_.size()) + " output blocks)");
   // context width from the first cross-attention
@@ -145,9 +149,16 @@ Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tenso
   return h;
 }
 
-Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
-                          UNetContextCache* cache) {
-  Backend& be = w_.backend();
+int64_t UNetModel::block_channels(int i) const {
+  if (i < 0 || i > (int)input_.size()) return 0;
+  if (i == (int)input_.size()) return w_.raw(mid_res1_ + "out_layers.3.weight").shape[0];
+  const Block& b = input_[(size_t)i];
+  if (b.kind == Block::ConvIn) return w_.raw(p_ + "input_blocks.0.0.weight").shape[0];
+  if (b.kind == Block::Down) return w_.raw(b.res + ".weight").shape[0];
+  return w_.raw(b.res + "out_layers.3.weight").shape[0];
+}
+
+void UNetModel::check_inputs(const Tensor& x, const std::vector<float>& t, const Tensor& context) const {
   const int64_t B = x.shape[0];
   if (x.ndim != 4 || x.shape[1] != in_channels_)
     throw_error(ErrorCode::InvalidArgument, "U-Net input must be [B, " + std::to_string(in_channels_) +
@@ -162,20 +173,37 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
                                                 std::to_string(x.shape[2]) + " must be a multiple of " +
                                                 std::to_string(m) + " (image size a multiple of " +
                                                 std::to_string(8 * m) + ")");
+}
+
+Tensor UNetModel::time_embedding(const std::vector<float>& t) {
+  Backend& be = w_.backend();
   Tensor emb = be.timestep_embedding(t, model_channels_, 10000.f);
   emb = linear(w_, p_ + "time_embed.0", emb);
   emb = be.unary(UnaryOp::Silu, emb);
   emb = linear(w_, p_ + "time_embed.2", emb);
-  Tensor emb_silu = be.unary(UnaryOp::Silu, emb);
-  emb = Tensor();
-  dump("unet.emb_silu", emb_silu);
+  return be.unary(UnaryOp::Silu, emb);
+}
 
-  std::vector<Tensor> skips;
+std::vector<Tensor> UNetModel::encoder_states(const Tensor& x, const std::vector<float>& t, const Tensor& context,
+                                              UNetContextCache* cache, const Tensor* hint, Tensor* emb_out) {
+  Backend& be = w_.backend();
+  check_inputs(x, t, context);
+  Tensor emb_silu = time_embedding(t);
+  dump("unet.emb_silu", emb_silu);
+  if (emb_out) *emb_out = emb_silu;
+  std::vector<Tensor> states;
   Tensor h;
   for (size_t i = 0; i < input_.size(); ++i) {
     const Block& b = input_[i];
     if (b.kind == Block::ConvIn) {
       h = conv(w_, p_ + "input_blocks.0.0", x, 1, 1);
+      if (hint) {
+        if (hint->ndim != 4 || hint->shape[1] != h.shape[1] || hint->shape[2] != h.shape[2] ||
+            hint->shape[3] != h.shape[3])
+          throw_error(ErrorCode::InvalidArgument, "control hint " + hint->shape_str() + " does not fit " +
+                                                      h.shape_str());
+        be.add_(h, *hint);
+      }
     } else if (b.kind == Block::Down) {
       h = conv(w_, b.res, h, 2, 1);
     } else {
@@ -184,7 +212,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
     }
     if (dump_enabled()) dump("unet.input_blocks." + std::to_string(i), h);
     if (stream_weights_) w_.release_pages(p_ + "input_blocks." + std::to_string(i) + ".");
-    skips.push_back(h);
+    states.push_back(h);
     poll_abort();
   }
   h = resblock(mid_res0_, h, emb_silu);
@@ -192,6 +220,35 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
   h = resblock(mid_res1_, h, emb_silu);
   dump("unet.middle", h);
   if (stream_weights_) w_.release_pages(p_ + "middle_block.");
+  states.push_back(h);
+  return states;
+}
+
+Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
+                          UNetContextCache* cache, const std::vector<Tensor>* residuals) {
+  Backend& be = w_.backend();
+  if (encoder_only_) throw_error(ErrorCode::Internal, "forward() on an encoder-only U-Net");
+  if (residuals && residuals->size() != input_.size() + 1)
+    throw_error(ErrorCode::InvalidArgument, "U-Net: " + std::to_string(residuals->size()) +
+                                                " control residuals given, " + std::to_string(input_.size() + 1) +
+                                                " needed (one per input block and one for the middle block)");
+  Tensor emb_silu;
+  std::vector<Tensor> skips = encoder_states(x, t, context, cache, nullptr, &emb_silu);
+  Tensor h = std::move(skips.back());
+  skips.pop_back();
+  if (residuals) {
+    // the middle residual, then each skip's (batch 1 broadcasts over the CFG batch); skips are fresh tensors
+    // owned here, so the in-place adds touch nothing else
+    auto add_res = [&](Tensor& a, const Tensor& r) {
+      if (r.ndim != 4 || r.shape[1] != a.shape[1] || r.shape[2] != a.shape[2] || r.shape[3] != a.shape[3] ||
+          (r.shape[0] != 1 && r.shape[0] != a.shape[0]))
+        throw_error(ErrorCode::InvalidArgument, "control residual " + r.shape_str() + " does not fit the U-Net's " +
+                                                    a.shape_str());
+      be.add_(a, r);
+    };
+    add_res(h, residuals->back());
+    for (size_t i = 0; i < skips.size(); ++i) add_res(skips[i], (*residuals)[i]);
+  }
   for (size_t o = 0; o < output_.size(); ++o) {
     const Block& b = output_[o];
     {

@@ -25,7 +25,9 @@ struct UNetContextCache {
 
 class UNetModel {
  public:
-  explicit UNetModel(WeightStore& w, std::string prefix = "model.diffusion_model.", int heads = 8);
+  // encoder_only: the input blocks and the middle block only (a ControlNet's copy of the U-Net encoder).
+  explicit UNetModel(WeightStore& w, std::string prefix = "model.diffusion_model.", int heads = 8,
+                     bool encoder_only = false);
 
   int in_channels() const { return in_channels_; }
   int out_channels() const { return out_channels_; }
@@ -36,8 +38,18 @@ class UNetModel {
 
   // x [B, Cin, h, w]; t: B timesteps (fractional allowed); context [B, T, D] -> [B, Cout, h, w].
   // cache (optional) holds the cross-attention K/V for this context; it must be cleared when the context changes.
+  // residuals (optional, ControlNet): one tensor per input block (added to that block's skip connection) and a
+  // last one added to the middle block's output, already scaled by the control strength; batch 1 or B.
   Tensor forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
-                 UNetContextCache* cache = nullptr);
+                 UNetContextCache* cache = nullptr, const std::vector<Tensor>* residuals = nullptr);
+  // The encoder half: the hidden state after every input block, then the middle block's output
+  // (input_blocks() + 1 tensors). hint (optional, ControlNet) is added after the first convolution.
+  std::vector<Tensor> encoder_states(const Tensor& x, const std::vector<float>& t, const Tensor& context,
+                                     UNetContextCache* cache = nullptr, const Tensor* hint = nullptr,
+                                     Tensor* emb_out = nullptr);
+  int input_blocks() const { return (int)input_.size(); }
+  // Channels of input block i's output (i < input_blocks()), or of the middle block (i == input_blocks()).
+  int64_t block_channels(int i) const;
   void release();
   // Polled between blocks during forward(); returning true throws Error(Aborted). Empty = never.
   void set_abort_check(std::function<bool()> fn) { abort_check_ = std::move(fn); }
@@ -47,6 +59,8 @@ class UNetModel {
 
  private:
   void poll_abort() const;
+  void check_inputs(const Tensor& x, const std::vector<float>& t, const Tensor& context) const;
+  Tensor time_embedding(const std::vector<float>& t);
   struct Block {
     enum Kind { ConvIn, Res, Down } kind = Res;
     std::string res, attn, up;  // prefixes ("" if absent)
@@ -57,6 +71,7 @@ class UNetModel {
   WeightStore& w_;
   std::string p_;
   int heads_;
+  bool encoder_only_ = false;
   int in_channels_ = 0, out_channels_ = 0, model_channels_ = 0, context_dim_ = 0, downsamples_ = 0;
   std::vector<Block> input_, output_;
   std::string mid_res0_, mid_attn_, mid_res1_;

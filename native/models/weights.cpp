@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/quant.h"
+#include "core/threadpool.h"
 #include "formats/weight_file.h"
 #include "sdn/error.h"
 
@@ -54,7 +55,7 @@ const Tensor& WeightStore::raw(const std::string& name) const {
 const Tensor& WeightStore::get(const std::string& name) {
   auto it = cache_.find(name);
   if (it != cache_.end()) return it->second;
-  Tensor p = backend_->prepare_weight(raw(name));
+  Tensor p = backend_->prepare_weight(deltas_.empty() ? raw(name) : adapted(name));
   return cache_.emplace(name, std::move(p)).first->second;
 }
 
@@ -80,6 +81,7 @@ std::vector<std::string> WeightStore::names_with_prefix(const std::string& prefi
 
 void WeightStore::override_tensor(const std::string& name, Tensor t) {
   cache_.erase(name);
+  merged_.erase(name);
   overrides_[name] = std::move(t);
 }
 
@@ -91,6 +93,141 @@ void WeightStore::release(const std::string& prefix) {
 
 void WeightStore::release_pages(const std::string& prefix) {
   for (auto& f : files_) f.second->release(prefix);
+}
+
+const Tensor& WeightStore::adapted(const std::string& name) {
+  auto d = deltas_.find(name);
+  if (d == deltas_.end()) return raw(name);
+  auto m = merged_.find(name);
+  if (m != merged_.end()) return m->second;
+  return merged_.emplace(name, merge_deltas(name, raw(name), d->second)).first->second;
+}
+
+uint64_t WeightStore::merged_bytes() const {
+  uint64_t n = 0;
+  for (const auto& kv : merged_) n += kv.second.nbytes();
+  return n;
+}
+
+namespace {
+// Checks that a delta fits the weight; returns "" or the problem.
+std::string delta_problem(const Tensor& w, const WeightDelta& d) {
+  if (w.ndim < 2) return "the weight is not a matrix or convolution kernel";
+  if (d.up.ndim < 2 || d.down.ndim < 2) return "the LoRA up/down tensors are not matrices";
+  const int64_t rows = w.shape[0], K = w.numel() / (rows ? rows : 1);
+  const int64_t R = d.up.shape[0], rank = d.up.numel() / (R ? R : 1);
+  if (d.down.shape[0] != rank)
+    return "rank mismatch: up " + d.up.shape_str() + " and down " + d.down.shape_str();
+  if (d.down.numel() / (rank ? rank : 1) != K)
+    return "down " + d.down.shape_str() + " does not fit the weight " + w.shape_str();
+  if (d.row_offset < 0 || d.row_offset + R > rows)
+    return "up " + d.up.shape_str() + " (rows from " + std::to_string(d.row_offset) + ") does not fit the weight " +
+           w.shape_str();
+  if (d.up.on_device() || d.down.on_device()) return "the LoRA tensors must be host tensors";
+  return "";
+}
+
+std::vector<float> host_f32(const Tensor& t) {
+  std::vector<float> v((size_t)t.numel());
+  if (t.dtype == DType::F32 && t.is_contiguous()) {
+    std::memcpy(v.data(), t.data, v.size() * sizeof(float));
+    return v;
+  }
+  const int64_t n = t.numel();
+  if (!t.is_contiguous()) {
+    Tensor c = t.to_f32();
+    std::memcpy(v.data(), c.data, v.size() * sizeof(float));
+    return v;
+  }
+  dequantize_row(t.dtype, t.data, v.data(), n);
+  return v;
+}
+}  // namespace
+
+Tensor merge_deltas(const std::string& name, const Tensor& w, const std::vector<WeightDelta>& deltas, DType type) {
+  if (w.on_device()) throw_error(ErrorCode::Internal, name + ": LoRA merge needs the weight in host memory");
+  for (const WeightDelta& d : deltas) {
+    std::string pr = delta_problem(w, d);
+    if (!pr.empty()) throw_error(ErrorCode::InvalidArgument, "LoRA for " + name + ": " + pr);
+  }
+  const DType out = type == DType::Invalid ? w.dtype : type;
+  const int64_t rows = w.shape[0], K = w.numel() / (rows ? rows : 1);
+  if (dtype_traits(out).block_size > 1 && K % dtype_traits(out).block_size != 0)
+    throw_error(ErrorCode::InvalidArgument, name + ": rows of " + std::to_string(K) + " do not fit the blocks of " +
+                                                dtype_name(out));
+  struct D {
+    std::vector<float> up, down;
+    int64_t R, rank, off;
+    float scale;
+  };
+  std::vector<D> ds;
+  for (const WeightDelta& d : deltas) {
+    D x;
+    x.up = host_f32(d.up);
+    x.down = host_f32(d.down);
+    x.R = d.up.shape[0];
+    x.rank = d.up.numel() / (x.R ? x.R : 1);
+    x.off = d.row_offset;
+    x.scale = d.scale;
+    ds.push_back(std::move(x));
+  }
+  Tensor src = w.is_contiguous() ? w : w.contiguous();
+  const size_t in_row = dtype_row_bytes(src.dtype, K), out_row = dtype_row_bytes(out, K);
+  auto buf = std::shared_ptr<void>(std::malloc(out_row * (size_t)rows + 64), std::free);
+  if (!buf) throw_error(ErrorCode::OutOfMemory, "applying a LoRA to " + name + ": out of memory");
+  Tensor dst = Tensor::wrap(buf.get(), src.sizes(), out, buf);
+  current_pool().parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> tmp((size_t)K);
+    for (int64_t r = r0; r < r1; ++r) {
+      dequantize_row(src.dtype, static_cast<const char*>(src.data) + (size_t)r * in_row, tmp.data(), K);
+      for (const D& d : ds) {
+        if (r < d.off || r >= d.off + d.R) continue;
+        const float* u = d.up.data() + (size_t)(r - d.off) * d.rank;
+        for (int64_t j = 0; j < d.rank; ++j) {
+          const float a = d.scale * u[j];
+          const float* dn = d.down.data() + (size_t)j * K;
+          for (int64_t k = 0; k < K; ++k) tmp[k] += a * dn[k];
+        }
+      }
+      quantize_row(out, tmp.data(), static_cast<char*>(dst.data) + (size_t)r * out_row, K);
+    }
+  });
+  return dst;
+}
+
+DeltaUpdate WeightStore::set_deltas(std::map<std::string, std::vector<WeightDelta>> deltas) {
+  // validate everything first, so a bad set changes nothing
+  for (const auto& kv : deltas) {
+    if (!has(kv.first)) throw_error(ErrorCode::InvalidArgument, "LoRA: the model has no weight " + kv.first);
+    const Tensor& w = raw(kv.first);
+    for (const WeightDelta& d : kv.second) {
+      std::string pr = delta_problem(w, d);
+      if (!pr.empty()) throw_error(ErrorCode::InvalidArgument, "LoRA for " + kv.first + ": " + pr);
+    }
+  }
+  DeltaUpdate u;
+  u.bytes_before = merged_bytes();
+  auto same = [](const std::vector<WeightDelta>& a, const std::vector<WeightDelta>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!a[i].same_as(b[i])) return false;
+    return true;
+  };
+  std::vector<std::string> changed;
+  for (const auto& kv : deltas_) {
+    auto n = deltas.find(kv.first);
+    if (n == deltas.end() || !same(kv.second, n->second)) changed.push_back(kv.first);
+  }
+  for (const auto& kv : deltas)
+    if (!deltas_.count(kv.first)) changed.push_back(kv.first);
+  for (const auto& name : changed) {
+    cache_.erase(name);
+    merged_.erase(name);
+  }
+  deltas_ = std::move(deltas);
+  u.weights_adapted = (int64_t)deltas_.size();
+  u.weights_changed = (int64_t)changed.size();
+  return u;
 }
 
 void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,

@@ -17,6 +17,28 @@ namespace sdn {
 
 class WeightFile;
 
+// A low-rank change to one weight (LoRA / LoCon): delta = scale * up @ down, added to rows
+// [row_offset, row_offset + up.rows) of the target (a fused q/k/v projection takes three deltas at three offsets).
+//   up   [rows, rank] or [rows, rank, 1, 1]            (host tensor as stored: f32, f16, bf16)
+//   down [rank, in] or [rank, in, kh, kw]               (its row length must equal the target's)
+struct WeightDelta {
+  Tensor up, down;
+  float scale = 1.f;
+  int64_t row_offset = 0;
+  std::shared_ptr<const void> keep;  // keeps the source (an opened LoRA file) alive while the delta is set
+  bool same_as(const WeightDelta& o) const {
+    return up.storage_id() == o.up.storage_id() && down.storage_id() == o.down.storage_id() && scale == o.scale &&
+           row_offset == o.row_offset;
+  }
+};
+
+// What set_deltas() changed.
+struct DeltaUpdate {
+  int64_t weights_adapted = 0;  // weights that now carry a delta
+  int64_t weights_changed = 0;  // weights whose delta list changed (dropped from the cache; merged again on use)
+  uint64_t bytes_before = 0;    // bytes of merged copies held before and after the update
+};
+
 class WeightStore {
  public:
   // Backed by an opened file (not owned; must outlive the store).
@@ -48,6 +70,21 @@ class WeightStore {
   // Bytes held by prepared copies that do not alias the source (diagnostics).
   size_t cached_entries() const { return cache_.size(); }
 
+  // ---- the weight-adapter point (LoRA) ----
+  // Sets the deltas applied to weights, replacing the previous set (name -> deltas; an empty map removes all).
+  // Only weights whose delta list changed lose their merged copy and prepared tensor; every other weight (and the
+  // model file) is untouched, so switching LoRAs costs the affected weights only. A weight with deltas is merged
+  // on its next get(): W' = W + sum(scale * up @ down), computed in f32 row by row and stored back in W's own
+  // type (f16/bf16 rounded, quantized types re-quantized with the same block format), so it takes the kernels'
+  // fast path and the memory of one copy of each adapted weight. Throws InvalidArgument naming the weight when a
+  // delta's shape does not fit (nothing is changed then).
+  DeltaUpdate set_deltas(std::map<std::string, std::vector<WeightDelta>> deltas);
+  const std::map<std::string, std::vector<WeightDelta>>& deltas() const { return deltas_; }
+  // Bytes of the merged copies currently held (memory added by the adapters, beyond the model file).
+  uint64_t merged_bytes() const;
+  // W' of a weight as get() would use it, as a host tensor in the weight's type (tests; merges if needed).
+  const Tensor& adapted(const std::string& name);
+
  private:
   // (prefix, file): a name comes from the LAST file whose prefix it starts with
   const WeightFile* source(const std::string& name) const;
@@ -55,6 +92,8 @@ class WeightStore {
   std::map<std::string, Tensor> mem_;
   std::map<std::string, Tensor> overrides_;
   std::map<std::string, Tensor> cache_;
+  std::map<std::string, std::vector<WeightDelta>> deltas_;
+  std::map<std::string, Tensor> merged_;  // host copies W + deltas, in W's type (kept across release())
   Backend* backend_;
 };
 
@@ -64,6 +103,11 @@ class WeightStore {
 // on_tensor(done, total) is polled after each tensor; returning false aborts (Error Aborted).
 void convert_weights(WeightStore& store, const std::vector<std::string>& prefixes, DType type,
                      const std::function<bool(int64_t, int64_t)>& on_tensor);
+
+// W + sum(delta) for one weight, computed in f32 per row and stored in W's type (or in `type` when not Invalid).
+// Exposed for tests that measure the error of storing the merged weight in f16/bf16/quantized types.
+Tensor merge_deltas(const std::string& name, const Tensor& w, const std::vector<WeightDelta>& deltas,
+                    DType type = DType::Invalid);
 
 // Debug dumps: when the environment variable SDN_DUMP_DIR is set, dump(name, t) writes t (as f32) to
 // $SDN_DUMP_DIR/<name>.npy. A no-op otherwise.

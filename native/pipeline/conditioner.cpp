@@ -1,6 +1,9 @@
 #include "pipeline/conditioner.h"
 
 #include <algorithm>
+#include <cstdlib>
+
+#include "pipeline/adapters.h"
 
 #include "models/validate.h"
 #include "sdn/error.h"
@@ -12,13 +15,34 @@ ClipConditioner::ClipConditioner(WeightStore& w, std::shared_ptr<ClipTokenizer> 
 
 Conditioning ClipConditioner::encode(const std::string& prompt, const GenerateParams& params) {
   Conditioning c;
-  c.context = encode_prompt(prompt, params.clip_skip);
+  c.context = encode_prompt(prompt, params.clip_skip, params.embedding_dir);
   return c;
 }
 
-Tensor ClipConditioner::encode_prompt(const std::string& prompt, int clip_skip) {
+Tensor ClipConditioner::encode_prompt(const std::string& prompt_in, int clip_skip, const std::string& embedding_dir) {
   if (!tokenizer_) throw_error(ErrorCode::NotFound, "no CLIP tokenizer is loaded");
-  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt);
+  // textual inversion: each embedding's name (as tokens) becomes ids past the vocabulary, one per vector
+  std::string prompt = prompt_in;
+  std::vector<Embedding> embs = find_embeddings(prompt, embedding_dir, clip_.width(), "sd1");
+  std::vector<TokenReplacement> repl;
+  Tensor extra;
+  if (!embs.empty()) {
+    int64_t rows = 0;
+    for (const Embedding& e : embs) rows += e.vectors.shape[0];
+    // (sized from rows x width: `extra` is still empty here)
+    auto buf = std::shared_ptr<void>(std::malloc((size_t)rows * (size_t)clip_.width() * sizeof(float)), std::free);
+    extra = Tensor::wrap(buf.get(), {rows, (int64_t)clip_.width()}, DType::F32, buf);
+    int64_t at = 0;
+    for (const Embedding& e : embs) {
+      TokenReplacement r;
+      r.match = tokenizer_->encode(e.name);
+      for (int64_t k = 0; k < e.vectors.shape[0]; ++k) r.ids.push_back(clip_.vocab() + (int)(at + k));
+      std::copy(e.vectors.f32(), e.vectors.f32() + e.vectors.numel(), extra.f32() + at * clip_.width());
+      at += e.vectors.shape[0];
+      repl.push_back(std::move(r));
+    }
+  }
+  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt, repl);
   const int T = clip_.positions();
   if (tp.chunks < 1 || (int64_t)tp.ids.size() != (int64_t)tp.chunks * T || tp.weights.size() != tp.ids.size())
     throw_error(ErrorCode::Internal, "tokenized prompt has " + std::to_string(tp.ids.size()) +
@@ -35,7 +59,7 @@ Tensor ClipConditioner::encode_prompt(const std::string& prompt, int clip_skip) 
         enc[(size_t)c] = enc[(size_t)e];
     if (enc[(size_t)c].defined()) continue;
     std::vector<int> ids(tp.ids.begin() + c * CT, tp.ids.begin() + (c + 1) * CT);
-    enc[(size_t)c] = clip_.encode(ids, 1, clip_skip);
+    enc[(size_t)c] = clip_.encode(ids, 1, clip_skip, extra.defined() ? &extra : nullptr);
   }
   Tensor z = enc[0];  // [chunks, T, D]
   for (int c = 1; c < tp.chunks; ++c) z = be.concat(z, enc[(size_t)c], 0);

@@ -46,9 +46,10 @@ class ClipConditioner final : public Conditioner {
   int context_dim() const override { return clip_.width(); }
   int max_clip_skip() const override { return clip_.layers(); }
   void release() override { clip_.release(); }
-  // [1, 77*chunks, D] (emphasis applied). Each distinct 77-token chunk is encoded once (the empty chunks of
-  // "a BREAK BREAK b" cost one pass together); the abort check is polled before every pass.
-  Tensor encode_prompt(const std::string& prompt, int clip_skip);
+  // [1, 77*chunks, D] (emphasis applied). embedding_dir: textual-inversion embeddings used by name ("" = none).
+  // Each distinct 77-token chunk is encoded once (the empty chunks of "a BREAK BREAK b" cost one pass together);
+  // the abort check is polled before every pass.
+  Tensor encode_prompt(const std::string& prompt, int clip_skip, const std::string& embedding_dir = "");
 
  private:
   WeightStore& w_;

@@ -12,6 +12,32 @@ void CfgDenoiser::clear() {
   cache_cond_.clear();
   cache_uncond_.clear();
   cache_both_.clear();
+  control_ = nullptr;
+  hint_ = Tensor();
+  ccache_cond_.clear();
+  ccache_uncond_.clear();
+  ccache_both_.clear();
+}
+
+void CfgDenoiser::set_control(ControlNetModel* model, const Tensor& hint, float strength, float sigma_lo,
+                              float sigma_hi) {
+  control_ = model;
+  hint_ = hint;
+  control_strength_ = strength;
+  control_lo_ = sigma_lo;
+  control_hi_ = sigma_hi;
+  ccache_cond_.clear();
+  ccache_uncond_.clear();
+  ccache_both_.clear();
+}
+
+Tensor CfgDenoiser::unet(const Tensor& xin, const std::vector<float>& t, const Tensor& context,
+                         UNetContextCache* cache, UNetContextCache* control_cache, float sigma) {
+  if (control_ && sigma >= control_lo_ && sigma <= control_hi_) {
+    std::vector<Tensor> res = control_->forward(xin, t, context, hint_, control_strength_, control_cache);
+    return unet_.forward(unet_input(xin), t, context, cache, &res);
+  }
+  return unet_.forward(unet_input(xin), t, context, cache);
 }
 
 void CfgDenoiser::set_conditioning(const Conditioning& cond, const Conditioning& uncond, float cfg) {
@@ -53,14 +79,13 @@ void CfgDenoiser::denoise(const std::vector<float>& x, float sigma, int h, int w
   Tensor xin = be_.scale(xd, s.c_in);
   Tensor f;  // the model output after CFG
   if (!use_cfg) {
-    f = unet_.forward(unet_input(xin), {t}, cond_.context, &cache_cond_);
+    f = unet(xin, {t}, cond_.context, &cache_cond_, &ccache_cond_, sigma);
   } else if (both_.defined()) {
-    Tensor both = unet_.forward(unet_input(be_.concat(xin, xin, 0)), {t, t}, both_.context, &cache_both_);
+    Tensor both = unet(be_.concat(xin, xin, 0), {t, t}, both_.context, &cache_both_, &ccache_both_, sigma);
     f = be_.combine(both.slice0(0, 1), cfg_, both.slice0(1, 2), 1.0f - cfg_);
   } else {
-    Tensor in = unet_input(xin);
-    Tensor fc = unet_.forward(in, {t}, cond_.context, &cache_cond_);
-    Tensor fu = unet_.forward(in, {t}, uncond_.context, &cache_uncond_);
+    Tensor fc = unet(xin, {t}, cond_.context, &cache_cond_, &ccache_cond_, sigma);
+    Tensor fu = unet(xin, {t}, uncond_.context, &cache_uncond_, &ccache_uncond_, sigma);
     f = be_.combine(fc, cfg_, fu, 1.0f - cfg_);
   }
   xin = Tensor();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "models/controlnet.h"
 #include "models/unet.h"
 #include "pipeline/conditioner.h"
 #include "samplers/sampling.h"
@@ -27,7 +28,11 @@ class CfgDenoiser {
   // Channels appended to the scaled latent before the U-Net (inpainting checkpoints: mask and masked-image
   // latent), [1, k, h, w] on the backend; an undefined tensor removes them.
   void set_extra_channels(const Tensor& extra) { extra_ = extra; }
-  // Drops the conditioning and the cached cross-attention K/V.
+  // ControlNet guidance for the evaluations whose sigma lies in [sigma_lo, sigma_hi] (the steps between the
+  // guidance start and end): its residuals, times strength, go into the U-Net. hint from ControlNetModel::hint().
+  // Call after set_conditioning(); clear() removes it.
+  void set_control(ControlNetModel* model, const Tensor& hint, float strength, float sigma_lo, float sigma_hi);
+  // Drops the conditioning, the control and the cached cross-attention K/V.
   void clear();
 
   // den = D(x, sigma) for the host latent x [C*h*w] (C = latent channels).
@@ -35,6 +40,9 @@ class CfgDenoiser {
 
  private:
   Tensor unet_input(const Tensor& x_scaled) const;
+  // U-Net output for one pass, with the control residuals when the control applies at this sigma.
+  Tensor unet(const Tensor& xin, const std::vector<float>& t, const Tensor& context, UNetContextCache* cache,
+              UNetContextCache* control_cache, float sigma);
 
   Backend& be_;
   UNetModel& unet_;
@@ -45,6 +53,10 @@ class CfgDenoiser {
   Tensor extra_;
   float cfg_ = 1.f;
   UNetContextCache cache_cond_, cache_uncond_, cache_both_;
+  ControlNetModel* control_ = nullptr;
+  Tensor hint_;
+  float control_strength_ = 1.f, control_lo_ = 0.f, control_hi_ = 0.f;
+  UNetContextCache ccache_cond_, ccache_uncond_, ccache_both_;
 };
 
 }  // namespace sdn

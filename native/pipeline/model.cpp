@@ -57,7 +57,7 @@ static std::string explicit_merges(const ModelParts& parts, const LoadOptions& o
 }
 
 // files: the opened model files with their paths (base file first if any).
-static std::string find_merges(const std::string& explicit_m,
+static std::string find_merges(const std::string& explicit_m, const LoadOptions& options,
                                const std::vector<std::pair<std::string, const WeightFile*>>& files) {
   if (!explicit_m.empty()) return explicit_m;
   for (const auto& f : files) {
@@ -71,10 +71,11 @@ static std::string find_merges(const std::string& explicit_m,
   }
   std::string cache = user_merges_cache_path();
   if (is_file(cache)) return read_merges_file(cache, "cached tokenizer");
+  if (!options.fallback_merges.empty()) return options.fallback_merges;
   std::string what = files.empty() ? std::string("the model") : files.front().first;
   throw_error(ErrorCode::NotFound,
               "no CLIP tokenizer merges found for " + what +
-                  ". Give one of: LoadOptions.tokenizer_path (a merges.txt file); a model file with embedded merges "
+                  ". Give one of: an explicit merges.txt file (tokenizerPath in JavaScript, --tokenizer on the command line); a model file with embedded merges "
                   "(GGUF converted with a tokenizer); a diffusers folder with tokenizer/merges.txt (also looked for "
                   "next to the model file); or a per-user copy at " + cache +
                   " (directory from $SDNODE_CACHE_DIR when set).");
@@ -200,7 +201,7 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       throw_error(ErrorCode::InvalidFile, main_path + ": the " + std::string(r.part) + " is missing (no tensor " +
                                               r.name + "): not a complete SD1.x checkpoint" +
                                               (any_part ? "; give it as a separate part" : ""));
-  std::string merges = find_merges(explicit_m, opened);
+  std::string merges = find_merges(explicit_m, options, opened);
   auto tokenizer = ClipTokenizer::from_merges(merges);
   ModelConfig cfg = model_config((unet ? unet : base)->metadata());
   // every tensor the networks use, against the architecture: a broken file fails here, naming the tensor

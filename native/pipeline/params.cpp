@@ -65,6 +65,28 @@ void validate_params(const GenerateParams& p) {
   const size_t kMaxPrompt = 64 * 1024;
   if (p.prompt.size() > kMaxPrompt) bad("prompt is longer than 65536 bytes");
   if (p.negative_prompt.size() > kMaxPrompt) bad("negative_prompt is longer than 65536 bytes");
+  if (p.loras.size() > 64) bad("at most 64 LoRAs at once (loras)");
+  for (const LoraSpec& l : p.loras) {
+    if (l.path.empty()) bad("a LoRA entry has no path (loras[].path)");
+    if (!std::isfinite(l.weight) || std::fabs(l.weight) > 100)
+      bad("LoRA weight must be a finite number in [-100, 100] (loras[].weight), got " + std::to_string(l.weight) +
+          " for " + l.path);
+  }
+  const ControlNetSpec& c = p.control_net;
+  if (!c.model.empty()) {
+    if (!std::isfinite(c.strength) || c.strength < 0 || c.strength > 10)
+      bad("controlNet.strength must be between 0 and 10, got " + std::to_string(c.strength));
+    if (!std::isfinite(c.start) || !std::isfinite(c.end) || c.start < 0 || c.end > 1 || c.start > c.end)
+      bad("controlNet.start and controlNet.end must satisfy 0 <= start <= end <= 1");
+    if (c.image_rgb.empty()) bad("controlNet.image is required with controlNet.model (CLI --control-image)");
+    if (c.image_width != p.width || c.image_height != p.height ||
+        c.image_rgb.size() != (size_t)c.image_width * (size_t)c.image_height * 3)
+      bad("the control image is " + std::to_string(c.image_width) + "x" + std::to_string(c.image_height) +
+          " but the generation is " + std::to_string(p.width) + "x" + std::to_string(p.height) +
+          ": give a control image of the output size (controlNet.image / --control-image)");
+  } else if (!c.image_rgb.empty()) {
+    bad("a control image was given without a ControlNet (controlNet.model / --control-net)");
+  }
 }
 
 }  // namespace sdn

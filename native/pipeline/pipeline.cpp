@@ -30,7 +30,8 @@ struct StateReset {
 DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::shared_ptr<ClipTokenizer> tokenizer,
                                      Prediction prediction, ModelConfig config, Placement placement,
                                      std::unique_ptr<WeightStore> cpu_store)
-    : store_(std::move(store)), cpu_store_(std::move(cpu_store)), placement_(placement), prediction_(prediction) {
+    : store_(std::move(store)), cpu_store_(std::move(cpu_store)), placement_(placement), prediction_(prediction),
+      unet_heads_(config.unet_heads) {
   WeightStore& te_store = placement_.text_encoder_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
   WeightStore& vae_store = placement_.vae_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
   conditioner_ = std::make_unique<ClipConditioner>(te_store, std::move(tokenizer), config.clip_heads);
@@ -262,10 +263,24 @@ std::vector<float> DiffusionPipeline::encode_latent(const Tensor& image, NoiseGe
   return z;
 }
 
-std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const GenerateCallbacks& cb) {
-  validate_params(p);
-  check_params(p);
+std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, const GenerateCallbacks& cb) {
+  validate_params(params);
+  check_params(params);
   Backend& be = store_->backend();
+  // adapters, before any work: <lora:...> tags leave the prompt, LoRAs are merged (only changed weights), the
+  // ControlNet is loaded (kept while the same file is asked for)
+  GenerateParams p = params;
+  std::vector<std::string> warnings;
+  {
+    std::vector<LoraSpec> loras = p.loras;
+    for (const LoraSpec& l : extract_lora_tags(p.prompt, p.lora_dir)) loras.push_back(l);
+    loras_.apply(*store_, placement_.text_encoder_on_cpu ? cpu_store_.get() : nullptr, loras, family_, warnings);
+  }
+  if (!p.control_net.model.empty() && (!control_ || control_->path != p.control_net.model)) {
+    control_.reset();  // the old one's memory first
+    control_ = load_controlnet(p.control_net.model, be, unet_->context_dim(), unet_->model_channels(), family_,
+                               unet_heads_);
+  }
   auto aborted = [&] { return cb.should_abort && cb.should_abort(); };
   auto check_abort = [&] {
     if (aborted()) throw_error(ErrorCode::Aborted, "generation was aborted");
@@ -387,6 +402,27 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     sigmas.erase(sigmas.begin(), sigmas.begin() + (p.steps - t_enc - 1));
   }
   const int steps_run = (int)sigmas.size() - 1;
+  if (!p.control_net.model.empty()) {
+    const ControlNetSpec& c = p.control_net;
+    // control image RGB8 -> [1, 3, H, W] in [0, 1], as given (no preprocessing)
+    std::vector<float> img((size_t)3 * c.image_width * c.image_height);
+    const size_t plane = (size_t)c.image_width * c.image_height;
+    for (size_t q = 0; q < plane; ++q)
+      for (int k = 0; k < 3; ++k) img[k * plane + q] = c.image_rgb[q * 3 + k] / 255.0f;
+    control_->model->set_abort_check(cb.should_abort);
+    Tensor hint = control_->model->hint(
+        be.upload(Tensor::wrap(img.data(), {1, 3, c.image_height, c.image_width}, DType::F32)));
+    // steps i (of those that run) with start <= i/steps <= end (A1111's guidance start/end) -> the sigma range they evaluate
+    float hi = -1.f, lo = 0.f;  // an evaluation at sigma applies the control when lo <= sigma <= hi
+    for (int i = 0; i < steps_run; ++i) {
+      const float f = (float)i / (float)steps_run;
+      if (f < c.start - 1e-6f || f > c.end + 1e-6f) continue;
+      if (hi < 0.f) hi = lo = sigmas[i];
+      hi = std::max(hi, sigmas[i]);
+      lo = std::min(lo, sigmas[i]);
+    }
+    if (hi > 0.f) denoiser_->set_control(control_->model.get(), hint, c.strength, lo, hi);
+  }
   std::vector<std::vector<float>> latents;
   std::vector<int64_t> seeds;
   Denoiser model = [&](const std::vector<float>& x, float sigma, std::vector<float>& den) {
@@ -425,8 +461,10 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     seeds.push_back(s);
   }
   denoiser_->clear();
+  if (control_) control_->model->set_abort_check({});
   denoiser_->set_extra_channels(Tensor());
   if (options_.release_between_stages) {
+    if (control_) control_->model->release();
     unet_->release();
     trim();
   }
@@ -438,6 +476,8 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& p, const Ge
     progress(Phase::Decode, img, p.batch_count, img);
     images.push_back(decode(latents[img], lh, lw, p, p.decoder == "taesd"));
     images.back().seed = seeds[img];
+    images.back().warnings = warnings;
+    images.back().adapter_bytes = store_->merged_bytes() + (cpu_store_ ? cpu_store_->merged_bytes() : 0);
     progress(Phase::Decode, img + 1, p.batch_count, img);
   }
   if (options_.release_between_stages) {

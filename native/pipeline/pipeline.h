@@ -10,6 +10,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/weights.h"
+#include "pipeline/adapters.h"
 #include "pipeline/conditioner.h"
 #include "pipeline/denoiser.h"
 #include "samplers/sampling.h"
@@ -99,6 +100,11 @@ class DiffusionPipeline {
   std::unique_ptr<CfgDenoiser> denoiser_;
   TaesdModel* taesd_ = nullptr;
   float latent_scale_ = 0.18215f;  // SD 1.x/2.x VAE scale factor
+  std::string family_ = "sd1";
+  int unet_heads_ = 8;
+  // adapters
+  LoraState loras_;
+  std::unique_ptr<LoadedControlNet> control_;
 };
 
 }  // namespace sdn

@@ -1,5 +1,6 @@
 // A1111 prompt handling: attention/emphasis syntax (modules/prompt_parser.py parse_prompt_attention), the
 // "infinite prompt" 75-token chunking with comma backtracking (sd_hijack_clip.py), and emphasis application.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -174,7 +175,8 @@ std::vector<PromptSegment> parse_prompt_attention(const std::string& prompt) {
   return out;
 }
 
-TokenizedPrompt tokenize_prompt(const ClipTokenizer& tok, const std::string& prompt) {
+TokenizedPrompt tokenize_prompt(const ClipTokenizer& tok, const std::string& prompt,
+                                const std::vector<TokenReplacement>& replacements) {
   if (prompt.size() > kMaxPromptBytes)
     throw_error(ErrorCode::InvalidArgument, "prompt is too long (" + std::to_string(prompt.size()) +
                                                 " bytes; the limit is 1 MiB)");
@@ -212,7 +214,26 @@ TokenizedPrompt tokenize_prompt(const ClipTokenizer& tok, const std::string& pro
       continue;
     }
     const float w = (float)seg.weight;
-    for (int token : tok.encode(seg.text)) {
+    std::vector<int> seg_ids = tok.encode(seg.text);
+    if (!replacements.empty()) {
+      std::vector<int> r;
+      for (size_t i = 0; i < seg_ids.size();) {
+        const TokenReplacement* hit = nullptr;
+        for (const TokenReplacement& rp : replacements)
+          if (!rp.match.empty() && i + rp.match.size() <= seg_ids.size() &&
+              std::equal(rp.match.begin(), rp.match.end(), seg_ids.begin() + (long)i) &&
+              (!hit || rp.match.size() > hit->match.size()))
+            hit = &rp;
+        if (hit) {
+          r.insert(r.end(), hit->ids.begin(), hit->ids.end());
+          i += hit->match.size();
+        } else {
+          r.push_back(seg_ids[i++]);
+        }
+      }
+      seg_ids.swap(r);
+    }
+    for (int token : seg_ids) {
       if (token == comma) {
         last_comma = (int)ids.size();
       } else if ((int)ids.size() == kChunkTokens && last_comma != -1 &&

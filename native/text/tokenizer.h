@@ -56,7 +56,14 @@ struct TokenizedPrompt {
 //
 // The pipeline then encodes each 77-token chunk independently, concatenates the [77, D] outputs along the token
 // axis, and applies the weights per chunk with apply_emphasis() (after the final layer norm / clip-skip layer).
-TokenizedPrompt tokenize_prompt(const ClipTokenizer& tok, const std::string& prompt);
+// A token sequence replaced by other ids while tokenizing (textual-inversion embeddings: the tokens of the
+// embedding's name become ids past the vocabulary, one per vector).
+struct TokenReplacement {
+  std::vector<int> match;
+  std::vector<int> ids;
+};
+TokenizedPrompt tokenize_prompt(const ClipTokenizer& tok, const std::string& prompt,
+                                const std::vector<TokenReplacement>& replacements = {});
 
 // A1111 "Original" emphasis (also sd.cpp): for one chunk's hidden states [tokens, dim] (row-major) and its
 // weights [tokens]: m0 = mean(hidden); hidden[t, :] *= weights[t]; m1 = mean(hidden); hidden *= m0 / m1.

@@ -5,6 +5,8 @@
 //   Separate parts: --unet FILE --vae FILE --text-encoder FILE (each overrides that part of --model, if given).
 //   img2img / inpainting: --init-img PNG [--strength X] [--mask PNG] (8-bit PNGs of exactly --width x --height);
 //   --taesd FILE decodes with TAESD instead of the VAE (stable-diffusion.cpp's flag names).
+// Adapters: [--lora-model-dir DIR] (for <lora:NAME:W> in the prompt) [--control-net FILE --control-image PNG
+//   [--control-strength X]] [--embd-dir DIR] (textual-inversion embeddings used by name).
 // With --batch N > 1 the images are written as OUT-0.png, OUT-1.png, ...
 #include <chrono>
 #include <cstdio>
@@ -22,7 +24,9 @@ static void usage() {
                "         [--unet FILE] [--vae FILE] [--text-encoder FILE]\n"
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
-               "         [--tokenizer MERGES] [--init-img PNG] [--mask PNG] [--strength X] [--taesd FILE] [--quiet]\n");
+               "         [--tokenizer MERGES] [--init-img PNG] [--mask PNG] [--strength X] [--taesd FILE] [--quiet]\n"
+               "         [--lora-model-dir DIR] [--control-net FILE --control-image PNG [--control-strength X]]\n"
+               "         [--embd-dir DIR]\n");
 }
 
 int main(int argc, char** argv) {
@@ -31,6 +35,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   sdn::GenerateParams p;
+  p.control_net.strength = 0.9f;  // stable-diffusion.cpp's --control-strength default
   sdn::LoadOptions lo;
   std::string model, output;
   sdn::ModelParts parts;
@@ -70,6 +75,16 @@ int main(int argc, char** argv) {
         p.decoder = "taesd";
       }
       else if (a == "--output") output = val();
+      else if (a == "--lora-model-dir") p.lora_dir = val();
+      else if (a == "--embd-dir") p.embedding_dir = val();
+      else if (a == "--control-net") p.control_net.model = val();
+      else if (a == "--control-strength") p.control_net.strength = std::strtof(val().c_str(), nullptr);
+      else if (a == "--control-image") {
+        std::string err, path = val();
+        if (!sdntool::read_png(path, 3, p.control_net.image_rgb, p.control_net.image_width,
+                               p.control_net.image_height, err))
+          throw sdn::Error(sdn::ErrorCode::InvalidArgument, "--control-image: " + err);
+      }
       else if (a == "--quiet") quiet = true;
       else throw sdn::Error(sdn::ErrorCode::InvalidArgument, "unknown option " + a);
     }
@@ -108,6 +123,11 @@ int main(int argc, char** argv) {
         return 1;
       }
       if (!quiet) std::fprintf(stderr, "wrote %s (seed %lld)\n", path.c_str(), (long long)images[i].seed);
+    }
+    if (!images.empty()) {
+      for (const auto& w : images[0].warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+      if (images[0].adapter_bytes && !quiet)
+        std::fprintf(stderr, "LoRA weights merged: %.1f MB added\n", images[0].adapter_bytes / 1e6);
     }
     if (!quiet)
       std::fprintf(stderr, "load %.2fs, generate %.2fs\n", std::chrono::duration<double>(t1 - t0).count(),

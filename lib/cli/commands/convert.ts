@@ -11,7 +11,7 @@ import { formatBytes, formatDuration, ProgressBar } from '../progress';
 export const convertCommand: Command = {
   name: 'convert',
   summary: 'convert a model to GGUF (optionally quantized)',
-  usage: 'sdnode convert IN OUT.gguf [--type q8_0] [--vae-type f16] [--tokenizer FILE] [--json]',
+  usage: 'sdnode convert IN OUT.gguf [--type q8_0] [--vae-type f16] [--tokenizer FILE] [--force] [--json]',
   description:
     'Writes a GGUF file with stable-diffusion.cpp tensor names from a .safetensors/.ckpt file, a diffusers\n' +
     'folder or a GGUF file. Large weights get --type; VAE weights get --vae-type. Ctrl-C cancels and removes\n' +
@@ -21,6 +21,7 @@ export const convertCommand: Command = {
     { name: 'type', type: 'string', arg: 'TYPE', description: `weight type: ${WEIGHT_TYPES.join(' ')}`, default: 'f16' },
     { name: 'vae-type', type: 'string', arg: 'TYPE', description: 'VAE weight type', default: 'f16' },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file to embed' },
+    { name: 'force', type: 'boolean', description: 'write even if OUT does not end in .gguf' },
     { name: 'json', type: 'boolean', description: 'print a machine-readable summary on stdout' },
     { name: 'quiet', short: 'q', type: 'boolean', description: 'no progress output' },
   ],
@@ -36,6 +37,7 @@ export const convertCommand: Command = {
     if (o.type !== undefined) options.type = o.type as ConvertOptions['type'];
     if (o['vae-type'] !== undefined) options.vaeType = o['vae-type'] as ConvertOptions['vaeType'];
     if (o.tokenizer !== undefined) options.tokenizerPath = o.tokenizer as string;
+    if (o.force === true) options.force = true;
     let r;
     try {
       r = await convert(input, output, options);

@@ -5,13 +5,12 @@
  */
 import * as path from 'path';
 import { loadModel, type GenerationResult, type Model } from '../../model';
-import type { GeneratedImage } from '../../image';
+import { checkOutputPath, type GeneratedImage } from '../../image';
+import { inspect } from '../../convert';
 import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type PreviewMethod } from '../../options';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 import { formatDuration, ProgressBar } from '../progress';
-
-const IMAGE_EXTS = ['.png', '.jpg', '.jpeg', '.webp'];
 
 /** API option name -> CLI flag, to phrase validation errors in the user's terms. */
 export const FLAG_OF: Record<string, string> = {
@@ -33,12 +32,18 @@ export const FLAG_OF: Record<string, string> = {
   previewEvery: '--preview-every',
   previewMethod: '--preview-method',
   pathOrParts: '--model',
+  path: '--output',
   initImage: '--init-img',
   mask: '--mask',
   maskBlur: '--mask-blur',
   strength: '--strength',
   taesdPath: '--taesd',
   decoder: '--taesd',
+  loraDir: '--lora-model-dir',
+  embeddingDir: '--embd-dir',
+  'controlNet.model': '--control-net',
+  'controlNet.image': '--control-image',
+  'controlNet.strength': '--control-strength',
 };
 
 /** Output file of image i of n: `out.png`, or `out-0.png`, `out-1.png`, ... for a batch. */
@@ -74,8 +79,8 @@ export const generateCommand: Command = {
     { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', description: 'what to draw', required: true },
     { name: 'negative-prompt', short: 'n', type: 'string', arg: 'TEXT', description: 'what to avoid', default: '""' },
     { name: 'output', short: 'o', type: 'string', arg: 'FILE', description: 'output image (.png, .jpg, .jpeg, .webp)', required: true },
-    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width, multiple of 8', default: '512' },
-    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height, multiple of 8', default: '512' },
+    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width: SD 1.x needs a multiple of 64 (sdnode info shows a model\'s rule), 64-2048', default: '512' },
+    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height: same rule as --width', default: '512' },
     { name: 'steps', type: 'integer', arg: 'N', description: 'sampling steps', default: '20' },
     { name: 'cfg', type: 'number', arg: 'X', description: 'classifier-free guidance scale', default: '7' },
     { name: 'sampler', type: 'string', arg: 'NAME', description: SAMPLERS.join(' | '), default: 'euler_a' },
@@ -91,7 +96,12 @@ export const generateCommand: Command = {
     { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
-    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed)' },
+    { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed); default: the model\'s own, else the CLIP merges shipped with sdnode' },
+    { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs named by <lora:NAME:WEIGHT> in the prompt' },
+    { name: 'embd-dir', type: 'string', arg: 'DIR', description: 'folder of textual-inversion embeddings (used by name in prompts)' },
+    { name: 'control-net', type: 'string', arg: 'FILE', description: 'ControlNet model file' },
+    { name: 'control-image', type: 'string', arg: 'FILE', description: 'control image for the ControlNet (used as given: edge/depth/pose map)' },
+    { name: 'control-strength', type: 'number', arg: 'X', description: 'ControlNet strength', default: '0.9' },
     { name: 'preview', type: 'string', arg: 'FILE', description: 'keep writing the latest preview to FILE while sampling' },
     { name: 'preview-every', type: 'integer', arg: 'N', description: 'preview every N steps', default: '1' },
     { name: 'preview-method', type: 'string', arg: 'NAME', description: 'latent | taesd (needs --taesd)', default: 'latent, taesd with --taesd' },
@@ -107,13 +117,10 @@ export const generateCommand: Command = {
   async run(args, ctx) {
     const o = args.options;
     const output = o.output as string;
-    if (!IMAGE_EXTS.includes(path.extname(output).toLowerCase())) {
-      throw new UsageError(`generate: --output must end in ${IMAGE_EXTS.join(', ')} (got "${output}")`);
-    }
+    // The output must be writable before minutes of work start: extension, folder, permissions (exit code 2).
+    await checkOutputPath(output, '--output');
     const preview = o.preview as string | undefined;
-    if (preview !== undefined && !IMAGE_EXTS.includes(path.extname(preview).toLowerCase())) {
-      throw new UsageError(`generate: --preview must end in ${IMAGE_EXTS.join(', ')} (got "${preview}")`);
-    }
+    if (preview !== undefined) await checkOutputPath(preview, '--preview');
     const previewMethod = (o['preview-method'] ?? (o.taesd !== undefined ? 'taesd' : undefined)) as PreviewMethod | undefined;
     if (previewMethod !== undefined && !PREVIEW_METHODS.includes(previewMethod)) {
       throw new UsageError(`generate: --preview-method must be one of ${PREVIEW_METHODS.join(', ')} (got "${previewMethod}")`);
@@ -138,10 +145,25 @@ export const generateCommand: Command = {
     set('maskBlur', o['mask-blur']);
     set('strength', o.strength);
     if (o.taesd !== undefined) set('decoder', 'taesd');
+    set('loraDir', o['lora-model-dir']);
+    set('embeddingDir', o['embd-dir']);
+    if (o['control-net'] !== undefined || o['control-image'] !== undefined) {
+      if (o['control-net'] === undefined || o['control-image'] === undefined)
+        throw new UsageError('generate: --control-net and --control-image go together');
+      genOptions.controlNet = {
+        model: o['control-net'] as string,
+        image: o['control-image'] as string,
+        strength: (o['control-strength'] as number | undefined) ?? 0.9,
+      };
+    }
 
-    // Validate everything before the (slow) model load.
-    const { resolveGenerateOptions } = await import('../../options');
-    resolveGenerateOptions(genOptions);
+    // Validate everything before the (slow) model load, the size rule too when the file's headers give it.
+    const { resolveGenerateOptions, checkSizeForModel } = await import('../../options');
+    const resolved = resolveGenerateOptions(genOptions);
+    if (!process.env.SDNODE_TEST_FAKE_MODEL) {
+      const info = await inspect(o.model as string).catch(() => undefined); // load reports unreadable files itself
+      if (info) checkSizeForModel(resolved.width, resolved.height, info.sizeMultiple, info.family);
+    }
 
     const bar = new ProgressBar(ctx.stderr, o.quiet !== true);
     const t0 = performance.now();
@@ -164,9 +186,9 @@ export const generateCommand: Command = {
       result = await model.generate(genOptions, {
         signal: ctx.signal,
         onProgress: (e) => {
-          const img = e.images > 1 && e.phase === 'sample' ? ` image ${e.image + 1}/${e.images}` : '';
-          const eta = e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`;
-          bar.update(e.phase, e.step, e.steps, `${eta}${img}`);
+          // a batch shows which image: "sample 2/4 [#####...] 7/20  ETA 1m02s"
+          const label = e.images > 1 && e.phase === 'sample' ? `${e.phase} ${e.image + 1}/${e.images}` : e.phase;
+          bar.update(label, e.step, e.steps, e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`);
         },
         onPreview: preview
           ? (e) => {
@@ -189,6 +211,7 @@ export const generateCommand: Command = {
       bar.done();
       await model.dispose();
     }
+    for (const w of result.warnings) ctx.stderr.write(`warning: ${w}\n`);
     const files: Array<{ file: string; image: GeneratedImage }> = result.images.map((image, i) => ({ file: outputPath(output, i, result.images.length), image }));
     for (const f of files) await f.image.save(f.file);
     const totalMs = performance.now() - t0;
@@ -197,6 +220,8 @@ export const generateCommand: Command = {
         model: o.model,
         images: files.map((f) => ({ file: path.resolve(f.file), width: f.image.width, height: f.image.height, seed: f.image.seed })),
         parameters: result.parameters,
+        warnings: result.warnings,
+        adapterBytes: result.adapterBytes,
         loadMs: Math.round(loadMs),
         generateMs: Math.round(result.elapsedMs),
         totalMs: Math.round(totalMs),

@@ -3,8 +3,9 @@
  * @internal
  * @packageDocumentation
  */
+import * as path from 'path';
 import { inspect } from '../../convert';
-import { getSystemInfo } from '../../system';
+import { chooseDevice, probeDevice, systemInfoIsolated } from '../../device';
 import type { Command } from '../command';
 import { printable, terminalJson } from '../printable';
 import { formatBytes } from '../progress';
@@ -47,7 +48,8 @@ export const infoCommand: Command = {
       ['tensors', `${info.tensorCount}${types ? ` (${types})` : ''}`],
       ['parameters', `${formatCount(info.parameterCount)} (${info.parameterCount})`],
       ['size', `${formatBytes(info.sizeBytes)} (${info.sizeBytes} bytes)`],
-      ['tokenizer', info.hasTokenizer ? 'yes (embedded or next to the model)' : 'no'],
+      ['sizes', info.sizeMultiple > 0 ? `width and height: multiples of ${info.sizeMultiple}, 64 to 2048` : 'unknown (no U-Net)'],
+      ['tokenizer', info.hasTokenizer ? 'yes (embedded or next to the model)' : 'not in the model: the CLIP merges shipped with sdnode are used'],
     ];
     // bounded whatever the file holds: a few rows, keys and values cut, control characters escaped
     const meta = Object.entries(info.metadata);
@@ -63,30 +65,60 @@ export const infoCommand: Command = {
 
 export const systemCommand: Command = {
   name: 'system',
-  summary: 'show the engine version, SIMD level, threads, backends and devices',
-  usage: 'sdnode system [--json]',
-  description: 'Prints what the engine runs with on this machine.',
+  summary: 'show the engine, the native binaries found, the backends and devices and which one "auto" picks',
+  usage: 'sdnode system [--refresh] [--json]',
+  description:
+    'Prints what the engine runs with on this machine: the addon binary in use and the others found, the SIMD\n' +
+    'level and threads, the compiled-in backends, each device with its verdict (GPU devices are test-loaded in\n' +
+    'a child process once per driver; the verdict is remembered) and the device "auto" chooses, with reasons.',
   positionals: 0,
-  options: [{ name: 'json', type: 'boolean', description: 'print as JSON on stdout' }],
+  options: [
+    { name: 'refresh', type: 'boolean', description: 'test-load the GPU devices again instead of using remembered verdicts' },
+    { name: 'json', type: 'boolean', description: 'print as JSON on stdout' },
+  ],
 
   async run(args, ctx) {
-    const s = getSystemInfo();
-    if (args.options.json) ctx.stdout.write(`${terminalJson(s)}\n`);
-    else {
-      ctx.stdout.write(
-        `engine    ${s.version}\nsimd      ${s.simd}\nthreads   ${s.threads} (physical cores ${s.physicalCores})\nbackends  ${s.backends.join(', ')}\n`,
-      );
-      for (const n of s.backendNotes) ctx.stdout.write(`          ${n}\n`);
-      ctx.stdout.write('devices\n');
-      for (const d of s.devices) {
-        const gib = (d.memoryBytes / 2 ** 30).toFixed(1);
-        const feats = [d.fp16 ? 'fp16' : '', d.int8 ? 'int8' : '', d.cooperativeMatrix ? 'coopmat' : ''].filter(Boolean).join(' ');
-        ctx.stdout.write(
-          `  ${d.id.padEnd(10)} ${d.name} (${d.type}${d.vendor ? `, ${d.vendor}` : ''}${d.driver ? `, driver ${d.driver}` : ''}), ${gib} GiB` +
-            `${feats ? `, ${feats}` : ''}${d.usable ? '' : ` — unusable: ${d.unusableReason ?? 'unknown reason'}`}\n`,
-        );
-      }
+    // GPU devices are enumerated in a child process: a driver that crashes there cannot take this command down
+    const { info: s, error } = await systemInfoIsolated();
+    const refresh = args.options.refresh === true;
+    const probes = await Promise.all(s.devices.map((d) => probeDevice(d.id, { refresh })));
+    const choice = await chooseDevice('auto', { refresh });
+    if (args.options.json) {
+      ctx.stdout.write(`${terminalJson({ ...s, probes, auto: choice, ...(error ? { error } : {}) })}\n`);
+      return 0;
     }
+    const here = `${process.platform}-${process.arch}`;
+    const lines = [
+      `engine    ${s.version}`,
+      `binary    ${s.binary}`,
+      ...s.binaries
+        .filter((b) => b !== s.binary)
+        .map((b) => `          also found: ${b}${b.includes(`${path.sep}prebuilds${path.sep}`) && !b.includes(`${path.sep}${here}${path.sep}`) ? ' (another platform)' : ''}`),
+      `simd      ${s.simd}`,
+      `threads   ${s.threads ? `${s.threads} (physical cores ${s.physicalCores})` : 'unknown'}`,
+      `backends  ${s.backends.join(', ')}`,
+      ...s.backendNotes.map((n) => `          ${n}`),
+      'devices',
+      ...s.devices.map((d, i) => {
+        const p = probes[i];
+        const gib = d.memoryBytes ? `, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB` : '';
+        const feats = [d.fp16 ? 'fp16' : '', d.int8 ? 'int8' : '', d.cooperativeMatrix ? 'coopmat' : ''].filter(Boolean).join(' ');
+        const verdict = !d.usable
+          ? `unusable: ${d.unusableReason ?? 'unknown reason'}`
+          : p.usable
+            ? d.backend === 'cpu'
+              ? 'usable'
+              : `usable (test load passed${p.cached ? ', remembered' : ''})`
+            : `unusable: ${p.reason ?? 'test load failed'}${p.cached ? ' (remembered)' : ''}`;
+        return (
+          `  ${d.id.padEnd(10)} ${d.name} (${d.type}${d.vendor ? `, ${d.vendor}` : ''}${d.driver ? `, driver ${d.driver}` : ''})${gib}` +
+          `${feats ? `, ${feats}` : ''}; ${verdict}`
+        );
+      }),
+      `auto      ${choice.device} (${choice.reason})`,
+      ...choice.skipped.map((k) => `          passed over ${k.device}: ${k.reason}`),
+    ];
+    ctx.stdout.write(lines.join('\n') + '\n');
     return 0;
   },
 };

@@ -8,12 +8,13 @@ import type { Command } from '../command';
 
 export const tokenizerCommand: Command = {
   name: 'get-tokenizer',
-  summary: 'download the CLIP tokenizer merges into the per-user cache (for models that do not embed them)',
+  summary: 'optional: a per-user copy of the CLIP tokenizer merges (sdnode ships them; this copy takes precedence)',
   usage: 'sdnode get-tokenizer [--url URL_OR_FILE] [--force] [--json]',
   description:
     `Fetches the standard CLIP BPE merges once, checks them against their known SHA-256 and writes them to\n` +
-    `${tokenizerCachePath()} (directory from $SDNODE_CACHE_DIR when set). Models without an embedded tokenizer\n` +
-    'then load without --tokenizer. Nothing is downloaded unless you run this command.',
+    `${tokenizerCachePath()} (directory from $SDNODE_CACHE_DIR when set). Not needed for a first run: the package\n` +
+    'ships the same merges and uses them for models without their own; a per-user copy is used before the shipped\n' +
+    'one. Nothing is downloaded unless you run this command.',
   positionals: 0,
   options: [
     { name: 'url', type: 'string', arg: 'URL', description: 'fetch from this URL or local file instead of the public copies' },

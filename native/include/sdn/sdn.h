@@ -51,6 +51,20 @@ struct SystemInfo {
   std::vector<std::string> backend_notes;  // why a compiled-in backend has no devices ("vulkan: no loader ...")
 };
 SystemInfo system_info();
+
+// Whether a device works: creates the backend for `spec` ("cpu", "vulkan:0", ...) and checks a small matrix product
+// against the host. Device failures come back as ok = false with the reason (never thrown); a driver that crashes
+// crashes the caller, so the Node package runs this in a short-lived child process.
+struct DeviceProbe {
+  bool ok = false;
+  std::string device;  // the device it resolved to ("vulkan:0")
+  std::string name;    // device name and driver as the backend reports them
+  std::string driver;
+  std::string reason;  // why not, when !ok
+};
+DeviceProbe probe_device(const std::string& spec);
+// Names of the compiled-in backends ("cpu", "vulkan", ...) without enumerating devices: no GPU runtime is loaded.
+std::vector<std::string> compiled_backends();
 // Sets the thread count of the process-wide CPU pool (<= 0: physical cores; at most max_threads()); models loaded with
 // LoadOptions::threads > 0 use their own pool instead.
 void set_threads(int n);
@@ -81,6 +95,7 @@ struct ModelInfo {
   // 1024 bytes; when more exist, key kMetadataOmittedKey says how many were left out
   std::map<std::string, std::string> metadata;
   bool has_tokenizer = false;    // merges embedded or found next to the model
+  int size_multiple = 0;         // width/height must be multiples of this: 8 x 2^(U-Net downsamplings); 0 = unknown
 };
 
 // Reads headers only (no tensor data). Throws NotFound / InvalidFile with the file and the problem named.
@@ -90,6 +105,9 @@ struct ConvertOptions {
   std::string type = "f16";        // weight type for large weights: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K
   std::string vae_type = "f16";    // type for first_stage_model.* weights
   std::string tokenizer_path;      // merges file to embed ("" = from the model / diffusers folder if present)
+  // Merges text used when neither tokenizer_path nor the model has merges (the Node package passes its shipped CLIP
+  // table here), so that the GGUF written is self-contained.
+  std::string fallback_merges;
   // Progress: (tensors done, tensors total). Return false to abort (Error Aborted, partial output removed).
   std::function<bool(int64_t, int64_t)> on_progress;
 };
@@ -129,6 +147,9 @@ struct LoadOptions {
   int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool); <= max_threads()
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
+  // Merges text used last, when no explicit, embedded, next-to-the-model or per-user cached merges are found (the
+  // Node package passes its shipped CLIP table here).
+  std::string fallback_merges;
   // A TAESD / TAESDXL file (tiny autoencoder, e.g. taesd_decoder.safetensors or diffusers AutoencoderTiny
   // weights): needed by GenerateParams::decoder = "taesd" and preview_method = "taesd". Checked at load time.
   std::string taesd_path;
@@ -141,6 +162,25 @@ struct Image {
   int width = 0, height = 0, channels = 3;
   std::vector<uint8_t> data;       // width * height * channels bytes
   int64_t seed = 0;
+  // Results only: what the adapters did (LoRA tensors that matched nothing in the model) and the memory they added.
+  std::vector<std::string> warnings;
+  uint64_t adapter_bytes = 0;      // bytes of merged LoRA weights held by the model (beyond the model file)
+};
+
+// A LoRA given by path (in addition to <lora:NAME:WEIGHT> in the prompt).
+struct LoraSpec {
+  std::string path;
+  float weight = 1.0f;
+};
+
+// ControlNet guidance: a ControlNet file and its control image (an edge/depth/pose map made by the caller; used
+// as given, RGB, the generation's width x height).
+struct ControlNetSpec {
+  std::string model;               // ControlNet file ("" = none)
+  int image_width = 0, image_height = 0;
+  std::vector<uint8_t> image_rgb;  // RGB8, row-major, image_width x image_height
+  float strength = 1.0f;           // multiplier of the residuals, >= 0
+  float start = 0.0f, end = 1.0f;  // fraction of the steps where it applies (A1111 guidance start/end)
 };
 
 struct GenerateParams {
@@ -169,6 +209,15 @@ struct GenerateParams {
   // t = floor(N * strength) (N - 1 when that is N), and the last t + 1 sigmas run). 1 with a mask = all steps.
   float strength = 0.75f;
   std::string decoder = "vae";     // "vae" or "taesd" (the tiny autoencoder of LoadOptions::taesd_path)
+  // Adapters. LoRAs: `loras` plus every <lora:NAME:WEIGHT> of the prompt (NAME.safetensors/.ckpt/.pt in lora_dir;
+  // the tags are removed from the prompt text). Switching LoRAs between generations re-merges only the affected
+  // weights; an empty list returns the model to its own weights.
+  std::vector<LoraSpec> loras;
+  std::string lora_dir;
+  // Textual-inversion embeddings (A1111/ComfyUI .pt/.safetensors) used by name in prompts: a word equal to a file
+  // name (without extension) in embedding_dir, or "embedding:NAME" (then NAME must exist).
+  std::string embedding_dir;
+  ControlNetSpec control_net;
 };
 
 enum class Phase { Encode, Sample, Decode };

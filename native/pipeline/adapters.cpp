@@ -1,0 +1,279 @@
+#include "pipeline/adapters.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+#include "formats/files.h"
+#include "formats/weight_file.h"
+#include "sdn/error.h"
+
+namespace sdn {
+
+namespace {
+
+const char* family_label(const std::string& f) {
+  if (f == "sd1") return "SD 1.x";
+  if (f == "sd2") return "SD 2.x";
+  if (f == "sdxl") return "SDXL";
+  return "an unknown family";
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
+}
+
+const char* kLoraExts[] = {".safetensors", ".ckpt", ".pt", ".bin"};
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) out.push_back(e->d_name);
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::vector<LoraSpec> extract_lora_tags(std::string& prompt, const std::string& lora_dir) {
+  std::vector<LoraSpec> out;
+  std::string rest;
+  size_t i = 0;
+  while (i < prompt.size()) {
+    size_t b = prompt.find("<lora:", i);
+    if (b == std::string::npos) break;
+    size_t e = prompt.find('>', b);
+    if (e == std::string::npos) break;
+    rest += prompt.substr(i, b - i);
+    std::string body = prompt.substr(b + 6, e - b - 6);
+    i = e + 1;
+    std::string name = body;
+    float weight = 1.0f;
+    size_t c = body.find(':');
+    if (c != std::string::npos) {
+      name = body.substr(0, c);
+      std::string w = body.substr(c + 1);
+      size_t c2 = w.find(':');  // A1111's te:unet multipliers: the first one is used for both
+      if (c2 != std::string::npos) w = w.substr(0, c2);
+      char* end = nullptr;
+      double v = std::strtod(w.c_str(), &end);
+      while (end && *end == ' ') ++end;
+      if (w.empty() || !end || *end || !std::isfinite(v) || std::fabs(v) > 100)
+        throw_error(ErrorCode::InvalidArgument, "<lora:" + body + ">: the weight '" + w +
+                                                    "' is not a number in [-100, 100] (write <lora:NAME:0.8>)");
+      weight = (float)v;
+    }
+    while (!name.empty() && name.back() == ' ') name.pop_back();
+    while (!name.empty() && name.front() == ' ') name.erase(0, 1);
+    if (name.empty() || name.find("..") != std::string::npos || name[0] == '/')
+      throw_error(ErrorCode::InvalidArgument, "<lora:" + body + ">: not a LoRA name (a file name in the LoRA folder, "
+                                                                "without extension)");
+    if (lora_dir.empty())
+      throw_error(ErrorCode::InvalidArgument, "the prompt uses <lora:" + name +
+                                                  "> but no LoRA folder was given: set loraDir (CLI --lora-model-dir)"
+                                                  " to the folder holding " + name + ".safetensors");
+    std::string found;
+    for (const char* ext : kLoraExts) {
+      std::string p = lora_dir + "/" + name + ext;
+      if (is_file(p)) {
+        found = p;
+        break;
+      }
+    }
+    if (found.empty()) {
+      // file names are often typed in another case
+      for (const std::string& f : list_dir(lora_dir))
+        for (const char* ext : kLoraExts)
+          if (lower(f) == lower(name + ext)) found = lora_dir + "/" + f;
+    }
+    if (found.empty())
+      throw_error(ErrorCode::NotFound, "LoRA '" + name + "' (from <lora:" + body + "> in the prompt) is not in " +
+                                           lora_dir + " (looked for " + name + ".safetensors, .ckpt, .pt, .bin): "
+                                           "check the name or loraDir (CLI --lora-model-dir)");
+    LoraSpec s;
+    s.path = found;
+    s.weight = weight;
+    out.push_back(s);
+  }
+  rest += prompt.substr(std::min(i, prompt.size()));
+  prompt = rest;
+  return out;
+}
+
+void LoraState::apply(WeightStore& store, WeightStore* te_store, const std::vector<LoraSpec>& loras,
+                      const std::string& family, std::vector<std::string>& warnings) {
+  if (te_store == &store) te_store = nullptr;
+  std::vector<std::pair<std::string, float>> want;
+  for (const LoraSpec& l : loras) want.push_back({l.path, l.weight});
+  if (want == current_ && !want.empty()) {
+    // same set as last time: nothing to re-merge
+    warnings.insert(warnings.end(), current_warnings_.begin(), current_warnings_.end());
+    last_ = DeltaUpdate();
+    last_.weights_adapted = (int64_t)store.deltas().size();
+    last_.bytes_before = store.merged_bytes();
+    return;
+  }
+  std::map<std::string, std::shared_ptr<LoraFile>> keep;
+  std::vector<LoraMatch> matches;
+  std::vector<std::string> notes;
+  for (const LoraSpec& l : loras) {
+    std::shared_ptr<LoraFile> f;
+    auto it = open_.find(l.path);
+    if (it != open_.end()) f = it->second;
+    else if (keep.count(l.path)) f = keep[l.path];
+    else f = LoraFile::open(l.path);
+    keep[l.path] = f;
+    matches.push_back(f->match(store, l.weight, family));
+    const LoraMatch& m = matches.back();
+    if (!m.unmatched.empty()) {
+      std::string s = l.path + ": " + std::to_string(m.unmatched.size()) + " of " + std::to_string(m.pairs) +
+                      " LoRA layers match no weight of this model and were not applied:";
+      for (size_t k = 0; k < m.unmatched.size() && k < 5; ++k) s += " " + m.unmatched[k];
+      if (m.unmatched.size() > 5) s += " ...";
+      notes.push_back(s);
+    }
+    if (!m.unsupported.empty()) {
+      std::string s = l.path + ": " + std::to_string(m.unsupported.size()) + " tensors were not applied:";
+      for (size_t k = 0; k < m.unsupported.size() && k < 5; ++k) s += " " + m.unsupported[k] + ";";
+      if (m.unsupported.size() > 5) s += " ...";
+      notes.push_back(s);
+    }
+  }
+  auto all = merge_matches(matches);
+  if (te_store) {
+    // text-encoder deltas to the store the text encoder reads from; validated there before anything changes
+    std::map<std::string, std::vector<WeightDelta>> te;
+    for (auto it = all.begin(); it != all.end();)
+      if (it->first.compare(0, 17, "cond_stage_model.") == 0) {
+        te.insert(*it);
+        it = all.erase(it);
+      } else {
+        ++it;
+      }
+    te_store->set_deltas(std::move(te));
+  }
+  last_ = store.set_deltas(std::move(all));
+  open_ = std::move(keep);  // files no longer used are closed (their deltas are gone from the store)
+  current_ = want;
+  current_warnings_ = notes;
+  warnings.insert(warnings.end(), notes.begin(), notes.end());
+}
+
+LoadedControlNet::~LoadedControlNet() {
+  model.reset();
+  store.reset();
+  file.reset();
+}
+
+std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backend& backend, int context_dim,
+                                                  int model_channels, const std::string& model_family, int heads) {
+  auto c = std::make_unique<LoadedControlNet>();
+  c->path = path;
+  c->file = WeightFile::open(path);
+  c->store = std::make_unique<WeightStore>(c->file.get(), backend);
+  c->model = std::make_unique<ControlNetModel>(*c->store, path, heads);
+  if (c->model->context_dim() != context_dim || c->model->model_channels() != model_channels) {
+    const int ctx = c->model->context_dim();
+    const char* fam = ctx == 768 ? "SD 1.x" : ctx == 1024 ? "SD 2.x" : ctx == 2048 ? "SDXL" : "another model";
+    throw_error(ErrorCode::InvalidArgument,
+                path + ": this ControlNet is for " + fam + " (cross-attention width " + std::to_string(ctx) +
+                    ", " + std::to_string(c->model->model_channels()) + " channels) but the model is " +
+                    family_label(model_family) + " (" + std::to_string(context_dim) + ", " +
+                    std::to_string(model_channels) + "): use a ControlNet made for " + family_label(model_family) +
+                    " (controlNet.model / --control-net)");
+  }
+  return c;
+}
+
+Tensor read_embedding(const std::string& path, int64_t width, const std::string& key) {
+  auto f = WeightFile::open(path);
+  const Tensor* t = nullptr;
+  std::vector<const Tensor*> two_d;
+  for (const std::string& n : f->names()) {
+    const Tensor& x = f->get(n);
+    if (n == "emb_params" || n == key || n.compare(0, 16, "string_to_param.") == 0) {
+      t = &x;
+      break;
+    }
+    if (x.ndim == 2 || (x.ndim == 1 && x.numel() == width)) two_d.push_back(&x);
+  }
+  if (!t && two_d.size() == 1) t = two_d[0];
+  if (!t)
+    throw_error(ErrorCode::InvalidFile, path + ": not a textual-inversion embedding (no emb_params, "
+                                               "string_to_param.* or " + key + " tensor)");
+  Tensor v = t->to_f32();
+  if (v.ndim == 1) v = v.reshape({1, v.shape[0]});
+  if (v.ndim != 2 || v.shape[1] != width || v.shape[0] < 1 || v.shape[0] > 75)
+    throw_error(ErrorCode::InvalidArgument,
+                path + ": embedding " + v.shape_str() + " does not fit this model's text encoder (" +
+                    std::to_string(width) + " wide, at most 75 vectors): it was made for another model family");
+  // own the data (the file closes when f goes)
+  auto buf = std::shared_ptr<void>(std::malloc((size_t)v.numel() * sizeof(float)), std::free);
+  std::copy(v.f32(), v.f32() + v.numel(), static_cast<float*>(buf.get()));
+  return Tensor::wrap(buf.get(), v.sizes(), DType::F32, buf);
+}
+
+std::vector<Embedding> find_embeddings(std::string& prompt, const std::string& dir, int64_t width,
+                                       const std::string& model_family) {
+  (void)model_family;
+  std::vector<Embedding> out;
+  const bool tagged = prompt.find("embedding:") != std::string::npos;
+  if (dir.empty()) {
+    if (tagged)
+      throw_error(ErrorCode::InvalidArgument, "the prompt uses embedding:NAME but no embeddings folder was given: "
+                                              "set embeddingDir (CLI --embd-dir)");
+    return out;
+  }
+  if (!is_dir(dir)) throw_error(ErrorCode::NotFound, "embeddings folder " + dir + " does not exist (embeddingDir / --embd-dir)");
+  std::map<std::string, std::string> files;  // lower-case name -> file
+  for (const std::string& f : list_dir(dir))
+    for (const char* ext : {".pt", ".safetensors", ".bin"}) {
+      std::string e = ext;
+      if (f.size() > e.size() && lower(f.substr(f.size() - e.size())) == e) files[lower(f.substr(0, f.size() - e.size()))] = f;
+    }
+  auto word_char = [](char c) { return std::isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.'; };
+  // "embedding:NAME" -> NAME (must exist)
+  for (size_t p = prompt.find("embedding:"); p != std::string::npos; p = prompt.find("embedding:", p)) {
+    size_t b = p + 10, e = b;
+    while (e < prompt.size() && word_char(prompt[e])) ++e;
+    std::string name = prompt.substr(b, e - b);
+    while (!name.empty() && name.back() == '.') name.pop_back(), --e;
+    std::string key = lower(name);
+    for (const char* ext : {".pt", ".safetensors", ".bin"}) {
+      std::string x = ext;
+      if (key.size() > x.size() && key.substr(key.size() - x.size()) == x) key = key.substr(0, key.size() - x.size());
+    }
+    if (!files.count(key)) {
+      std::string avail;
+      for (const auto& kv : files) avail += (avail.empty() ? "" : ", ") + kv.first;
+      throw_error(ErrorCode::NotFound, "embedding '" + name + "' (embedding:" + name + " in the prompt) is not in " + dir +
+                                           " (available: " + (avail.empty() ? "none" : avail) +
+                                           "): check the name or embeddingDir (CLI --embd-dir)");
+    }
+    prompt.replace(p, e - p, key);
+    p += key.size();
+  }
+  // plain words equal to a file name
+  const std::string lp = lower(prompt);
+  for (const auto& kv : files) {
+    bool used = false;
+    for (size_t p = lp.find(kv.first); p != std::string::npos && !used; p = lp.find(kv.first, p + 1)) {
+      size_t e = p + kv.first.size();
+      used = (p == 0 || !word_char(lp[p - 1])) && (e >= lp.size() || !word_char(lp[e]));
+    }
+    if (!used) continue;
+    Embedding em;
+    em.name = kv.first;
+    em.vectors = read_embedding(dir + "/" + kv.second, width);
+    out.push_back(std::move(em));
+  }
+  return out;
+}
+
+}  // namespace sdn
