@@ -250,7 +250,9 @@ void validate_sd1_shapes(const WeightStore& w, int clip_heads, int unet_heads, i
         std::to_string(a.clip_positions) + " positions; SD1.x prompts are encoded in chunks of 77 tokens");
   if (tokenizer_vocab > a.clip_vocab)
     bad("text encoder tensor " + clip + "embeddings.token_embedding.weight has " + std::to_string(a.clip_vocab) +
-        " rows but the CLIP tokenizer produces token ids up to " + std::to_string(tokenizer_vocab - 1));
+        " rows but the CLIP tokenizer produces token ids up to " + std::to_string(tokenizer_vocab - 1) +
+        ": the merges do not belong to this model; give the model's own merges.txt (tokenizerPath in JavaScript, "
+        "--tokenizer on the command line)");
   if (a.unet_context_dim != a.clip_width)
     bad("the U-Net's cross-attention expects text features of width " + std::to_string(a.unet_context_dim) +
         " but the text encoder gives " + std::to_string(a.clip_width));
