@@ -124,6 +124,7 @@ export interface NativeModel {
       threads: number;
       weightType: string;
       tokenizerPath: string;
+      prediction: string;
       fallbackMerges?: string;
       device: string;
       vramBudget: number;

@@ -63,13 +63,20 @@ const SAMPLER_LABELS: Record<Sampler, string> = {
   'dpm++2m': 'DPM++ 2M',
   'dpm++2s_a': 'DPM++ 2S a',
   lcm: 'LCM',
+  ddim: 'DDIM',
   ddim_trailing: 'DDIM',
+  ipndm: 'iPNDM',
+  tcd: 'TCD',
 };
 
 const SCHEDULER_LABELS: Record<Scheduler, string | undefined> = {
   discrete: undefined, // A1111 "Automatic" for the samplers above
   karras: 'Karras',
   exponential: 'Exponential',
+  simple: 'Simple',
+  sgm_uniform: 'SGM Uniform',
+  lcm: undefined,
+  ays: 'Align Your Steps',
 };
 
 /**

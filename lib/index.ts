@@ -16,6 +16,7 @@ export type { LoraOption, ControlNetOption, ResolvedControlNet } from './adapter
 export {
   SAMPLERS,
   SCHEDULERS,
+  PREDICTIONS,
   RNGS,
   WEIGHT_TYPES,
   DECODERS,
@@ -28,6 +29,7 @@ export {
 } from './options';
 export type {
   GenerateOptions,
+  Prediction,
   ResolvedGenerateOptions,
   LoadOptions,
   DeviceSpec,

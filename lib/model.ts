@@ -22,11 +22,13 @@ import {
   oneOf,
   PREVIEW_METHODS,
   resolveGenerateOptions,
+  defaultSizeFor,
   resolveLoadOptions,
   resolveModelSource,
   type GenerateOptions,
   type LoadOptions,
   type LoadProgressEvent,
+  type ModelParts,
   type ModelSource,
   type PreviewMethod,
   type ResolvedGenerateOptions,
@@ -48,8 +50,14 @@ export interface ModelInfo {
   family: string;
   /** `'base'`, `'inpaint'`, ... (`''` if unknown). */
   variant: string;
-  /** `'eps'`, `'v'` or `''` when not declared. */
+  /** `'eps'`, `'v'` or `''` when not declared (inspect); for a loaded model, the type used. */
   prediction: string;
+  /**
+   * How `prediction` was decided: `'file'` (declared by metadata or a marker tensor), `'family'` (SD 1.x and SDXL
+   * default to eps), `'option'` (LoadOptions.prediction), `'probe'` (an SD 2.x file that declares nothing: the U-Net
+   * run once on constant inputs), or `''` (not decided by inspect: an SD 2.x file is probed when loaded).
+   */
+  predictionSource: string;
   /** Whether this engine can generate with it. */
   runnable: boolean;
   /** Why not, when `runnable` is false. */
@@ -300,7 +308,7 @@ export class Model {
     let call: Job['call'];
     try {
       if (this.#disposed) throw new DisposedError('Cannot generate: the model has been disposed');
-      params = resolveGenerateOptions(options);
+      params = resolveGenerateOptions(options, defaultSizeFor(this.info.family, this.info.prediction));
       checkSizeForModel(params.width, params.height, this.info.sizeMultiple, this.info.family);
       call = resolveCallOptions(callOptions);
       if (call.signal?.aborted) throw abortErrorFor(call.signal, 'generation');
@@ -487,7 +495,7 @@ async function decodeInputs(params: ResolvedGenerateOptions): Promise<NativeInpu
 }
 
 function modelName(source: ModelSource): string {
-  const p = typeof source === 'string' ? source : source.unet;
+  const p = typeof source === 'string' ? source : source.file || source.unet || '';
   const base = path.basename(p.replace(/[\\/]+$/, ''));
   return base.replace(/\.(safetensors|ckpt|gguf|pt|pth|bin)$/i, '');
 }
@@ -595,8 +603,13 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
   const src = resolveModelSource(pathOrParts);
   const opts = resolveLoadOptions(options);
   const nativeSource = typeof src === 'string' ? path.resolve(src) : src;
-  const source: ModelSource = typeof src === 'string' ? src : { ...src, tokenizer: src.tokenizer || undefined };
-  if (typeof source !== 'string' && source.tokenizer === undefined) delete source.tokenizer;
+  // model.source: the parts as given (empty optional fields left out)
+  let source: ModelSource = src;
+  if (typeof src !== 'string') {
+    const parts: Record<string, string> = {};
+    for (const [k, v] of Object.entries(src)) if (v) parts[k] = v;
+    source = parts as ModelParts;
+  }
   const fallbackMerges = await fallbackMergesFor(opts.tokenizerPath || (typeof src === 'string' ? undefined : src.tokenizer));
   // GPU devices are test-loaded in a child process before the engine uses them (lib/device.ts)
   let target: { spec: string; description?: string };
@@ -612,6 +625,7 @@ export async function loadModel(pathOrParts: ModelSource, options?: LoadOptions)
         threads: opts.threads,
         weightType: opts.weightType,
         tokenizerPath: opts.tokenizerPath,
+        prediction: opts.prediction,
         fallbackMerges,
         device: target.spec,
         vramBudget: opts.vramBudget,

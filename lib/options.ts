@@ -7,19 +7,54 @@ import * as os from 'os';
 import type { ControlNetOption, LoraOption, ResolvedControlNet } from './adapters';
 import { InvalidOptionError } from './errors';
 
-/** Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM, DDIM. */
-export type Sampler = 'euler' | 'euler_a' | 'heun' | 'dpm2' | 'dpm++2m' | 'dpm++2s_a' | 'lcm' | 'ddim_trailing';
-/** Sigma schedules: `discrete` (A1111 "Automatic"/"Normal" for most samplers), `karras`, `exponential`. */
-export type Scheduler = 'discrete' | 'karras' | 'exponential';
+/**
+ * Samplers the engine implements (sd.cpp names). A1111 names: Euler, Euler a, Heun, DPM2, DPM++ 2M, DPM++ 2S a, LCM,
+ * DDIM. `ddim` and `ddim_trailing` are the same DDIM (eta 0) in sigma form; `ipndm` is iPNDM (Adams-Bashforth up to
+ * order 4); `tcd` is Trajectory Consistency Distillation sampling (gamma 0.3; use it with the `lcm` scheduler).
+ */
+export type Sampler =
+  | 'euler'
+  | 'euler_a'
+  | 'heun'
+  | 'dpm2'
+  | 'dpm++2m'
+  | 'dpm++2s_a'
+  | 'lcm'
+  | 'ddim'
+  | 'ddim_trailing'
+  | 'ipndm'
+  | 'tcd';
+/**
+ * Sigma schedules: `discrete` (A1111 "Automatic"/"Normal" for most samplers), `karras`, `exponential`, `simple` and
+ * `sgm_uniform` (trailing timesteps, for Turbo/Lightning/Hyper models), `lcm` (LCM/TCD timesteps), `ays` (Align Your
+ * Steps: NVIDIA's SD1.5/SDXL tables; SD 2.x uses the SD1.5 one).
+ */
+export type Scheduler = 'discrete' | 'karras' | 'exponential' | 'simple' | 'sgm_uniform' | 'lcm' | 'ays';
 /** Noise generator: `cuda`/`philox` reproduce A1111/sd.cpp GPU seeds; `cpu` (MT19937) reproduces ComfyUI's. */
 export type Rng = 'cuda' | 'philox' | 'cpu';
 /** Weight storage types for conversion and quantize-on-load. */
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_K' | 'q5_K' | 'q6_K';
 
 /** All accepted sampler names. */
-export const SAMPLERS: readonly Sampler[] = ['euler', 'euler_a', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim_trailing'];
+export const SAMPLERS: readonly Sampler[] = [
+  'euler',
+  'euler_a',
+  'heun',
+  'dpm2',
+  'dpm++2m',
+  'dpm++2s_a',
+  'lcm',
+  'ddim',
+  'ddim_trailing',
+  'ipndm',
+  'tcd',
+];
 /** All accepted scheduler names. */
-export const SCHEDULERS: readonly Scheduler[] = ['discrete', 'karras', 'exponential'];
+export const SCHEDULERS: readonly Scheduler[] = ['discrete', 'karras', 'exponential', 'simple', 'sgm_uniform', 'lcm', 'ays'];
+/** Prediction types a model can be forced to. */
+export type Prediction = 'eps' | 'v';
+/** All accepted prediction types. */
+export const PREDICTIONS: readonly Prediction[] = ['eps', 'v'];
 /** All accepted RNG names. */
 export const RNGS: readonly Rng[] = ['cuda', 'philox', 'cpu'];
 /** All accepted weight types. */
@@ -54,7 +89,7 @@ export const MAX_SIZE = 2048; // the engine's limit (native/pipeline/params.cpp)
 /** Upper limits that catch mistakes (e.g. 20000 steps) rather than real constraints. */
 export const MAX_STEPS = 1000;
 export const MAX_CFG = 100;
-export const MAX_CLIP_SKIP = 12;
+export const MAX_CLIP_SKIP = 32; // the engine checks the model's real layer count (CLIP-L 12, ViT-H 24, bigG 32)
 export const MAX_BATCH = 64;
 
 /** What to generate. Only `prompt` is required. */
@@ -63,9 +98,13 @@ export interface GenerateOptions {
   prompt: string;
   /** What it should not show. Default `''`. */
   negativePrompt?: string;
-  /** Image width in pixels: a multiple of 8 from 64 to 2048. Default 512. */
+  /**
+   * Image width in pixels, 64 to 2048: a multiple of 8 here, and of what the model's U-Net allows (8 x 2^downsamples:
+   * 64 for SD 1.x/2.x, 32 for SDXL; the engine says which). Default: the model's native size (SD 1.x 512, SD 2.x 768
+   * for v-prediction models else 512, SDXL 1024).
+   */
   width?: number;
-  /** Image height in pixels: a multiple of 8 from 64 to 2048. Default 512. */
+  /** Image height in pixels (the same rule as `width`). Default: the model's native size. */
   height?: number;
   /** Denoising steps, 1 to 1000. Default 20. */
   steps?: number;
@@ -79,7 +118,11 @@ export interface GenerateOptions {
   seed?: number;
   /** Noise generator. Default `'cuda'` (A1111/sd.cpp compatible seeds). */
   rng?: Rng;
-  /** CLIP layers to skip from the end, 1 (none) to 12. Default 1. */
+  /**
+   * CLIP layers to skip from the end: 1 = the last layer, 2 = the one before, ... (at most the encoder's layer count),
+   * or 0 for the model's default: SD 1.x 1; SD 2.x and SDXL 2 (their penultimate layer, as they were trained).
+   * Default 0.
+   */
   clipSkip?: number;
   /** Number of images, 1 to 64, with seeds seed, seed+1, ... Default 1. */
   batchCount?: number;
@@ -160,7 +203,7 @@ export const GENERATE_DEFAULTS: Readonly<Omit<ResolvedGenerateOptions, 'prompt' 
   sampler: 'euler_a',
   scheduler: 'discrete',
   rng: 'cuda',
-  clipSkip: 1,
+  clipSkip: 0,
   batchCount: 1,
   maskBlur: 0,
   decoder: 'vae',
@@ -168,6 +211,13 @@ export const GENERATE_DEFAULTS: Readonly<Omit<ResolvedGenerateOptions, 'prompt' 
   loraDir: '',
   embeddingDir: '',
 });
+
+/** The native image size of a model family (and prediction type): the default width and height. */
+export function defaultSizeFor(family: string, prediction = ''): number {
+  if (family === 'sdxl') return 1024;
+  if (family === 'sd2' && prediction === 'v') return 768;
+  return 512;
+}
 
 /** Default denoising strength with an init image (A1111's and stable-diffusion.cpp's). */
 export const DEFAULT_STRENGTH = 0.75;
@@ -397,11 +447,11 @@ export function randomSeed(): number {
  * Validates generation options and fills in defaults. Throws {@link InvalidOptionError} on the first problem.
  * A missing or -1 seed becomes a random one here, so the result always reports the seed that was used.
  */
-export function resolveGenerateOptions(options: unknown): ResolvedGenerateOptions {
+export function resolveGenerateOptions(options: unknown, defaultSize?: number): ResolvedGenerateOptions {
   if (!isPlainObject(options)) invalid('options', 'an object', options);
   const o = options;
   checkKeys(o, GENERATE_KEYS, 'generate options');
-  const d = GENERATE_DEFAULTS;
+  const d = defaultSize ? { ...GENERATE_DEFAULTS, width: defaultSize, height: defaultSize } : GENERATE_DEFAULTS;
   const pick = <T>(key: string, def: T): unknown => (o[key] === undefined ? def : o[key]);
   const r: ResolvedGenerateOptions = {
     prompt: string('prompt', o.prompt),
@@ -414,7 +464,7 @@ export function resolveGenerateOptions(options: unknown): ResolvedGenerateOption
     scheduler: oneOf('scheduler', pick('scheduler', d.scheduler), SCHEDULERS),
     seed: 0,
     rng: oneOf('rng', pick('rng', d.rng), RNGS),
-    clipSkip: integer('clipSkip', pick('clipSkip', d.clipSkip), 1, MAX_CLIP_SKIP),
+    clipSkip: integer('clipSkip', pick('clipSkip', d.clipSkip), 0, MAX_CLIP_SKIP),
     batchCount: integer('batchCount', pick('batchCount', d.batchCount), 1, MAX_BATCH),
     maskBlur: 0,
     decoder: 'vae',
@@ -479,12 +529,18 @@ export type ModelSource = string | ModelParts;
 
 /** A model given as separate files. */
 export interface ModelParts {
+  /**
+   * A complete checkpoint (file or diffusers folder) whose components the other fields replace, e.g.
+   * `{ file: 'sdxl.safetensors', vae: 'sdxl-vae-fp16-fix.safetensors' }`. Without it, `unet`, `vae` and
+   * `textEncoder` are all required.
+   */
+  file?: string;
   /** UNet / diffusion model weights. */
-  unet: string;
+  unet?: string;
   /** VAE weights. */
-  vae: string;
-  /** CLIP text encoder weights. */
-  textEncoder: string;
+  vae?: string;
+  /** Text encoder weights (SDXL: a file holding both encoders, or give them in `file`). */
+  textEncoder?: string;
   /** Optional BPE merges file (`merges.txt`, uncompressed); otherwise embedded/nearby merges are used. */
   tokenizer?: string;
 }
@@ -533,6 +589,13 @@ export interface LoadOptions {
   /** Explicit CLIP BPE merges file, overriding embedded or nearby ones. */
   tokenizerPath?: string;
   /**
+   * Prediction type, overriding everything else: `'eps'` or `'v'`. Omitted: what the file declares (metadata or
+   * a `v_pred` tensor); SD 1.x and SDXL default to eps; an SD 2.x file that declares nothing is probed (the U-Net
+   * run once on constant inputs, v when mean(output - input) < -1, the rule of stable-diffusion.cpp and A1111).
+   * `model.info.prediction` / `predictionSource` say what was used and why.
+   */
+  prediction?: Prediction;
+  /**
    * A TAESD/TAESDXL file (`taesd_decoder.safetensors`, or diffusers AutoencoderTiny weights with decoder and
    * encoder) for `decoder: 'taesd'` and `previewMethod: 'taesd'`. Opened (and checked) at load time.
    */
@@ -553,20 +616,28 @@ export interface ResolvedLoadOptions {
   threads: number;
   weightType: string;
   tokenizerPath: string;
+  prediction: string;
   taesdPath: string;
   onProgress?: (event: LoadProgressEvent) => void;
   signal?: AbortSignal;
 }
 
 /** Validates the model source. @internal */
-export function resolveModelSource(source: unknown): string | { unet: string; vae: string; textEncoder: string; tokenizer: string } {
+export function resolveModelSource(
+  source: unknown,
+): string | { file: string; unet: string; vae: string; textEncoder: string; tokenizer: string } {
   if (typeof source === 'string') return string('pathOrParts', source, { nonEmpty: true });
-  if (!isPlainObject(source)) invalid('pathOrParts', 'a path string or an object { unet, vae, textEncoder, tokenizer? }', source);
-  checkKeys(source, ['unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  if (!isPlainObject(source))
+    invalid('pathOrParts', 'a path string or an object { file?, unet, vae, textEncoder, tokenizer? }', source);
+  checkKeys(source, ['file', 'unet', 'vae', 'textEncoder', 'tokenizer'], 'model parts');
+  const file = source.file === undefined ? '' : string('file', source.file, { nonEmpty: true });
+  const part = (key: 'unet' | 'vae' | 'textEncoder'): string =>
+    file && source[key] === undefined ? '' : string(key, source[key], { nonEmpty: true });
   return {
-    unet: string('unet', source.unet, { nonEmpty: true }),
-    vae: string('vae', source.vae, { nonEmpty: true }),
-    textEncoder: string('textEncoder', source.textEncoder, { nonEmpty: true }),
+    file,
+    unet: part('unet'),
+    vae: part('vae'),
+    textEncoder: part('textEncoder'),
     tokenizer: source.tokenizer === undefined ? '' : string('tokenizer', source.tokenizer, { nonEmpty: true }),
   };
 }
@@ -607,7 +678,7 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
   const o = options;
   checkKeys(
     o,
-    ['device', 'vramBudget', 'vaeTiling', 'textEncoderOnCpu', 'vaeOnCpu', 'threads', 'weightType', 'tokenizerPath', 'taesdPath', 'onProgress', 'signal'],
+    ['device', 'vramBudget', 'vaeTiling', 'textEncoderOnCpu', 'vaeOnCpu', 'threads', 'weightType', 'tokenizerPath', 'prediction', 'taesdPath', 'onProgress', 'signal'],
     'load options',
   );
   const flag = (name: string, v: unknown): boolean => (v === undefined ? false : typeof v === 'boolean' ? v : invalid(name, 'a boolean', v));
@@ -627,6 +698,7 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
     threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, maxThreads()),
     weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
     tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),
+    prediction: o.prediction === undefined ? '' : oneOf('prediction', o.prediction, PREDICTIONS),
     taesdPath: o.taesdPath === undefined ? '' : string('taesdPath', o.taesdPath, { nonEmpty: true }),
     onProgress: optionalFunction('onProgress', o.onProgress),
     signal: optionalSignal('signal', o.signal),

@@ -20,6 +20,16 @@
 //
 // Metadata written (safetensors __metadata__, GGUF string keys, diffusers configs): sdnode.tiny = "1",
 // sdnode.unet.heads, sdnode.clip.heads, sdnode.family = "sd1", sdnode.prediction = "eps".
+//
+// --family sd2|sdxl (option `family`) writes the other layouts with the original checkpoints' names:
+//  sd2:  linear proj_in/out, heads of --unet-head-dim channels (metadata sdnode.unet.head_dim), OpenCLIP text
+//        tower under cond_stage_model.model.* (fused attn.in_proj_weight, exact GELU, text_projection); no
+//        prediction declared unless `prediction` is given (loading then probes it). Diffusers: text_encoder/
+//        with HF names (q/k/v split from in_proj).
+//  sdxl: 3 U-Net levels, no attention at level 0, transformer depth per level (`depth`, default [0, 1, 2]),
+//        label_emb (adm = --proj + 6*256), CLIP-L at conditioner.embedders.0.transformer.text_model.* and an
+//        OpenCLIP tower at conditioner.embedders.1.model.* (width --clip2-hidden, text_projection [width, proj]).
+//        Diffusers: text_encoder/ and text_encoder_2/ (HF names, text_projection.weight = P^T), tokenizer_2/.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -45,11 +55,16 @@ function resolveOptions(o = {}) {
   };
   const r = Object.assign({}, base, {
     dtype: 'f32', seed: 1234, merges: 300, positionIds: true,
-    formats: ['safetensors', 'gguf', 'diffusers'], outDir: null, name: 'tiny-sd1',
+    formats: ['safetensors', 'gguf', 'diffusers'], outDir: null, name: null,
+    family: 'sd1', unetHeadDim: 16, clip2Hidden: 32, proj: 32, depth: [0, 1, 2], prediction: undefined,
   });
   for (const k of Object.keys(o)) if (o[k] !== undefined) r[k] = o[k];
+  if (!['sd1', 'sd2', 'sdxl'].includes(r.family)) throw new Error(`family must be sd1, sd2 or sdxl, got ${r.family}`);
+  if (r.family === 'sdxl' && o.unetMult === undefined) r.unetMult = [1, 2, 4];
+  if (r.name === null) r.name = `tiny-${r.family}`;
   if (!['f32', 'f16'].includes(r.dtype)) throw new Error(`dtype must be f32 or f16, got ${r.dtype}`);
-  if (r.unetMult.length !== 4 || r.vaeMult.length !== 4) throw new Error('channel multipliers must have 4 levels (SD1 topology)');
+  if (r.unetMult.length !== (r.family === 'sdxl' ? 3 : 4) || r.vaeMult.length !== 4)
+    throw new Error('channel multipliers must have 4 levels (SD1/SD2 topology; SDXL: 3 U-Net levels)');
   for (const [k, v] of [['unetCh', r.unetCh], ['vaeCh', r.vaeCh]])
     if (v % 32 !== 0) throw new Error(`${k} must be a multiple of 32 (GroupNorm with 32 groups)`);
   if (r.clipHidden % r.clipHeads !== 0) throw new Error('clipHidden must be a multiple of clipHeads');
@@ -64,8 +79,16 @@ function resolveOptions(o = {}) {
 function unetTensors(o) {
   const t = [];
   const add = (n, s) => t.push([`model.diffusion_model.${n}`, s]);
-  const ch = o.unetCh, te = ch * 4, ctx = o.clipHidden, mult = o.unetMult;
+  const ch = o.unetCh, te = ch * 4, mult = o.unetMult;
+  const xl = o.family === 'sdxl', linear = o.family !== 'sd1';
+  const ctx = xl ? o.clipHidden + o.clip2Hidden : o.clipHidden;
+  const hasAttn = (lvl) => (xl ? lvl >= 1 : lvl < mult.length - 1);
+  const depthOf = (lvl) => (xl ? o.depth[Math.min(lvl, o.depth.length - 1)] : 1);
   add('time_embed.0.weight', [te, ch]); add('time_embed.0.bias', [te]);
+  if (xl) {
+    add('label_emb.0.0.weight', [te, o.proj + 6 * 256]); add('label_emb.0.0.bias', [te]);
+    add('label_emb.0.2.weight', [te, te]); add('label_emb.0.2.bias', [te]);
+  }
   add('time_embed.2.weight', [te, te]); add('time_embed.2.bias', [te]);
   add('input_blocks.0.0.weight', [ch, o.inCh, 3, 3]); add('input_blocks.0.0.bias', [ch]);
   const res = (p, cin, cout) => {
@@ -76,27 +99,30 @@ function unetTensors(o) {
     add(p + 'out_layers.3.weight', [cout, cout, 3, 3]); add(p + 'out_layers.3.bias', [cout]);
     if (cin !== cout) { add(p + 'skip_connection.weight', [cout, cin, 1, 1]); add(p + 'skip_connection.bias', [cout]); }
   };
-  const attn = (p, c) => {
+  const attn = (p, c, depth = 1) => {
+    const pshape = linear ? [c, c] : [c, c, 1, 1];
     add(p + 'norm.weight', [c]); add(p + 'norm.bias', [c]);
-    add(p + 'proj_in.weight', [c, c, 1, 1]); add(p + 'proj_in.bias', [c]);
-    const b = p + 'transformer_blocks.0.';
-    for (const [a, kv] of [['attn1', c], ['attn2', ctx]]) {
-      add(`${b}${a}.to_q.weight`, [c, c]);
-      add(`${b}${a}.to_k.weight`, [c, kv]);
-      add(`${b}${a}.to_v.weight`, [c, kv]);
-      add(`${b}${a}.to_out.0.weight`, [c, c]); add(`${b}${a}.to_out.0.bias`, [c]);
+    add(p + 'proj_in.weight', pshape); add(p + 'proj_in.bias', [c]);
+    for (let d = 0; d < depth; d++) {
+      const b = `${p}transformer_blocks.${d}.`;
+      for (const [a, kv] of [['attn1', c], ['attn2', ctx]]) {
+        add(`${b}${a}.to_q.weight`, [c, c]);
+        add(`${b}${a}.to_k.weight`, [c, kv]);
+        add(`${b}${a}.to_v.weight`, [c, kv]);
+        add(`${b}${a}.to_out.0.weight`, [c, c]); add(`${b}${a}.to_out.0.bias`, [c]);
+      }
+      add(b + 'ff.net.0.proj.weight', [c * 8, c]); add(b + 'ff.net.0.proj.bias', [c * 8]);
+      add(b + 'ff.net.2.weight', [c, c * 4]); add(b + 'ff.net.2.bias', [c]);
+      for (const n of ['norm1', 'norm2', 'norm3']) { add(`${b}${n}.weight`, [c]); add(`${b}${n}.bias`, [c]); }
     }
-    add(b + 'ff.net.0.proj.weight', [c * 8, c]); add(b + 'ff.net.0.proj.bias', [c * 8]);
-    add(b + 'ff.net.2.weight', [c, c * 4]); add(b + 'ff.net.2.bias', [c]);
-    for (const n of ['norm1', 'norm2', 'norm3']) { add(`${b}${n}.weight`, [c]); add(`${b}${n}.bias`, [c]); }
-    add(p + 'proj_out.weight', [c, c, 1, 1]); add(p + 'proj_out.bias', [c]);
+    add(p + 'proj_out.weight', pshape); add(p + 'proj_out.bias', [c]);
   };
   const skips = [ch];
   let cur = ch, i = 1;
   mult.forEach((m, lvl) => {
     for (let j = 0; j < 2; j++) {
       res(`input_blocks.${i}.0.`, cur, ch * m); cur = ch * m;
-      if (lvl < mult.length - 1) attn(`input_blocks.${i}.1.`, cur);
+      if (hasAttn(lvl)) attn(`input_blocks.${i}.1.`, cur, depthOf(lvl));
       skips.push(cur); i++;
     }
     if (lvl < mult.length - 1) {
@@ -104,13 +130,13 @@ function unetTensors(o) {
       skips.push(cur); i++;
     }
   });
-  res('middle_block.0.', cur, cur); attn('middle_block.1.', cur); res('middle_block.2.', cur, cur);
+  res('middle_block.0.', cur, cur); attn('middle_block.1.', cur, depthOf(mult.length - 1)); res('middle_block.2.', cur, cur);
   let ob = 0;
   for (let lvl = mult.length - 1; lvl >= 0; lvl--) {
     for (let j = 0; j < 3; j++) {
       res(`output_blocks.${ob}.0.`, cur + skips.pop(), ch * mult[lvl]); cur = ch * mult[lvl];
       let k = 1;
-      if (lvl < mult.length - 1) { attn(`output_blocks.${ob}.1.`, cur); k = 2; }
+      if (hasAttn(lvl)) { attn(`output_blocks.${ob}.1.`, cur, depthOf(lvl)); k = 2; }
       if (lvl > 0 && j === 2) {
         add(`output_blocks.${ob}.${k}.conv.weight`, [cur, cur, 3, 3]); add(`output_blocks.${ob}.${k}.conv.bias`, [cur]);
       }
@@ -162,9 +188,31 @@ function vaeTensors(o) {
   return t;
 }
 
-function clipTensors(o) {
+// OpenCLIP text tower (SD2's ViT-H, SDXL's bigG) with its own names under `prefix`.
+function openClipTensors(prefix, w, layers, o, proj) {
   const t = [];
-  const add = (n, s) => t.push([`cond_stage_model.transformer.text_model.${n}`, s]);
+  const add = (n, s) => t.push([prefix + n, s]);
+  add('token_embedding.weight', [o.vocab, w]);
+  add('positional_embedding', [o.positions, w]);
+  for (let i = 0; i < layers; i++) {
+    const b = `transformer.resblocks.${i}.`;
+    add(b + 'ln_1.weight', [w]); add(b + 'ln_1.bias', [w]);
+    add(b + 'attn.in_proj_weight', [3 * w, w]); add(b + 'attn.in_proj_bias', [3 * w]);
+    add(b + 'attn.out_proj.weight', [w, w]); add(b + 'attn.out_proj.bias', [w]);
+    add(b + 'ln_2.weight', [w]); add(b + 'ln_2.bias', [w]);
+    add(b + 'mlp.c_fc.weight', [w * 4, w]); add(b + 'mlp.c_fc.bias', [w * 4]);
+    add(b + 'mlp.c_proj.weight', [w, w * 4]); add(b + 'mlp.c_proj.bias', [w]);
+  }
+  add('ln_final.weight', [w]); add('ln_final.bias', [w]);
+  add('text_projection', [w, proj]);
+  return t;
+}
+
+function clipTensors(o) {
+  if (o.family === 'sd2') return openClipTensors('cond_stage_model.model.', o.clipHidden, o.clipLayers, o, o.clipHidden);
+  const t = [];
+  const pre = o.family === 'sdxl' ? 'conditioner.embedders.0.transformer.text_model.' : 'cond_stage_model.transformer.text_model.';
+  const add = (n, s) => t.push([pre + n, s]);
   const w = o.clipHidden;
   add('embeddings.token_embedding.weight', [o.vocab, w]);
   add('embeddings.position_embedding.weight', [o.positions, w]);
@@ -180,6 +228,7 @@ function clipTensors(o) {
     add(b + 'layer_norm2.weight', [w]); add(b + 'layer_norm2.bias', [w]);
   }
   add('final_layer_norm.weight', [w]); add('final_layer_norm.bias', [w]);
+  if (o.family === 'sdxl') t.push(...openClipTensors('conditioner.embedders.1.model.', o.clip2Hidden, o.clipLayers, o, o.proj));
   return t;
 }
 
@@ -218,7 +267,7 @@ function normals(n, seed) {
   }
   return out;
 }
-const NORM_RE = /(norm|in_layers\.0\.|out_layers\.0\.|out\.0\.|layer_norm)/;
+const NORM_RE = /(norm|in_layers\.0\.|out_layers\.0\.|out\.0\.|layer_norm|ln_1|ln_2|ln_final)/;
 // Values like the golden reference generator's rules: norm scales 1 + 0.05 n, biases 0.02 n, embeddings 0.02 n,
 // other weights n / sqrt(fan_in) (so activations stay O(1)).
 function tensorValues(name, shape, seed) {
@@ -228,7 +277,7 @@ function tensorValues(name, shape, seed) {
   let scale = 0.02, offset = 0;
   if (shape.length === 1) {
     if (NORM_RE.test(name) && name.endsWith('.weight')) { scale = 0.05; offset = 1; }
-  } else if (!name.includes('embedding')) {
+  } else if (!name.includes('embedding') && !name.endsWith('positional_embedding')) {
     scale = 1 / sqrt(shape.slice(1).reduce((a, b) => a * b, 1));
   }
   for (let i = 0; i < n; i++) z[i] = offset + scale * z[i];
@@ -484,9 +533,27 @@ function writeCkpt(file, tensors) {
 }
 
 // LDM -> diffusers names (the inverse of ENGINE-FACTS 4.7), for the SD1 layout.
+// OpenCLIP tower name (after its prefix) -> HF CLIPTextModel(WithProjection) name.
+function openClipToHf(n) {
+  let m;
+  if (n === 'token_embedding.weight') return 'text_model.embeddings.token_embedding.weight';
+  if (n === 'positional_embedding') return 'text_model.embeddings.position_embedding.weight';
+  if (n === 'text_projection') return 'text_projection.weight';
+  if ((m = n.match(/^ln_final\.(.*)$/))) return `text_model.final_layer_norm.${m[1]}`;
+  if ((m = n.match(/^transformer\.resblocks\.(\d+)\.(.*)$/))) {
+    const r = m[2].replace(/^ln_1\./, 'layer_norm1.').replace(/^ln_2\./, 'layer_norm2.')
+      .replace(/^attn\.out_proj\./, 'self_attn.out_proj.').replace(/^mlp\.c_fc\./, 'mlp.fc1.').replace(/^mlp\.c_proj\./, 'mlp.fc2.');
+    return `text_model.encoder.layers.${m[1]}.${r}`;
+  }
+  throw new Error(`no HF name for OpenCLIP ${n}`);
+}
+
 function toDiffusers(name, o) {
   let m;
   if (name.startsWith('cond_stage_model.transformer.')) return ['text_encoder', name.slice('cond_stage_model.transformer.'.length)];
+  if (name.startsWith('conditioner.embedders.0.transformer.')) return ['text_encoder', name.slice('conditioner.embedders.0.transformer.'.length)];
+  if (name.startsWith('cond_stage_model.model.')) return ['text_encoder', openClipToHf(name.slice('cond_stage_model.model.'.length))];
+  if (name.startsWith('conditioner.embedders.1.model.')) return ['text_encoder_2', openClipToHf(name.slice('conditioner.embedders.1.model.'.length))];
   if (name.startsWith('first_stage_model.')) {
     let n = name.slice('first_stage_model.'.length);
     if ((m = n.match(/^encoder\.down\.(\d+)\.block\.(\d+)\.(.*)$/))) n = `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${m[3]}`;
@@ -506,6 +573,7 @@ function toDiffusers(name, o) {
     .replace(/^emb_layers\.1\./, 'time_emb_proj.').replace(/^out_layers\.0\./, 'norm2.')
     .replace(/^out_layers\.3\./, 'conv2.').replace(/^skip_connection\./, 'conv_shortcut.');
   if ((m = n.match(/^time_embed\.(0|2)\.(.*)$/))) return ['unet', `time_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`];
+  if ((m = n.match(/^label_emb\.0\.(0|2)\.(.*)$/))) return ['unet', `add_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`];
   if ((m = n.match(/^input_blocks\.0\.0\.(.*)$/))) return ['unet', `conv_in.${m[1]}`];
   if ((m = n.match(/^out\.(0|2)\.(.*)$/))) return ['unet', `${m[1] === '0' ? 'conv_norm_out' : 'conv_out'}.${m[2]}`];
   if ((m = n.match(/^input_blocks\.(\d+)\.0\.op\.(.*)$/))) return ['unet', `down_blocks.${(+m[1] - 3) / 3}.downsamplers.0.conv.${m[2]}`];
@@ -518,7 +586,8 @@ function toDiffusers(name, o) {
     return ['unet', `mid_block.resnets.${m[1] === '0' ? 0 : 1}.${resMap(m[2])}`];
   }
   if ((m = n.match(/^output_blocks\.(\d+)\.(\d)\.(.*)$/))) {
-    const i = Math.floor(+m[1] / 3), j = +m[1] % 3, hasAttn = i > 0;  // up_blocks.0 is the attention-free level
+    // SD1/SD2: up_blocks.0 is the attention-free level; SDXL: the last one (level 0)
+    const i = Math.floor(+m[1] / 3), j = +m[1] % 3, hasAttn = o.family === 'sdxl' ? i < o.unetMult.length - 1 : i > 0;
     if (m[2] === '0') return ['unet', `up_blocks.${i}.resnets.${j}.${resMap(m[3])}`];
     if (m[3].startsWith('conv.')) return ['unet', `up_blocks.${i}.upsamplers.0.${m[3]}`];
     if (hasAttn && m[2] === '1') return ['unet', `up_blocks.${i}.attentions.${j}.${m[3]}`];
@@ -526,32 +595,57 @@ function toDiffusers(name, o) {
   throw new Error(`no diffusers name for ${name}`);
 }
 
+// Elements of an encoded tensor: bytes per element of its dtype.
+const ELEM_BYTES = { f32: 4, f16: 2, i64: 8 };
+
 function writeDiffusers(dir, tensors, o, merges, metadata) {
-  const parts = { unet: [], vae: [], text_encoder: [] };
+  const parts = { unet: [], vae: [], text_encoder: [], text_encoder_2: [] };
   for (const t of tensors) {
     if (t.name.endsWith('position_ids')) continue;  // diffusers text encoders do not store it
+    let m;
+    if ((m = t.name.match(/^(cond_stage_model|conditioner\.embedders\.1)\.model\.transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)$/))) {
+      // fused q/k/v -> HF q_proj / k_proj / v_proj (row slices)
+      const comp = m[1] === 'cond_stage_model' ? 'text_encoder' : 'text_encoder_2';
+      const rows = t.shape[0] / 3, rowBytes = t.data.length / t.shape[0];
+      ['q_proj', 'k_proj', 'v_proj'].forEach((q, k) => {
+        parts[comp].push({
+          name: `text_model.encoder.layers.${m[2]}.self_attn.${q}.${m[3]}`, shape: [rows, ...t.shape.slice(1)], dtype: t.dtype,
+          data: t.data.subarray(k * rows * rowBytes, (k + 1) * rows * rowBytes),
+        });
+      });
+      continue;
+    }
     const [comp, n] = toDiffusers(t.name, o);
-    let shape = t.shape;
+    let shape = t.shape, data = t.data;
     // diffusers VAE attention projections are Linear [C, C] (LDM: 1x1 conv [C, C, 1, 1]).
     if (comp === 'vae' && /mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$/.test(n)) shape = shape.slice(0, 2);
-    parts[comp].push({ name: n, shape, dtype: t.dtype, data: t.data });
+    if (n === 'text_projection.weight') {
+      // OpenCLIP P [width, proj] -> HF Linear weight P^T [proj, width]
+      const [r, c] = shape, e = ELEM_BYTES[t.dtype];
+      data = Buffer.alloc(t.data.length);
+      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t.data.copy(data, (j * r + i) * e, (i * c + j) * e, (i * c + j + 1) * e);
+      shape = [c, r];
+    }
+    parts[comp].push({ name: n, shape, dtype: t.dtype, data });
   }
   const mk = (p) => fs.mkdirSync(path.join(dir, p), { recursive: true });
   const json = (p, v) => fs.writeFileSync(path.join(dir, p), JSON.stringify(v, null, 2) + '\n');
   const variant = o.dtype === 'f16' ? '.fp16' : '';
-  for (const d of ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler']) mk(d);
+  const xl = o.family === 'sdxl';
+  for (const d of ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler', ...(xl ? ['text_encoder_2', 'tokenizer_2'] : [])]) mk(d);
   json('model_index.json', {
     _class_name: 'StableDiffusionPipeline', _diffusers_version: '0.21.0',
     unet: ['diffusers', 'UNet2DConditionModel'], vae: ['diffusers', 'AutoencoderKL'],
     text_encoder: ['transformers', 'CLIPTextModel'], tokenizer: ['transformers', 'CLIPTokenizer'],
     scheduler: ['diffusers', 'PNDMScheduler'],
+    ...(xl ? { _class_name: 'StableDiffusionXLPipeline', text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'], tokenizer_2: ['transformers', 'CLIPTokenizer'] } : {}),
   });
   json('unet/config.json', {
     _class_name: 'UNet2DConditionModel', in_channels: o.inCh, out_channels: 4, cross_attention_dim: o.clipHidden,
     block_out_channels: o.unetMult.map((m) => m * o.unetCh), layers_per_block: 2, attention_head_dim: o.unetHeads,
     down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
     up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
-    use_linear_projection: false,
+    use_linear_projection: o.family !== 'sd1',
   });
   json('vae/config.json', {
     _class_name: 'AutoencoderKL', block_out_channels: o.vaeMult.map((m) => m * o.vaeCh), latent_channels: o.z,
@@ -564,8 +658,19 @@ function writeDiffusers(dir, tensors, o, merges, metadata) {
   });
   json('scheduler/scheduler_config.json', {
     _class_name: 'PNDMScheduler', beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-    num_train_timesteps: 1000, prediction_type: 'epsilon',
+    num_train_timesteps: 1000,
+    ...(o.family === 'sd2' && !o.prediction ? {} : { prediction_type: o.prediction === 'v' ? 'v_prediction' : 'epsilon' }),
   });
+  if (xl) {
+    json('text_encoder_2/config.json', {
+      architectures: ['CLIPTextModelWithProjection'], hidden_size: o.clip2Hidden, intermediate_size: o.clip2Hidden * 4,
+      num_attention_heads: o.clipHeads, num_hidden_layers: o.clipLayers, vocab_size: o.vocab,
+      max_position_embeddings: o.positions, hidden_act: 'gelu', projection_dim: o.proj,
+    });
+    fs.writeFileSync(path.join(dir, 'tokenizer_2/merges.txt'), merges);
+    json('tokenizer_2/vocab.json', vocabJson(o.mergeList));
+    writeSafetensors(path.join(dir, `text_encoder_2/model${variant}.safetensors`), parts.text_encoder_2, metadata);
+  }
   fs.writeFileSync(path.join(dir, 'tokenizer/merges.txt'), merges);
   json('tokenizer/vocab.json', vocabJson(o.mergeList));
   json('tokenizer/tokenizer_config.json', { model_max_length: 77, bos_token: '<|startoftext|>', eos_token: '<|endoftext|>' });
@@ -584,9 +689,11 @@ function makeTinyModel(opts = {}) {
   const list = listTensors(o);
   const tensors = list.map((t) => ({ ...t, data: encodeTensor(tensorValues(t.name, t.shape, o.seed), t.dtype) }));
   const metadata = {
-    'sdnode.tiny': '1', 'sdnode.family': 'sd1', 'sdnode.prediction': 'eps',
-    'sdnode.unet.heads': String(o.unetHeads), 'sdnode.clip.heads': String(o.clipHeads), 'sdnode.seed': String(o.seed),
+    'sdnode.tiny': '1', 'sdnode.family': o.family, 'sdnode.clip.heads': String(o.clipHeads), 'sdnode.seed': String(o.seed),
   };
+  if (o.family === 'sd1') metadata['sdnode.unet.heads'] = String(o.unetHeads);
+  else metadata['sdnode.unet.head_dim'] = String(o.unetHeadDim);
+  if (o.family !== 'sd2' || o.prediction) metadata['sdnode.prediction'] = o.prediction || 'eps';
   const result = { tensors: list, vocabSize: o.vocab, options: o };
   result.merges = path.join(o.outDir, `${o.name}-merges.txt`);
   fs.writeFileSync(result.merges, mergesText);
@@ -627,6 +734,11 @@ if (require.main === module) {
       case '--formats': opts.formats = next().split(','); break;
       case '--unet-ch': opts.unetCh = num(next(), a); break;
       case '--unet-heads': opts.unetHeads = num(next(), a); break;
+      case '--family': opts.family = next(); break;
+      case '--unet-head-dim': opts.unetHeadDim = num(next(), a); break;
+      case '--clip2-hidden': opts.clip2Hidden = num(next(), a); break;
+      case '--proj': opts.proj = num(next(), a); break;
+      case '--prediction': opts.prediction = next(); break;
       case '--vae-ch': opts.vaeCh = num(next(), a); break;
       case '--clip-hidden': opts.clipHidden = num(next(), a); break;
       case '--clip-layers': opts.clipLayers = num(next(), a); break;

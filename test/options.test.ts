@@ -13,7 +13,7 @@ import {
   SAMPLERS,
 } from '../lib/index';
 import { fromNative } from '../lib/errors';
-import { describeValue, maxThreads, resolveLoadOptions, resolveModelSource } from '../lib/options';
+import { defaultSizeFor, describeValue, maxThreads, resolveLoadOptions, resolveModelSource } from '../lib/options';
 
 function messageOf(fn: () => unknown): string {
   try {
@@ -26,7 +26,7 @@ function messageOf(fn: () => unknown): string {
 }
 
 describe('resolveGenerateOptions', () => {
-  test('defaults: 512x512, 20 steps, cfg 7, euler_a, discrete, cuda, clip skip 1, batch 1', () => {
+  test('defaults: 512x512, 20 steps, cfg 7, euler_a, discrete, cuda, clip skip 0 (the model default), batch 1', () => {
     const r = resolveGenerateOptions({ prompt: 'a fox', seed: 42 });
     expect(r).toEqual({
       prompt: 'a fox',
@@ -39,7 +39,7 @@ describe('resolveGenerateOptions', () => {
       scheduler: 'discrete',
       seed: 42,
       rng: 'cuda',
-      clipSkip: 1,
+      clipSkip: 0,
       batchCount: 1,
       maskBlur: 0,
       decoder: 'vae',
@@ -48,6 +48,13 @@ describe('resolveGenerateOptions', () => {
       embeddingDir: '',
     });
     expect(GENERATE_DEFAULTS.width).toBe(512);
+    // a model's native size replaces the default size (SDXL 1024, SD 2.x v 768), never an explicit one
+    expect(resolveGenerateOptions({ prompt: 'x' }, 1024).width).toBe(1024);
+    expect(resolveGenerateOptions({ prompt: 'x', height: 768 }, 1024)).toMatchObject({ width: 1024, height: 768 });
+    expect(defaultSizeFor('sdxl')).toBe(1024);
+    expect(defaultSizeFor('sd2', 'v')).toBe(768);
+    expect(defaultSizeFor('sd2', 'eps')).toBe(512);
+    expect(defaultSizeFor('sd1', 'v')).toBe(512);
   });
 
   test('adapters: loras, loraDir, embeddingDir and controlNet are checked before any native work', () => {
@@ -117,8 +124,8 @@ describe('resolveGenerateOptions', () => {
       ['seed', 2 ** 60],
       ['seed', 10n],
       ['rng', 'gpu'],
-      ['clipSkip', 0],
-      ['clipSkip', 13],
+      ['clipSkip', -1],
+      ['clipSkip', 33],
       ['batchCount', 0],
       ['batchCount', 65],
     ];
@@ -156,7 +163,12 @@ describe('load options and model source', () => {
   test('valid', () => {
     expect(resolveLoadOptions({ threads: 1, weightType: 'q8_0' })).toMatchObject({ threads: 1, weightType: 'q8_0', tokenizerPath: '' });
     expect(resolveModelSource('m.safetensors')).toBe('m.safetensors');
-    expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
+    expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ file: '', unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
+    // a complete checkpoint with a replaced VAE (SDXL fp16-fix): the other parts are optional then
+    expect(resolveModelSource({ file: 'xl.safetensors', vae: 'fix.safetensors' })).toEqual({
+      file: 'xl.safetensors', unet: '', vae: 'fix.safetensors', textEncoder: '', tokenizer: '',
+    });
+    expect(messageOf(() => resolveModelSource({ vae: 'v' }))).toContain('for unet but received');
   });
   test('invalid', () => {
     expect(messageOf(() => resolveLoadOptions({ weightType: 'q3' }))).toBe(
@@ -165,6 +177,9 @@ describe('load options and model source', () => {
     expect(messageOf(() => resolveLoadOptions({ threads: -1 }))).toBe(`expected an integer from 0 to ${maxThreads()} for threads but received -1 (number)`);
     expect(messageOf(() => resolveLoadOptions({ signal: {} }))).toBe('expected an AbortSignal for signal but received {} (object)');
     expect(messageOf(() => resolveLoadOptions({ onProgress: 1 }))).toBe('expected a function for onProgress but received 1 (number)');
+    expect(resolveLoadOptions({ prediction: 'v' }).prediction).toBe('v');
+    expect(resolveLoadOptions({}).prediction).toBe('');
+    expect(messageOf(() => resolveLoadOptions({ prediction: 'x0' }))).toContain('for prediction but received');
     expect(messageOf(() => resolveModelSource(''))).toBe('expected a non-empty string for pathOrParts but received "" (string)');
     expect(messageOf(() => resolveModelSource({ unet: 'u', vae: 'v' }))).toBe('expected a non-empty string for textEncoder but received undefined (undefined)');
     expect(messageOf(() => resolveModelSource(7))).toMatch(/for pathOrParts but received 7 \(number\)$/);

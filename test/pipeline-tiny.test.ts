@@ -133,7 +133,7 @@ const haveCli = fs.existsSync(cli);
       [['--steps', '0'], 'steps'],
       [['--sampler', 'nope'], 'sampler'],
       [['--rng', 'nope'], 'rng'],
-      [['--clip-skip', '0'], 'clip_skip'],
+      [['--clip-skip', '-1'], 'clip_skip'],
       [['--width', '72'], 'width'],  // multiple of 8 but not of the U-Net's 64
       [['--weight-type', 'q9_9'], 'weight_type'],
     ];

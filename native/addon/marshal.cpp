@@ -17,6 +17,7 @@ Napi::Object to_js(Napi::Env env, const sdn::ModelInfo& m) {
   o.Set("family", m.family);
   o.Set("variant", m.variant);
   o.Set("prediction", m.prediction);
+  o.Set("predictionSource", m.prediction_source);
   o.Set("runnable", m.runnable);
   o.Set("notRunnableReason", m.not_runnable_reason);
   o.Set("tensorCount", (double)m.tensor_count);

@@ -199,6 +199,7 @@ Napi::Value ModelWrap::load(const Napi::CallbackInfo& info) {
     base.vae_on_cpu = get_number(o, "vaeOnCpu", 0) != 0;
     base.weight_type = get_string(o, "weightType", "");
     base.tokenizer_path = get_string(o, "tokenizerPath", "");
+    base.prediction = get_string(o, "prediction", "");
     base.fallback_merges = get_string(o, "fallbackMerges", "");
     base.taesd_path = get_string(o, "taesdPath", "");
   }

@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -143,11 +144,31 @@ ConvertSummary convert_model(const std::string& input, const std::string& output
 
   ConvertSummary sum;
   std::vector<DType> types;
+  // A diffusers (HF) text projection is the Linear weight P^T; stable-diffusion.cpp's files hold the OpenCLIP
+  // matrix P under "...text_model.text_projection": written transposed under that name.
+  std::map<std::string, std::pair<std::string, Tensor>> replaced;  // canonical name -> (written name, tensor)
+  auto out_name = [&](const std::string& n) { auto it = replaced.find(n); return it == replaced.end() ? n : it->second.first; };
+  auto src = [&](const std::string& n) -> const Tensor& {
+    auto it = replaced.find(n);
+    return it == replaced.end() ? wf->get(n) : it->second.second;
+  };
   for (const std::string& n : wf->names()) {
+    static const std::string kSuffix = "text_model.text_projection.weight";
+    if (n.size() < kSuffix.size() || n.compare(n.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0) continue;
     const Tensor& t = wf->get(n);
+    if (t.ndim != 2 || !t.data) continue;
+    Tensor f = t.to_f32();
+    const int64_t r = f.shape[0], c = f.shape[1];
+    std::vector<float> tr((size_t)r * c);
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j) tr[(size_t)j * r + i] = f.f32()[i * c + j];
+    replaced[n] = {n.substr(0, n.size() - 7), Tensor::from_vector({c, r}, tr)};
+  }
+  for (const std::string& n : wf->names()) {
+    const Tensor& t = src(n);
     DType to = convert_target_type(n, t, target, vae_target);
     gguf::TensorDesc d;
-    d.name = n;
+    d.name = out_name(n);
     d.dtype = to;
     d.shape = t.sizes();
     Tensor probe = t;
@@ -168,7 +189,7 @@ ConvertSummary convert_model(const std::string& input, const std::string& output
   if (options.on_progress && !options.on_progress(0, total)) throw_error(ErrorCode::Aborted, "convert: aborted");
   for (int64_t i = 0; i < total; ++i) {
     const std::string& n = wf->names()[(size_t)i];
-    const Tensor& t = wf->get(n);
+    const Tensor& t = src(n);
     DType to = types[(size_t)i];
     if (to == t.dtype) {
       w.write_data((size_t)i, t.data, t.nbytes());

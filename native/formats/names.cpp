@@ -232,7 +232,12 @@ std::string NameMapper::vae_inner(const std::vector<std::string>& p) const {
 std::string NameMapper::map(const std::string& component, const std::string& name) const {
   std::string full = component.empty() ? name : component + "." + name;
   if (dropped(full) || dropped(name)) return "";
-  return map_full(full);
+  std::string c = map_full(full);
+  // HF CLIPTextModelWithProjection (diffusers text_encoder_2) keeps its projection beside text_model.: move it
+  // under text_model. like the OpenCLIP one (the ".weight" suffix keeps telling the Linear layout P^T apart)
+  static const std::string kHfProj = "cond_stage_model.1.transformer.text_projection.weight";
+  if (c == kHfProj) return "cond_stage_model.1.transformer.text_model.text_projection.weight";
+  return c;
 }
 
 std::string NameMapper::map_full(const std::string& n) const {

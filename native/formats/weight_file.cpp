@@ -422,17 +422,22 @@ void detect_model(const std::map<std::string, Tensor>& t, const std::map<std::st
     std::string arch = get("modelspec.architecture");
     if (ends_with(arch, "-v") || arch.find("768-v") != std::string::npos) pred = "v";
   }
-  if (pred.empty() && (family == "sd1" || family == "sdxl")) pred = "eps";
+  std::string source = pred.empty() ? "" : "file";
+  if (pred.empty() && (family == "sd1" || family == "sdxl")) {
+    pred = "eps";
+    source = "family";
+  }
   info.prediction = pred;
+  info.prediction_source = source;
 
   info.runnable = false;
   std::string why;
-  if (family == "sd2") why = "SD 2.x models are recognised but not supported yet: this engine runs SD 1.x only";
-  else if (family == "sdxl") why = "SDXL models are recognised but not supported yet: this engine runs SD 1.x only";
-  else if (family == "unknown") why = "not a recognised Stable Diffusion model (no SD1/SD2/SDXL UNet or text encoder tensors found)";
+  if (family == "unknown") why = "not a recognised Stable Diffusion model (no SD1/SD2/SDXL UNet or text encoder tensors found)";
   else if (!has_unet) why = "the file has no UNet weights (model.diffusion_model.*)";
   else if (!has_vae) why = "the file has no VAE weights (first_stage_model.*); give a VAE file as well";
   else if (!has_te || !tok) why = "the file has no CLIP text encoder weights (cond_stage_model.*)";
+  else if (family == "sdxl" && !has_te2)
+    why = "the file has no second text encoder (OpenCLIP bigG: conditioner.embedders.1.*, text_encoder_2/)";
   else if (variant.find("distilled") != std::string::npos) why = "distilled UNets without a middle attention block are not supported";
   else if (variant != "base" && variant != "inpaint") why = variant + " models are not supported yet (base and inpainting models are)";
   else info.runnable = true;  // eps or v prediction (v: denoiser scalings of the v parameterisation)

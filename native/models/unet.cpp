@@ -5,8 +5,8 @@
 
 namespace sdn {
 
-UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads, bool encoder_only)
-    : w_(w), p_(std::move(prefix)), heads_(heads), encoder_only_(encoder_only) {
+UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads, bool encoder_only, int head_dim)
+    : w_(w), p_(std::move(prefix)), heads_(heads), head_dim_(head_dim), encoder_only_(encoder_only) {
   const Tensor& cin = w_.raw(p_ + "input_blocks.0.0.weight");
   const Tensor& te = w_.raw(p_ + "time_embed.0.weight");
   if (cin.ndim != 4 || te.ndim != 2) throw_error(ErrorCode::InvalidFile, "U-Net tensors have unexpected shapes");
@@ -61,6 +61,30 @@ UNetModel::UNetModel(WeightStore& w, std::string prefix, int heads, bool encoder
     }
   if (!context_dim_ && !mid_attn_.empty())
     context_dim_ = (int)w_.raw(mid_attn_ + "transformer_blocks.0.attn2.to_k.weight").shape[1];
+  if (w_.has(p_ + "label_emb.0.0.weight")) {
+    const Tensor& le = w_.raw(p_ + "label_emb.0.0.weight");
+    const Tensor& le2 = w_.raw(p_ + "label_emb.0.2.weight");
+    if (le.ndim != 2 || le2.ndim != 2 || le.shape[0] != te.shape[0] || le2.shape[0] != te.shape[0] ||
+        le2.shape[1] != le.shape[0])
+      throw_error(ErrorCode::InvalidFile, "U-Net label_emb has shapes " + le.shape_str() + " / " +
+                                              le2.shape_str() + " that do not match the time embedding " +
+                                              te.shape_str());
+    adm_channels_ = (int)le.shape[1];
+  }
+}
+
+int UNetModel::heads_for(const std::string& p, int64_t channels) const {
+  int heads = heads_;
+  if (heads <= 0) {
+    if (head_dim_ < 1 || channels % head_dim_ != 0)
+      throw_error(ErrorCode::InvalidFile, p + ": " + std::to_string(channels) +
+                                              " channels do not split into heads of " + std::to_string(head_dim_));
+    heads = (int)(channels / head_dim_);
+  }
+  if (heads < 1 || channels % heads != 0)
+    throw_error(ErrorCode::InvalidFile, p + ": " + std::to_string(channels) + " channels do not split into " +
+                                            std::to_string(heads) + " attention heads");
+  return heads;
 }
 
 void UNetModel::poll_abort() const {
@@ -89,12 +113,18 @@ Tensor UNetModel::resblock(const std::string& p, const Tensor& x, const Tensor& 
 Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tensor& context, UNetContextCache* cache) {
   Backend& be = w_.backend();
   const int64_t H = x.shape[2], W = x.shape[3];
-  if (heads_ < 1 || x.shape[1] % heads_ != 0)
-    throw_error(ErrorCode::InvalidFile, p + ": " + std::to_string(x.shape[1]) + " channels do not split into " +
-                                            std::to_string(heads_) + " attention heads");
+  const int heads = heads_for(p, x.shape[1]);
+  // SD1.x: 1x1 conv before flattening to tokens; SD2.x/SDXL: Linear after it (same numbers either way, but the
+  // weight's rank says which one the file holds)
+  const bool linear_proj = w_.raw(p + "proj_in.weight").ndim == 2;
   Tensor h = group_norm(w_, p + "norm", x, 1e-6f, false);
-  h = conv(w_, p + "proj_in", h, 1, 0);
-  h = be.nchw_to_nlc(h);  // [B, HW, C]
+  if (linear_proj) {
+    h = be.nchw_to_nlc(h);  // [B, HW, C]
+    h = linear(w_, p + "proj_in", h);
+  } else {
+    h = conv(w_, p + "proj_in", h, 1, 0);
+    h = be.nchw_to_nlc(h);  // [B, HW, C]
+  }
   int depth = count_indexed(w_, p + "transformer_blocks.", ".norm1.weight");
   for (int d = 0; d < depth; ++d) {
     std::string tb = p + "transformer_blocks." + std::to_string(d) + ".";
@@ -104,7 +134,7 @@ Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tenso
       Tensor k = linear(w_, tb + "attn1.to_k", n);
       Tensor v = linear(w_, tb + "attn1.to_v", n);
       n = Tensor();
-      Tensor a = be.attention(q, k, v, heads_, false);
+      Tensor a = be.attention(q, k, v, heads, false);
       q = k = v = Tensor();
       Tensor o = linear(w_, tb + "attn1.to_out.0", a);
       be.add_(h, o);
@@ -129,7 +159,7 @@ Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tenso
         k = linear(w_, tb + "attn2.to_k", context);
         v = linear(w_, tb + "attn2.to_v", context);
       }
-      Tensor a = be.attention(q, k, v, heads_, false);
+      Tensor a = be.attention(q, k, v, heads, false);
       q = k = v = Tensor();
       Tensor o = linear(w_, tb + "attn2.to_out.0", a);
       be.add_(h, o);
@@ -143,8 +173,13 @@ Tensor UNetModel::transformer(const std::string& p, const Tensor& x, const Tenso
       be.add_(h, o);
     }
   }
-  h = be.nlc_to_nchw(h, H, W);
-  h = conv(w_, p + "proj_out", h, 1, 0);
+  if (linear_proj) {
+    h = linear(w_, p + "proj_out", h);
+    h = be.nlc_to_nchw(h, H, W);
+  } else {
+    h = be.nlc_to_nchw(h, H, W);
+    h = conv(w_, p + "proj_out", h, 1, 0);
+  }
   be.add_(h, x);
   return h;
 }
@@ -175,20 +210,36 @@ void UNetModel::check_inputs(const Tensor& x, const std::vector<float>& t, const
                                                 std::to_string(8 * m) + ")");
 }
 
-Tensor UNetModel::time_embedding(const std::vector<float>& t) {
+Tensor UNetModel::time_embedding(const std::vector<float>& t, const Tensor* y) {
   Backend& be = w_.backend();
+  const int64_t B = (int64_t)t.size();
   Tensor emb = be.timestep_embedding(t, model_channels_, 10000.f);
   emb = linear(w_, p_ + "time_embed.0", emb);
   emb = be.unary(UnaryOp::Silu, emb);
   emb = linear(w_, p_ + "time_embed.2", emb);
+  if (adm_channels_) {
+    if (!y || !y->defined())
+      throw_error(ErrorCode::InvalidArgument, "this U-Net (SDXL) needs the vector conditioning y [" +
+                                                  std::to_string(B) + ", " + std::to_string(adm_channels_) + "]");
+    if (y->ndim != 2 || y->shape[0] != B || y->shape[1] != adm_channels_)
+      throw_error(ErrorCode::InvalidArgument, "U-Net vector conditioning y must be [" + std::to_string(B) + ", " +
+                                                  std::to_string(adm_channels_) + "], got " + y->shape_str());
+    Tensor l = linear(w_, p_ + "label_emb.0.0", *y);
+    l = be.unary(UnaryOp::Silu, l);
+    l = linear(w_, p_ + "label_emb.0.2", l);
+    be.add_(emb, l);
+  } else if (y && y->defined()) {
+    throw_error(ErrorCode::InvalidArgument, "this U-Net has no label_emb: it takes no vector conditioning y");
+  }
   return be.unary(UnaryOp::Silu, emb);
 }
 
 std::vector<Tensor> UNetModel::encoder_states(const Tensor& x, const std::vector<float>& t, const Tensor& context,
-                                              UNetContextCache* cache, const Tensor* hint, Tensor* emb_out) {
+                                              UNetContextCache* cache, const Tensor* hint, Tensor* emb_out,
+                                              const Tensor* y) {
   Backend& be = w_.backend();
   check_inputs(x, t, context);
-  Tensor emb_silu = time_embedding(t);
+  Tensor emb_silu = time_embedding(t, y);
   dump("unet.emb_silu", emb_silu);
   if (emb_out) *emb_out = emb_silu;
   std::vector<Tensor> states;
@@ -225,7 +276,7 @@ std::vector<Tensor> UNetModel::encoder_states(const Tensor& x, const std::vector
 }
 
 Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
-                          UNetContextCache* cache, const std::vector<Tensor>* residuals) {
+                          UNetContextCache* cache, const std::vector<Tensor>* residuals, const Tensor* y) {
   Backend& be = w_.backend();
   if (encoder_only_) throw_error(ErrorCode::Internal, "forward() on an encoder-only U-Net");
   if (residuals && residuals->size() != input_.size() + 1)
@@ -233,7 +284,7 @@ Tensor UNetModel::forward(const Tensor& x, const std::vector<float>& t, const Te
                                                 " control residuals given, " + std::to_string(input_.size() + 1) +
                                                 " needed (one per input block and one for the middle block)");
   Tensor emb_silu;
-  std::vector<Tensor> skips = encoder_states(x, t, context, cache, nullptr, &emb_silu);
+  std::vector<Tensor> skips = encoder_states(x, t, context, cache, nullptr, &emb_silu, y);
   Tensor h = std::move(skips.back());
   skips.pop_back();
   if (residuals) {

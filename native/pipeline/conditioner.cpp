@@ -15,8 +15,29 @@ ClipConditioner::ClipConditioner(WeightStore& w, std::shared_ptr<ClipTokenizer> 
 
 Conditioning ClipConditioner::encode(const std::string& prompt, const GenerateParams& params) {
   Conditioning c;
-  c.context = encode_prompt(prompt, params.clip_skip, params.embedding_dir);
+  c.context = encode_prompt(prompt, params.clip_skip > 0 ? params.clip_skip : 1, params.embedding_dir);
   return c;
+}
+
+Conditioning FamilyConditioner::encode(const std::string& prompt, const GenerateParams& params, bool zero_context) {
+  SizeConditioning size;  // original = target = the image size, crop (0, 0): what A1111 and sd.cpp use
+  size.target_width = size.original_width = params.width;
+  size.target_height = size.original_height = params.height;
+  TextConditioning t = text_.encode(prompt, params.clip_skip, size, zero_context);
+  Conditioning c;
+  c.context = t.context;
+  c.y = t.y;
+  return c;
+}
+
+Conditioning FamilyConditioner::encode(const std::string& prompt, const GenerateParams& params) {
+  return encode(prompt, params, false);
+}
+
+Conditioning FamilyConditioner::encode_negative(const std::string& prompt, const GenerateParams& params) {
+  // SDXL with an empty negative prompt: zero context (SGM force_zero_embeddings), pooled part of y kept (the
+  // reference engine's rule, stable-diffusion.cpp)
+  return encode(prompt, params, text_.family() == ModelFamily::SDXL && prompt.empty());
 }
 
 Tensor ClipConditioner::encode_prompt(const std::string& prompt_in, int clip_skip, const std::string& embedding_dir) {

@@ -7,6 +7,7 @@
 
 #include "backends/backend.h"
 #include "models/clip.h"
+#include "models/conditioning.h"
 #include "models/weights.h"
 #include "sdn/sdn.h"
 #include "text/tokenizer.h"
@@ -25,6 +26,10 @@ class Conditioner {
   virtual ~Conditioner() = default;
   // Conditioning for one prompt with the generation's settings (clip skip, sizes for SDXL, ...).
   virtual Conditioning encode(const std::string& prompt, const GenerateParams& params) = 0;
+  // The negative prompt's conditioning (SDXL: an empty negative prompt gives an all-zero context).
+  virtual Conditioning encode_negative(const std::string& prompt, const GenerateParams& params) {
+    return encode(prompt, params);
+  }
   // Width of the context it produces (must match the U-Net's cross-attention).
   virtual int context_dim() const = 0;
   // Largest clip_skip the text encoder(s) allow.
@@ -55,6 +60,24 @@ class ClipConditioner final : public Conditioner {
   WeightStore& w_;
   std::shared_ptr<ClipTokenizer> tokenizer_;
   ClipTextModel clip_;
+};
+
+// SD 2.x (OpenCLIP ViT-H, penultimate layer) and SDXL (CLIP-L + OpenCLIP bigG, pooled output and size
+// conditioning in y): models/conditioning.h. params.clip_skip 0 = the family's default (2 for both).
+class FamilyConditioner final : public Conditioner {
+ public:
+  FamilyConditioner(WeightStore& w, std::shared_ptr<ClipTokenizer> tokenizer, ModelFamily family, int clip_heads)
+      : text_(w, std::move(tokenizer), family, clip_heads) {}
+  Conditioning encode(const std::string& prompt, const GenerateParams& params) override;
+  Conditioning encode_negative(const std::string& prompt, const GenerateParams& params) override;
+  int context_dim() const override { return text_.context_dim(); }
+  int max_clip_skip() const override { return text_.max_clip_skip(); }
+  void release() override { text_.release(); }
+  TextConditioner& text() { return text_; }
+
+ private:
+  Conditioning encode(const std::string& prompt, const GenerateParams& params, bool zero_context);
+  TextConditioner text_;
 };
 
 }  // namespace sdn

@@ -5,6 +5,10 @@
 
 namespace sdn {
 
+namespace {
+const Tensor* opt(const Tensor& t) { return t.defined() ? &t : nullptr; }
+}  // namespace
+
 void CfgDenoiser::clear() {
   cond_ = uncond_ = both_ = Conditioning();
   extra_ = Tensor();
@@ -32,12 +36,12 @@ void CfgDenoiser::set_control(ControlNetModel* model, const Tensor& hint, float 
 }
 
 Tensor CfgDenoiser::unet(const Tensor& xin, const std::vector<float>& t, const Tensor& context,
-                         UNetContextCache* cache, UNetContextCache* control_cache, float sigma) {
+                         UNetContextCache* cache, UNetContextCache* control_cache, float sigma, const Tensor* y) {
   if (control_ && sigma >= control_lo_ && sigma <= control_hi_) {
     std::vector<Tensor> res = control_->forward(xin, t, context, hint_, control_strength_, control_cache);
-    return unet_.forward(unet_input(xin), t, context, cache, &res);
+    return unet_.forward(unet_input(xin), t, context, cache, &res, y);
   }
-  return unet_.forward(unet_input(xin), t, context, cache);
+  return unet_.forward(unet_input(xin), t, context, cache, nullptr, y);
 }
 
 void CfgDenoiser::set_conditioning(const Conditioning& cond, const Conditioning& uncond, float cfg) {
@@ -79,13 +83,13 @@ void CfgDenoiser::denoise(const std::vector<float>& x, float sigma, int h, int w
   Tensor xin = be_.scale(xd, s.c_in);
   Tensor f;  // the model output after CFG
   if (!use_cfg) {
-    f = unet(xin, {t}, cond_.context, &cache_cond_, &ccache_cond_, sigma);
+    f = unet(xin, {t}, cond_.context, &cache_cond_, &ccache_cond_, sigma, opt(cond_.y));
   } else if (both_.defined()) {
-    Tensor both = unet(be_.concat(xin, xin, 0), {t, t}, both_.context, &cache_both_, &ccache_both_, sigma);
+    Tensor both = unet(be_.concat(xin, xin, 0), {t, t}, both_.context, &cache_both_, &ccache_both_, sigma, opt(both_.y));
     f = be_.combine(both.slice0(0, 1), cfg_, both.slice0(1, 2), 1.0f - cfg_);
   } else {
-    Tensor fc = unet(xin, {t}, cond_.context, &cache_cond_, &ccache_cond_, sigma);
-    Tensor fu = unet(xin, {t}, uncond_.context, &cache_uncond_, &ccache_uncond_, sigma);
+    Tensor fc = unet(xin, {t}, cond_.context, &cache_cond_, &ccache_cond_, sigma, opt(cond_.y));
+    Tensor fu = unet(xin, {t}, uncond_.context, &cache_uncond_, &ccache_uncond_, sigma, opt(uncond_.y));
     f = be_.combine(fc, cfg_, fu, 1.0f - cfg_);
   }
   xin = Tensor();

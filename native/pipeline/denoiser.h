@@ -42,7 +42,8 @@ class CfgDenoiser {
   Tensor unet_input(const Tensor& x_scaled) const;
   // U-Net output for one pass, with the control residuals when the control applies at this sigma.
   Tensor unet(const Tensor& xin, const std::vector<float>& t, const Tensor& context, UNetContextCache* cache,
-              UNetContextCache* control_cache, float sigma);
+              UNetContextCache* control_cache, float sigma,
+              const Tensor* y = nullptr);
 
   Backend& be_;
   UNetModel& unet_;

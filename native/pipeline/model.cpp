@@ -81,20 +81,6 @@ static std::string find_merges(const std::string& explicit_m, const LoadOptions&
                   " (directory from $SDNODE_CACHE_DIR when set).");
 }
 
-// Head counts are not in the tensor shapes: SD1.x defaults, or the values a (test) file records.
-static ModelConfig model_config(const std::map<std::string, std::string>& md) {
-  auto md_int = [&](const char* key, int def) {
-    auto it = md.find(key);
-    if (it == md.end()) return def;
-    int v = std::atoi(it->second.c_str());
-    return v > 0 && v <= 1024 ? v : def;
-  };
-  ModelConfig cfg;
-  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
-  cfg.unet_heads = md_int("sdnode.unet.heads", 8);
-  return cfg;
-}
-
 class SdModel final : public Model {
  public:
   SdModel(BackendChoice backend, std::vector<std::unique_ptr<WeightFile>> files, std::unique_ptr<TaesdFile> taesd,
@@ -120,14 +106,14 @@ class SdModel final : public Model {
   ModelInfo info_;
 };
 
-static void require_sd1(const std::string& path, const ModelInfo& info) {
-  if (info.family != "sd1")
+static void require_runnable(const std::string& path, const ModelInfo& info) {
+  if (info.family != "sd1" && info.family != "sd2" && info.family != "sdxl")
     throw_error(ErrorCode::Unsupported,
                 path + ": model family '" + info.family +
-                    "' is not supported for generation yet (only Stable Diffusion 1.x checkpoints are)" +
+                    "' is not supported for generation (Stable Diffusion 1.x, 2.x and SDXL checkpoints are)" +
                     (info.not_runnable_reason.empty() ? "" : ": " + info.not_runnable_reason));
   if (info.variant != "" && info.variant != "base" && info.variant != "inpaint")
-    throw_error(ErrorCode::Unsupported, path + ": SD1.x variant '" + info.variant +
+    throw_error(ErrorCode::Unsupported, path + ": " + info.family + " variant '" + info.variant +
                                             "' is not supported yet (base and inpainting models are)");
 }
 
@@ -166,7 +152,10 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   // the family comes from the U-Net
   const std::string main_path = unet ? parts.unet : parts.file;
   ModelInfo info = (unet ? unet : base)->info();
-  require_sd1(main_path, info);
+  require_runnable(main_path, info);
+  if (!options.prediction.empty() && options.prediction != "eps" && options.prediction != "v")
+    throw_error(ErrorCode::InvalidArgument, "prediction must be 'eps' or 'v' (or empty: from the file), got '" +
+                                                options.prediction + "'");
   BackendOptions bo;
   bo.threads = options.threads;
   bo.vram_budget = options.vram_budget;
@@ -194,18 +183,38 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
     const char* name;
     const char* part;
   };
-  for (const Req& r : {Req{"model.diffusion_model.input_blocks.0.0.weight", "U-Net"},
-                       Req{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", "text encoder"},
-                       Req{"first_stage_model.decoder.conv_in.weight", "VAE decoder"}})
+  std::vector<Req> reqs = {Req{"model.diffusion_model.input_blocks.0.0.weight", "U-Net"},
+                           Req{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+                               info.family == "sdxl" ? "first text encoder (CLIP-L)" : "text encoder"},
+                           Req{"first_stage_model.decoder.conv_in.weight", "VAE decoder"}};
+  if (info.family == "sdxl")
+    reqs.push_back(Req{"cond_stage_model.1.transformer.text_model.embeddings.token_embedding.weight",
+                       "second text encoder (OpenCLIP bigG)"});
+  for (const Req& r : reqs)
     if (!store->has(r.name))
       throw_error(ErrorCode::InvalidFile, main_path + ": the " + std::string(r.part) + " is missing (no tensor " +
-                                              r.name + "): not a complete SD1.x checkpoint" +
+                                              r.name + "): not a complete " + info.family + " checkpoint" +
                                               (any_part ? "; give it as a separate part" : ""));
   std::string merges = find_merges(explicit_m, options, opened);
   auto tokenizer = ClipTokenizer::from_merges(merges);
-  ModelConfig cfg = model_config((unet ? unet : base)->metadata());
+  // head counts are not in the tensor shapes: the family's values, or the values a (test) file records
+  ModelConfig cfg;
+  cfg.family = model_family_from_name(info.family);
+  const auto& md = (unet ? unet : base)->metadata();
+  auto md_int = [&](const char* key, int def) {
+    auto it = md.find(key);
+    if (it == md.end()) return def;
+    int v = std::atoi(it->second.c_str());
+    return v > 0 && v <= 1024 ? v : def;
+  };
+  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
+  cfg.unet_heads = md_int("sdnode.unet.heads", 0);
+  cfg.unet_head_dim = md_int("sdnode.unet.head_dim", 64);
   // every tensor the networks use, against the architecture: a broken file fails here, naming the tensor
-  validate_sd1_shapes(*store, cfg.clip_heads, cfg.unet_heads, tokenizer->vocab_size(), main_path);
+  // (SD 1.x; the SD 2.x / SDXL networks are checked by their kernels when they run)
+  if (info.family == "sd1")
+    validate_sd1_shapes(*store, cfg.clip_heads, cfg.unet_heads > 0 ? cfg.unet_heads : 8, tokenizer->vocab_size(),
+                        main_path);
   report(0.05f);
   if (wtype != DType::Invalid) {
     // progress 0.05 .. 0.95 over the U-Net (0.05 .. 0.8 when the text encoder is converted separately) and the text
@@ -224,6 +233,15 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       convert_weights(*cpu_store, {"cond_stage_model."}, wtype, on_range(0.8f, 0.95f));
     }
   }
+  // Prediction type: the option always wins; then what the file declares (info.prediction from metadata or
+  // marker tensors; SD1.x and SDXL default to eps); an SD 2.x file that declares nothing is probed.
+  bool probe = false;
+  if (!options.prediction.empty()) {
+    info.prediction = options.prediction;
+    info.prediction_source = "option";
+  } else if (info.prediction.empty()) {
+    probe = true;
+  }
   Prediction pred = info.prediction == "v" ? Prediction::V : Prediction::Eps;
   std::unique_ptr<TaesdFile> taesd;
   if (!options.taesd_path.empty()) {
@@ -241,6 +259,12 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
                                                                "needs taesd_decoder or a file with both halves)");
   }
   auto pipe = std::make_unique<DiffusionPipeline>(std::move(store), tokenizer, pred, cfg, placement, std::move(cpu_store));
+  if (probe) {
+    const bool v = DiffusionPipeline::probe_v_prediction(pipe->unet(), pipe->backend());
+    info.prediction = v ? "v" : "eps";
+    info.prediction_source = "probe";
+    pipe->set_prediction(v ? Prediction::V : Prediction::Eps);
+  }
   if (taesd) {
     if (taesd->model().latent_channels() != pipe->latent_channels())
       throw_error(ErrorCode::InvalidFile, options.taesd_path + ": this TAESD decoder takes " +

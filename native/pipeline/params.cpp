@@ -34,7 +34,8 @@ void validate_params(const GenerateParams& p) {
     bad("scheduler '" + p.scheduler + "' is not known (use one of: " + join(scheduler_names()) + ")");
   if (p.rng != "cuda" && p.rng != "philox" && p.rng != "cpu")
     bad("rng '" + p.rng + "' is not known (use cuda, philox or cpu)");
-  if (p.clip_skip < 1 || p.clip_skip > 64) bad("clip_skip must be 1 or more, got " + std::to_string(p.clip_skip));
+  if (p.clip_skip < 0 || p.clip_skip > 64)
+    bad("clip_skip must be 0 (the model's default) or 1 to 64, got " + std::to_string(p.clip_skip));
   if (p.batch_count < 1 || p.batch_count > 64)
     bad("batch_count must be between 1 and 64, got " + std::to_string(p.batch_count));
   if (p.preview_every < 0) bad("preview_every must be 0 (off) or a positive step interval");

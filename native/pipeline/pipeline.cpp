@@ -31,11 +31,16 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
                                      Prediction prediction, ModelConfig config, Placement placement,
                                      std::unique_ptr<WeightStore> cpu_store)
     : store_(std::move(store)), cpu_store_(std::move(cpu_store)), placement_(placement), prediction_(prediction),
-      unet_heads_(config.unet_heads) {
+      family_(config.family),
+      unet_heads_(config.unet_heads > 0 ? config.unet_heads : (config.family == ModelFamily::SD1 ? 8 : 0)) {
   WeightStore& te_store = placement_.text_encoder_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
   WeightStore& vae_store = placement_.vae_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
-  conditioner_ = std::make_unique<ClipConditioner>(te_store, std::move(tokenizer), config.clip_heads);
-  unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", config.unet_heads);
+  if (family_ == ModelFamily::SD1)
+    conditioner_ = std::make_unique<ClipConditioner>(te_store, std::move(tokenizer), config.clip_heads);
+  else
+    conditioner_ = std::make_unique<FamilyConditioner>(te_store, std::move(tokenizer), family_, config.clip_heads);
+  unet_ = std::make_unique<UNetModel>(*store_, "model.diffusion_model.", unet_heads_, false, config.unet_head_dim);
+  if (family_ == ModelFamily::SDXL) latent_scale_ = 0.13025f;
   {
     // Streaming of memory-mapped U-Net weights (release each block's pages after it ran) is on by default:
     // resident memory drops from the whole U-Net (1.7 GB in f16) to about one block, and re-mapping the pages
@@ -49,6 +54,14 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
     throw_error(ErrorCode::InvalidFile, "the U-Net expects a text context of width " +
                                             std::to_string(unet_->context_dim()) + " but the text encoder gives " +
                                             std::to_string(conditioner_->context_dim()));
+  {
+    int adm = 0;
+    if (auto* fc = dynamic_cast<FamilyConditioner*>(conditioner_.get())) adm = fc->text().adm_channels();
+    if (unet_->adm_channels() != adm)
+      throw_error(ErrorCode::InvalidFile, "the U-Net expects a vector conditioning of width " +
+                                              std::to_string(unet_->adm_channels()) + " but the text encoders give " +
+                                              std::to_string(adm) + " (pooled text + 6 size embeddings of 256)");
+  }
   if (store_->has("alphas_cumprod")) {
     const Tensor& ac = store_->raw("alphas_cumprod");
     if (ac.numel() == 1000) {
@@ -83,12 +96,40 @@ Image DiffusionPipeline::latent_preview(const std::vector<float>& latent, int h,
   return img;
 }
 
+void DiffusionPipeline::set_prediction(Prediction p) {
+  prediction_ = p;
+  denoiser_ = std::make_unique<CfgDenoiser>(store_->backend(), *unet_, *schedule_, prediction_);
+}
+
+bool DiffusionPipeline::probe_v_prediction(UNetModel& unet, Backend& be) {
+  const int C = unet.in_channels(), m = std::max(8, unet.size_multiple());
+  const int64_t n = (int64_t)C * m * m;
+  std::vector<float> xv((size_t)n, 0.5f), cv((size_t)2 * unet.context_dim(), 0.5f), yv;
+  Tensor x = be.upload(Tensor::wrap(xv.data(), {1, C, m, m}, DType::F32));
+  Tensor ctx = be.upload(Tensor::wrap(cv.data(), {1, 2, unet.context_dim()}, DType::F32));
+  Tensor y;
+  if (unet.adm_channels()) {
+    yv.assign((size_t)unet.adm_channels(), 0.5f);
+    y = be.upload(Tensor::wrap(yv.data(), {1, unet.adm_channels()}, DType::F32));
+  }
+  Tensor out = be.to_host(unet.forward(x, {999.f}, ctx, nullptr, nullptr, y.defined() ? &y : nullptr));
+  if (!out.is_contiguous()) out = out.contiguous();
+  double sum = 0;
+  const int64_t k = std::min<int64_t>(out.numel(), n);
+  for (int64_t i = 0; i < k; ++i) sum += (double)out.f32()[i] - 0.5;
+  return sum / (double)(k ? k : 1) < -1.0;
+}
+
 void DiffusionPipeline::check_params(const GenerateParams& p) const {
   const int m = 8 * unet_->size_multiple();
+  const std::string rule = std::string(model_family_name(family_)) + " U-Net downsamples the latent " +
+                           std::to_string(unet_->size_multiple()) + "x";
   if (p.width % m) throw_error(ErrorCode::InvalidArgument, "width must be a multiple of " + std::to_string(m) +
-                                                               " for this model, got " + std::to_string(p.width));
+                                                               " for this model (the " + rule + "), got " +
+                                                               std::to_string(p.width));
   if (p.height % m) throw_error(ErrorCode::InvalidArgument, "height must be a multiple of " + std::to_string(m) +
-                                                                " for this model, got " + std::to_string(p.height));
+                                                                " for this model (the " + rule + "), got " +
+                                                                std::to_string(p.height));
   if ((p.decoder == "taesd" || p.preview_method == "taesd") && !taesd_)
     throw_error(ErrorCode::InvalidArgument,
                 std::string(p.decoder == "taesd" ? "decoder" : "preview_method (previewMethod)") +
@@ -274,11 +315,11 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
   {
     std::vector<LoraSpec> loras = p.loras;
     for (const LoraSpec& l : extract_lora_tags(p.prompt, p.lora_dir)) loras.push_back(l);
-    loras_.apply(*store_, placement_.text_encoder_on_cpu ? cpu_store_.get() : nullptr, loras, family_, warnings);
+    loras_.apply(*store_, placement_.text_encoder_on_cpu ? cpu_store_.get() : nullptr, loras, model_family_name(family_), warnings);
   }
   if (!p.control_net.model.empty() && (!control_ || control_->path != p.control_net.model)) {
     control_.reset();  // the old one's memory first
-    control_ = load_controlnet(p.control_net.model, be, unet_->context_dim(), unet_->model_channels(), family_,
+    control_ = load_controlnet(p.control_net.model, be, unet_->context_dim(), unet_->model_channels(), model_family_name(family_),
                                unet_heads_);
   }
   auto aborted = [&] { return cb.should_abort && cb.should_abort(); };
@@ -321,7 +362,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
   {
     Conditioning cond = conditioner_->encode(p.prompt, p);
     Conditioning uncond;
-    if (p.cfg_scale != 1.0f) uncond = conditioner_->encode(p.negative_prompt, p);
+    if (p.cfg_scale != 1.0f) uncond = conditioner_->encode_negative(p.negative_prompt, p);
     denoiser_->set_conditioning(cond, uncond, p.cfg_scale);
   }
   if (options_.release_between_stages) {
@@ -393,7 +434,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
   progress(Phase::Encode, 1, 1, 0);
 
   // 3. sampling, every image of the batch
-  std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps);
+  std::vector<float> sigmas = make_sigmas(*schedule_, p.scheduler, p.steps, model_family_name(family_));
   if (img2img && p.strength < 1.f) {
     // the schedule starts at step N - t - 1 of the N-step schedule, t = floor(N * strength) (stable-diffusion.cpp)
     int t_enc = (int)((float)p.steps * p.strength);
@@ -450,13 +491,16 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
     gen->randn(x.data(), n);
     for (int64_t i = 0; i < n; ++i) x[(size_t)i] = (init_latent.empty() ? 0.f : init_latent[(size_t)i]) + x[(size_t)i] * sigmas[0];
     progress(Phase::Sample, 0, steps_run, img);
-    run_sampler(p.sampler, model, x, sigmas, *gen, [&](int i, int steps) {
-      const int done = i + 1;  // i is the 0-based index of the step just finished (sampling.h)
-      progress(Phase::Sample, done, steps, img);
-      if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
-        cb.on_preview(done, preview(x));
-      return !aborted();
-    });
+    run_sampler(
+        p.sampler, model, x, sigmas, *gen,
+        [&](int i, int steps) {
+          const int done = i + 1;  // i is the 0-based index of the step just finished (sampling.h)
+          progress(Phase::Sample, done, steps, img);
+          if (cb.on_preview && p.preview_every > 0 && (done % p.preview_every == 0 || done == steps))
+            cb.on_preview(done, preview(x));
+          return !aborted();
+        },
+        -1.f, schedule_.get());
     latents.push_back(std::move(x));
     seeds.push_back(s);
   }

@@ -21,8 +21,10 @@ namespace sdn {
 
 // Architecture values not recorded in tensor shapes (from file metadata when present).
 struct ModelConfig {
+  ModelFamily family = ModelFamily::SD1;
   int clip_heads = 0;  // 0: width / 64
-  int unet_heads = 8;  // SD1.x: 8
+  int unet_heads = 0;  // 0: the family's rule (SD1.x: 8 heads; SD2.x/SDXL: heads of unet_head_dim channels)
+  int unet_head_dim = 64;
 };
 
 enum class VaeTiling { Auto, On, Off };
@@ -52,6 +54,13 @@ class DiffusionPipeline {
   CfgDenoiser& denoiser() { return *denoiser_; }
 
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks);
+  UNetModel& unet() { return *unet_; }
+  ModelFamily family() const { return family_; }
+  Prediction prediction() const { return prediction_; }
+  void set_prediction(Prediction p);
+  // SD 2.x prediction probe (the rule of stable-diffusion.cpp and A1111 for checkpoints that declare nothing): the
+  // U-Net once on x = 0.5 (an 8x8 latent), context = 0.5, t = 999; v-prediction when mean(output - x) < -1.
+  static bool probe_v_prediction(UNetModel& unet, Backend& be);
 
   // Channels of the diffusion latent (what the sampler works on; an inpainting U-Net takes 5 more as input).
   int latent_channels() const { return unet_->out_channels(); }
@@ -98,10 +107,10 @@ class DiffusionPipeline {
   Backend* vae_be_ = nullptr;  // the VAE's backend (the CPU when placed there)
   std::unique_ptr<DiscreteSchedule> schedule_;
   std::unique_ptr<CfgDenoiser> denoiser_;
+  ModelFamily family_ = ModelFamily::SD1;
   TaesdModel* taesd_ = nullptr;
-  float latent_scale_ = 0.18215f;  // SD 1.x/2.x VAE scale factor
-  std::string family_ = "sd1";
-  int unet_heads_ = 8;
+  float latent_scale_ = 0.18215f;  // VAE scale factor: SD 1.x/2.x 0.18215, SDXL 0.13025
+  int unet_heads_ = 8;              // 0: heads of unet_head_dim channels (SD 2.x, SDXL)
   // adapters
   LoraState loras_;
   std::unique_ptr<LoadedControlNet> control_;

@@ -83,7 +83,31 @@ float DiscreteSchedule::t_to_sigma(float t) const {
   return std::exp(ls);
 }
 
-std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::string& scheduler, int steps) {
+namespace {
+// Align Your Steps noise levels (NVIDIA, "Align Your Steps", 10-step schedules, 11 points incl. sigma_min).
+const float kAysSd1[11] = {14.6146412293f, 6.4745760956f, 3.8636745985f, 2.6946151520f, 1.8841921177f,
+                           1.3943805092f,  0.9642583904f, 0.6523686016f, 0.3977456272f, 0.1515232662f,
+                           0.0291671582f};
+const float kAysSdxl[11] = {14.6146412293f, 6.3184485287f, 3.7681790315f, 2.1811480769f, 1.3405244945f,
+                            0.8620721141f,  0.5550693289f, 0.3798540708f, 0.2332364134f, 0.1114188177f,
+                            0.0291671582f};
+
+// The table (descending) resampled to m points: log sigma interpolated linearly over a uniform [0, 1] grid.
+std::vector<float> log_linear_resample(const float* table, int n, int m) {
+  std::vector<float> out((size_t)m);
+  for (int i = 0; i < m; i++) {
+    double u = m == 1 ? 0.0 : (double)i / (double)(m - 1) * (double)(n - 1);
+    int j = std::min((int)std::floor(u), n - 2);
+    double f = u - j;
+    double l = (1.0 - f) * std::log((double)table[j]) + f * std::log((double)table[j + 1]);
+    out[(size_t)i] = (float)std::exp(l);
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::string& scheduler, int steps,
+                               const std::string& family) {
   if (steps < 1 || steps > kMaxSteps)
     throw_error(ErrorCode::InvalidArgument,
                 "steps must be between 1 and " + std::to_string(kMaxSteps) + ", got " + std::to_string(steps));
@@ -130,9 +154,18 @@ std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::stri
       int index = (int)((i * (uint32_t)original_steps) / n);
       s.push_back(schedule.t_to_sigma((float)((original_steps - index) * k - 1)));
     }
+  } else if (scheduler == "ays") {
+    if (family != "sd1" && family != "sd2" && family != "sdxl")
+      throw_error(ErrorCode::InvalidArgument, "the ays scheduler has tables for sd1, sd2 and sdxl models, not '" +
+                                                  family + "'");
+    const float* table = family == "sdxl" ? kAysSdxl : kAysSd1;
+    s = n == 10 ? std::vector<float>(table, table + 11) : log_linear_resample(table, 11, (int)n + 1);
+    s.back() = 0.f;
+    return s;
   } else {
-    throw_error(ErrorCode::InvalidArgument, "unknown scheduler '" + scheduler +
-                                                "' (use discrete, karras, exponential, simple, sgm_uniform or lcm)");
+    throw_error(ErrorCode::InvalidArgument,
+                "unknown scheduler '" + scheduler +
+                    "' (use discrete, karras, exponential, simple, sgm_uniform, lcm or ays)");
   }
   s.push_back(0.f);
   return s;
@@ -153,12 +186,13 @@ DenoiserScalings denoiser_scalings(Prediction p, float sigma) {
 }
 
 const std::vector<std::string>& sampler_names() {
-  static const std::vector<std::string> v = {"euler", "euler_a", "heun", "dpm2", "dpm++2m", "dpm++2s_a", "lcm",
-                                             "ddim_trailing"};
+  static const std::vector<std::string> v = {"euler", "euler_a", "heun",          "dpm2", "dpm++2m", "dpm++2s_a",
+                                             "lcm",   "ddim",    "ddim_trailing", "ipndm", "tcd"};
   return v;
 }
 const std::vector<std::string>& scheduler_names() {
-  static const std::vector<std::string> v = {"discrete", "karras", "exponential", "simple", "sgm_uniform", "lcm"};
+  static const std::vector<std::string> v = {"discrete", "karras", "exponential", "simple", "sgm_uniform", "lcm",
+                                             "ays"};
   return v;
 }
 
@@ -343,17 +377,73 @@ void lcm(Runner& r) {
   }
 }
 
+// iPNDM: Adams-Bashforth steps of order min(i + 1, 4) on d with the fixed coefficients.
+void ipndm(Runner& r) {
+  auto& x = r.x_;
+  std::vector<std::vector<float>> hist;  // previous d's, oldest first (at most 3)
+  for (int i = 0; i < r.steps(); i++) {
+    float s = r.sigmas_[i], dt = r.sigmas_[i + 1] - s;
+    const auto& den = r.denoise(x, s, r.den_);
+    std::vector<float> d(r.n_);
+    for (size_t k = 0; k < r.n_; k++) d[k] = (x[k] - den[k]) / s;
+    const size_t h = hist.size();
+    if (h == 0) {
+      for (size_t k = 0; k < r.n_; k++) x[k] += dt * d[k];
+    } else if (h == 1) {
+      const auto& d1 = hist[0];
+      for (size_t k = 0; k < r.n_; k++) x[k] += dt * (3.f * d[k] - d1[k]) / 2.f;
+    } else if (h == 2) {
+      const auto &d1 = hist[1], &d2 = hist[0];
+      for (size_t k = 0; k < r.n_; k++) x[k] += dt * (23.f * d[k] - 16.f * d1[k] + 5.f * d2[k]) / 12.f;
+    } else {
+      const auto &d1 = hist[2], &d2 = hist[1], &d3 = hist[0];
+      for (size_t k = 0; k < r.n_; k++)
+        x[k] += dt * (55.f * d[k] - 59.f * d1[k] + 37.f * d2[k] - 9.f * d3[k]) / 24.f;
+    }
+    if (hist.size() == 3) hist.erase(hist.begin());
+    hist.push_back(std::move(d));
+    r.step_done(i);
+  }
+}
+
+// TCD (gamma = eta) in sigma form; see sampling.h.
+void tcd(Runner& r, float gamma, const DiscreteSchedule& sched) {
+  auto& x = r.x_;
+  for (int i = 0; i < r.steps(); i++) {
+    float s = r.sigmas_[i], to = r.sigmas_[i + 1];
+    const auto& den = r.denoise(x, s, r.den_);
+    if (to == 0.f) {
+      x = den;
+    } else {
+      float t_next = sched.sigma_to_t(to);
+      float t_s = std::floor((1.f - gamma) * t_next);
+      float sigma_s = sched.t_to_sigma(t_s);
+      float ratio = sigma_s / s;
+      for (size_t k = 0; k < r.n_; k++) x[k] = den[k] + ratio * (x[k] - den[k]);
+      if (gamma > 0.f) {
+        float var = to * to - sigma_s * sigma_s;
+        if (var > 0.f) {
+          r.add_noise(std::sqrt(var));
+        } else {
+          r.add_noise(0.f);  // keep the draw count (one per non-final step) independent of rounding
+        }
+      }
+    }
+    r.step_done(i);
+  }
+}
+
 }  // namespace
 
 void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<float>& x,
                  const std::vector<float>& sigmas, NoiseGenerator& noise,
-                 const std::function<bool(int, int)>& on_step, float eta) {
+                 const std::function<bool(int, int)>& on_step, float eta, const DiscreteSchedule* schedule) {
   bool known = false;
   for (const auto& s : sampler_names()) known |= s == sampler;
   if (!known)
     throw_error(ErrorCode::InvalidArgument,
                 "unknown sampler '" + sampler +
-                    "' (use euler, euler_a, heun, dpm2, dpm++2m, dpm++2s_a, lcm or ddim_trailing)");
+                    "' (use euler, euler_a, heun, dpm2, dpm++2m, dpm++2s_a, lcm, ddim, ddim_trailing, ipndm or tcd)");
   if (sigmas.size() < 2)
     throw_error(ErrorCode::InvalidArgument, "sigmas must hold at least 2 values (steps + 1), got " +
                                                 std::to_string(sigmas.size()));
@@ -373,7 +463,7 @@ void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<
     euler(r);
   } else if (sampler == "euler_a") {
     euler_ancestral(r, eta < 0.f ? 1.f : eta);
-  } else if (sampler == "ddim_trailing") {
+  } else if (sampler == "ddim_trailing" || sampler == "ddim") {
     euler_ancestral(r, eta < 0.f ? 0.f : eta);
   } else if (sampler == "heun") {
     heun(r);
@@ -383,6 +473,13 @@ void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<
     dpmpp_2m(r);
   } else if (sampler == "dpm++2s_a") {
     dpmpp_2s_ancestral(r, eta < 0.f ? 1.f : eta);
+  } else if (sampler == "ipndm") {
+    ipndm(r);
+  } else if (sampler == "tcd") {
+    if (!schedule) throw_error(ErrorCode::InvalidArgument, "run_sampler: the tcd sampler needs the noise schedule");
+    const float gamma = eta < 0.f ? 0.3f : eta;
+    if (gamma > 1.f) throw_error(ErrorCode::InvalidArgument, "tcd: eta (gamma) must be in [0, 1]");
+    tcd(r, gamma, *schedule);
   } else {
     lcm(r);
   }

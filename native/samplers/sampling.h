@@ -52,9 +52,15 @@ class DiscreteSchedule {
 //   "exponential" log-linear between sigma_max and sigma_min
 //   "simple"      sigmas[T-1 - floor(i*T/steps)]                              (sd.cpp default for ddim_trailing)
 //   "sgm_uniform" t = linspace(T-1, 0, steps+1)[0..steps-1]
-//   "lcm"         t = (50 - floor(i*50/steps))*(T/50) - 1                     (sd.cpp default for lcm)
+//   "lcm"         t = (50 - floor(i*50/steps))*(T/50) - 1                     (sd.cpp default for lcm and tcd)
+//   "ays"         Align Your Steps: NVIDIA's 11-point sigma table for the family (SD1.5 table for "sd1" and
+//                 "sd2" -- no SD2 table was published --, SDXL table for "sdxl"), interpolated linearly in
+//                 log sigma to steps + 1 points over a uniform grid, the last point set to 0 (sd.cpp's rule; the
+//                 tables assume the standard schedule and ignore a checkpoint's own alphas_cumprod)
 // With steps = 1 every scheduler gives [sigma_max-ish first value, 0] (karras/exponential: exactly sigma_max).
-std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::string& scheduler, int steps);
+// family: "sd1", "sd2" or "sdxl" (only "ays" uses it).
+std::vector<float> make_sigmas(const DiscreteSchedule& schedule, const std::string& scheduler, int steps,
+                               const std::string& family = "sd1");
 
 enum class Prediction { Eps, V };
 
@@ -68,7 +74,8 @@ struct DenoiserScalings {
 };
 DenoiserScalings denoiser_scalings(Prediction p, float sigma);
 
-// Runs `sampler` ("euler", "euler_a", "heun", "dpm2", "dpm++2m", "dpm++2s_a", "lcm", "ddim_trailing") over
+// Runs `sampler` ("euler", "euler_a", "heun", "dpm2", "dpm++2m", "dpm++2s_a", "lcm", "ddim_trailing", "ddim",
+// "ipndm", "tcd") over
 // `sigmas` (all > 0 except the last, which may be 0), updating x in place (x starts as noise * sigmas[0]).
 // The loops follow the reference engine (stable-diffusion.cpp 97d2990), float32 throughout:
 //  * noise comes from `noise`, one randn(x.size()) per step where the sampler adds noise, and only then:
@@ -76,7 +83,18 @@ DenoiserScalings denoiser_scalings(Prediction p, float sigma);
 //    that drew the initial latent (so per-step draws continue its stream, as A1111 GPU seeds and sd.cpp do).
 //  * lcm: x = D(x, sigma_i), then + z * sigmas[i+1] (plain denoiser, no LCM boundary scalings).
 //  * ddim_trailing: DDIM in sigma form = Euler ancestral with eta 0 (deterministic, no draws); pair it with the
-//    "simple" scheduler to get sd.cpp's ddim_trailing.
+//    "simple" scheduler to get sd.cpp's ddim_trailing. "ddim" is the same sampler (DDIM on whatever schedule is
+//    chosen; with "simple" or "sgm_uniform" it uses trailing timesteps as Lightning/Hyper/Turbo models need).
+//  * ipndm: improved pseudo-numerical (Adams-Bashforth) steps on d = (x - D)/sigma with the fixed coefficients
+//    of orders 1..4 (order = min(step + 1, 4)): x += dt * (d), (3d - d1)/2, (23d - 16d1 + 5d2)/12,
+//    (55d - 59d1 + 37d2 - 9d3)/24, d1..d3 the previous steps' d.
+//  * tcd: Trajectory Consistency Distillation's strategic stochastic sampling with gamma = eta (default 0.3), in
+//    sigma form: x0 = D(x, sigma_i), eps = (x - x0)/sigma_i; sigma_s = schedule sigma at timestep
+//    floor((1 - gamma) * t(sigma_{i+1})); x = x0 + sigma_s * eps; then (gamma > 0, not the last step)
+//    x += sqrt(sigma_{i+1}^2 - sigma_s^2) * z. The last step returns x0. Needs `schedule` (sigma <-> t). Use it
+//    with the "lcm" scheduler (TCD's timesteps) at cfg ~1.
+//    (sd.cpp's last step keeps sqrt(1 - alphas_cumprod[0]) * eps = 0.03 * eps of noise: a difference far below
+//    what a test image can show.)
 //  * eta: < 0 (default) = the sampler's default (1 for euler_a and dpm++2s_a, 0 for ddim_trailing); other
 //    samplers ignore it. eta = 0 makes euler_a deterministic; eta > 0 gives ddim_trailing DDIM(eta) noise.
 // on_step(i, steps) is called after each step with the 0-based index i of the step just completed (0..steps-1);
@@ -86,7 +104,8 @@ DenoiserScalings denoiser_scalings(Prediction p, float sigma);
 //  * dpm2 / heun / dpm++2s_a call the model twice per step except on a step that ends at sigma 0.
 void run_sampler(const std::string& sampler, const Denoiser& model, std::vector<float>& x,
                  const std::vector<float>& sigmas, NoiseGenerator& noise,
-                 const std::function<bool(int, int)>& on_step, float eta = -1.f);
+                 const std::function<bool(int, int)>& on_step, float eta = -1.f,
+                 const DiscreteSchedule* schedule = nullptr);
 
 // Names accepted by run_sampler / make_sigmas (for validation messages).
 const std::vector<std::string>& sampler_names();

@@ -846,17 +846,28 @@ TEST(formats, detection_families) {
   detect_model(mk(sd2), {{"modelspec.prediction_type", "v"}}, k);
   EXPECT_EQ(k.family, std::string("sd2"));
   EXPECT_EQ(k.prediction, std::string("v"));
-  EXPECT_TRUE(!k.runnable && k.not_runnable_reason.find("SD 2") != std::string::npos);
-  ModelInfo k2;
+  EXPECT_EQ(k.prediction_source, std::string("file"));
+  EXPECT_TRUE(k.runnable);
+  ModelInfo k2;  // SD2 declaring nothing: undecided here (Model::load probes the U-Net)
   detect_model(mk(sd2), {}, k2);
   EXPECT_EQ(k2.prediction, std::string(""));
+  EXPECT_EQ(k2.prediction_source, std::string(""));
+  EXPECT_TRUE(k2.runnable);
   auto xl = sd1;
   xl.push_back({U + "label_emb.0.0.weight", {1280, 2816}});
   xl.push_back({"cond_stage_model.1.transformer.text_model.final_layer_norm.weight", {1280}});
   ModelInfo l;
   detect_model(mk(xl), {}, l);
   EXPECT_EQ(l.family, std::string("sdxl"));
-  EXPECT_TRUE(!l.runnable && l.not_runnable_reason.find("SDXL") != std::string::npos);
+  EXPECT_EQ(l.prediction, std::string("eps"));
+  EXPECT_EQ(l.prediction_source, std::string("family"));
+  EXPECT_TRUE(l.runnable);
+  auto xl1 = xl;  // no second text encoder
+  xl1.pop_back();
+  ModelInfo l1;
+  detect_model(mk(xl1), {}, l1);
+  EXPECT_EQ(l1.family, std::string("sdxl"));
+  EXPECT_TRUE(!l1.runnable && l1.not_runnable_reason.find("second text encoder") != std::string::npos);
   auto novae = sd1;
   novae.erase(novae.begin() + 4);
   ModelInfo m;

@@ -228,7 +228,8 @@ TEST(pipeline, validate_params_names_the_parameter) {
   p = ok; p.sampler = "nope"; expect_msg(p, "sampler");
   p = ok; p.scheduler = "nope"; expect_msg(p, "scheduler");
   p = ok; p.rng = "mt"; expect_msg(p, "rng");
-  p = ok; p.clip_skip = 0; expect_msg(p, "clip_skip");
+  p = ok; p.clip_skip = -1; expect_msg(p, "clip_skip");
+  p = ok; p.clip_skip = 65; expect_msg(p, "clip_skip");
   p = ok; p.batch_count = 0; expect_msg(p, "batch_count");
   p = ok; p.batch_count = 65; expect_msg(p, "batch_count");
   p = ok; p.prompt.assign(70000, 'a'); expect_msg(p, "prompt");

@@ -155,6 +155,32 @@ TEST(samplers, step_schedules) {
     EXPECT_EQ(v.size(), (size_t)8);
     for (int i = 0; i + 1 < 7; i++) EXPECT_TRUE(v[i] > v[i + 1]);
   }
+  // Align Your Steps: 10 steps = the published table; other counts interpolate log sigma over a uniform grid
+  {
+    const double sd1[11] = {14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092,
+                            0.9642583904,  0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582};
+    const double xl[11] = {14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141,
+                           0.5550693289,  0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582};
+    auto a = sdn::make_sigmas(s, "ays", 10, "sd1");
+    EXPECT_EQ(a.size(), (size_t)11);
+    EXPECT_CLOSE(a.data(), sd1, 10, 1e-6, 0);
+    EXPECT_EQ(a[10], 0.f);
+    auto b = sdn::make_sigmas(s, "ays", 10, "sdxl");
+    EXPECT_CLOSE(b.data(), xl, 10, 1e-6, 0);
+    EXPECT_CLOSE(sdn::make_sigmas(s, "ays", 10, "sd2").data(), sd1, 10, 1e-6, 0);
+    for (int N : {1, 4, 7, 20}) {
+      auto v = sdn::make_sigmas(s, "ays", N, "sdxl");
+      EXPECT_EQ(v.size(), (size_t)N + 1);
+      EXPECT_EQ(v[N], 0.f);
+      for (int i = 0; i < N; i++) {
+        double u = (double)i / N * 10, f = u - std::floor(u);
+        int j = (int)std::floor(u);
+        double want = std::exp((1 - f) * std::log(xl[j]) + f * std::log(xl[j + 1]));
+        EXPECT_NEAR(v[i], want, want * 1e-5);
+      }
+    }
+    EXPECT_THROWS_CODE(sdn::make_sigmas(s, "ays", 4, "flux"), ErrorCode::InvalidArgument);
+  }
   EXPECT_THROWS_CODE(sdn::make_sigmas(s, "normal", 20), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(sdn::make_sigmas(s, "discrete", 0), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(sdn::make_sigmas(s, "discrete", -3), ErrorCode::InvalidArgument);
@@ -210,16 +236,19 @@ void ref_ancestral(double from, double to, double eta, double* down, double* up)
   *down = std::sqrt(to * to - *up * *up);
 }
 
-Vec reference(const std::string& sampler, const RefCtx& c, Vec x, const std::vector<float>& sf) {
+Vec reference(const std::string& sampler, const RefCtx& c, Vec x, const std::vector<float>& sf,
+              const sdn::DiscreteSchedule& sched) {
   const size_t n = x.size();
   std::vector<double> s(sf.begin(), sf.end());
   Vec old;
+  std::vector<Vec> ds;  // every step's d (ipndm)
   for (size_t i = 0; i + 1 < s.size(); i++) {
     double si = s[i], sn = s[i + 1];
     Vec den = c.D(x, si);
     Vec d(n);
     for (size_t k = 0; k < n; k++) d[k] = (x[k] - den[k]) / si;
-    if (sampler == "euler" || sampler == "ddim_trailing") {
+    ds.push_back(d);
+    if (sampler == "euler" || sampler == "ddim_trailing" || sampler == "ddim") {
       for (size_t k = 0; k < n; k++) x[k] += d[k] * (sn - si);
     } else if (sampler == "euler_a") {
       double down, up;
@@ -278,6 +307,42 @@ Vec reference(const std::string& sampler, const RefCtx& c, Vec x, const std::vec
         Vec z = c.z(n);
         for (size_t k = 0; k < n; k++) x[k] += z[k] * up;
       }
+    } else if (sampler == "ipndm") {
+      // Adams-Bashforth coefficients of order 1..4 (newest first)
+      static const double kC[4][4] = {{1, 0, 0, 0}, {1.5, -0.5, 0, 0}, {23.0 / 12, -16.0 / 12, 5.0 / 12, 0},
+                                      {55.0 / 24, -59.0 / 24, 37.0 / 24, -9.0 / 24}};
+      size_t order = std::min<size_t>(i + 1, 4);
+      for (size_t k = 0; k < n; k++) {
+        double acc = 0;
+        for (size_t j = 0; j < order; j++) acc += kC[order - 1][j] * ds[i - j][k];
+        x[k] += (sn - si) * acc;
+      }
+    } else if (sampler == "tcd") {
+      // DDPM-space formulation (TCD paper, Algorithm 4, as diffusers/sd.cpp write it), gamma 0.3, converted to
+      // and from k-diffusion space with abar = 1/(1 + sigma^2)
+      const double gamma = 0.3;
+      double ab_t = 1 / (1 + si * si);
+      Vec eps(n), x0(n);
+      for (size_t k = 0; k < n; k++) {
+        double xd = x[k] * std::sqrt(ab_t);  // x_ddpm
+        eps[k] = (x[k] - den[k]) / si;
+        x0[k] = (xd - std::sqrt(1 - ab_t) * eps[k]) / std::sqrt(ab_t);
+      }
+      if (sn == 0) {
+        x = x0;
+      } else {
+        double t_prev = sched.sigma_to_t((float)sn);
+        double t_s = std::floor((1 - gamma) * t_prev);
+        double sig_s = sched.t_to_sigma((float)t_s);
+        double ab_s = 1 / (1 + sig_s * sig_s), ab_p = 1 / (1 + sn * sn);
+        Vec xs(n);
+        for (size_t k = 0; k < n; k++) xs[k] = std::sqrt(ab_s) * x0[k] + std::sqrt(1 - ab_s) * eps[k];
+        Vec z = c.z(n);
+        for (size_t k = 0; k < n; k++) {
+          double xp = std::sqrt(ab_p / ab_s) * xs[k] + std::sqrt(std::max(0.0, 1 - ab_p / ab_s)) * z[k];
+          x[k] = xp / std::sqrt(ab_p);
+        }
+      }
     } else if (sampler == "lcm") {
       x = den;
       if (sn > 0) {
@@ -298,7 +363,7 @@ TEST(samplers, all_samplers_match_reference) {
   auto dv = sdntest::random_vector(n, 11, -1.f, 1.f);
   m.data.assign(dv.begin(), dv.end());
   for (const std::string rng : {"cuda", "cpu"}) {
-    for (const std::string sched_name : {"discrete", "karras"}) {
+    for (const std::string sched_name : {"discrete", "karras", "lcm"}) {
       for (int steps : {1, 2, 6}) {
         auto sigmas = sdn::make_sigmas(sched, sched_name, steps);
         for (const auto& sampler : sdn::sampler_names()) {
@@ -312,19 +377,22 @@ TEST(samplers, all_samplers_match_reference) {
             calls++;
             m(xin, sg, out);
           };
-          sdn::run_sampler(sampler, model, x, sigmas, *g, [&](int i, int total) {
-            EXPECT_EQ(total, steps);
-            EXPECT_EQ(i, last_step + 1);
-            last_step = i;
-            return true;
-          });
+          sdn::run_sampler(
+              sampler, model, x, sigmas, *g,
+              [&](int i, int total) {
+                EXPECT_EQ(total, steps);
+                EXPECT_EQ(i, last_step + 1);
+                last_step = i;
+                return true;
+              },
+              -1.f, &sched);
           EXPECT_EQ(last_step, steps - 1);
           // reference
           auto rg = sdn::make_noise_generator(rng, 1234);
           RefCtx c{m, *rg};
           Vec x0 = c.z(n);
           for (auto& v : x0) v *= sigmas[0];
-          Vec want = reference(sampler, c, x0, sigmas);
+          Vec want = reference(sampler, c, x0, sigmas, sched);
           std::string why;
           if (!sdntest::all_close(x.data(), want.data(), n, 2e-4, 2e-4, &why))
             SDN_FAIL(sampler << " " << sched_name << " " << steps << " steps, rng " << rng << ": " << why);
@@ -379,7 +447,7 @@ TEST(samplers, abort_and_bad_input) {
   for (const auto& name : sdn::sampler_names()) {
     std::vector<float> x(9, 1.f);
     calls = 0;
-    EXPECT_THROWS_CODE(sdn::run_sampler(name, model, x, sigmas, *g, [](int i, int) { return i < 1; }),
+    EXPECT_THROWS_CODE(sdn::run_sampler(name, model, x, sigmas, *g, [](int i, int) { return i < 1; }, -1.f, &sched),
                        ErrorCode::Aborted);
     EXPECT_TRUE(calls >= 2 && calls <= 4);  // stopped after the second step (i = 1)
   }
@@ -393,4 +461,7 @@ TEST(samplers, abort_and_bad_input) {
   std::vector<float> empty;
   EXPECT_THROWS_CODE(sdn::run_sampler("euler", model, empty, sigmas, *g, ok), ErrorCode::InvalidArgument);
   EXPECT_THROWS_CODE(sdn::run_sampler("euler", sdn::Denoiser(), x, sigmas, *g, ok), ErrorCode::InvalidArgument);
+  // tcd needs the schedule (sigma <-> t) and a gamma in [0, 1]
+  EXPECT_THROWS_CODE(sdn::run_sampler("tcd", model, x, sigmas, *g, ok), ErrorCode::InvalidArgument);
+  EXPECT_THROWS_CODE(sdn::run_sampler("tcd", model, x, sigmas, *g, ok, 1.5f, &sched), ErrorCode::InvalidArgument);
 }

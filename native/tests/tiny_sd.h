@@ -1,6 +1,10 @@
-// In-memory tiny SD1-style weights for model/pipeline tests: the SD1.x layout (same tensor names and block
-// structure as a real checkpoint) with small widths, random values (seeded), stored as F16 matrices and F32
-// vectors. Built here so the model tests need no files.
+// In-memory tiny SD weights for model/pipeline tests: the SD1.x, SD2.x or SDXL layout (same canonical tensor
+// names and block structure as a real checkpoint after name mapping) with small widths, random values (seeded),
+// stored as F16 matrices and F32 vectors. Built here so the model tests need no files.
+//  sd2:  linear proj_in/out, OpenCLIP text encoder (fused in_proj q/k/v, a text_projection it does not use).
+//  sdxl: linear proj_in/out, no attention at level 0, transformer depth per level, label_emb (adm =
+//        projection width + 6 * 256), a CLIP-L style first encoder and an OpenCLIP second encoder under
+//        cond_stage_model.1. with a text_projection (OpenCLIP layout [width, proj]); context = ctx + ctx2.
 #pragma once
 #include <cmath>
 #include <map>
@@ -23,6 +27,11 @@ struct TinySdConfig {
   int vae_ch = 32;
   std::vector<int> vae_mult = {1, 2, 2, 2};  // 3 upsamplings: 8x, like SD
   uint32_t seed = 1;
+  std::string family = "sd1";  // "sd1", "sd2", "sdxl"
+  std::vector<int> depth = {1, 2};  // sdxl: transformer depth per level (level 0 has none); middle: the last one
+  int ctx2 = 64;                    // sdxl: width of the second text encoder
+  int proj = 32;                    // sdxl: its text projection width (pooled output)
+  bool fused_qkv = true;            // OpenCLIP encoders with fused in_proj (false: separate q/k/v, HF layout)
 };
 
 inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {}) {
@@ -32,6 +41,13 @@ inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {
   {
     const std::string P = "model.diffusion_model.";
     const int64_t ch = c.unet_ch, te = ch * 4;
+    const bool xl = c.family == "sdxl", linear_proj = c.family != "sd1";
+    const int64_t uctx = xl ? c.ctx + c.ctx2 : c.ctx;
+    if (xl) {
+      const int64_t adm = c.proj + 6 * 256;
+      S(P + "label_emb.0.0.weight", {te, adm}); S(P + "label_emb.0.0.bias", {te});
+      S(P + "label_emb.0.2.weight", {te, te}); S(P + "label_emb.0.2.bias", {te});
+    }
     S(P + "time_embed.0.weight", {te, ch}); S(P + "time_embed.0.bias", {te});
     S(P + "time_embed.2.weight", {te, te}); S(P + "time_embed.2.bias", {te});
     S(P + "input_blocks.0.0.weight", {ch, 4, 3, 3}); S(P + "input_blocks.0.0.bias", {ch});
@@ -43,21 +59,27 @@ inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {
       S(p + "out_layers.3.weight", {cout, cout, 3, 3}); S(p + "out_layers.3.bias", {cout});
       if (cin != cout) { S(p + "skip_connection.weight", {cout, cin, 1, 1}); S(p + "skip_connection.bias", {cout}); }
     };
-    auto attn = [&](const std::string& p, int64_t ch2) {
+    auto attn = [&](const std::string& p, int64_t ch2, int depth) {
       S(p + "norm.weight", {ch2}); S(p + "norm.bias", {ch2});
-      S(p + "proj_in.weight", {ch2, ch2, 1, 1}); S(p + "proj_in.bias", {ch2});
-      std::string b = p + "transformer_blocks.0.";
-      for (int a = 1; a <= 2; ++a) {
-        std::string an = b + "attn" + std::to_string(a);
-        int64_t kv = a == 1 ? ch2 : c.ctx;
-        S(an + ".to_q.weight", {ch2, ch2}); S(an + ".to_k.weight", {ch2, kv}); S(an + ".to_v.weight", {ch2, kv});
-        S(an + ".to_out.0.weight", {ch2, ch2}); S(an + ".to_out.0.bias", {ch2});
+      std::vector<int64_t> pshape = linear_proj ? std::vector<int64_t>{ch2, ch2} : std::vector<int64_t>{ch2, ch2, 1, 1};
+      S(p + "proj_in.weight", pshape); S(p + "proj_in.bias", {ch2});
+      for (int d = 0; d < depth; ++d) {
+        std::string b = p + "transformer_blocks." + std::to_string(d) + ".";
+        for (int a = 1; a <= 2; ++a) {
+          std::string an = b + "attn" + std::to_string(a);
+          int64_t kv = a == 1 ? ch2 : uctx;
+          S(an + ".to_q.weight", {ch2, ch2}); S(an + ".to_k.weight", {ch2, kv}); S(an + ".to_v.weight", {ch2, kv});
+          S(an + ".to_out.0.weight", {ch2, ch2}); S(an + ".to_out.0.bias", {ch2});
+        }
+        S(b + "ff.net.0.proj.weight", {ch2 * 8, ch2}); S(b + "ff.net.0.proj.bias", {ch2 * 8});
+        S(b + "ff.net.2.weight", {ch2, ch2 * 4}); S(b + "ff.net.2.bias", {ch2});
+        for (const char* n : {"norm1", "norm2", "norm3"}) { S(b + n + ".weight", {ch2}); S(b + n + ".bias", {ch2}); }
       }
-      S(b + "ff.net.0.proj.weight", {ch2 * 8, ch2}); S(b + "ff.net.0.proj.bias", {ch2 * 8});
-      S(b + "ff.net.2.weight", {ch2, ch2 * 4}); S(b + "ff.net.2.bias", {ch2});
-      for (const char* n : {"norm1", "norm2", "norm3"}) { S(b + n + ".weight", {ch2}); S(b + n + ".bias", {ch2}); }
-      S(p + "proj_out.weight", {ch2, ch2, 1, 1}); S(p + "proj_out.bias", {ch2});
+      S(p + "proj_out.weight", pshape); S(p + "proj_out.bias", {ch2});
     };
+    const int L0 = (int)c.unet_mult.size();
+    auto has_attn = [&](int lvl) { return xl ? lvl >= 1 : lvl < L0 - 1; };
+    auto depth_of = [&](int lvl) { return xl ? c.depth[std::min<size_t>(lvl, c.depth.size() - 1)] : 1; };
     std::vector<int64_t> skips = {ch};
     int64_t cur = ch;
     int i = 1;
@@ -66,7 +88,7 @@ inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {
       for (int r = 0; r < 2; ++r) {
         res(P + "input_blocks." + std::to_string(i) + ".0.", cur, ch * c.unet_mult[lvl]);
         cur = ch * c.unet_mult[lvl];
-        if (lvl < L - 1) attn(P + "input_blocks." + std::to_string(i) + ".1.", cur);
+        if (has_attn(lvl)) attn(P + "input_blocks." + std::to_string(i) + ".1.", cur, depth_of(lvl));
         skips.push_back(cur);
         ++i;
       }
@@ -77,7 +99,8 @@ inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {
         ++i;
       }
     }
-    res(P + "middle_block.0.", cur, cur); attn(P + "middle_block.1.", cur); res(P + "middle_block.2.", cur, cur);
+    res(P + "middle_block.0.", cur, cur); attn(P + "middle_block.1.", cur, depth_of(L - 1));
+    res(P + "middle_block.2.", cur, cur);
     int o = 0;
     for (int lvl = L - 1; lvl >= 0; --lvl)
       for (int j = 0; j < 3; ++j) {
@@ -86,7 +109,7 @@ inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {
         skips.pop_back();
         cur = ch * c.unet_mult[lvl];
         int k = 1;
-        if (lvl < L - 1) { attn(ob + "1.", cur); k = 2; }
+        if (has_attn(lvl)) { attn(ob + "1.", cur, depth_of(lvl)); k = 2; }
         if (lvl > 0 && j == 2) {
           S(ob + std::to_string(k) + ".conv.weight", {cur, cur, 3, 3}); S(ob + std::to_string(k) + ".conv.bias", {cur});
         }
@@ -148,21 +171,31 @@ inline std::map<std::string, sdn::Tensor> make_tiny_sd(const TinySdConfig& c = {
     S(P + "decoder.conv_out.weight", {3, ch, 3, 3}); S(P + "decoder.conv_out.bias", {3});
   }
   // ---- CLIP
-  {
-    const std::string P = "cond_stage_model.transformer.text_model.";
-    const int64_t w = c.ctx;
+  auto clip = [&](const std::string& P, int64_t w, bool fused, int64_t proj) {
     S(P + "embeddings.token_embedding.weight", {c.vocab, w});
     S(P + "embeddings.position_embedding.weight", {c.positions, w});
     S(P + "final_layer_norm.weight", {w}); S(P + "final_layer_norm.bias", {w});
+    if (proj > 0) S(P + "text_projection", {w, proj});
     for (int i = 0; i < c.clip_layers; ++i) {
       std::string b = P + "encoder.layers." + std::to_string(i) + ".";
-      for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
-        S(b + "self_attn." + n + ".weight", {w, w}); S(b + "self_attn." + n + ".bias", {w});
+      if (fused) {
+        S(b + "self_attn.in_proj.weight", {3 * w, w}); S(b + "self_attn.in_proj.bias", {3 * w});
+        S(b + "self_attn.out_proj.weight", {w, w}); S(b + "self_attn.out_proj.bias", {w});
+      } else {
+        for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+          S(b + "self_attn." + n + ".weight", {w, w}); S(b + "self_attn." + n + ".bias", {w});
+        }
       }
       for (const char* n : {"layer_norm1", "layer_norm2"}) { S(b + n + ".weight", {w}); S(b + n + ".bias", {w}); }
       S(b + "mlp.fc1.weight", {w * 4, w}); S(b + "mlp.fc1.bias", {w * 4});
       S(b + "mlp.fc2.weight", {w, w * 4}); S(b + "mlp.fc2.bias", {w});
     }
+  };
+  if (c.family == "sd2") {
+    clip("cond_stage_model.transformer.text_model.", c.ctx, c.fused_qkv, c.ctx);
+  } else {
+    clip("cond_stage_model.transformer.text_model.", c.ctx, false, 0);
+    if (c.family == "sdxl") clip("cond_stage_model.1.transformer.text_model.", c.ctx2, c.fused_qkv, c.proj);
   }
   // ---- values
   std::map<std::string, sdn::Tensor> out;

@@ -24,9 +24,11 @@ static void usage() {
                "         [--unet FILE] [--vae FILE] [--text-encoder FILE]\n"
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
-               "         [--tokenizer MERGES] [--init-img PNG] [--mask PNG] [--strength X] [--taesd FILE] [--quiet]\n"
+               "         [--tokenizer MERGES] [--prediction eps|v] [--init-img PNG] [--mask PNG] [--strength X]\n"
+               "         [--taesd FILE] [--quiet]\n"
                "         [--lora-model-dir DIR] [--control-net FILE --control-image PNG [--control-strength X]]\n"
-               "         [--embd-dir DIR]\n");
+               "         [--embd-dir DIR]\n"
+               "  width/height: multiples of 64 (SD 1.x/2.x) or 32 (SDXL); --clip-skip 0 = the model's default\n");
 }
 
 int main(int argc, char** argv) {
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
       else if (a == "--threads") lo.threads = std::atoi(val().c_str());
       else if (a == "--weight-type") lo.weight_type = val();
       else if (a == "--tokenizer") lo.tokenizer_path = val();
+      else if (a == "--prediction") lo.prediction = val();
       else if (a == "--init-img" || a == "-i") init_img = val();
       else if (a == "--mask") mask = val();
       else if (a == "--strength") p.strength = std::strtof(val().c_str(), nullptr);

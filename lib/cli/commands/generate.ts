@@ -7,7 +7,7 @@ import * as path from 'path';
 import { loadModel, type GenerationResult, type Model } from '../../model';
 import { checkOutputPath, type GeneratedImage } from '../../image';
 import { inspect } from '../../convert';
-import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type PreviewMethod } from '../../options';
+import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type ModelParts, type PreviewMethod } from '../../options';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 import { formatDuration, ProgressBar } from '../progress';
@@ -53,7 +53,7 @@ export function outputPath(output: string, i: number, n: number): string {
   return `${output.slice(0, output.length - ext.length)}-${i}${ext}`;
 }
 
-async function openModel(file: string, options: LoadOptions): Promise<Model> {
+async function openModel(file: string | ModelParts, options: LoadOptions): Promise<Model> {
   // Internal test hook: SDNODE_TEST_FAKE_MODEL='{"stepMs":5}' swaps in the addon's fake engine (no weights), so the
   // CLI's own behaviour (arguments, progress, Ctrl-C, --json) can be tested without a model.
   const fake = process.env.SDNODE_TEST_FAKE_MODEL;
@@ -76,18 +76,32 @@ export const generateCommand: Command = {
   positionals: 0,
   options: [
     { name: 'model', short: 'm', type: 'string', arg: 'FILE', description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder', required: true },
+    { name: 'vae', type: 'string', arg: 'FILE', description: 'a separate VAE replacing the model\'s (e.g. the SDXL fp16-fix VAE)' },
     { name: 'prompt', short: 'p', type: 'string', arg: 'TEXT', description: 'what to draw', required: true },
     { name: 'negative-prompt', short: 'n', type: 'string', arg: 'TEXT', description: 'what to avoid', default: '""' },
     { name: 'output', short: 'o', type: 'string', arg: 'FILE', description: 'output image (.png, .jpg, .jpeg, .webp)', required: true },
-    { name: 'width', short: 'W', type: 'integer', arg: 'N', description: 'width: SD 1.x needs a multiple of 64 (sdnode info shows a model\'s rule), 64-2048', default: '512' },
-    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height: same rule as --width', default: '512' },
+    {
+      name: 'width',
+      short: 'W',
+      type: 'integer',
+      arg: 'N',
+      description: 'width, 64-2048: a multiple of 64 for SD 1.x/2.x, of 32 for SDXL (8 x the U-Net\'s 2^downsamples; sdnode info shows a model\'s rule)',
+      default: 'the model\'s: 512, SD 2.x v 768, SDXL 1024',
+    },
+    { name: 'height', short: 'H', type: 'integer', arg: 'N', description: 'height: same rule as --width', default: 'as --width' },
     { name: 'steps', type: 'integer', arg: 'N', description: 'sampling steps', default: '20' },
     { name: 'cfg', type: 'number', arg: 'X', description: 'classifier-free guidance scale', default: '7' },
     { name: 'sampler', type: 'string', arg: 'NAME', description: SAMPLERS.join(' | '), default: 'euler_a' },
     { name: 'scheduler', type: 'string', arg: 'NAME', description: SCHEDULERS.join(' | '), default: 'discrete' },
     { name: 'seed', short: 's', type: 'integer', arg: 'N', description: 'seed, -1 for random', default: '-1' },
     { name: 'rng', type: 'string', arg: 'NAME', description: RNGS.join(' | '), default: 'cuda' },
-    { name: 'clip-skip', type: 'integer', arg: 'N', description: 'CLIP layers to skip from the end', default: '1' },
+    {
+      name: 'clip-skip',
+      type: 'integer',
+      arg: 'N',
+      description: 'CLIP layers to skip from the end (1 = last layer; 0 = the model\'s default: SD 2.x/SDXL 2)',
+      default: '0',
+    },
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
     { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
     { name: 'vram-budget', type: 'string', arg: 'SIZE', description: "device memory for weights, e.g. 6GB (rest streamed from host memory)" },
@@ -97,6 +111,7 @@ export const generateCommand: Command = {
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed); default: the model\'s own, else the CLIP merges shipped with sdnode' },
+    { name: 'prediction', type: 'string', arg: 'TYPE', description: 'force the prediction type: eps | v (default: from the file, SD 2.x probed)' },
     { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs named by <lora:NAME:WEIGHT> in the prompt' },
     { name: 'embd-dir', type: 'string', arg: 'DIR', description: 'folder of textual-inversion embeddings (used by name in prompts)' },
     { name: 'control-net', type: 'string', arg: 'FILE', description: 'ControlNet model file' },
@@ -176,8 +191,9 @@ export const generateCommand: Command = {
     if (o['vae-on-cpu'] === true) loadOptions.vaeOnCpu = true;
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
+    if (o.prediction !== undefined) loadOptions.prediction = o.prediction as LoadOptions['prediction'];
     if (o.taesd !== undefined) loadOptions.taesdPath = o.taesd as string;
-    const model = await openModel(o.model as string, loadOptions);
+    const model = await openModel(o.vae === undefined ? (o.model as string) : { file: o.model as string, vae: o.vae as string }, loadOptions);
     bar.done();
     const loadMs = performance.now() - t0;
     let result: GenerationResult;

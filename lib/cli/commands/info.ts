@@ -43,7 +43,7 @@ export const infoCommand: Command = {
       ['file', printable(info.path)],
       ['format', info.format],
       ['family', `${info.family}${info.variant ? ` (${info.variant})` : ''}`],
-      ['prediction', info.prediction || 'not declared'],
+      ['prediction', info.prediction ? `${info.prediction} (${info.predictionSource})` : 'not declared (probed when loaded)'],
       ['runnable', info.runnable ? 'yes' : `no: ${printable(info.notRunnableReason)}`],
       ['tensors', `${info.tensorCount}${types ? ` (${types})` : ''}`],
       ['parameters', `${formatCount(info.parameterCount)} (${info.parameterCount})`],

@@ -84,7 +84,11 @@ struct ModelInfo {
   std::string format;            // "safetensors", "gguf", "diffusers", "ckpt" (PyTorch zip checkpoint)
   std::string family;            // "sd1", "sd2", "sdxl", "unknown"
   std::string variant;           // "base", "inpaint", ... ("" if unknown)
-  std::string prediction;        // "eps", "v", or "" when not declared
+  std::string prediction;        // "eps", "v", or "" when not declared (inspect) / not decided
+  // How `prediction` was decided: "file" (declared by metadata or a marker tensor), "family" (SD1.x and SDXL
+  // default to eps), after Model::load also "option" (LoadOptions::prediction) or "probe" (SD2.x checkpoints
+  // that declare nothing: the U-Net run once on constant inputs, stable-diffusion.cpp's and A1111's rule).
+  std::string prediction_source;
   bool runnable = false;         // this engine can generate with it today
   std::string not_runnable_reason;
   int64_t tensor_count = 0;
@@ -147,6 +151,7 @@ struct LoadOptions {
   int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool); <= max_threads()
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
+  std::string prediction;          // "" = from the file (or detected); "eps" / "v" forces it
   // Merges text used last, when no explicit, embedded, next-to-the-model or per-user cached merges are found (the
   // Node package passes its shipped CLIP table here).
   std::string fallback_merges;
@@ -190,11 +195,11 @@ struct GenerateParams {
   int height = 512;                // multiple of 8
   int steps = 20;
   float cfg_scale = 7.0f;
-  std::string sampler = "euler_a"; // euler euler_a heun dpm2 dpm++2m dpm++2s_a lcm ddim_trailing
-  std::string scheduler = "discrete";  // discrete karras exponential
+  std::string sampler = "euler_a"; // euler euler_a heun dpm2 dpm++2m dpm++2s_a lcm ddim ddim_trailing ipndm tcd
+  std::string scheduler = "discrete";  // discrete karras exponential simple sgm_uniform lcm ays
   int64_t seed = -1;               // < 0: random (the seed used is reported in Image::seed)
   std::string rng = "cuda";        // "cuda"/"philox" (A1111 GPU noise) or "cpu" (MT19937, ComfyUI)
-  int clip_skip = 1;               // 1 = last layer, 2 = the one before, ...
+  int clip_skip = 0;               // 0 = the model's default (SD1 1; SD2, SDXL 2); 1 = last layer, 2 = the one before
   int batch_count = 1;             // images, seeds seed, seed+1, ...
   int preview_every = 0;           // 0 = no previews; N = a preview every N steps
   std::string preview_method = "latent";  // "latent" (linear latent->RGB, latent size) or "taesd" (needs taesd_path)
