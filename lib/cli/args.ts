@@ -30,11 +30,13 @@ export interface OptionSpec {
   required?: boolean;
   /** One-letter alias, e.g. `o`. */
   short?: string;
+  /** May be given more than once (string options only): the value is an array. */
+  multiple?: boolean;
 }
 
 /** Parsed command line. */
 export interface ParsedArgs {
-  options: Record<string, string | number | boolean | undefined>;
+  options: Record<string, string | number | boolean | string[] | undefined>;
   positionals: string[];
   help: boolean;
 }
@@ -86,7 +88,9 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[],
       if (i + 1 >= argv.length) throw new UsageError(`${command}: --${spec.name} needs a value (${spec.arg ?? spec.type})`);
       value = argv[++i];
     }
-    if (spec.type === 'string') {
+    if (spec.type === 'string' && spec.multiple) {
+      options[spec.name] = [...((options[spec.name] as string[] | undefined) ?? []), value];
+    } else if (spec.type === 'string') {
       options[spec.name] = value;
     } else {
       const n = value.trim() === '' ? NaN : Number(value);
@@ -108,7 +112,7 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[],
 export function formatHelp(usage: string, description: string, specs: readonly OptionSpec[]): string {
   const rows = specs.map((s) => {
     const left = `${s.short ? `-${s.short}, ` : '    '}--${s.name}${s.arg ? ` ${s.arg}` : ''}`;
-    const extra = [s.required ? 'required' : '', s.default !== undefined ? `default: ${s.default}` : ''].filter(Boolean).join('; ');
+    const extra = [s.required ? 'required' : '', s.multiple ? 'repeatable' : '', s.default !== undefined ? `default: ${s.default}` : ''].filter(Boolean).join('; ');
     return [left, `${s.description}${extra ? ` (${extra})` : ''}`];
   });
   rows.push(['-h, --help', 'show this help']);

@@ -10,10 +10,12 @@ import { formatHelp, parseArgs, UsageError } from './args';
 import type { Command, CommandContext } from './command';
 import { convertCommand } from './commands/convert';
 import { FLAG_OF, generateCommand } from './commands/generate';
+import { serveCommand } from './commands/serve';
+import { workerCommand } from './commands/worker';
 import { infoCommand, systemCommand } from './commands/info';
 import { tokenizerCommand } from './commands/tokenizer';
 
-const COMMANDS: readonly Command[] = [generateCommand, convertCommand, infoCommand, systemCommand, tokenizerCommand];
+const COMMANDS: readonly Command[] = [generateCommand, convertCommand, infoCommand, systemCommand, tokenizerCommand, serveCommand, workerCommand];
 
 function version(): string {
   try {

@@ -27,6 +27,8 @@ export const FLAG_OF: Record<string, string> = {
   clipSkip: '--clip-skip',
   batchCount: '--batch',
   threads: '--threads',
+  device: '--device',
+  vramBudget: '--vram-budget',
   weightType: '--weight-type',
   tokenizerPath: '--tokenizer',
   previewEvery: '--preview-every',
