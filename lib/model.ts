@@ -160,6 +160,8 @@ interface Job {
   site: Error;
   queuedAt: number;
   handle?: NativeAbortHandle;
+  /** Set when a callback threw: the call rejects with `userError` (which may itself be `undefined`). */
+  failed: boolean;
   userError?: unknown;
   detach: () => void;
 }
@@ -314,7 +316,7 @@ export class Model {
       return Promise.reject(err);
     }
     return new Promise<GenerationResult>((resolve, reject) => {
-      const job: Job = { params, call, resolve, reject, site, queuedAt: performance.now(), detach: () => {} };
+      const job: Job = { params, call, resolve, reject, site, queuedAt: performance.now(), failed: false, detach: () => {} };
       const signal = call.signal;
       if (signal) {
         const onAbort = (): void => {
@@ -330,7 +332,13 @@ export class Model {
           }
         };
         signal.addEventListener('abort', onAbort, { once: true });
-        job.detach = () => signal.removeEventListener('abort', onAbort);
+        job.detach = () => {
+          try {
+            signal.removeEventListener('abort', onAbort);
+          } catch {
+            // a signal-like object whose removeEventListener throws must not wedge the queue
+          }
+        };
       }
       this.#queue.push(job);
       this.#pump();
@@ -346,7 +354,8 @@ export class Model {
     const handle = new b.AbortHandle();
     job.handle = handle;
     const fail = (err: unknown): void => {
-      if (job.userError === undefined) {
+      if (!job.failed) {
+        job.failed = true;
         job.userError = err;
         handle.abort();
       }
@@ -354,7 +363,7 @@ export class Model {
     const eta = new Eta();
     const onProgress = job.call.onProgress
       ? (p: NativeProgress): void => {
-          if (job.userError !== undefined) return;
+          if (job.failed) return;
           try {
             const etaMs = eta.update(p);
             job.call.onProgress!({ phase: p.phase, step: p.step, steps: p.steps, image: p.image, images: p.images, elapsedMs: p.timeMs, etaMs });
@@ -365,7 +374,7 @@ export class Model {
       : null;
     const onPreview = job.call.onPreview
       ? (p: NativePreview): void => {
-          if (job.userError !== undefined) return;
+          if (job.failed) return;
           try {
             job.call.onPreview!({ step: p.step, image: new GeneratedImage(p) });
           } catch (err) {
@@ -399,31 +408,39 @@ export class Model {
     } catch (err) {
       native = Promise.reject(err);
     }
-    native
-      .then(
-        (images) => {
-          const elapsedMs = performance.now() - startedAt;
-          job.resolve({
-            images: images.map((img) => new GeneratedImage(img, { ...params, seed: img.seed, model: modelInfo })),
-            parameters: params,
-            elapsedMs,
-            queuedMs: startedAt - job.queuedAt,
-            warnings: images[0]?.warnings ?? [],
-            adapterBytes: images[0]?.adapterBytes ?? 0,
-          });
-        },
-        (err: unknown) => {
-          if (job.userError !== undefined) job.reject(job.userError);
-          else if (inputError !== undefined) job.reject(inputError);
-          else if (job.call.signal?.aborted && (err as { code?: string })?.code === 'Aborted') job.reject(abortErrorFor(job.call.signal, 'generation'));
-          else job.reject(fromNative(err, 'generate', job.site));
-        },
-      )
-      .finally(() => {
-        job.detach();
-        this.#running = undefined;
+    const settle = (images: NativeImage[] | undefined, err: unknown): void => {
+      // An aborted call never resolves, even when the engine finished its last phase before it saw the abort
+      // (the JS thread may have been busy while the result was already on its way).
+      if (job.failed) job.reject(job.userError);
+      else if (job.call.signal?.aborted) job.reject(abortErrorFor(job.call.signal, 'generation'));
+      else if (inputError !== undefined) job.reject(inputError);
+      else if (images === undefined) job.reject(fromNative(err, 'generate', job.site));
+      else {
+        job.resolve({
+          images: images.map((img) => new GeneratedImage(img, { ...params, seed: img.seed, model: modelInfo })),
+          parameters: params,
+          elapsedMs: performance.now() - startedAt,
+          queuedMs: startedAt - job.queuedAt,
+          warnings: images[0]?.warnings ?? [],
+          adapterBytes: images[0]?.adapterBytes ?? 0,
+        });
+      }
+    };
+    const finish = (images: NativeImage[] | undefined, err: unknown): void => {
+      try {
+        job.detach(); // never throws
+        this.#running = undefined; // `pending` no longer counts this call when its promise settles
+        settle(images, err);
+      } catch (e) {
+        job.reject(e); // e.g. a GeneratedImage constructor failure: reject, never leak
+      } finally {
         this.#pump();
-      });
+      }
+    };
+    native.then(
+      (images) => finish(images, undefined),
+      (err: unknown) => finish(undefined, err),
+    );
   }
 
   /**
@@ -540,13 +557,15 @@ export async function openModel(
   const handle = new b.AbortHandle();
   const onAbort = (): void => handle.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
+  let failed = false;
   let userError: unknown;
   const onProgress = opts.onProgress
     ? (f: number): void => {
-        if (userError !== undefined) return;
+        if (failed) return;
         try {
           opts.onProgress!({ progress: f } satisfies LoadProgressEvent);
         } catch (err) {
+          failed = true;
           userError = err;
           handle.abort();
         }
@@ -559,11 +578,15 @@ export async function openModel(
     model._setKnownHash((await modelFileSha256(source, false).catch(() => undefined))?.slice(0, 10));
     return model;
   } catch (err) {
-    if (userError !== undefined) throw userError;
+    if (failed) throw userError;
     if (signal?.aborted && (err as { code?: string })?.code === 'Aborted') throw abortErrorFor(signal, 'model load');
     throw fromNative(err, 'load', site);
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    try {
+      signal?.removeEventListener('abort', onAbort);
+    } catch {
+      // a signal-like object whose removeEventListener throws: nothing to undo
+    }
   }
 }
 

@@ -3,6 +3,7 @@
  * a bad value throws {@link InvalidOptionError} with the message `expected X for P but received V (type)`.
  * @packageDocumentation
  */
+import * as os from 'os';
 import type { ControlNetOption, LoraOption, ResolvedControlNet } from './adapters';
 import { InvalidOptionError } from './errors';
 
@@ -347,11 +348,22 @@ export function optionalFunction<F>(param: string, v: unknown): F | undefined {
   return v as F;
 }
 
-/** @internal */
+/**
+ * An `AbortSignal`, or an object with the same shape (`aborted`, `addEventListener` and `removeEventListener`), as
+ * signals from other realms or polyfills are. Anything less is refused: clean-up needs `removeEventListener`.
+ * @internal
+ */
 export function optionalSignal(param: string, v: unknown): AbortSignal | undefined {
   if (v === undefined) return undefined;
+  if (typeof AbortSignal === 'function' && v instanceof AbortSignal) return v;
   const s = v as AbortSignal | null;
-  if (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
+  if (
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.aborted !== 'boolean' ||
+    typeof s.addEventListener !== 'function' ||
+    typeof s.removeEventListener !== 'function'
+  ) {
     invalid(param, 'an AbortSignal', v);
   }
   return s;
@@ -567,7 +579,10 @@ export interface LoadOptions {
   textEncoderOnCpu?: boolean;
   /** Run the VAE on the CPU while the U-Net runs on the GPU (saves device memory). */
   vaeOnCpu?: boolean;
-  /** CPU threads for this model (0 or omitted: the process-wide pool, physical cores). */
+  /**
+   * CPU threads for this model (0 or omitted: the process-wide pool, physical cores). At most the machine's hardware
+   * threads (`os.availableParallelism()`): more only oversubscribes the cores and slows every thread down.
+   */
   threads?: number;
   /** Convert or quantize weights while loading (e.g. `'q8_0'` halves memory of f16 weights). Default: as stored. */
   weightType?: WeightType;
@@ -627,6 +642,14 @@ export function resolveModelSource(
   };
 }
 
+/**
+ * The most `threads` a load accepts: the hardware threads available to this process (`os.availableParallelism()`).
+ */
+export function maxThreads(): number {
+  const n = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return Math.max(1, n);
+}
+
 /** Validates a device spec ('auto', 'cpu', 'vulkan', 'vulkan:N'). @internal */
 export function deviceSpec(v: unknown): string {
   if (typeof v === 'string' && /^(auto|cpu|vulkan|vulkan:\d{1,4})$/.test(v)) return v;
@@ -672,7 +695,7 @@ export function resolveLoadOptions(options: unknown): ResolvedLoadOptions {
             : invalid('vaeTiling', "true, false or 'auto'", o.vaeTiling),
     textEncoderOnCpu: flag('textEncoderOnCpu', o.textEncoderOnCpu),
     vaeOnCpu: flag('vaeOnCpu', o.vaeOnCpu),
-    threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, 1024),
+    threads: o.threads === undefined ? 0 : integer('threads', o.threads, 0, maxThreads()),
     weightType: o.weightType === undefined ? '' : oneOf('weightType', o.weightType, WEIGHT_TYPES),
     tokenizerPath: o.tokenizerPath === undefined ? '' : string('tokenizerPath', o.tokenizerPath, { nonEmpty: true }),
     prediction: o.prediction === undefined ? '' : oneOf('prediction', o.prediction, PREDICTIONS),

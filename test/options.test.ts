@@ -13,7 +13,7 @@ import {
   SAMPLERS,
 } from '../lib/index';
 import { fromNative } from '../lib/errors';
-import { defaultSizeFor, describeValue, resolveLoadOptions, resolveModelSource } from '../lib/options';
+import { defaultSizeFor, describeValue, maxThreads, resolveLoadOptions, resolveModelSource } from '../lib/options';
 
 function messageOf(fn: () => unknown): string {
   try {
@@ -161,7 +161,7 @@ describe('resolveGenerateOptions', () => {
 
 describe('load options and model source', () => {
   test('valid', () => {
-    expect(resolveLoadOptions({ threads: 4, weightType: 'q8_0' })).toMatchObject({ threads: 4, weightType: 'q8_0', tokenizerPath: '' });
+    expect(resolveLoadOptions({ threads: 1, weightType: 'q8_0' })).toMatchObject({ threads: 1, weightType: 'q8_0', tokenizerPath: '' });
     expect(resolveModelSource('m.safetensors')).toBe('m.safetensors');
     expect(resolveModelSource({ unet: 'u', vae: 'v', textEncoder: 't' })).toEqual({ file: '', unet: 'u', vae: 'v', textEncoder: 't', tokenizer: '' });
     // a complete checkpoint with a replaced VAE (SDXL fp16-fix): the other parts are optional then
@@ -174,7 +174,7 @@ describe('load options and model source', () => {
     expect(messageOf(() => resolveLoadOptions({ weightType: 'q3' }))).toBe(
       'expected one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K for weightType but received "q3" (string)',
     );
-    expect(messageOf(() => resolveLoadOptions({ threads: -1 }))).toBe('expected an integer from 0 to 1024 for threads but received -1 (number)');
+    expect(messageOf(() => resolveLoadOptions({ threads: -1 }))).toBe(`expected an integer from 0 to ${maxThreads()} for threads but received -1 (number)`);
     expect(messageOf(() => resolveLoadOptions({ signal: {} }))).toBe('expected an AbortSignal for signal but received {} (object)');
     expect(messageOf(() => resolveLoadOptions({ onProgress: 1 }))).toBe('expected a function for onProgress but received 1 (number)');
     expect(resolveLoadOptions({ prediction: 'v' }).prediction).toBe('v');

@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 failure, 2 bad arguments, 130 cancelled (Ctrl-C).
  * @packageDocumentation
  */
+import { printable, terminalJson } from './printable';
 import { AbortError, InvalidOptionError, SdnodeError } from '../errors';
 import { formatHelp, parseArgs, UsageError } from './args';
 import type { Command, CommandContext } from './command';
@@ -92,7 +93,8 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
       code = 1;
       text = `${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
     }
-    ctx.stderr.write(`${text}\n`);
+    // messages can carry a file's strings (names, metadata) or an argument's bytes: escaped for the terminal
+    ctx.stderr.write(`${printable(text, 8192, true)}\n`);
     // --json: the error as JSON on stdout too, so scripts parse one stream whatever happens
     if (rest.includes('--json')) {
       const e = err as Partial<SdnodeError> & { option?: string };
@@ -105,7 +107,7 @@ export async function main(argv: readonly string[], ctx: CommandContext): Promis
         },
         exitCode: code,
       };
-      ctx.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+      ctx.stdout.write(`${terminalJson(json)}\n`);
     }
     return code;
   }

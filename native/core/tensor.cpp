@@ -28,7 +28,7 @@ void Tensor::set_contiguous_strides() {
   int64_t s = 1;
   for (int i = ndim - 1; i >= 0; --i) {
     stride[i] = s;
-    s *= shape[i];
+    s = (int64_t)((uint64_t)s * (uint64_t)shape[i]);  // wraps instead of overflowing (the readers refuse such shapes)
   }
 }
 

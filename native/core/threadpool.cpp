@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
 #include "core/cpu.h"
 
@@ -14,7 +15,9 @@ thread_local bool t_in_region = false;
 
 namespace {
 
-// Spins (with pause) until pred() or about `us` microseconds have passed. Returns pred().
+// Spins (with pause) until pred() or about `us` microseconds have passed. Returns pred(). Every 64 pauses the
+// thread also yields its core: when the process has more runnable threads than cores (other processes, or
+// several pools), a spinning waiter must not hold the core the thread it waits for needs.
 template <typename Pred>
 bool spin_until(Pred pred, int us) {
   auto start = std::chrono::steady_clock::now();
@@ -25,9 +28,10 @@ bool spin_until(Pred pred, int us) {
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
-    if ((i & 63) == 63 &&
-        std::chrono::steady_clock::now() - start > std::chrono::microseconds(us))
-      return pred();
+    if ((i & 63) == 63) {
+      if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(us)) return pred();
+      std::this_thread::yield();
+    }
   }
 }
 

@@ -107,7 +107,12 @@ struct Obj {
 
 class Unpickler {
  public:
-  Unpickler(const uint8_t* d, size_t n, const std::string& what) : d_(d), n_(n), what_(what) { mark_.kind = Obj::Mark; }
+  // Memory budget of the parse: 32 MiB plus 8 bytes per pickle byte (real SD checkpoints use a few MB; a 2 MB
+  // pickle of None opcodes used to take 478-862 MB).
+  Unpickler(const uint8_t* d, size_t n, const std::string& what)
+      : d_(d), n_(n), what_(what), budget_((size_t(32) << 20) + 8 * n) {
+    mark_.kind = Obj::Mark;
+  }
 
   Obj* run() {
     for (;;) {
@@ -159,10 +164,11 @@ class Unpickler {
         case 0x8d: { need(8); uint64_t l = rd64(d_ + pos_); pos_ += 8; push(str(l)); break; }  // BINUNICODE8
         case 'B': { need(4); uint64_t l = rd32(d_ + pos_); pos_ += 4; push(str(l)); break; }    // BINBYTES
         case 'C': { need(1); uint64_t l = d_[pos_++]; push(str(l)); break; }                   // SHORT_BINBYTES
-        case 't': { auto v = pop_mark(); Obj* o = make(Obj::Tuple); o->items = std::move(v); push(o); break; }
-        case 'l': { auto v = pop_mark(); Obj* o = make(Obj::List); o->items = std::move(v); push(o); break; }
+        case 't': { auto v = pop_mark(); charge(8 * v.size()); Obj* o = make(Obj::Tuple); o->items = std::move(v); push(o); break; }
+        case 'l': { auto v = pop_mark(); charge(8 * v.size()); Obj* o = make(Obj::List); o->items = std::move(v); push(o); break; }
         case 'd': {
           auto v = pop_mark();
+          charge(8 * v.size());
           if (v.size() % 2) fail("DICT with an odd number of items");
           Obj* o = make(Obj::Dict);
           o->items = std::move(v);
@@ -173,6 +179,7 @@ class Unpickler {
           size_t k = (size_t)(op - 0x84);
           if (stack_.size() < k) fail("stack underflow");
           Obj* o = make(Obj::Tuple);
+          charge(8 * k);
           o->items.assign(stack_.end() - (long)k, stack_.end());
           for (Obj* it : o->items)
             if (it == &mark_) fail("MARK inside a tuple");
@@ -192,6 +199,7 @@ class Unpickler {
           Obj* mod = pop();
           if (name->kind != Obj::Str || mod->kind != Obj::Str) fail("STACK_GLOBAL needs two strings");
           Obj* o = make(Obj::Global);
+          charge(mod->s.size() + name->s.size() + 1);
           o->s = mod->s + "." + name->s;
           push(o);
           break;
@@ -213,12 +221,14 @@ class Unpickler {
           Obj* v = pop();
           Obj* k = pop();
           Obj* dct = top();
+          charge(16);
           if (dct->kind == Obj::Dict) dct->items.push_back(k), dct->items.push_back(v);
           break;
         }
         case 'u': {                                               // SETITEMS
           auto v = pop_mark();
           if (v.size() % 2) fail("SETITEMS with an odd number of items");
+          charge(8 * v.size());
           Obj* dct = top();
           if (dct->kind == Obj::Dict) dct->items.insert(dct->items.end(), v.begin(), v.end());
           break;
@@ -226,11 +236,13 @@ class Unpickler {
         case 'a': {                                               // APPEND
           Obj* v = pop();
           Obj* l = top();
+          charge(8);
           if (l->kind == Obj::List) l->items.push_back(v);
           break;
         }
         case 'e': {                                               // APPENDS
           auto v = pop_mark();
+          charge(8 * v.size());
           Obj* l = top();
           if (l->kind == Obj::List) l->items.insert(l->items.end(), v.begin(), v.end());
           break;
@@ -258,14 +270,23 @@ class Unpickler {
   void need(uint64_t k) const {
     if (k > n_ - pos_) fail("truncated pickle");
   }
+  // Counts bytes the parse keeps; past the budget the file is refused (memory stays proportional to its size).
+  void charge(size_t bytes) {
+    used_ += bytes;
+    if (used_ > budget_)
+      fail("the pickle needs more than " + std::to_string(budget_ >> 20) +
+           " MiB to read, far more than any real checkpoint (hostile or corrupt file)");
+  }
   Obj* make(Obj::Kind k) {
     if (arena_.size() >= kMaxObjects) fail("too many pickle objects");
+    charge(sizeof(Obj) + 32);  // the object, its arena slot and the allocator's overhead
     arena_.emplace_back(new Obj());
     arena_.back()->kind = k;
     return arena_.back().get();
   }
   void push(Obj* o) {
     if (stack_.size() >= kMaxObjects) fail("pickle stack too deep");
+    if (stack_.size() == stack_high_) charge(8), stack_high_++;
     stack_.push_back(o);
   }
   Obj* pop() {
@@ -290,6 +311,7 @@ class Unpickler {
   Obj* str(uint64_t len) {
     need(len);
     Obj* o = make(Obj::Str);
+    charge((size_t)len);
     o->s.assign(reinterpret_cast<const char*>(d_ + pos_), (size_t)len);
     pos_ += (size_t)len;
     return o;
@@ -304,7 +326,10 @@ class Unpickler {
   }
   void memo_put(uint32_t k) {
     if (k >= kMaxObjects) fail("memo index too large");
-    if (memo_.size() <= k) memo_.resize((size_t)k + 1, nullptr);
+    if (memo_.size() <= k) {
+      charge(8 * ((size_t)k + 1 - memo_.size()));
+      memo_.resize((size_t)k + 1, nullptr);
+    }
     memo_[k] = top();
   }
   Obj* memo_get(uint32_t k) {
@@ -325,6 +350,7 @@ class Unpickler {
     if (pid->kind == Obj::Tuple && pid->items.size() >= 3 && pid->items[0]->kind == Obj::Str &&
         pid->items[0]->s == "storage" && pid->items[1]->kind == Obj::Global && pid->items[2]->kind == Obj::Str) {
       Obj* o = make(Obj::Storage);
+      charge(pid->items[1]->s.size() + pid->items[2]->s.size());
       o->s = pid->items[1]->s;
       o->key = pid->items[2]->s;
       return o;
@@ -337,6 +363,7 @@ class Unpickler {
     if (g == "torch._utils._rebuild_tensor_v2" || g == "torch._utils._rebuild_tensor") {
       if (args->kind != Obj::Tuple || args->items.size() < 4) fail("bad arguments to " + g);
       Obj* t = make(Obj::Tensor);
+      charge(16 * (args->items[2]->items.size() + args->items[3]->items.size()));
       t->storage = args->items[0];
       if (t->storage->kind != Obj::Storage || args->items[1]->kind != Obj::Int ||
           !int_tuple(args->items[2], &t->shape) || !int_tuple(args->items[3], &t->stride))
@@ -357,6 +384,7 @@ class Unpickler {
   size_t n_;
   size_t pos_ = 0;
   const std::string& what_;
+  size_t budget_, used_ = 0, stack_high_ = 0;
   Obj mark_;
   std::vector<Obj*> stack_;
   std::vector<Obj*> memo_;

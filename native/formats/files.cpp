@@ -21,18 +21,64 @@ bool is_dir(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+std::string path_kind(const std::string& p) {
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0) return "";
+  if (S_ISREG(st.st_mode)) return "a regular file";
+  if (S_ISDIR(st.st_mode)) return "a folder";
+  if (S_ISFIFO(st.st_mode)) return "a named pipe (FIFO)";
+  if (S_ISCHR(st.st_mode)) return "a character device";
+  if (S_ISBLK(st.st_mode)) return "a block device";
+  if (S_ISSOCK(st.st_mode)) return "a socket";
+  return "a special file";
+}
+
+static std::string kind_of_mode(mode_t m) {
+  if (S_ISDIR(m)) return "a folder";
+  if (S_ISFIFO(m)) return "a named pipe (FIFO)";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "a special file";
+}
+
+int open_regular_file(const std::string& path, struct stat* st) {
+  if (::stat(path.c_str(), st) != 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) throw_error(ErrorCode::NotFound, path + ": file not found");
+    throw_error(ErrorCode::Io, path + ": cannot read (" + std::strerror(e) + ")");
+  }
+  if (!S_ISREG(st->st_mode))
+    throw_error(ErrorCode::InvalidFile, path + " is " + kind_of_mode(st->st_mode) + ", not a regular file");
+  // O_NONBLOCK: if the path was swapped for a FIFO since stat(), open() still returns at once.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) throw_error(ErrorCode::NotFound, path + ": file not found");
+    throw_error(ErrorCode::Io, path + ": cannot open (" + std::strerror(e) + ")");
+  }
+  if (::fstat(fd, st) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw_error(ErrorCode::Io, path + ": cannot stat (" + std::strerror(e) + ")");
+  }
+  if (!S_ISREG(st->st_mode)) {
+    ::close(fd);
+    throw_error(ErrorCode::InvalidFile, path + " is " + kind_of_mode(st->st_mode) + ", not a regular file");
+  }
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  return fd;
+}
+
 std::string read_small_file(const std::string& path, size_t limit) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) throw_error(ErrorCode::NotFound, path + ": file not found");
-    throw_error(ErrorCode::Io, path + ": cannot read (" + std::strerror(errno) + ")");
-  }
-  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::InvalidFile, path + ": not a regular file");
-  if ((uint64_t)st.st_size > limit)
+  int fd = open_regular_file(path, &st);
+  if ((uint64_t)st.st_size > limit) {
+    ::close(fd);
     throw_error(ErrorCode::InvalidFile, path + ": file too large (" + std::to_string((long long)st.st_size) +
                                             " bytes, limit " + std::to_string(limit) + ")");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_error(ErrorCode::Io, path + ": cannot open (" + std::strerror(errno) + ")");
+  }
   std::string s((size_t)st.st_size, '\0');
   size_t got = 0;
   while (got < s.size()) {
@@ -48,8 +94,9 @@ std::string read_small_file(const std::string& path, size_t limit) {
 
 std::string read_merges_file(const std::string& path, const std::string& what) {
   if (!is_file(path)) {
-    if (is_dir(path)) throw_error(ErrorCode::InvalidArgument, what + " " + path + " is a folder, not a merges file");
-    throw_error(ErrorCode::NotFound, what + " " + path + " does not exist");
+    const std::string kind = path_kind(path);
+    if (kind.empty()) throw_error(ErrorCode::NotFound, what + " " + path + " does not exist");
+    throw_error(ErrorCode::InvalidArgument, what + " " + path + " is " + kind + ", not a merges file");
   }
   std::string s = read_small_file(path, 64u << 20);
   if (s.size() >= 2 && (unsigned char)s[0] == 0x1f && (unsigned char)s[1] == 0x8b)

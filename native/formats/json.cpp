@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sys/stat.h>
 
+#include "formats/files.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -317,19 +318,8 @@ Value parse(const char* text, size_t len, const std::string& what) {
 }
 
 Value parse_file(const std::string& path, size_t max_bytes) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) throw_error(ErrorCode::NotFound, path + ": file not found");
-    throw_error(ErrorCode::Io, path + ": cannot read (" + std::strerror(errno) + ")");
-  }
-  if (!S_ISREG(st.st_mode)) throw_error(ErrorCode::InvalidFile, path + ": not a regular file");
-  if ((uint64_t)st.st_size > max_bytes)
-    throw_error(ErrorCode::InvalidFile, path + ": JSON file too large (" + std::to_string((long long)st.st_size) +
-                                            " bytes, limit " + std::to_string(max_bytes) + ")");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw_error(ErrorCode::Io, path + ": cannot open for reading");
-  std::string s((size_t)st.st_size, '\0');
-  if (st.st_size && !f.read(&s[0], (std::streamsize)s.size())) throw_error(ErrorCode::Io, path + ": read failed");
+  // read_small_file refuses FIFOs, devices and folders without blocking, and files over the limit
+  std::string s = read_small_file(path, max_bytes);
   return parse(s, path);
 }
 

@@ -13,9 +13,9 @@ namespace sdn {
 namespace json {
 
 constexpr int kMaxDepth = 64;
-// At most this many values per document (bounds memory at ~150 bytes per value whatever the input size; a real
-// safetensors header has about 12 values per tensor).
-constexpr size_t kMaxValues = 2u << 20;
+// At most this many values per document: bounds memory at ~150 bytes per value (about 80 MB) whatever the input
+// size. A real safetensors header has about 10 values per tensor (SDXL: ~25,000 values).
+constexpr size_t kMaxValues = 512u << 10;
 
 struct Value {
   enum Type { Null, Bool, Number, String, Array, Object } type = Null;

@@ -7,27 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "formats/files.h"
 #include "sdn/error.h"
 
 namespace sdn {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT || e == ENOTDIR) throw_error(ErrorCode::NotFound, path + ": file not found");
-    throw_error(ErrorCode::Io, path + ": cannot open (" + std::strerror(e) + ")");
-  }
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    throw_error(ErrorCode::Io, path + ": cannot stat (" + std::strerror(e) + ")");
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw_error(ErrorCode::InvalidFile, path + ": not a regular file");
-  }
+  int fd = open_regular_file(path, &st);  // refuses FIFOs, devices and folders without blocking
   std::shared_ptr<MappedFile> m(new MappedFile());
   m->path_ = path;
   m->size_ = (size_t)st.st_size;

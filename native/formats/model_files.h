@@ -15,6 +15,12 @@ struct OpenOptions {
 
 std::unique_ptr<WeightFile> open_weight_file(const std::string& path, const OpenOptions& options);
 
+struct RawModel;
+// A WeightFile over tensors already read (name mapping, detection, info): what open_weight_file does after
+// parsing one file. `what` names the source in messages. The raw tensors must outlive the result when their data
+// is not owned (in-memory buffers: fuzzing).
+std::unique_ptr<WeightFile> weight_file_from_raw(RawModel& raw, const std::string& what, bool load_data);
+
 // Recognises what a set of canonical tensors is (family, variant, prediction, runnable) and fills `info`'s
 // detection fields. `tensors` maps canonical names to tensors.
 void detect_model(const std::map<std::string, Tensor>& tensors, const std::map<std::string, std::string>& metadata,

@@ -27,10 +27,14 @@ struct RawTensor {
   std::shared_ptr<MappedFile> map;  // null for in-memory buffers (fuzzing)
 };
 
+// Metadata key-values kept per file (a hostile file may declare up to a million); the rest are counted only.
+constexpr size_t kMaxMetadataEntries = 4096;
+
 struct RawModel {
   std::string format;  // "safetensors", "gguf"
   std::vector<RawTensor> tensors;
-  std::map<std::string, std::string> metadata;
+  std::map<std::string, std::string> metadata;  // at most kMaxMetadataEntries
+  size_t metadata_omitted = 0;                  // entries beyond that limit
   std::string merges;                 // embedded tokenizer merges ("" if none)
   std::vector<std::string> skipped;   // tensors left out (unsupported element types like BOOL/U8)
 };

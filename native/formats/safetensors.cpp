@@ -10,10 +10,13 @@
 namespace sdn {
 
 bool checked_numel(const std::vector<int64_t>& shape, int64_t* out) {
-  int64_t n = 1;
+  // The product of the non-zero dimensions must fit too: [0, 2^62, 2^62, 2^62] has no elements, but its strides
+  // (and every size computed from its dimensions) overflow.
+  int64_t n = 1, nz = 1;
   for (int64_t d : shape) {
     if (d < 0) return false;
-    if (__builtin_mul_overflow(n, d, &n)) return false;
+    if (__builtin_mul_overflow(nz, d > 0 ? d : 1, &nz)) return false;
+    n = d == 0 ? 0 : n * d;  // cannot overflow: |n| <= nz
   }
   *out = n;
   return true;
@@ -90,13 +93,22 @@ RawModel parse_safetensors(const uint8_t* data, size_t size, const std::string& 
     if (!seen.insert(name).second) bad("duplicate entry \"" + name + "\" in the header");
     if (name == "__metadata__") {
       if (!v.is_object()) bad("__metadata__ is not an object");
-      for (const auto& mk : v.obj)
-        if (mk.second.is_string()) m.metadata[mk.first] = mk.second.str;
+      std::set<std::string> mkeys;
+      for (const auto& mk : v.obj) {
+        if (!mkeys.insert(mk.first).second) bad("duplicate key \"" + mk.first.substr(0, 200) + "\" in __metadata__");
+        if (!mk.second.is_string()) continue;
+        if (m.metadata.size() < kMaxMetadataEntries) m.metadata[mk.first] = mk.second.str;
+        else m.metadata_omitted++;
+      }
       continue;
     }
-    std::string tn = "tensor \"" + name + "\"";
+    std::string tn = "tensor \"" + name.substr(0, 200) + "\"";
     if (name.empty()) bad("tensor with an empty name");
     if (!v.is_object()) bad(tn + ": entry is not an object");
+    for (size_t a = 0; a < v.obj.size(); ++a)
+      for (size_t b = 0; b < a; ++b)
+        if (v.obj[a].first == v.obj[b].first)
+          bad(tn + ": key \"" + v.obj[a].first.substr(0, 64) + "\" appears twice in its entry");
     const json::Value* dt = v.find("dtype");
     const json::Value* sh = v.find("shape");
     const json::Value* off = v.find("data_offsets");
@@ -188,7 +200,7 @@ RawModel read_safetensors_index(const std::string& path) {
   if (const json::Value* md = root.find("metadata"))
     if (md->is_object())
       for (const auto& kv : md->obj)
-        if (kv.second.is_string()) m.metadata[kv.first] = kv.second.str;
+        if (kv.second.is_string() && m.metadata.size() < kMaxMetadataEntries) m.metadata[kv.first] = kv.second.str;
   std::string dir = dir_of(path);
   std::set<std::string> names;
   for (const std::string& s : shards) {

@@ -108,6 +108,8 @@ std::shared_ptr<void> convert_data(const RawTensor& t, int64_t numel) {
   return std::shared_ptr<void>(buf, buf.get());
 }
 
+constexpr size_t kInfoMetadataEntries = 256;
+
 class WeightFileImpl : public WeightFile {
  public:
   const std::vector<std::string>& names() const override { return names_; }
@@ -141,7 +143,14 @@ class WeightFileImpl : public WeightFile {
       x.ndim = (int)shape.size();
       for (int i = 0; i < kMaxDims; ++i) x.shape[i] = i < x.ndim ? shape[(size_t)i] : 1;
       x.set_contiguous_strides();
-      if (t.conv == Conv::None) {
+      if (t.conv == Conv::None && load_data && reinterpret_cast<uintptr_t>(t.data) % 4 != 0) {
+        // Stored at an offset the kernels cannot load floats from (e.g. a .ckpt whose zip entries are not
+        // aligned): an aligned heap copy instead of the mapped bytes.
+        std::shared_ptr<uint8_t> buf(new uint8_t[t.nbytes + 1], std::default_delete<uint8_t[]>());
+        if (t.nbytes) std::memcpy(buf.get(), t.data, t.nbytes);
+        x.owner = std::shared_ptr<void>(buf, buf.get());
+        x.data = buf.get();
+      } else if (t.conv == Conv::None) {
         x.data = const_cast<uint8_t*>(t.data);
         x.owner = t.map;
       } else if (load_data) {
@@ -169,7 +178,17 @@ class WeightFileImpl : public WeightFile {
       info_.tensors_by_type[dtype_name(kv.second.dtype)]++;
     }
     info_.size_bytes = stored_bytes_;
-    for (auto& kv : metadata_) info_.metadata[kv.first] = kv.second.size() > 1024 ? kv.second.substr(0, 1024) + "..." : kv.second;
+    // What inspect() / `sdnode info` show: bounded whatever the file holds (at most kInfoMetadataEntries keys of
+    // at most 256 bytes, values cut at 1024 bytes); how many were left out is said under one extra key.
+    size_t shown = 0;
+    for (auto& kv : metadata_) {
+      if (shown == kInfoMetadataEntries) break;
+      std::string k = kv.first.size() > 256 ? kv.first.substr(0, 256) + "..." : kv.first;
+      info_.metadata[k] = kv.second.size() > 1024 ? kv.second.substr(0, 1024) + "..." : kv.second;
+      ++shown;
+    }
+    const size_t omitted = metadata_.size() - shown + metadata_omitted_;
+    if (omitted) info_.metadata[kMetadataOmittedKey] = std::to_string(omitted) + " more metadata keys not shown";
     info_.has_tokenizer = !merges_.empty();
     detect_model(tensors_, metadata_, info_);
   }
@@ -183,6 +202,7 @@ class WeightFileImpl : public WeightFile {
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, Src> src_;
   std::map<std::string, std::string> metadata_;
+  size_t metadata_omitted_ = 0;
   ModelInfo info_;
   std::string merges_;
   int64_t stored_bytes_ = 0;
@@ -217,16 +237,25 @@ std::unique_ptr<WeightFile> open_single(const std::string& path, const OpenOptio
                                                  "diffusers folder)");
     }
   }
+  return weight_file_from_raw(raw, path, opt.load_data);
+}
+
+}  // namespace
+
+std::unique_ptr<WeightFile> weight_file_from_raw(RawModel& raw, const std::string& what, bool load_data) {
   auto wf = std::make_unique<WeightFileImpl>();
   std::vector<std::pair<std::string, std::string>> names;
   for (auto& t : raw.tensors) names.emplace_back(t.component, t.name);
   NameMapper mapper(names);
   wf->metadata_ = raw.metadata;
+  wf->metadata_omitted_ = raw.metadata_omitted;
   wf->merges_ = raw.merges;
-  wf->add(raw, mapper, path, opt.load_data);
-  wf->finish(path, raw.format);
+  wf->add(raw, mapper, what, load_data);
+  wf->finish(what, raw.format);
   return wf;
 }
+
+namespace {
 
 // Finds a component's weights file inside a diffusers sub-folder; "" if the folder is absent.
 std::string diffusers_component_file(const std::string& dir, const std::string& comp) {
@@ -275,6 +304,7 @@ std::unique_ptr<WeightFile> open_diffusers(const std::string& dir, const OpenOpt
     }
     for (auto& t : r.tensors) t.component = comp;
     for (auto& kv : r.metadata) wf->metadata_.emplace(kv.first, kv.second);
+    wf->metadata_omitted_ += r.metadata_omitted;
     parts.push_back(std::move(r));
     files.push_back(f);
   }

@@ -4,6 +4,8 @@
 #include <cstdlib>
 
 #include "pipeline/adapters.h"
+
+#include "models/validate.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -48,7 +50,8 @@ Tensor ClipConditioner::encode_prompt(const std::string& prompt_in, int clip_ski
   if (!embs.empty()) {
     int64_t rows = 0;
     for (const Embedding& e : embs) rows += e.vectors.shape[0];
-    auto buf = std::shared_ptr<void>(std::malloc((size_t)extra.numel() * sizeof(float)), std::free);
+    // (sized from rows x width: `extra` is still empty here)
+    auto buf = std::shared_ptr<void>(std::malloc((size_t)rows * (size_t)clip_.width() * sizeof(float)), std::free);
     extra = Tensor::wrap(buf.get(), {rows, (int64_t)clip_.width()}, DType::F32, buf);
     int64_t at = 0;
     for (const Embedding& e : embs) {
@@ -66,7 +69,27 @@ Tensor ClipConditioner::encode_prompt(const std::string& prompt_in, int clip_ski
     throw_error(ErrorCode::Internal, "tokenized prompt has " + std::to_string(tp.ids.size()) +
                                          " ids for " + std::to_string(tp.chunks) + " chunks of " + std::to_string(T));
   Backend& be = w_.backend();
-  Tensor z = clip_.encode(tp.ids, tp.chunks, clip_skip, extra.defined() ? &extra : nullptr);  // [chunks, T, D]
+  // One text-encoder pass per DISTINCT chunk, polling the abort check before each: the cost is linear in the
+  // chunks that differ (at most kMaxPromptChunks), and an abort does not wait for a long prompt.
+  const size_t CT = (size_t)T;
+  std::vector<Tensor> enc((size_t)tp.chunks);  // [1, T, D] per chunk (a repeated chunk shares its first one's)
+  for (int c = 0; c < tp.chunks; ++c) {
+    if (abort_check_ && abort_check_()) throw_error(ErrorCode::Aborted, "generation was aborted");
+    for (int e = 0; e < c && !enc[(size_t)c].defined(); ++e)
+      if (std::equal(tp.ids.begin() + c * CT, tp.ids.begin() + (c + 1) * CT, tp.ids.begin() + e * CT))
+        enc[(size_t)c] = enc[(size_t)e];
+    if (enc[(size_t)c].defined()) continue;
+    std::vector<int> ids(tp.ids.begin() + c * CT, tp.ids.begin() + (c + 1) * CT);
+    enc[(size_t)c] = clip_.encode(ids, 1, clip_skip, extra.defined() ? &extra : nullptr);
+  }
+  Tensor z = enc[0];  // [chunks, T, D]
+  for (int c = 1; c < tp.chunks; ++c) z = be.concat(z, enc[(size_t)c], 0);
+  enc.clear();
+  {
+    Tensor hz = be.to_host(z);
+    if (!hz.is_contiguous()) hz = hz.contiguous();
+    check_finite(hz.f32(), (size_t)hz.numel(), "text encoder");
+  }
   const int64_t D = z.shape[2];
   bool emphasis = false;
   for (float wt : tp.weights) emphasis = emphasis || wt != 1.0f;

@@ -1,6 +1,7 @@
 // Text conditioning: prompt -> what the U-Net is conditioned on. One Conditioner per model family (SD 1.x: one
 // CLIP text encoder); the CFG denoiser and the sampling loop are shared by every family and task.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,11 @@ class Conditioner {
   virtual int max_clip_skip() const = 0;
   // Drops the encoder weights after encoding (memory-mapped pages released).
   virtual void release() = 0;
+  // Polled during encoding (between text-encoder passes); returning true stops it with Error Aborted.
+  void set_abort_check(std::function<bool()> f) { abort_check_ = std::move(f); }
+
+ protected:
+  std::function<bool()> abort_check_;
 };
 
 // SD 1.x: CLIP ViT-L text encoder, A1111 prompt syntax (emphasis, BREAK, 77-token chunks concatenated).
@@ -46,6 +52,8 @@ class ClipConditioner final : public Conditioner {
   int max_clip_skip() const override { return clip_.layers(); }
   void release() override { clip_.release(); }
   // [1, 77*chunks, D] (emphasis applied). embedding_dir: textual-inversion embeddings used by name ("" = none).
+  // Each distinct 77-token chunk is encoded once (the empty chunks of "a BREAK BREAK b" cost one pass together);
+  // the abort check is polled before every pass.
   Tensor encode_prompt(const std::string& prompt, int clip_skip, const std::string& embedding_dir = "");
 
  private:

@@ -1,5 +1,6 @@
 #include "pipeline/denoiser.h"
 
+#include "models/validate.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -95,6 +96,7 @@ void CfgDenoiser::denoise(const std::vector<float>& x, float sigma, int h, int w
   Tensor out = be_.to_host(be_.combine(xd, s.c_skip, f, s.c_out));
   if (!out.is_contiguous()) out = out.contiguous();
   den.assign(out.f32(), out.f32() + n);
+  check_finite(den.data(), den.size(), "U-Net", "at sigma " + std::to_string(sigma));
 }
 
 }  // namespace sdn

@@ -9,6 +9,7 @@
 #include "core/threadpool.h"
 #include "formats/files.h"
 #include "formats/weight_file.h"
+#include "models/validate.h"
 #include "models/taesd.h"
 #include "pipeline/pipeline.h"
 #include "sdn/sdn.h"
@@ -33,23 +34,32 @@ std::string user_merges_cache_path() {
   return std::string(home && *home ? home : ".") + "/.cache/sdnode/clip-merges.txt";
 }
 
-// An explicit tokenizer path: a merges file, or a folder holding merges.txt or tokenizer/merges.txt.
+// An explicit tokenizer path: a merges file, or a folder holding merges.txt or tokenizer/merges.txt. Anything else
+// (missing, a FIFO, a device, a folder without merges) is reported as what it is.
 static std::string merges_in(const std::string& path) {
-  if (is_file(path)) return read_merges_file(path, "tokenizer");
-  for (const std::string& c : {path + "/merges.txt", path + "/tokenizer/merges.txt"})
-    if (is_file(c)) return read_merges_file(c, "tokenizer");
+  const std::string kind = path_kind(path);
+  if (kind.empty()) throw_error(ErrorCode::NotFound, "tokenizer merges " + path + " do not exist");
+  if (kind == "a folder") {
+    for (const std::string& c : {path + "/merges.txt", path + "/tokenizer/merges.txt"})
+      if (is_file(c)) return read_merges_file(c, "tokenizer");
+    throw_error(ErrorCode::NotFound, "tokenizer path " + path +
+                                         " is a folder without merges.txt or tokenizer/merges.txt in it");
+  }
+  return read_merges_file(path, "tokenizer path");  // refuses FIFOs and devices without opening them
+}
+
+// The explicit tokenizer (LoadOptions / parts), read before any model file is opened so that a bad path is
+// reported first and cheaply; "" when none was given.
+static std::string explicit_merges(const ModelParts& parts, const LoadOptions& options) {
+  for (const std::string& explicit_path : {options.tokenizer_path, parts.tokenizer})
+    if (!explicit_path.empty()) return merges_in(explicit_path);
   return "";
 }
 
 // files: the opened model files with their paths (base file first if any).
-static std::string find_merges(const ModelParts& parts, const LoadOptions& options,
+static std::string find_merges(const std::string& explicit_m, const LoadOptions& options,
                                const std::vector<std::pair<std::string, const WeightFile*>>& files) {
-  for (const std::string& explicit_path : {options.tokenizer_path, parts.tokenizer}) {
-    if (explicit_path.empty()) continue;
-    std::string m = merges_in(explicit_path);
-    if (m.empty()) throw_error(ErrorCode::NotFound, "tokenizer merges " + explicit_path + " do not exist");
-    return m;
-  }
+  if (!explicit_m.empty()) return explicit_m;
   for (const auto& f : files) {
     std::string m = f.second->tokenizer_merges();
     if (!m.empty()) return m;
@@ -130,6 +140,8 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
                   "weight_type '" + options.weight_type +
                       "' is not a weight type (use f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)");
   }
+  validate_threads(options.threads);
+  std::string explicit_m = explicit_merges(parts, options);
   auto report = [&](float f) {
     if (options.on_progress && !options.on_progress(f)) throw_error(ErrorCode::Aborted, "model loading was aborted");
   };
@@ -191,8 +203,26 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       throw_error(ErrorCode::InvalidFile, main_path + ": the " + std::string(r.part) + " is missing (no tensor " +
                                               r.name + "): not a complete " + info.family + " checkpoint" +
                                               (any_part ? "; give it as a separate part" : ""));
-  std::string merges = find_merges(parts, options, opened);
+  std::string merges = find_merges(explicit_m, options, opened);
   auto tokenizer = ClipTokenizer::from_merges(merges);
+  // head counts are not in the tensor shapes: the family's values, or the values a (test) file records
+  ModelConfig cfg;
+  cfg.family = model_family_from_name(info.family);
+  const auto& md = (unet ? unet : base)->metadata();
+  auto md_int = [&](const char* key, int def) {
+    auto it = md.find(key);
+    if (it == md.end()) return def;
+    int v = std::atoi(it->second.c_str());
+    return v > 0 && v <= 1024 ? v : def;
+  };
+  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
+  cfg.unet_heads = md_int("sdnode.unet.heads", 0);
+  cfg.unet_head_dim = md_int("sdnode.unet.head_dim", 64);
+  // every tensor the networks use, against the architecture: a broken file fails here, naming the tensor
+  // (SD 1.x; the SD 2.x / SDXL networks are checked by their kernels when they run)
+  if (info.family == "sd1")
+    validate_sd1_shapes(*store, cfg.clip_heads, cfg.unet_heads > 0 ? cfg.unet_heads : 8, tokenizer->vocab_size(),
+                        main_path);
   report(0.05f);
   if (wtype != DType::Invalid) {
     // progress 0.05 .. 0.95 over the U-Net (0.05 .. 0.8 when the text encoder is converted separately) and the text
@@ -211,19 +241,6 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
       convert_weights(*cpu_store, {"cond_stage_model."}, wtype, on_range(0.8f, 0.95f));
     }
   }
-  // head counts are not in the tensor shapes: the family's values, or the values a (test) file records
-  ModelConfig cfg;
-  cfg.family = model_family_from_name(info.family);
-  const auto& md = (unet ? unet : base)->metadata();
-  auto md_int = [&](const char* key, int def) {
-    auto it = md.find(key);
-    if (it == md.end()) return def;
-    int v = std::atoi(it->second.c_str());
-    return v > 0 && v <= 1024 ? v : def;
-  };
-  cfg.clip_heads = md_int("sdnode.clip.heads", 0);
-  cfg.unet_heads = md_int("sdnode.unet.heads", 0);
-  cfg.unet_head_dim = md_int("sdnode.unet.head_dim", 64);
   // Prediction type: the option always wins; then what the file declares (info.prediction from metadata or
   // marker tensors; SD1.x and SDXL default to eps); an SD 2.x file that declares nothing is probed.
   bool probe = false;

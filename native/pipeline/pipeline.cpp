@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backends/backend.h"
+#include "models/validate.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -252,6 +253,7 @@ Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const Gen
                                 : decode_planes(x, lh, lw, tiles_decode(lh, lw) ? kVaeTile : 0, kVaeOverlap);
   x.clear();
   x.shrink_to_fit();
+  check_finite(px.data(), px.size(), taesd ? "TAESD decoder" : "VAE decoder");
   Image im;
   im.width = p.width;
   im.height = p.height;
@@ -337,10 +339,12 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
   // the networks also poll between blocks, so an abort does not wait for a whole U-Net pass or VAE decode
   unet_->set_abort_check(cb.should_abort);
   vae_->set_abort_check(cb.should_abort);
+  conditioner_->set_abort_check(cb.should_abort);
   if (taesd_) taesd_->set_abort_check(cb.should_abort);
   StateReset reset{[this] {
     unet_->set_abort_check({});
     vae_->set_abort_check({});
+    conditioner_->set_abort_check({});
     if (taesd_) taesd_->set_abort_check({});
     denoiser_->clear();
     denoiser_->set_extra_channels(Tensor());

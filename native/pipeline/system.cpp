@@ -3,6 +3,8 @@
 #include "core/threadpool.h"
 #include "sdn/sdn.h"
 
+#include <string>
+
 namespace sdn {
 
 SystemInfo system_info() {
@@ -23,6 +25,23 @@ SystemInfo system_info() {
   return s;
 }
 
-void set_threads(int n) { set_default_threads(n); }
+int max_threads() {
+  const int n = cpu_features().logical_cores;
+  return n > 0 ? n : 1;
+}
+
+void validate_threads(int threads) {
+  const int max = max_threads();
+  if (threads > max)
+    throw_error(ErrorCode::InvalidArgument,
+                "threads must be 0 (one per physical core) or at most " + std::to_string(max) +
+                    " (this machine's hardware threads), got " + std::to_string(threads) +
+                    ": more threads than the hardware has only slow every thread down");
+}
+
+void set_threads(int n) {
+  validate_threads(n);
+  set_default_threads(n);
+}
 
 }  // namespace sdn

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "../fuzz/ckpt_zip.h"
+#include "../fuzz/fuzz_model_body.h"
 #include "core/quant.h"
 #include "formats/files.h"
 #include "formats/gguf.h"
@@ -674,7 +675,7 @@ TEST(formats, ckpt_restricted_pickle) {
   cases.push_back({"stack underflow", with([](Pk& q) { q.op('R'); }, st0), "underflow"});
   cases.push_back({"bad memo", with([](Pk& q) { q.raw("h\x05"); }, st0), "memo"});
   cases.push_back({"no STOP", with([](Pk& q) { q.op('}'); }, st0), "STOP"});
-  cases.push_back({"string past end", with([](Pk& q) { q.raw(std::string("X\xff\xff\xff\x00ab", 7)); }, st0), "truncated"});
+  cases.push_back({"string past end", with([](Pk& q) { q.raw(std::string("X\xff\xff\xff\x00" "ab", 7)); }, st0), "truncated"});
   cases.push_back({"top not dict", with([](Pk& q) { q.op(']').op('.'); }, st0), "not a dictionary"});
   cases.push_back({"duplicate", with([](Pk& q) { q.op('}').op('(').tensor("w", "FloatStorage", "0", 0, {2}, {1}).tensor("w", "FloatStorage", "0", 0, {2}, {1}).op('u').op('.'); }, st0), "duplicate"});
   cases.push_back({"odd setitems", with([](Pk& q) { q.op('}').op('(').i32(1).op('u').op('.'); }, st0), "odd"});
@@ -1052,7 +1053,7 @@ TEST(formats, tiny_model_convert_diffusers_equals_single_file) {
 TEST(formats, fuzz_regressions_replay) {
   std::string root = repo_root() + "/test/fixtures/fuzz-regressions";
   int n = 0;
-  for (const char* parser : {"safetensors", "gguf", "json", "ckpt"}) {
+  for (const char* parser : {"safetensors", "gguf", "json", "ckpt", "model"}) {
     std::string dir = root + "/" + parser;
     DIR* d = opendir(dir.c_str());
     if (!d) continue;
@@ -1063,6 +1064,8 @@ TEST(formats, fuzz_regressions_replay) {
       try {
         if (std::string(parser) == "safetensors") parse_st(bytes);
         else if (std::string(parser) == "gguf") parse_gg(bytes);
+        else if (std::string(parser) == "model")
+          sdnfuzz::model_one_input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
         else if (std::string(parser) == "ckpt")
           parse_ck(bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K'
                        ? bytes

@@ -190,6 +190,11 @@ TokenizedPrompt tokenize_prompt(const ClipTokenizer& tok, const std::string& pro
   std::vector<float> mult;
   int last_comma = -1;
   auto next_chunk = [&]() {
+    if (out.chunks >= kMaxPromptChunks)
+      throw_error(ErrorCode::InvalidArgument,
+                  "prompt is too long: it makes more than " + std::to_string(kMaxPromptChunks) +
+                      " chunks of 75 tokens (each BREAK also starts a chunk); shorten it (the limit is " +
+                      std::to_string(kMaxPromptChunks * kChunkTokens) + " tokens)");
     while ((int)ids.size() < kChunkTokens) ids.push_back(eos), mult.push_back(1.0f);
     out.ids.push_back(bos);
     out.weights.push_back(1.0f);

@@ -36,6 +36,11 @@ class ClipTokenizer {
 // Every chunk is laid out as BOS, its <= 75 tokens, EOS-padding up to 75, EOS (A1111's layout; the padding
 // token is EOS = 49407, what SD1.x and SDXL's CLIP-L use). For encoders whose pad id is 0 (SD2.x OpenCLIP
 // ViT-H, SDXL's bigG) the pipeline must replace every id after the first EOS of each chunk with 0.
+// The most 77-token chunks one prompt may make (75 tokens each, BREAK starting a new one): 2,400 tokens. Every
+// chunk lengthens the text context that each U-Net cross-attention reads at every step, so the cost of a prompt
+// is bounded here; a longer one is refused with InvalidArgument saying so.
+constexpr int kMaxPromptChunks = 32;
+
 struct TokenizedPrompt {
   std::vector<int> ids;          // chunks * 77 ids (BOS, up to 75 tokens, EOS padding, EOS)
   std::vector<float> weights;    // chunks * 77 emphasis weights (1.0 for BOS/EOS/padding)

@@ -7,6 +7,8 @@
 //        error (|a-b| / max|a|) per tensor type of B. Exit 0 when names/shapes match and errors are within
 //        tolerance, 1 otherwise.
 //   sdn_formats merges PATH                          prints the embedded tokenizer merges
+//   sdn_formats check PATH                           opens the file with its data, inspects it and, for an SD1.x
+//        model, validates every tensor against the architecture (what Model::load checks); prints "ok"
 // Errors: prints "ERROR <Code>: <message>" on stderr, exit 2.
 #include <cmath>
 #include <cstdio>
@@ -15,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/backend.h"
 #include "formats/weight_file.h"
+#include "models/validate.h"
 #include "sdn/sdn.h"
 
 using namespace sdn;
@@ -57,7 +61,7 @@ static void print_info(const ModelInfo& i) {
 
 static int run(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: sdn_formats inspect|list|convert|compare|merges ...\n");
+    std::fprintf(stderr, "usage: sdn_formats inspect|list|convert|compare|merges|check ...\n");
     return 2;
   }
   std::string cmd = argv[1];
@@ -68,6 +72,16 @@ static int run(int argc, char** argv) {
   if (cmd == "list") {
     auto wf = WeightFile::open(argv[2]);
     for (auto& n : wf->names()) std::printf("%s %s\n", n.c_str(), wf->get(n).shape_str().c_str());
+    return 0;
+  }
+  if (cmd == "check") {
+    auto wf = WeightFile::open(argv[2]);
+    for (auto& n : wf->names()) (void)wf->get(n).nbytes();
+    if (wf->info().family == "sd1" && wf->has("model.diffusion_model.input_blocks.0.0.weight")) {
+      WeightStore store(wf.get(), cpu_backend());
+      validate_sd1_shapes(store, 0, 8, 0, argv[2]);
+    }
+    std::printf("ok\n");
     return 0;
   }
   if (cmd == "merges") {

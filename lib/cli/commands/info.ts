@@ -7,7 +7,11 @@ import * as path from 'path';
 import { inspect } from '../../convert';
 import { chooseDevice, probeDevice, systemInfoIsolated } from '../../device';
 import type { Command } from '../command';
+import { printable, terminalJson } from '../printable';
 import { formatBytes } from '../progress';
+
+/** Metadata rows `sdnode info` prints (the JSON output has every key inspect() returns, itself bounded). */
+const MAX_META_ROWS = 64;
 
 /** 859520964 -> "859.5M". */
 export function formatCount(n: number): string {
@@ -28,7 +32,7 @@ export const infoCommand: Command = {
   async run(args, ctx) {
     const info = await inspect(args.positionals[0]);
     if (args.options.json) {
-      ctx.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+      ctx.stdout.write(`${terminalJson(info)}\n`);
       return 0;
     }
     const types = Object.entries(info.tensorsByType)
@@ -36,19 +40,24 @@ export const infoCommand: Command = {
       .map(([t, n]) => `${t}: ${n}`)
       .join(', ');
     const rows: Array<[string, string]> = [
-      ['file', info.path],
+      ['file', printable(info.path)],
       ['format', info.format],
       ['family', `${info.family}${info.variant ? ` (${info.variant})` : ''}`],
       ['prediction', info.prediction ? `${info.prediction} (${info.predictionSource})` : 'not declared (probed when loaded)'],
-      ['runnable', info.runnable ? 'yes' : `no: ${info.notRunnableReason}`],
+      ['runnable', info.runnable ? 'yes' : `no: ${printable(info.notRunnableReason)}`],
       ['tensors', `${info.tensorCount}${types ? ` (${types})` : ''}`],
       ['parameters', `${formatCount(info.parameterCount)} (${info.parameterCount})`],
       ['size', `${formatBytes(info.sizeBytes)} (${info.sizeBytes} bytes)`],
       ['sizes', info.sizeMultiple > 0 ? `width and height: multiples of ${info.sizeMultiple}, 64 to 2048` : 'unknown (no U-Net)'],
       ['tokenizer', info.hasTokenizer ? 'yes (embedded or next to the model)' : 'not in the model: the CLIP merges shipped with sdnode are used'],
     ];
-    for (const [k, v] of Object.entries(info.metadata)) rows.push([`meta ${k}`, v.length > 100 ? `${v.slice(0, 97)}...` : v]);
-    const w = Math.max(...rows.map((r) => r[0].length)) + 2;
+    // bounded whatever the file holds: a few rows, keys and values cut, control characters escaped
+    const meta = Object.entries(info.metadata);
+    for (const [k, v] of meta.slice(0, MAX_META_ROWS)) rows.push([`meta ${printable(k, 60)}`, printable(v, 100)]);
+    if (meta.length > MAX_META_ROWS) rows.push(['meta ...', `${meta.length - MAX_META_ROWS} more keys (sdnode info --json lists them)`]);
+    let w = 0;
+    for (const r of rows) w = Math.max(w, r[0].length);
+    w += 2;
     ctx.stdout.write(rows.map(([k, v]) => `${k.padEnd(w)}${v}`).join('\n') + '\n');
     return 0;
   },
@@ -75,7 +84,7 @@ export const systemCommand: Command = {
     const probes = await Promise.all(s.devices.map((d) => probeDevice(d.id, { refresh })));
     const choice = await chooseDevice('auto', { refresh });
     if (args.options.json) {
-      ctx.stdout.write(`${JSON.stringify({ ...s, probes, auto: choice, ...(error ? { error } : {}) }, null, 2)}\n`);
+      ctx.stdout.write(`${terminalJson({ ...s, probes, auto: choice, ...(error ? { error } : {}) })}\n`);
       return 0;
     }
     const here = `${process.platform}-${process.arch}`;

@@ -20,9 +20,11 @@ enum class ErrorCode : int {
 
 const char* error_code_name(ErrorCode c);
 
+// Every message is made safe to print (see printable()): a file's names and bytes reach messages, and messages
+// reach terminals and logs.
 class Error : public std::runtime_error {
  public:
-  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Error(ErrorCode code, const std::string& message);
   ErrorCode code() const { return code_; }
 
  private:
@@ -30,6 +32,11 @@ class Error : public std::runtime_error {
 };
 
 [[noreturn]] void throw_error(ErrorCode code, const std::string& message);
+
+// `s` made safe for a terminal or a log line: control characters (C0 except newline and tab, DEL, C1), bidi
+// overrides and bytes that are not UTF-8 become \xNN / \u{NNNN} escapes; longer than max_bytes, the middle is cut
+// (head and tail kept, so a message's advice at its end survives).
+std::string printable(const std::string& s, size_t max_bytes = 4096, bool keep_newlines = true);
 
 }  // namespace sdn
 

@@ -65,9 +65,14 @@ struct DeviceProbe {
 DeviceProbe probe_device(const std::string& spec);
 // Names of the compiled-in backends ("cpu", "vulkan", ...) without enumerating devices: no GPU runtime is loaded.
 std::vector<std::string> compiled_backends();
-// Sets the thread count of the process-wide CPU pool (<= 0: physical cores); models loaded with
+// Sets the thread count of the process-wide CPU pool (<= 0: physical cores; at most max_threads()); models loaded with
 // LoadOptions::threads > 0 use their own pool instead.
 void set_threads(int n);
+// The most CPU threads the engine accepts: the machine's hardware threads (logical cores). More only
+// oversubscribes the cores: every thread gets slower (measured: 256 threads on 2 cores, 20x slower).
+int max_threads();
+// InvalidArgument when threads > max_threads() (LoadOptions.threads; <= 0 means "keep the process setting").
+void validate_threads(int threads);
 
 // ----------------------------------------------------------------------------------------------------------
 // Model files
@@ -90,7 +95,9 @@ struct ModelInfo {
   int64_t parameter_count = 0;
   int64_t size_bytes = 0;        // bytes of tensor data
   std::map<std::string, int64_t> tensors_by_type;  // dtype name -> count
-  std::map<std::string, std::string> metadata;     // selected key-values (GGUF kv / safetensors __metadata__)
+  // selected key-values (GGUF kv / safetensors __metadata__): at most 256 keys (cut at 256 bytes), values cut at
+  // 1024 bytes; when more exist, key kMetadataOmittedKey says how many were left out
+  std::map<std::string, std::string> metadata;
   bool has_tokenizer = false;    // merges embedded or found next to the model
   int size_multiple = 0;         // width/height must be multiples of this: 8 x 2^(U-Net downsamplings); 0 = unknown
 };
@@ -128,6 +135,8 @@ struct ModelParts {
   std::string unet, vae, text_encoder, tokenizer;
 };
 
+constexpr const char* kMetadataOmittedKey = "sdnode.metadata_omitted";
+
 struct LoadOptions {
   // Where to run: "auto" (the best usable GPU, else the CPU), "cpu", "vulkan", "vulkan:N". An explicit device
   // that is missing or unusable fails with Unsupported; "auto" falls back to the CPU and says why (device()).
@@ -139,7 +148,7 @@ struct LoadOptions {
   bool vae_on_cpu = false;
   // VAE decode in overlapping tiles: "auto" (when the whole image would not fit the device's memory), "on", "off".
   std::string vae_tiling = "auto";
-  int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool)
+  int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool); <= max_threads()
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
   std::string tokenizer_path;      // explicit merges file (overrides embedded/folder ones)
   std::string prediction;          // "" = from the file (or detected); "eps" / "v" forces it
