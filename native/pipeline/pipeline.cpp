@@ -50,6 +50,7 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
   }
   vae_ = std::make_unique<VaeModel>(vae_store);
   vae_be_ = &vae_store.backend();
+  te_be_ = &te_store.backend();
   if (unet_->context_dim() != conditioner_->context_dim())
     throw_error(ErrorCode::InvalidFile, "the U-Net expects a text context of width " +
                                             std::to_string(unet_->context_dim()) + " but the text encoder gives " +
@@ -365,7 +366,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
     if (p.cfg_scale != 1.0f) uncond = conditioner_->encode_negative(p.negative_prompt, p);
     denoiser_->set_conditioning(cond, uncond, p.cfg_scale);
   }
-  if (options_.release_between_stages) {
+  if (releases(*te_be_)) {
     conditioner_->release();
     trim();  // cached activation blocks of one stage are the wrong sizes for the next
   }
@@ -426,7 +427,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
     } else if (!pixel_mask.empty()) {
       denoise_mask = latent_mask;
     }
-    if (options_.release_between_stages) {
+    if (releases(*vae_be_)) {
       vae_->release_encoder();
       trim();
     }
@@ -507,7 +508,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
   denoiser_->clear();
   if (control_) control_->model->set_abort_check({});
   denoiser_->set_extra_channels(Tensor());
-  if (options_.release_between_stages) {
+  if (releases(store_->backend())) {
     if (control_) control_->model->release();
     unet_->release();
     trim();
@@ -524,7 +525,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
     images.back().adapter_bytes = store_->merged_bytes() + (cpu_store_ ? cpu_store_->merged_bytes() : 0);
     progress(Phase::Decode, img + 1, p.batch_count, img);
   }
-  if (options_.release_between_stages) {
+  if (releases(*vae_be_)) {
     vae_->release_decoder();
     trim();
   }

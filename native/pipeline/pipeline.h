@@ -38,7 +38,10 @@ struct Placement {
 };
 
 struct PipelineOptions {
-  bool release_between_stages = true;  // drop text-encoder pages after encoding and U-Net pages before decoding
+  // Drop a component's prepared weights (and memory-mapped pages) after its stage: text encoder after encoding,
+  // U-Net before decoding. Only for components on a host backend, where the pages come back from the page cache;
+  // on a device the uploaded weights stay resident between generations.
+  bool release_between_stages = true;
 };
 
 class DiffusionPipeline {
@@ -105,6 +108,8 @@ class DiffusionPipeline {
   std::unique_ptr<UNetModel> unet_;
   std::unique_ptr<VaeModel> vae_;
   Backend* vae_be_ = nullptr;  // the VAE's backend (the CPU when placed there)
+  Backend* te_be_ = nullptr;   // the text encoder's backend
+  bool releases(const Backend& be) const { return options_.release_between_stages && be.is_host(); }
   std::unique_ptr<DiscreteSchedule> schedule_;
   std::unique_ptr<CfgDenoiser> denoiser_;
   ModelFamily family_ = ModelFamily::SD1;
