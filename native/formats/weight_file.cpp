@@ -143,9 +143,13 @@ class WeightFileImpl : public WeightFile {
       x.ndim = (int)shape.size();
       for (int i = 0; i < kMaxDims; ++i) x.shape[i] = i < x.ndim ? shape[(size_t)i] : 1;
       x.set_contiguous_strides();
-      if (t.conv == Conv::None && load_data && reinterpret_cast<uintptr_t>(t.data) % 4 != 0) {
-        // Stored at an offset the kernels cannot load floats from (e.g. a .ckpt whose zip entries are not
-        // aligned): an aligned heap copy instead of the mapped bytes.
+      // The kernels load a tensor's elements (f32: 4 bytes; f16/bf16 and the 16-bit scales inside quantized blocks:
+      // 2 bytes) straight from the mapped file, so data must sit at a multiple of that size. Only tensors that do
+      // not (e.g. a .ckpt whose zip entries are not aligned) get an aligned heap copy: the mapped pages of the rest
+      // stay shared with the page cache (a safetensors header of any length leaves f16 data 2-byte aligned).
+      const DTypeTraits& tr = dtype_traits(t.dtype);
+      const uintptr_t need = tr.quantized ? 2 : (uintptr_t)std::min<int64_t>(4, std::max<int64_t>(1, tr.block_bytes));
+      if (t.conv == Conv::None && load_data && reinterpret_cast<uintptr_t>(t.data) % need != 0) {
         std::shared_ptr<uint8_t> buf(new uint8_t[t.nbytes + 1], std::default_delete<uint8_t[]>());
         if (t.nbytes) std::memcpy(buf.get(), t.data, t.nbytes);
         x.owner = std::shared_ptr<void>(buf, buf.get());
