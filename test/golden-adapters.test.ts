@@ -12,7 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { InvalidOptionError, loadModel, SdnodeError, type Model } from '../lib/index';
 import { readText } from './helpers/png';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const tiny = require('../scripts/make-tiny-model.js') as {
@@ -20,21 +20,7 @@ const tiny = require('../scripts/make-tiny-model.js') as {
   writeSafetensors: (file: string, tensors: Array<{ name: string; dtype: string; shape: number[]; data: Buffer }>) => void;
 };
 
-interface WaveCase {
-  id: string;
-  prompt: string;
-  negative: string;
-  width: number;
-  height: number;
-  sampler: string;
-  scheduler: string;
-  steps: number;
-  cfg: number;
-  seed: number;
-  control?: string;
-  control_image?: string;
-  control_strength?: number;
-}
+type WaveCase = GoldenWave2Case;
 
 const LONG = 20 * 60 * 1000;
 

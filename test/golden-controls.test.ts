@@ -9,25 +9,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadModel } from '../lib';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case } from './helpers/golden';
 
-interface Wave2Case {
-  id: string;
-  model: string;
-  prompt: string;
-  negative: string;
-  width: number;
-  height: number;
-  sampler: string;
-  scheduler: string;
-  steps: number;
-  cfg: number;
-  seed: number;
-  init?: string;
-  mask?: string;
-  strength?: number;
-  taesd?: string;
-}
 
 const IDS = ['w1-img2img', 'w2-inpaint', 'w7-taesd'];
 const inputs = path.join(goldenDir, 'inputs');

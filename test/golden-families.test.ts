@@ -8,25 +8,9 @@
 // python3 + numpy, the cases are skipped with a visible message.
 import * as fs from 'fs';
 import * as path from 'path';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
 
-interface WaveCase {
-  id: string;
-  model: string;
-  prompt: string;
-  negative: string;
-  width: number;
-  height: number;
-  sampler: string;
-  scheduler: string;
-  steps: number;
-  cfg: number;
-  seed: number;
-  rng?: string;
-  clip_skip?: number;
-  prediction?: string;
-  weight_type?: string;
-}
+type WaveCase = GoldenWave2Case;
 
 const IDS = ['w4-sd2-v', 'w5-sdxl'];
 const reason = goldenSkipReason('cases-wave2.json');

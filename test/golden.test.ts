@@ -8,22 +8,8 @@
 // without python3 + numpy, the cases are skipped with a visible message.
 import * as fs from 'fs';
 import * as path from 'path';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, nativeDevices, outDir, runNativeCli } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, nativeDevices, outDir, runNativeCli, type GoldenCase } from './helpers/golden';
 
-interface GoldenCase {
-  id: string;
-  prompt: string;
-  negative: string;
-  width: number;
-  height: number;
-  sampler: string;
-  scheduler: string;
-  steps: number;
-  cfg: number;
-  seed: number;
-  rng: string;
-  clip_skip: number;
-}
 
 const reason = goldenSkipReason();
 if (reason) {

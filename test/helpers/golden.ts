@@ -24,6 +24,43 @@ export const cacheDir = path.join(cacheRoot, 'golden');
 export const nativeCli = path.join(repoRoot, 'build', 'bin', process.platform === 'win32' ? 'sdn_cli.exe' : 'sdn_cli');
 export const outDir = path.join(repoRoot, 'test', '.cache', 'golden-out');
 
+/** Fields every reference case has (the golden README explains each). */
+interface CaseBase {
+  id: string;
+  prompt: string;
+  negative: string;
+  width: number;
+  height: number;
+  sampler: string;
+  scheduler: string;
+  steps: number;
+  cfg: number;
+  seed: number;
+}
+
+/** A case of cases.json (SD 1.x). */
+export interface GoldenCase extends CaseBase {
+  rng: string;
+  clip_skip: number;
+}
+
+/** A case of cases-wave2.json (model by ARCH, and the image-conditioning and adapter inputs). */
+export interface Wave2Case extends CaseBase {
+  model: string;
+  rng?: string;
+  clip_skip?: number;
+  init?: string;
+  mask?: string;
+  strength?: number;
+  lora_dir?: boolean;
+  control?: string;
+  control_image?: string;
+  control_strength?: number;
+  taesd?: string;
+  prediction?: string;
+  weight_type?: string;
+}
+
 /** Why the golden tests cannot run here (a visible skip message), or null. `casesFile` names the cases list. */
 export function goldenSkipReason(casesFile = 'cases.json'): string | null {
   if (!fs.existsSync(path.join(goldenDir, casesFile)))
