@@ -118,7 +118,8 @@ export const systemCommand: Command = {
       `auto      ${choice.device} (${choice.reason})`,
       ...choice.skipped.map((k) => `          passed over ${k.device}: ${k.reason}`),
     ];
-    ctx.stdout.write(lines.join('\n') + '\n');
+    // device names, drivers and reasons come from drivers and child processes: escape control characters
+    ctx.stdout.write(lines.map((l) => printable(l)).join('\n') + '\n');
     return 0;
   },
 };
