@@ -566,7 +566,7 @@ export interface LoadOptions {
   device?: DeviceSpec;
   /**
    * Device memory the weights may use, in bytes or as a string such as `'6GB'` / `'512MiB'` (GPU devices; default
-   * no limit). Weights beyond it stay in host memory and are streamed to the device when used.
+   * no limit). Matrix weights beyond it stay in host memory and their operations run on the CPU (not yet streamed to the device).
    */
   vramBudget?: number | string;
   /**

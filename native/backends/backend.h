@@ -67,7 +67,7 @@ struct MemoryStats {
 struct BackendOptions {
   int threads = 0;           // CPU threads for this instance (<= 0: the process default, physical cores)
   uint64_t vram_budget = 0;  // device memory the weights may use (0 = no limit): weights beyond it stay in host
-                             // memory and are streamed to the device block by block
+                             // memory (prepare_weight may refuse them: the CPU fallback then runs their ops)
 };
 
 class Backend {

@@ -9,6 +9,7 @@ import { checkOutputPath, type GeneratedImage } from '../../image';
 import { inspect } from '../../convert';
 import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type ModelParts, type PreviewMethod } from '../../options';
 import { UsageError } from '../args';
+import type { OptionSpec } from '../args';
 import type { Command } from '../command';
 import { formatDuration, ProgressBar } from '../progress';
 
@@ -66,6 +67,15 @@ async function openModel(file: string | ModelParts, options: LoadOptions): Promi
   return loadModel(file, options);
 }
 
+/** Where a model runs: the load options shared by `generate`, `serve` and `worker`. */
+export const DEVICE_OPTIONS: OptionSpec[] = [
+  { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
+  { name: 'vram-budget', type: 'string', arg: 'SIZE', description: 'device memory for weights, e.g. 6GB (weights beyond it stay in host memory and run on the CPU)' },
+  { name: 'vae-tiling', type: 'boolean', description: 'decode images in overlapping tiles (less memory; default: when needed)' },
+  { name: 'clip-on-cpu', type: 'boolean', description: 'run the text encoder on the CPU (GPU devices)' },
+  { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
+];
+
 export const generateCommand: Command = {
   name: 'generate',
   summary: 'generate images from a text prompt (and an init image / mask)',
@@ -105,11 +115,7 @@ export const generateCommand: Command = {
       default: '0',
     },
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
-    { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
-    { name: 'vram-budget', type: 'string', arg: 'SIZE', description: "device memory for weights, e.g. 6GB (rest streamed from host memory)" },
-    { name: 'vae-tiling', type: 'boolean', description: 'decode the image in overlapping tiles (less memory; default: when needed)' },
-    { name: 'clip-on-cpu', type: 'boolean', description: 'run the text encoder on the CPU (GPU devices)' },
-    { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
+    ...DEVICE_OPTIONS,
     { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
     { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed); default: the model\'s own, else the CLIP merges shipped with sdnode' },

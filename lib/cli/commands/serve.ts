@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 import type { OptionSpec, ParsedArgs } from '../args';
+import { DEVICE_OPTIONS } from './generate';
 import { UsageError } from '../args';
 import type { Command, CommandContext } from '../command';
 import { resolveLoadOptions, WEIGHT_TYPES, type LoadOptions, type WeightType } from '../../options';
@@ -15,11 +16,7 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'model', short: 'm', type: 'string', arg: 'FILE', multiple: true, description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder; clients pick it by file name without extension' },
   { name: 'model-dir', type: 'string', arg: 'DIR', multiple: true, description: 'serve every model file (and diffusers folder) in DIR' },
   { name: 'memory-budget', type: 'integer', arg: 'MB', description: 'memory for loaded models; least recently used ones are unloaded to stay under it', default: 'half the RAM' },
-  { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
-  { name: 'vram-budget', type: 'string', arg: 'SIZE', description: 'device memory for weights, e.g. 6GB (rest streamed from host memory)' },
-  { name: 'vae-tiling', type: 'boolean', description: 'decode images in overlapping tiles (less memory; default: when needed)' },
-  { name: 'clip-on-cpu', type: 'boolean', description: 'run the text encoder on the CPU (GPU devices)' },
-  { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
+  ...DEVICE_OPTIONS,
   { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
   { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
