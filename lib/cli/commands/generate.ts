@@ -76,6 +76,18 @@ export const DEVICE_OPTIONS: OptionSpec[] = [
   { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
 ];
 
+/** The load options given by DEVICE_OPTIONS (and --threads) on a command line. */
+export function deviceLoadOptions(o: Record<string, unknown>): Pick<LoadOptions, 'threads' | 'device' | 'vramBudget' | 'vaeTiling' | 'textEncoderOnCpu' | 'vaeOnCpu'> {
+  const out: ReturnType<typeof deviceLoadOptions> = {};
+  if (o.threads !== undefined) out.threads = o.threads as number;
+  if (o.device !== undefined) out.device = o.device as LoadOptions['device'];
+  if (o['vram-budget'] !== undefined) out.vramBudget = o['vram-budget'] as string;
+  if (o['vae-tiling'] === true) out.vaeTiling = true;
+  if (o['clip-on-cpu'] === true) out.textEncoderOnCpu = true;
+  if (o['vae-on-cpu'] === true) out.vaeOnCpu = true;
+  return out;
+}
+
 export const generateCommand: Command = {
   name: 'generate',
   summary: 'generate images from a text prompt (and an init image / mask)',
@@ -190,13 +202,11 @@ export const generateCommand: Command = {
 
     const bar = new ProgressBar(ctx.stderr, o.quiet !== true);
     const t0 = performance.now();
-    const loadOptions: LoadOptions = { signal: ctx.signal, onProgress: (e) => bar.fraction('load', e.progress) };
-    if (o.threads !== undefined) loadOptions.threads = o.threads as number;
-    if (o.device !== undefined) loadOptions.device = o.device as LoadOptions['device'];
-    if (o['vram-budget'] !== undefined) loadOptions.vramBudget = o['vram-budget'] as string;
-    if (o['vae-tiling'] === true) loadOptions.vaeTiling = true;
-    if (o['clip-on-cpu'] === true) loadOptions.textEncoderOnCpu = true;
-    if (o['vae-on-cpu'] === true) loadOptions.vaeOnCpu = true;
+    const loadOptions: LoadOptions = {
+      signal: ctx.signal,
+      onProgress: (e) => bar.fraction('load', e.progress),
+      ...deviceLoadOptions(o),
+    };
     if (o['weight-type'] !== undefined) loadOptions.weightType = o['weight-type'] as LoadOptions['weightType'];
     if (o.tokenizer !== undefined) loadOptions.tokenizerPath = o.tokenizer as string;
     if (o.prediction !== undefined) loadOptions.prediction = o.prediction as LoadOptions['prediction'];

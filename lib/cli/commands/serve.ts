@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import type { OptionSpec, ParsedArgs } from '../args';
-import { DEVICE_OPTIONS } from './generate';
+import { DEVICE_OPTIONS, deviceLoadOptions } from './generate';
 import { UsageError } from '../args';
 import type { Command, CommandContext } from '../command';
 import { resolveLoadOptions, WEIGHT_TYPES, type LoadOptions, type WeightType } from '../../options';
@@ -41,13 +41,7 @@ export function positive(args: ParsedArgs, name: string, min = 1): number | unde
 /** Load options for every model, validated now (a bad --device or --weight-type fails before anything starts). */
 export function loadOptions(args: ParsedArgs): PoolLoadOptions {
   const o = args.options;
-  const out: PoolLoadOptions = {};
-  if (o.threads !== undefined) out.threads = o.threads as number;
-  if (o.device !== undefined) out.device = o.device as LoadOptions['device'];
-  if (o['vram-budget'] !== undefined) out.vramBudget = o['vram-budget'] as string;
-  if (o['vae-tiling'] === true) out.vaeTiling = true;
-  if (o['clip-on-cpu'] === true) out.textEncoderOnCpu = true;
-  if (o['vae-on-cpu'] === true) out.vaeOnCpu = true;
+  const out: PoolLoadOptions = { ...deviceLoadOptions(o) };
   if (o['weight-type'] !== undefined) out.weightType = o['weight-type'] as WeightType;
   if (o.tokenizer !== undefined) out.tokenizerPath = o.tokenizer as string;
   if (o.taesd !== undefined) out.taesdPath = o.taesd as string;
