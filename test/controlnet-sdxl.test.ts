@@ -5,7 +5,7 @@
 // adapters.controlnet_diffusers_sdxl_and_sd1_vs_numpy_reference; here, through the JS API and the CLI: the residuals
 // change the image; strength 0 gives the image without ControlNet bit for bit; start/end select exactly the steps
 // they name (checked on the per-step latent previews); the lllyasviel layout and our converter's GGUF of the same
-// ControlNet give the same image; the SD 1.x diffusers layout runs too; a ControlNet of the other family is an
+// ControlNet, and its diffusers folder, give the same image; the SD 1.x diffusers layout runs too; a ControlNet of the other family is an
 // InvalidOptionError naming the file and what to use, and the model keeps working.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -113,7 +113,7 @@ describe('SDXL ControlNet (diffusers layout) on a tiny SDXL model', () => {
     expect(noneRun.data.equals(none.data)).toBe(true);
   });
 
-  test('the lllyasviel layout and our converter\'s GGUF of the same ControlNet give the same image', async () => {
+  test('the lllyasviel layout, our converter\'s GGUF and a diffusers folder of the same ControlNet give the same image', async () => {
     const full = await run('full', { controlNet: { model: cnXl, image } });
     const ll = await run('ll', { controlNet: { model: cnXlLl, image } });
     expect(ll.data.equals(full.data)).toBe(true);
@@ -121,6 +121,16 @@ describe('SDXL ControlNet (diffusers layout) on a tiny SDXL model', () => {
     await convert(cnXl, gguf, { type: 'f16' });
     const g = await run('gguf', { controlNet: { model: gguf, image } });
     expect(g.data.equals(full.data)).toBe(true);
+    // a diffusers ControlNet folder as downloaded (config.json + diffusion_pytorch_model.fp16.safetensors)
+    const folder = path.join(dir, 'controlnet-tiny-sdxl');
+    fs.mkdirSync(folder);
+    fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify({ _class_name: 'ControlNetModel', addition_embed_type: 'text_time' }));
+    fs.copyFileSync(cnXl, path.join(folder, 'diffusion_pytorch_model.fp16.safetensors'));
+    const f = await run('folder', { controlNet: { model: folder, image } });
+    expect(f.data.equals(full.data)).toBe(true);
+    const empty = path.join(dir, 'empty-folder');
+    fs.mkdirSync(empty);
+    await expect(model.generate({ ...base, steps: 1, controlNet: { model: empty, image } })).rejects.toThrow(/empty-folder: a folder without ControlNet weights .*controlNet\.model/);
   });
 
   test('a ControlNet of the other family: InvalidOptionError naming the file and what to use; the model keeps working', async () => {

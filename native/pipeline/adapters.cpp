@@ -171,11 +171,27 @@ LoadedControlNet::~LoadedControlNet() {
   file.reset();
 }
 
+namespace {
+// A ControlNet is one weights file; a diffusers ControlNet folder (config.json + diffusion_pytorch_model[.fp16].*, as
+// downloaded from the Hub) names its weights file.
+std::string controlnet_weights(const std::string& path) {
+  if (!is_dir(path)) return path;
+  for (const char* n : {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                        "diffusion_pytorch_model.safetensors.index.json",
+                        "diffusion_pytorch_model.fp16.safetensors.index.json", "diffusion_pytorch_model.bin",
+                        "diffusion_pytorch_model.fp16.bin"})
+    if (is_file(path + "/" + n)) return path + "/" + n;
+  throw_error(ErrorCode::NotFound, path + ": a folder without ControlNet weights (diffusion_pytorch_model.safetensors "
+                                          "or .fp16.safetensors): give a ControlNet file or its diffusers folder as "
+                                          "controlNet.model (CLI --control-net)");
+}
+}  // namespace
+
 std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backend& backend, const UNetModel& unet,
                                                   const std::string& model_family, int heads, int head_dim) {
   auto c = std::make_unique<LoadedControlNet>();
   c->path = path;
-  c->file = WeightFile::open(path);
+  c->file = WeightFile::open(controlnet_weights(path));
   c->store = std::make_unique<WeightStore>(c->file.get(), backend);
   c->model = std::make_unique<ControlNetModel>(*c->store, path, heads, head_dim);
   const ControlNetModel& m = *c->model;
