@@ -12,8 +12,8 @@
 //    model.diffusion_model.input_blocks/...), controlnet_cond_embedding.{conv_in, blocks.0-5, conv_out},
 //    controlnet_down_blocks.N, controlnet_mid_block (kept under model.diffusion_model.).
 // The family is read from the structure as for models (label_emb or a 2048-wide context -> SDXL; else a 1024-wide
-// context or linear proj_in -> SD 2.x; else SD 1.x). ControlNet-Union files (task/mode embeddings, extra transformer) are refused with
-// Unsupported rather than run without those blocks.
+// context or linear proj_in -> SD 2.x; else SD 1.x). ControlNet-Union files (task/mode embeddings, extra
+// transformer) are refused with Unsupported rather than run without those blocks.
 // The control image is used as given (RGB in [0, 1], the target size): edge, depth or pose maps are made by the
 // caller.
 #pragma once

@@ -220,9 +220,10 @@ std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backe
                                                 " (another block layout): " + use);
   for (int i = 0; i < m.outputs(); ++i)
     if (m.block_channels(i) != unet.block_channels(i))
-      throw_error(ErrorCode::InvalidArgument, path + ": this ControlNet's output " + std::to_string(i) + " has " +
-                                                  std::to_string(m.block_channels(i)) + " channels where the U-Net has " +
-                                                  std::to_string(unet.block_channels(i)) + " (another block layout): " + use);
+      throw_error(ErrorCode::InvalidArgument,
+                  path + ": this ControlNet's output " + std::to_string(i) + " has " + std::to_string(m.block_channels(i)) +
+                      " channels where the U-Net has " + std::to_string(unet.block_channels(i)) +
+                      " (another block layout): " + use);
   return c;
 }
 
