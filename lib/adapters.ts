@@ -18,7 +18,10 @@ export interface LoraOption {
 
 /** ControlNet guidance. */
 export interface ControlNetOption {
-  /** ControlNet file (SD 1.x: lllyasviel `control_model.*` or diffusers layout). */
+  /**
+   * ControlNet file for the model's family: SD 1.x (lllyasviel `control_model.*` or diffusers layout) or SDXL
+   * (diffusers layout, e.g. diffusers/controlnet-canny-sdxl-1.0; the lllyasviel names of the same blocks work too).
+   */
   model: string;
   /**
    * The control image, used as given: an edge, depth or pose map made by the caller (no preprocessor runs here).

@@ -718,7 +718,11 @@ function makeTinyModel(opts = {}) {
   return result;
 }
 
-module.exports = { makeTinyModel, listTensors, learnMerges, f32ToF16, tensorValues, writeCkpt, writeSafetensors, writeGguf };
+module.exports = {
+  makeTinyModel, listTensors, learnMerges, f32ToF16, tensorValues, writeCkpt, writeSafetensors, writeGguf,
+  // for scripts/make-tiny-controlnet.js
+  resolveOptions, unetTensors, toDiffusers, encodeTensor,
+};
 
 if (require.main === module) {
   const argv = process.argv.slice(2);

@@ -5,7 +5,8 @@
 
 namespace sdn {
 
-ControlNetModel::ControlNetModel(WeightStore& w, const std::string& what, int heads) : w_(w), what_(what) {
+ControlNetModel::ControlNetModel(WeightStore& w, const std::string& what, int heads, int head_dim)
+    : w_(w), what_(what) {
   if (w_.has("control_model.input_hint_block.0.weight")) {
     layout_ = "lllyasviel";
     p_ = "control_model.";
@@ -22,14 +23,32 @@ ControlNetModel::ControlNetModel(WeightStore& w, const std::string& what, int he
                 what + ": not a ControlNet (no control_model.input_hint_block.* or controlnet_cond_embedding.* "
                        "tensors): give a ControlNet file as controlNet.model (CLI --control-net)");
   }
+  // variants with blocks this model does not have: refused, not run without them
+  for (const char* v : {"task_embedding", "controlnet_mode_embedding.weight", "transformer_layes.0.attn.in_proj_weight",
+                        "spatial_ch_projs.weight"})
+    if (w_.has(p_ + v))
+      throw_error(ErrorCode::Unsupported, what + ": a ControlNet-Union (ProMax) file (" + v +
+                                              "): only plain ControlNets are supported; use a single-condition "
+                                              "ControlNet as controlNet.model (CLI --control-net)");
   for (const auto& c : hint_convs_)
     if (!w_.has(c + ".weight"))
       throw_error(ErrorCode::InvalidFile, what + ": the ControlNet's hint encoder is incomplete (no " + c +
                                               ".weight)");
   try {
-    enc_ = std::make_unique<UNetModel>(w_, p_, heads, /*encoder_only=*/true);
+    enc_ = std::make_unique<UNetModel>(w_, p_, heads, /*encoder_only=*/true, head_dim);
   } catch (const Error& e) {
     throw_error(e.code(), what + ": ControlNet: " + e.what());
+  }
+  {
+    // family from the structure, as the model files are detected (by structure, so tiny test files are too)
+    bool linear_proj = false;
+    for (const std::string& n : w_.names_with_prefix(p_ + "input_blocks."))
+      if (n.size() > 15 && n.compare(n.size() - 15, 15, ".proj_in.weight") == 0) {
+        linear_proj = w_.raw(n).ndim == 2;
+        break;
+      }
+    const int ctx = enc_->context_dim();
+    family_ = (enc_->adm_channels() > 0 || ctx == 2048) ? "sdxl" : (ctx == 1024 || linear_proj) ? "sd2" : "sd1";
   }
   for (int i = 0; i < enc_->input_blocks(); ++i)
     zero_convs_.push_back(layout_ == "lllyasviel" ? p_ + "zero_convs." + std::to_string(i) + ".0"
@@ -64,9 +83,10 @@ Tensor ControlNetModel::hint(const Tensor& image) {
 }
 
 std::vector<Tensor> ControlNetModel::forward(const Tensor& x, const std::vector<float>& t, const Tensor& context,
-                                             const Tensor& hint, float strength, UNetContextCache* cache) {
+                                             const Tensor& hint, float strength, UNetContextCache* cache,
+                                             const Tensor* y) {
   Backend& be = w_.backend();
-  std::vector<Tensor> states = enc_->encoder_states(x, t, context, cache, &hint);
+  std::vector<Tensor> states = enc_->encoder_states(x, t, context, cache, &hint, nullptr, y);
   std::vector<Tensor> out;
   out.reserve(states.size());
   for (size_t i = 0; i < states.size(); ++i) {

@@ -171,23 +171,59 @@ LoadedControlNet::~LoadedControlNet() {
   file.reset();
 }
 
-std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backend& backend, int context_dim,
-                                                  int model_channels, const std::string& model_family, int heads) {
+namespace {
+// A ControlNet is one weights file; a diffusers ControlNet folder (config.json + diffusion_pytorch_model[.fp16].*, as
+// downloaded from the Hub) names its weights file.
+std::string controlnet_weights(const std::string& path) {
+  if (!is_dir(path)) return path;
+  for (const char* n : {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                        "diffusion_pytorch_model.safetensors.index.json",
+                        "diffusion_pytorch_model.fp16.safetensors.index.json", "diffusion_pytorch_model.bin",
+                        "diffusion_pytorch_model.fp16.bin"})
+    if (is_file(path + "/" + n)) return path + "/" + n;
+  throw_error(ErrorCode::NotFound, path + ": a folder without ControlNet weights (diffusion_pytorch_model.safetensors "
+                                          "or .fp16.safetensors): give a ControlNet file or its diffusers folder as "
+                                          "controlNet.model (CLI --control-net)");
+}
+}  // namespace
+
+std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backend& backend, const UNetModel& unet,
+                                                  const std::string& model_family, int heads, int head_dim) {
   auto c = std::make_unique<LoadedControlNet>();
   c->path = path;
-  c->file = WeightFile::open(path);
+  c->file = WeightFile::open(controlnet_weights(path));
   c->store = std::make_unique<WeightStore>(c->file.get(), backend);
-  c->model = std::make_unique<ControlNetModel>(*c->store, path, heads);
-  if (c->model->context_dim() != context_dim || c->model->model_channels() != model_channels) {
-    const int ctx = c->model->context_dim();
-    const char* fam = ctx == 768 ? "SD 1.x" : ctx == 1024 ? "SD 2.x" : ctx == 2048 ? "SDXL" : "another model";
+  c->model = std::make_unique<ControlNetModel>(*c->store, path, heads, head_dim);
+  const ControlNetModel& m = *c->model;
+  const std::string use = "use a ControlNet made for " + std::string(family_label(model_family)) +
+                          " (controlNet.model / --control-net)";
+  auto desc = [](int ctx, int ch, int adm) {
+    return "cross-attention width " + std::to_string(ctx) + ", " + std::to_string(ch) + " channels" +
+           (adm ? ", vector conditioning " + std::to_string(adm) + " wide" : ", no vector conditioning");
+  };
+  const bool family_differs = (m.adm_channels() > 0) != (unet.adm_channels() > 0);
+  if (family_differs || m.context_dim() != unet.context_dim() || m.model_channels() != unet.model_channels() ||
+      m.adm_channels() != unet.adm_channels()) {
+    // the family by structure; a same-family file of other widths is named as such
+    const std::string fam = family_label(m.family());
+    const bool same = m.family() == model_family;
     throw_error(ErrorCode::InvalidArgument,
-                path + ": this ControlNet is for " + fam + " (cross-attention width " + std::to_string(ctx) +
-                    ", " + std::to_string(c->model->model_channels()) + " channels) but the model is " +
-                    family_label(model_family) + " (" + std::to_string(context_dim) + ", " +
-                    std::to_string(model_channels) + "): use a ControlNet made for " + family_label(model_family) +
-                    " (controlNet.model / --control-net)");
+                path + ": this ControlNet is for " + (same ? "a different " + fam + " model" : fam) + " (" +
+                    desc(m.context_dim(), m.model_channels(), m.adm_channels()) + ") but the model is " +
+                    family_label(model_family) + " (" +
+                    desc(unet.context_dim(), unet.model_channels(), unet.adm_channels()) + "): " + use);
   }
+  if (m.outputs() != unet.input_blocks() + 1)
+    throw_error(ErrorCode::InvalidArgument, path + ": this ControlNet has " + std::to_string(m.outputs()) +
+                                                " outputs but the model's U-Net takes " +
+                                                std::to_string(unet.input_blocks() + 1) +
+                                                " (another block layout): " + use);
+  for (int i = 0; i < m.outputs(); ++i)
+    if (m.block_channels(i) != unet.block_channels(i))
+      throw_error(ErrorCode::InvalidArgument,
+                  path + ": this ControlNet's output " + std::to_string(i) + " has " + std::to_string(m.block_channels(i)) +
+                      " channels where the U-Net has " + std::to_string(unet.block_channels(i)) +
+                      " (another block layout): " + use);
   return c;
 }
 

@@ -48,10 +48,11 @@ struct LoadedControlNet {
   std::unique_ptr<ControlNetModel> model;
   ~LoadedControlNet();
 };
-// Opens a ControlNet for a model whose U-Net takes a context of width context_dim (model_family for messages).
-// Throws InvalidArgument naming the file when it is for another family.
-std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backend& backend, int context_dim,
-                                                  int model_channels, const std::string& model_family, int heads);
+// Opens a ControlNet (a file, or a diffusers ControlNet folder) for the model whose U-Net is `unet` (model_family
+// for messages; heads/head_dim: the U-Net's attention head rule). Throws InvalidArgument naming the file when it is for another family (SD 1.x / SD 2.x /
+// SDXL, told apart by label_emb and the context width) or its blocks do not match the U-Net's.
+std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backend& backend, const UNetModel& unet,
+                                                  const std::string& model_family, int heads, int head_dim = 64);
 
 // Textual-inversion embeddings of a folder.
 struct Embedding {

@@ -38,7 +38,8 @@ void CfgDenoiser::set_control(ControlNetModel* model, const Tensor& hint, float 
 Tensor CfgDenoiser::unet(const Tensor& xin, const std::vector<float>& t, const Tensor& context,
                          UNetContextCache* cache, UNetContextCache* control_cache, float sigma, const Tensor* y) {
   if (control_ && sigma >= control_lo_ && sigma <= control_hi_) {
-    std::vector<Tensor> res = control_->forward(xin, t, context, hint_, control_strength_, control_cache);
+    // the ControlNet takes the latent without extra channels, and the same vector conditioning y as the U-Net (SDXL)
+    std::vector<Tensor> res = control_->forward(xin, t, context, hint_, control_strength_, control_cache, y);
     return unet_.forward(unet_input(xin), t, context, cache, &res, y);
   }
   return unet_.forward(unet_input(xin), t, context, cache, nullptr, y);

@@ -32,7 +32,8 @@ DiffusionPipeline::DiffusionPipeline(std::unique_ptr<WeightStore> store, std::sh
                                      std::unique_ptr<WeightStore> cpu_store)
     : store_(std::move(store)), cpu_store_(std::move(cpu_store)), placement_(placement), prediction_(prediction),
       family_(config.family),
-      unet_heads_(config.unet_heads > 0 ? config.unet_heads : (config.family == ModelFamily::SD1 ? 8 : 0)) {
+      unet_heads_(config.unet_heads > 0 ? config.unet_heads : (config.family == ModelFamily::SD1 ? 8 : 0)),
+      unet_head_dim_(config.unet_head_dim) {
   WeightStore& te_store = placement_.text_encoder_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
   WeightStore& vae_store = placement_.vae_on_cpu && cpu_store_ ? *cpu_store_ : *store_;
   if (family_ == ModelFamily::SD1)
@@ -320,8 +321,8 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
   }
   if (!p.control_net.model.empty() && (!control_ || control_->path != p.control_net.model)) {
     control_.reset();  // the old one's memory first
-    control_ = load_controlnet(p.control_net.model, be, unet_->context_dim(), unet_->model_channels(), model_family_name(family_),
-                               unet_heads_);
+    control_ = load_controlnet(p.control_net.model, be, *unet_, model_family_name(family_), unet_heads_,
+                               unet_head_dim_);
   }
   auto aborted = [&] { return cb.should_abort && cb.should_abort(); };
   auto check_abort = [&] {
@@ -444,7 +445,8 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
     sigmas.erase(sigmas.begin(), sigmas.begin() + (p.steps - t_enc - 1));
   }
   const int steps_run = (int)sigmas.size() - 1;
-  if (!p.control_net.model.empty()) {
+  // strength 0: the residuals would all be zero, so the ControlNet does not run (it was still loaded and checked)
+  if (!p.control_net.model.empty() && p.control_net.strength > 0.f) {
     const ControlNetSpec& c = p.control_net;
     // control image RGB8 -> [1, 3, H, W] in [0, 1], as given (no preprocessing)
     std::vector<float> img((size_t)3 * c.image_width * c.image_height);

@@ -1,6 +1,8 @@
 // Adapters: LoRA file reading and name matching, the WeightStore weight-adapter point (merge, switching, error of
 // storing merged weights in f16/bf16/quantized types), U-Net control residuals, the ControlNet model, LoRA prompt
-// tags and textual-inversion embeddings. On in-memory tiny weights (tiny_sd.h) and small files written here.
+// tags and textual-inversion embeddings. On in-memory tiny weights (tiny_sd.h) and small files written here. The
+// SDXL (and SD 1.x) diffusers-layout ControlNets are checked at the residual level against an independent numpy
+// reference (test/helpers/controlnet_reference.py) on tiny files from scripts/make-tiny-controlnet.js.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "models/lora.h"
 #include "models/unet.h"
 #include "models/weights.h"
+#include "formats/weight_file.h"
 #include "pipeline/adapters.h"
 #include "sdn/error.h"
 #include "test.h"
@@ -111,6 +114,47 @@ std::string tiny_kohya_lora(const std::string& dir, int rank = 4) {
   ts.push_back({"lora_unet_mid_block_resnets_0_conv1.hada_w1_a", {4, 4}});
   write_st(p, ts, 100);
   return p;
+}
+
+std::string repo_root() {
+  std::string f = __FILE__;  // <root>/native/tests/test_adapters.cpp
+  size_t p = f.rfind("/native/tests/");
+  return p == std::string::npos ? std::string(".") : f.substr(0, p);
+}
+
+// A safetensors file of the given tensors (stored as F32).
+void write_st_values(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& ts) {
+  std::string hdr = "{", data;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    Tensor t = ts[i].second.to_f32().contiguous();
+    std::string shape = "[";
+    for (int k = 0; k < t.ndim; ++k) shape += (k ? "," : "") + std::to_string(t.shape[k]);
+    shape += "]";
+    size_t a = data.size();
+    data.append(reinterpret_cast<const char*>(t.f32()), (size_t)t.numel() * 4);
+    hdr += std::string(i ? "," : "") + "\"" + ts[i].first + "\":{\"dtype\":\"F32\",\"shape\":" + shape +
+           ",\"data_offsets\":[" + std::to_string(a) + "," + std::to_string(data.size()) + "]}";
+  }
+  hdr += "}";
+  while (hdr.size() % 8) hdr += ' ';
+  uint64_t len = hdr.size();
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(&len), 8);
+  f.write(hdr.data(), (std::streamsize)hdr.size());
+  f.write(data.data(), (std::streamsize)data.size());
+}
+
+// Runs a shell command; returns its exit status, and what it printed through out.
+int run_cmd(const std::string& cmd, std::string* out = nullptr) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return -1;
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  int rc = pclose(p);
+  if (out) *out = text;
+  return rc;
 }
 
 }  // namespace
@@ -414,4 +458,112 @@ TEST(adapters, textual_inversion_embeddings) {
   EXPECT_THROWS_CODE(find_embeddings(wide, dir, 64, "sd1"), ErrorCode::InvalidArgument);
   std::string tagged = "embedding:other";
   EXPECT_THROWS_CODE(find_embeddings(tagged, "", 64, "sd1"), ErrorCode::InvalidArgument);
+}
+
+// An SDXL ControlNet in the diffusers layout (controlnet_cond_embedding.*, down_blocks.*, mid_block.*,
+// controlnet_down_blocks.N, controlnet_mid_block, add_embedding.*) read through the file reader's name mapping and run
+// by ControlNetModel, against an independent float64 numpy forward of diffusers' ControlNetModel definition
+// (test/helpers/controlnet_reference.py); the same for an SD 1.x one (conv proj_in/out, 8 heads, no add_embedding).
+// The lllyasviel layout of the same values gives the same residuals bit for bit.
+TEST(adapters, controlnet_diffusers_sdxl_and_sd1_vs_numpy_reference) {
+  std::string why;
+  if (run_cmd("python3 -c 'import numpy'", &why) != 0) {
+    std::fprintf(stderr, "SKIP: adapters.controlnet_diffusers_sdxl_and_sd1_vs_numpy_reference: needs python3 with numpy (%s)\n",
+                 why.c_str());
+    return;
+  }
+  const std::string dir = tmp_dir(), root = repo_root();
+  struct Case {
+    const char* family;
+    int heads, head_dim, outputs, adm, ctx;
+  };
+  // the tiny models of scripts/make-tiny-model.js: SDXL 3 levels (9 input blocks), heads of 16 channels, context
+  // 32 + 32, adm 32 + 6 * 256; SD 1.x 4 levels (12 input blocks), 8 heads, context 32
+  for (const Case& c : {Case{"sdxl", 0, 16, 10, 1568, 64}, Case{"sd1", 8, 64, 13, 0, 32}}) {
+    const std::string fam = c.family;
+    const std::string cn = dir + "/tiny-" + fam + "-cn.safetensors", cn_ll = dir + "/tiny-" + fam + "-cn-ll.safetensors";
+    std::string out;
+    for (const auto& fl : {std::make_pair(cn, "diffusers"), std::make_pair(cn_ll, "lllyasviel")}) {
+      int rc = run_cmd("node \"" + root + "/scripts/make-tiny-controlnet.js\" \"" + fl.first + "\" --family " + fam +
+                           " --layout " + fl.second + " --dtype f32",
+                       &out);
+      if (rc != 0) SDN_FAIL("make-tiny-controlnet.js failed: " << out);
+    }
+    auto f = WeightFile::open(cn);
+    WeightStore w(f.get(), cpu_backend());
+    ControlNetModel ctl(w, cn, c.heads, c.head_dim);
+    EXPECT_EQ(ctl.layout(), std::string("diffusers"));
+    EXPECT_EQ(ctl.family(), fam);
+    EXPECT_EQ(ctl.outputs(), c.outputs);
+    EXPECT_EQ(ctl.adm_channels(), c.adm);
+    EXPECT_EQ(ctl.context_dim(), c.ctx);
+    // inputs: a batch of 2 (as under CFG) with different timesteps and contexts
+    const int64_t B = 2, T = 10, h = 16, wd = 16;
+    Tensor x = Tensor::from_vector({B, 4, h, wd}, sdntest::random_vector((size_t)(B * 4 * h * wd), 61));
+    Tensor ctx = Tensor::from_vector({B, T, (int64_t)c.ctx}, sdntest::random_vector((size_t)(B * T * c.ctx), 62));
+    Tensor image = Tensor::from_vector({1, 3, 8 * h, 8 * wd},
+                                       sdntest::random_vector((size_t)(3 * 64 * h * wd), 63, 0.f, 1.f));
+    Tensor y;
+    std::vector<float> t = {999.f, 500.5f};
+    std::vector<std::pair<std::string, Tensor>> in = {
+        {"x", x}, {"t", Tensor::from_vector({B}, t)}, {"context", ctx}, {"image", image}};
+    if (c.adm) {
+      y = Tensor::from_vector({B, (int64_t)c.adm}, sdntest::random_vector((size_t)(B * c.adm), 64));
+      in.push_back({"y", y});
+    }
+    const std::string in_file = dir + "/cn-in-" + fam + ".safetensors", ref_file = dir + "/cn-ref-" + fam + ".safetensors";
+    write_st_values(in_file, in);
+    const float strength = 0.75f;
+    const std::string heads = c.heads > 0 ? "--heads " + std::to_string(c.heads) : "--head-dim " + std::to_string(c.head_dim);
+    int rc = run_cmd("python3 \"" + root + "/test/helpers/controlnet_reference.py\" \"" + cn + "\" \"" + in_file +
+                         "\" \"" + ref_file + "\" " + heads + " --strength 0.75",
+                     &out);
+    if (rc != 0) SDN_FAIL("controlnet_reference.py failed: " << out);
+    auto ref = WeightFile::open(ref_file);
+    Tensor hint = ctl.hint(image);
+    std::vector<Tensor> res = ctl.forward(x, t, ctx, hint, strength, nullptr, c.adm ? &y : nullptr);
+    EXPECT_EQ((int)res.size(), c.outputs);
+    double worst = 0, rms_ref = 0;
+    auto compare = [&](const std::string& what, const Tensor& ours, const Tensor& theirs) {
+      if (ours.sizes() != theirs.sizes())
+        SDN_FAIL(fam << " " << what << ": " << ours.shape_str() << " vs the reference's " << theirs.shape_str());
+      std::vector<double> r = f64(theirs);
+      double e = rel_rms(f64(ours), r), n = 0;
+      for (double v : r) n += v * v;
+      if (!(e < 1e-4)) SDN_FAIL(fam << " " << what << ": relative RMS error " << e << " against the numpy reference");
+      worst = std::max(worst, e);
+      rms_ref = std::max(rms_ref, std::sqrt(n / (double)r.size()));
+    };
+    compare("hint", hint, ref->get("hint"));
+    for (int i = 0; i < c.outputs; ++i)
+      compare("residual " + std::to_string(i), res[(size_t)i], ref->get("residual_" + std::to_string(i)));
+    std::printf("  %s ControlNet (diffusers layout) vs numpy float64: worst relative RMS error %.2e over the hint and %d "
+                "residuals (largest residual RMS %.2f)\n", fam.c_str(), worst, c.outputs, rms_ref);
+    // the lllyasviel layout of the same values: the same numbers
+    {
+      auto f2 = WeightFile::open(cn_ll);
+      WeightStore w2(f2.get(), cpu_backend());
+      ControlNetModel ll(w2, cn_ll, c.heads, c.head_dim);
+      EXPECT_EQ(ll.layout(), std::string("lllyasviel"));
+      EXPECT_EQ(ll.family(), fam);
+      std::vector<Tensor> r2 = ll.forward(x, t, ctx, ll.hint(image), strength, nullptr, c.adm ? &y : nullptr);
+      for (int i = 0; i < c.outputs; ++i)
+        if (f64(res[(size_t)i]) != f64(r2[(size_t)i])) SDN_FAIL(fam << ": the lllyasviel layout gives another residual " << i);
+    }
+    if (c.adm) {
+      // SDXL: the vector conditioning is required, of its width
+      EXPECT_THROWS_CODE(ctl.forward(x, t, ctx, hint, 1.f), ErrorCode::InvalidArgument);
+      Tensor bad = Tensor::zeros({B, (int64_t)c.adm - 1});
+      EXPECT_THROWS_CODE(ctl.forward(x, t, ctx, hint, 1.f, nullptr, &bad), ErrorCode::InvalidArgument);
+      // a ControlNet-Union file is refused, not run without its extra blocks
+      std::map<std::string, Tensor> all;
+      for (const std::string& n : f->names()) all[n] = f->get(n);
+      all["model.diffusion_model.task_embedding"] = Tensor::zeros({8, 32});
+      WeightStore u(all, cpu_backend());
+      EXPECT_THROWS_CODE(ControlNetModel(u, "union.safetensors", c.heads, c.head_dim), ErrorCode::Unsupported);
+    } else {
+      Tensor yy = Tensor::zeros({B, 1568});
+      EXPECT_THROWS_CODE(ctl.forward(x, t, ctx, hint, 1.f, nullptr, &yy), ErrorCode::InvalidArgument);
+    }
+  }
 }

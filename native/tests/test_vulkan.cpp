@@ -8,6 +8,7 @@
 #include "backends/backend.h"
 #include "core/quant.h"
 #include "models/clip.h"
+#include "models/controlnet.h"
 #include "pipeline/pipeline.h"
 #include "sdn/error.h"
 #include "test.h"
@@ -305,6 +306,64 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
     EXPECT_TRUE(psnr >= 40.0);
     for (auto& f : vk->fallback_counts())
       SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
+  }
+}
+
+// An SDXL ControlNet (label_emb, linear proj_in/out, no attention at level 0, depth per level; lllyasviel names over
+// the tiny SDXL U-Net's encoder) on the device against the CPU: hint and every residual, batch 2 with the vector
+// conditioning y, and no op falling back to the CPU.
+TEST(vulkan, sdxl_controlnet_residuals_match_cpu_with_no_fallback) {
+  for (const DeviceInfo& d : vk_devices("vulkan.sdxl_controlnet_residuals_match_cpu_with_no_fallback")) {
+    TinySdConfig c;
+    c.family = "sdxl";
+    c.unet_mult = {1, 2, 4};
+    c.depth = {1, 1, 2};
+    std::map<std::string, Tensor> cn;
+    const std::string U = "model.diffusion_model.";
+    for (auto& kv : make_tiny_sd(c))
+      if (kv.first.compare(0, U.size(), U) == 0) {
+        std::string r = kv.first.substr(U.size());
+        if (r.compare(0, 14, "output_blocks.") != 0 && r.compare(0, 4, "out.") != 0) cn["control_model." + r] = kv.second;
+      }
+    const int64_t hint[8][2] = {{16, 3}, {16, 16}, {32, 16}, {32, 32}, {96, 32}, {96, 96}, {256, 96}, {32, 256}};
+    for (int k = 0; k < 8; ++k) {
+      const std::string p = "control_model.input_hint_block." + std::to_string(2 * k);
+      cn[p + ".weight"] = host_tensor({hint[k][0], hint[k][1], 3, 3}, 70 + k, -0.2f, 0.2f);
+      cn[p + ".bias"] = host_tensor({hint[k][0]}, 80 + k, -0.1f, 0.1f);
+    }
+    const int64_t chans[] = {32, 32, 32, 32, 64, 64, 64, 128, 128, 128};  // 9 input blocks, then the middle block
+    for (int i = 0; i < 10; ++i) {
+      const std::string p = i < 9 ? "control_model.zero_convs." + std::to_string(i) + ".0" : "control_model.middle_block_out.0";
+      cn[p + ".weight"] = host_tensor({chans[i], chans[i], 1, 1}, 90 + i, -0.2f, 0.2f);
+      cn[p + ".bias"] = host_tensor({chans[i]}, 100 + i, -0.1f, 0.1f);
+    }
+    Tensor x = host_tensor({2, 4, 16, 16}, 111), ctx = host_tensor({2, 12, 128}, 112), y = host_tensor({2, 32 + 6 * 256}, 113);
+    Tensor image = host_tensor({1, 3, 128, 128}, 114, 0.f, 1.f);
+    const std::vector<float> t = {900.f, 321.5f};
+    std::vector<Tensor> ref;
+    Tensor ref_hint;
+    {
+      WeightStore w(cn, cpu_backend());
+      ControlNetModel m(w, "tiny-sdxl-controlnet", 0, 16);
+      EXPECT_EQ(m.family(), std::string("sdxl"));
+      EXPECT_EQ(m.outputs(), 10);
+      ref_hint = m.hint(image).contiguous();
+      for (const Tensor& r : m.forward(x, t, ctx, ref_hint, 0.8f, nullptr, &y)) ref.push_back(r.contiguous());
+    }
+    auto vk = with_cpu_fallback(make_vk(d), make_cpu_backend());
+    {
+      WeightStore w(cn, *vk);
+      ControlNetModel m(w, "tiny-sdxl-controlnet", 0, 16);
+      Tensor h = m.hint(vk->upload(image));
+      expect_close(vk->to_host(h), ref_hint, 1e-4, 1e-3, "hint");
+      Tensor yd = vk->upload(y);
+      std::vector<Tensor> got = m.forward(vk->upload(x), t, vk->upload(ctx), h, 0.8f, nullptr, &yd);
+      EXPECT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < got.size() && i < ref.size(); ++i)
+        expect_close(vk->to_host(got[i]), ref[i], 2e-3, 2e-3, "residual " + std::to_string(i));
+      m.release();
+    }
+    for (auto& f : vk->fallback_counts()) SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
   }
 }
 
