@@ -111,11 +111,23 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
     throw_error(ErrorCode::Internal, "bad slice0 of " + shape_str());
   Tensor t = *this;
   t.shape[0] = end - begin;
-  size_t row = shape[0] ? nbytes() / (size_t)shape[0] : 0;
+  size_t skip;
+  const DTypeTraits& tr = dtype_traits(dtype);
+  if (ndim == 1 && tr.block_size > 1) {
+    // a block-quantized vector (e.g. a fused q/k/v bias stored as q8_0): slices must start and end on blocks
+    if (begin % tr.block_size != 0 || end % tr.block_size != 0)
+      throw_error(ErrorCode::InvalidFile, "cannot slice " + shape_str() + " " + std::string(tr.name) + " at " +
+                                              std::to_string(begin) + ".." + std::to_string(end) +
+                                              ": not on its blocks of " + std::to_string(tr.block_size));
+    skip = (size_t)(begin / tr.block_size) * (size_t)tr.block_bytes;
+  } else {
+    size_t row = shape[0] ? nbytes() / (size_t)shape[0] : 0;
+    skip = row * (size_t)begin;
+  }
   if (buffer)
-    t.offset = offset + row * (size_t)begin;
+    t.offset = offset + skip;
   else
-    t.data = static_cast<char*>(data) + row * (size_t)begin;
+    t.data = static_cast<char*>(data) + skip;
   return t;
 }
 

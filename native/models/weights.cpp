@@ -52,10 +52,26 @@ const Tensor& WeightStore::raw(const std::string& name) const {
   return it->second;
 }
 
+namespace {
+// A vector (norm scale, bias) stored in a block-quantized type: stable-diffusion.cpp's converter writes e.g. the
+// 1-D norm weights of an SDXL checkpoint as q8_0. Operations read vectors as plain floats, so such a tensor is
+// dequantized to f32 once, here (a few KB each).
+Tensor plain_vector(const Tensor& t) {
+  const DTypeTraits& tr = dtype_traits(t.dtype);
+  if (t.ndim >= 2 || tr.block_size <= 1 || t.on_device() || !t.data) return t;
+  const int64_t n = t.numel();
+  if (n % tr.block_size != 0) return t;  // validation reports it
+  auto buf = std::shared_ptr<void>(std::malloc((size_t)n * sizeof(float) + 64), std::free);
+  if (!buf) throw_error(ErrorCode::OutOfMemory, "dequantizing a vector weight: out of memory");
+  dequantize_row(t.dtype, t.data, static_cast<float*>(buf.get()), n);
+  return Tensor::wrap(buf.get(), t.sizes(), DType::F32, buf);
+}
+}  // namespace
+
 const Tensor& WeightStore::get(const std::string& name) {
   auto it = cache_.find(name);
   if (it != cache_.end()) return it->second;
-  Tensor p = backend_->prepare_weight(deltas_.empty() ? raw(name) : adapted(name));
+  Tensor p = backend_->prepare_weight(plain_vector(deltas_.empty() ? raw(name) : adapted(name)));
   return cache_.emplace(name, std::move(p)).first->second;
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backends/backend.h"
+#include "core/quant.h"
 #include "core/threadpool.h"
 #include "models/clip.h"
 #include "models/unet.h"
@@ -197,4 +198,35 @@ TEST(models, missing_tensor_is_invalid_file) {
   UNetModel unet(w);
   EXPECT_THROWS_CODE(unet.forward(random_tensor({1, 4, 4, 4}, 16), {1.f}, random_tensor({1, 77, 64}, 17)),
                      ErrorCode::InvalidFile);
+}
+
+// stable-diffusion.cpp's converter stores 1-D tensors (norm scales, OpenCLIP's fused q/k/v bias) as q8_0 when
+// their length is a multiple of 32. Slicing such a vector must land on its blocks, and the store must hand the
+// operations plain f32 values (a regression: an SDXL GGUF from its converter gave NaN in the U-Net).
+TEST(models, quantized_vectors_slice_and_load_as_f32) {
+  const int64_t n = 96;
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = std::sin(0.37f * (float)i + 0.1f) * 3.f;
+  auto buf = std::shared_ptr<void>(std::malloc(dtype_row_bytes(DType::Q8_0, n)), std::free);
+  quantize_row(DType::Q8_0, v.data(), buf.get(), n);
+  Tensor q = Tensor::wrap(buf.get(), {n}, DType::Q8_0, buf);
+  std::vector<float> ref(n);
+  dequantize_row(DType::Q8_0, buf.get(), ref.data(), n);
+  // slices on block boundaries read the right blocks
+  Tensor mid = q.slice0(32, 64);
+  std::vector<float> got(32);
+  dequantize_row(DType::Q8_0, mid.data, got.data(), 32);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(got[i], ref[32 + i]);
+  EXPECT_THROWS_CODE(q.slice0(16, 48), ErrorCode::InvalidFile);
+  // the store dequantizes a quantized vector once
+  std::map<std::string, Tensor> m;
+  m["norm.weight"] = q;
+  m["bias_part"] = mid;
+  WeightStore w(std::move(m), cpu_backend());
+  const Tensor& g = w.get("norm.weight");
+  EXPECT_TRUE(g.dtype == DType::F32);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(g.f32()[i], ref[i]);
+  const Tensor& b = w.get("bias_part");
+  EXPECT_TRUE(b.dtype == DType::F32);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(b.f32()[i], ref[32 + i]);
 }
