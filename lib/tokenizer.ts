@@ -155,8 +155,49 @@ function sha256(text: string): string {
   return crypto.createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
+/** The largest merges file read (plain or gzip): the CLIP list is ~520 KB, the long OpenAI one ~1.6 MB. */
+const MAX_MERGES_FILE_BYTES = 64 << 20;
+
+function kindOf(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a named pipe (FIFO)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'a special file';
+}
+
+/**
+ * A local file's bytes, never blocking on a special file: opened without blocking (a FIFO without a writer opens
+ * at once), then refused unless it is a regular file, and refused above `MAX_MERGES_FILE_BYTES`. `option` names
+ * where the path came from, for the message.
+ */
+async function readRegularFile(file: string, option: string): Promise<Buffer> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new SdnodeError(`${file}: no such file (${option})`, 'NotFound', { cause: err });
+    if (code === 'ENXIO') throw new SdnodeError(`${file}: a socket, not a regular file (${option} takes an http(s) URL or a merges file)`, 'InvalidFile', { cause: err });
+    throw new SdnodeError(`${file}: ${(err as Error).message}`, 'Io', { cause: err });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new SdnodeError(`${file}: ${kindOf(st)}, not a regular file (${option} takes an http(s) URL or a merges file)`, 'InvalidFile');
+    }
+    if (st.size > MAX_MERGES_FILE_BYTES) {
+      throw new SdnodeError(`${file}: ${st.size} bytes, not a CLIP merges file (those are under ${MAX_MERGES_FILE_BYTES >> 20} MiB)`, 'InvalidFile');
+    }
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
 async function fetchSource(source: string, signal?: AbortSignal): Promise<Buffer> {
-  if (!/^https?:\/\//i.test(source)) return fs.promises.readFile(source);
+  if (!/^https?:\/\//i.test(source)) return readRegularFile(source, 'url / --url');
   const res = await fetch(source, { signal, redirect: 'follow' });
   if (!res.ok) throw new SdnodeError(`${source}: HTTP ${res.status} ${res.statusText}`, 'Io');
   return Buffer.from(await res.arrayBuffer());
@@ -190,7 +231,8 @@ export async function downloadTokenizer(options: DownloadTokenizerOptions = {}):
   const file = tokenizerCachePath();
   if (!options.force) {
     try {
-      const cached = await fs.promises.readFile(file, 'utf8');
+      // (a FIFO or device at the cache path is refused here, not waited on, and replaced by the download)
+      const cached = (await readRegularFile(file, 'the tokenizer cache')).toString('utf8');
       const h = sha256(cached);
       if (h === CLIP_MERGES_SHA256) return { path: file, downloaded: false, source: 'cache', sha256: h };
     } catch {

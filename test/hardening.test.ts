@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { AbortError, InvalidOptionError, inspect, loadModel, ModelLoadError, SdnodeError } from '../lib/index';
 import { resolveLoadOptions } from '../lib/options';
+import { downloadTokenizer } from '../lib/tokenizer';
 import { loadFakeModel } from '../lib/testing';
 import { describeTiny, tinyModel } from './helpers/tiny';
 
@@ -158,6 +159,43 @@ describeFifo('finding 3: special files never hang', () => {
     expect(err).toBeInstanceOf(SdnodeError);
     expect((err as Error).message).toMatch(/named pipe/);
   }, 10000);
+
+  test('downloadTokenizer / sdnode get-tokenizer --url: a FIFO or a device is refused at once, also at the cache path', async () => {
+    const saved = process.env.SDNODE_CACHE_DIR;
+    const cacheDir = fs.mkdtempSync(path.join(tmp, 'tok-cache-'));
+    process.env.SDNODE_CACHE_DIR = cacheDir;
+    try {
+      for (const [p, what] of [
+        [fifo, /named pipe/],
+        ['/dev/zero', /character device/],
+        [tmp, /folder/],
+      ] as const) {
+        const t0 = performance.now();
+        const err = await downloadTokenizer({ url: p, force: true }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(SdnodeError);
+        expect((err as SdnodeError).code).toBe('InvalidFile');
+        expect((err as Error).message).toMatch(what);
+        expect((err as Error).message).toMatch(/not a regular file/);
+        expect(performance.now() - t0).toBeLessThan(2000);
+      }
+      // a FIFO where the cached copy lives is not waited on either
+      const cachedFifo = path.join(cacheDir, 'clip-merges.txt');
+      expect(spawnSync('mkfifo', [cachedFifo]).status).toBe(0);
+      await expect(downloadTokenizer({ url: '/dev/null' })).rejects.toThrow(/character device/);
+      // the CLI exits at once with the typed error (status 1), not hanging on the pipe
+      const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'dist', 'cli', 'cli.js'), 'get-tokenizer', '--url', fifo, '--force'], {
+        encoding: 'utf8',
+        timeout: 20000,
+        env: { ...process.env, SDNODE_CACHE_DIR: cacheDir },
+      });
+      expect(r.signal).toBeNull();
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/named pipe \(FIFO\), not a regular file \(url \/ --url/);
+    } finally {
+      if (saved === undefined) delete process.env.SDNODE_CACHE_DIR;
+      else process.env.SDNODE_CACHE_DIR = saved;
+    }
+  }, 30000);
 
   test('tokenizerPath: a FIFO, a folder or a device says what it is', async () => {
     const model = path.join(tmp, 'missing-model.safetensors');
@@ -371,4 +409,61 @@ describeTiny('findings 1, 9: the tiny SD1 model', () => {
       await m.dispose();
     }
   });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Issue 13 leftovers: SD 2.x / SDXL networks and the VAE encoder are shape-validated at load
+// ---------------------------------------------------------------------------------------------------------------
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { makeTinyModel } = require(path.join(repoRoot, 'scripts', 'make-tiny-model.js'));
+
+describe.each([
+  // [family, tensor as the file names it, as messages name it (the LDM name), new shape of the same size]
+  ['sd2', 'cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight',
+    'cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.in_proj.weight', [64, 48]],
+  ['sdxl', 'model.diffusion_model.label_emb.0.0.weight', 'model.diffusion_model.label_emb.0.0.weight', [1568, 128]],
+] as const)('tiny %s: shapes validated at load', (family, fileName, ldmName, newShape) => {
+  let tiny: { safetensors: string; merges: string };
+  beforeAll(() => {
+    tiny = makeTinyModel({ outDir: path.join(tmp, `shapes-${family}`), dtype: 'f16', family, formats: ['safetensors'] });
+  }, 120000);
+
+  async function loadError(file: string): Promise<SdnodeError> {
+    const err = await loadModel(file, { tokenizerPath: tiny.merges }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as SdnodeError).code).toBe('InvalidFile');
+    expect((err as Error).message.startsWith(`${file}: `)).toBe(true);
+    expect((err as Error).message).toMatch(/re-download or re-convert it/);
+    return err as SdnodeError;
+  }
+
+  test('a mis-shaped tensor, a missing one (truncated header) and a cut file are ModelLoadErrors; a good model loads afterwards', async () => {
+    const bad = path.join(tmp, `${family}-misshaped.safetensors`);
+    editSafetensorsHeader(tiny.safetensors, bad, (h) => {
+      expect(h[fileName].shape[0] * h[fileName].shape[1]).toBe(newShape[0] * newShape[1]);
+      h[fileName].shape = [...newShape];
+    });
+    expect((await loadError(bad)).message).toContain(`${ldmName} has shape [${newShape.join(', ')}]`);
+
+    const missing = path.join(tmp, `${family}-no-encoder-out.safetensors`);
+    editSafetensorsHeader(tiny.safetensors, missing, (h) => {
+      delete h['first_stage_model.encoder.conv_out.weight'];
+    });
+    expect((await loadError(missing)).message).toContain('VAE encoder tensor first_stage_model.encoder.conv_out.weight is missing');
+
+    const cut = path.join(tmp, `${family}-cut.safetensors`);
+    const bytes = fs.readFileSync(tiny.safetensors);
+    fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 4096));
+    const err = await loadModel(cut, { tokenizerPath: tiny.merges }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+
+    const m = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, threads: 1 });
+    try {
+      expect(m.info.family).toBe(family);
+      const r = await m.generate({ prompt: 'a fox', width: 64, height: 64, steps: 1, cfgScale: 1, seed: 1 });
+      expect(r.images[0].data.length).toBe(64 * 64 * 3);
+    } finally {
+      await m.dispose();
+    }
+  }, 120000);
 });

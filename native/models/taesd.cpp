@@ -2,6 +2,7 @@
 
 #include "formats/weight_file.h"
 #include "models/blocks.h"
+#include "models/validate.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -49,35 +50,32 @@ TaesdModel::TaesdModel(WeightStore& w, const std::string& what) : w_(w), what_(w
   if (!dec_found_ && !enc_found_)
     throw_error(ErrorCode::InvalidFile, what_ + ": not a TAESD file (no decoder.layers.* / encoder.layers.* tensors, "
                                                 "nor the layout of taesd_decoder / taesd_encoder)");
-  // every weight the two networks use must be there, with the shapes the architecture needs
-  auto need = [&](const std::string& n, int64_t oc, int64_t ic) {
-    if (!w_.has(n)) throw_error(ErrorCode::InvalidFile, what_ + ": not a complete TAESD file: tensor " + n + " is missing");
-    const Tensor& t = w_.raw(n);
-    if (t.ndim != 4 || t.shape[2] != 3 || t.shape[3] != 3 || (oc > 0 && t.shape[0] != oc) || (ic > 0 && t.shape[1] != ic))
-      throw_error(ErrorCode::InvalidFile, what_ + ": TAESD tensor " + n + " has shape " + t.shape_str() +
-                                              ", not a 3x3 convolution of the expected channels");
+  // every weight the two networks use must be there, floating-point or quantized, with the shapes the architecture
+  // needs (biases too): a broken file fails here, naming the tensor (models/validate.h)
+  auto need = [&](const std::string& layer, int64_t oc, int64_t ic) {
+    return validate_conv_shapes(w_, layer, ic, oc, 3, what_, "TAESD");
   };
   auto need_block = [&](const std::string& p) {
-    need(p + ".conv.0.weight", 64, 64);
-    need(p + ".conv.2.weight", 64, 64);
-    need(p + ".conv.4.weight", 64, 64);
+    need(p + ".conv.0", 64, 64);
+    need(p + ".conv.2", 64, 64);
+    need(p + ".conv.4", 64, 64);
+    if (w_.has(p + ".skip.weight")) validate_conv_shapes(w_, p + ".skip", 64, 64, 1, what_, "TAESD");
   };
   if (dec_found_) {
-    const std::string first = layer(dec_, 0, dec_shift_) + ".weight";
+    const std::string first = layer(dec_, 0, dec_shift_);
     need(first, 64, -1);
-    latent_channels_ = (int)w_.raw(first).shape[1];
-    for (int i : kDecConvs) need(layer(dec_, i, dec_shift_) + ".weight", i == 18 ? 3 : 64, i == 0 ? latent_channels_ : 64);
+    latent_channels_ = (int)w_.raw(first + ".weight").shape[1];
+    for (int i : kDecConvs) need(layer(dec_, i, dec_shift_), i == 18 ? 3 : 64, i == 0 ? latent_channels_ : 64);
     for (int i : kDecBlocks) need_block(layer(dec_, i, dec_shift_));
   }
   if (enc_found_) {
-    const std::string last = layer(enc_, 14, 0) + ".weight";
-    need(last, -1, 64);
-    const int zc = (int)w_.raw(last).shape[0];
+    const std::string last = layer(enc_, 14, 0);
+    const int zc = (int)need(last, -1, 64);
     if (dec_found_ && zc != latent_channels_)
       throw_error(ErrorCode::InvalidFile, what_ + ": TAESD encoder gives " + std::to_string(zc) +
                                               " latent channels but the decoder takes " + std::to_string(latent_channels_));
     latent_channels_ = zc;
-    for (int i : kEncConvs) need(layer(enc_, i, 0) + ".weight", i == 14 ? zc : 64, i == 0 ? 3 : 64);
+    for (int i : kEncConvs) need(layer(enc_, i, 0), i == 14 ? zc : 64, i == 0 ? 3 : 64);
     for (int i : kEncBlocks) need_block(layer(enc_, i, 0));
   }
 }

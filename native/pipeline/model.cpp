@@ -218,11 +218,20 @@ std::unique_ptr<Model> Model::load(const ModelParts& parts, const LoadOptions& o
   cfg.clip_heads = md_int("sdnode.clip.heads", 0);
   cfg.unet_heads = md_int("sdnode.unet.heads", 0);
   cfg.unet_head_dim = md_int("sdnode.unet.head_dim", 64);
-  // every tensor the networks use, against the architecture: a broken file fails here, naming the tensor
-  // (SD 1.x; the SD 2.x / SDXL networks are checked by their kernels when they run)
-  if (info.family == "sd1")
-    validate_sd1_shapes(*store, cfg.clip_heads, cfg.unet_heads > 0 ? cfg.unet_heads : 8, tokenizer->vocab_size(),
-                        main_path);
+  // every tensor the networks use, against the architecture, before any of them is built: a broken file fails
+  // here, naming the file the component comes from and the tensor
+  {
+    ModelShapeSpec spec;
+    spec.family = info.family;
+    spec.clip_heads = cfg.clip_heads;
+    spec.unet_heads = cfg.unet_heads;
+    spec.unet_head_dim = cfg.unet_head_dim;
+    spec.tokenizer_vocab = tokenizer->vocab_size();
+    spec.unet_file = main_path;
+    spec.text_encoder_file = te ? parts.text_encoder : parts.file;
+    spec.vae_file = vae ? parts.vae : parts.file;
+    validate_model_shapes(*store, spec);
+  }
   report(0.05f);
   if (wtype != DType::Invalid) {
     // progress 0.05 .. 0.95 over the U-Net (0.05 .. 0.8 when the text encoder is converted separately) and the text

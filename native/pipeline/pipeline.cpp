@@ -292,6 +292,10 @@ std::vector<float> DiffusionPipeline::encode_latent(const Tensor& image, NoiseGe
   if (m.ndim != 4 || (m.shape[1] != 2 * C && m.shape[1] != C))
     throw_error(ErrorCode::InvalidFile, "the VAE encoder gives " + m.shape_str() + " instead of " +
                                             std::to_string(2 * C) + " channels (mean and log-variance)");
+  // the callers place the latent in buffers of (H/8) x (W/8): any other size would read or write past them
+  if (m.shape[0] != 1 || m.shape[2] * 8 != image.shape[2] || m.shape[3] * 8 != image.shape[3])
+    throw_error(ErrorCode::InvalidFile, "the VAE encoder turned a " + image.shape_str() + " image into " +
+                                            m.shape_str() + " instead of a latent of 1/8 its size");
   const int64_t n = (int64_t)C * m.shape[2] * m.shape[3];
   std::vector<float> z((size_t)n), eps((size_t)n);
   // the posterior sample, as the reference engine draws it (one randn of the latent's size from the seeded rng)

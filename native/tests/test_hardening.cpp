@@ -385,3 +385,265 @@ TEST(hardening, non_finite_weights_give_a_typed_error_naming_the_component) {
   float bad[3] = {1.f, INFINITY, 3.f};
   EXPECT_THROWS_CODE(check_finite(bad, 3, "x"), ErrorCode::InvalidFile);
 }
+
+// ---- issue 13 leftovers: SD 2.x / SDXL networks, the VAE encoder, separate parts and TAESD checked at load -----
+namespace {
+
+using TensorMapT = std::map<std::string, Tensor>;
+
+sdntest::TinySdConfig tiny_config(const std::string& family) {
+  sdntest::TinySdConfig c;
+  c.family = family;
+  return c;
+}
+
+// What Model::load passes for a tiny model of `family` (heads of 16 channels, as make-tiny-model.js records them).
+ModelShapeSpec tiny_spec(const std::string& family) {
+  ModelShapeSpec s;
+  s.family = family;
+  s.unet_head_dim = 16;
+  s.tokenizer_vocab = ClipTokenizer::from_merges(sdntest::tiny_merges())->vocab_size();
+  s.unet_file = "tiny-" + family + ".safetensors";
+  return s;
+}
+
+// A tensor of the same element count with another shape (F32 copy of the values).
+Tensor reshaped(const Tensor& t, std::vector<int64_t> shape) {
+  Tensor f = t.to_f32();
+  return Tensor::from_vector(shape, std::vector<float>(f.f32(), f.f32() + f.numel()));
+}
+
+void erase_prefix(TensorMapT& w, const std::string& prefix) {
+  for (auto it = w.begin(); it != w.end();)
+    it = it->first.compare(0, prefix.size(), prefix) == 0 ? w.erase(it) : std::next(it);
+}
+
+struct ShapeCase {
+  const char* name;
+  std::function<void(TensorMapT&, ModelShapeSpec&)> edit;
+  const char* needle;
+};
+
+// Every case must fail validate_model_shapes with InvalidFile, starting with the file the component comes from and
+// containing the needle; the unedited model must pass before and after (nothing is left changed).
+void expect_shape_cases(const std::string& family, const std::vector<ShapeCase>& cases, const std::string& starts = "") {
+  const TensorMapT good = sdntest::make_tiny_sd(tiny_config(family));
+  {
+    WeightStore st(TensorMapT(good), cpu_backend());
+    validate_model_shapes(st, tiny_spec(family));
+  }
+  for (const ShapeCase& c : cases) {
+    TensorMapT w = good;
+    ModelShapeSpec spec = tiny_spec(family);
+    c.edit(w, spec);
+    WeightStore st(std::move(w), cpu_backend());
+    ErrorCode code{};
+    std::string msg = error_of([&] { validate_model_shapes(st, spec); }, &code);
+    const std::string file = starts.empty() ? spec.unet_file : starts;
+    // the needle's parts (separated by '|') must all appear
+    bool found = true;
+    for (size_t b = 0, e; found && b <= std::strlen(c.needle); b = e + 1) {
+      e = std::string(c.needle).find('|', b);
+      if (e == std::string::npos) e = std::strlen(c.needle);
+      found = msg.find(std::string(c.needle).substr(b, e - b)) != std::string::npos;
+    }
+    if (code != ErrorCode::InvalidFile || !found || msg.rfind(file, 0) != 0)
+      SDN_FAIL(family << " / " << c.name << ": " << msg);
+  }
+  WeightStore st(TensorMapT(good), cpu_backend());
+  validate_model_shapes(st, tiny_spec(family));
+}
+
+const std::string kU = "model.diffusion_model.", kT1 = "cond_stage_model.transformer.text_model.",
+                  kT2 = "cond_stage_model.1.transformer.text_model.", kV = "first_stage_model.";
+
+// The VAE encoder and the U-Net/VAE links, shared by every family.
+std::vector<ShapeCase> vae_encoder_cases() {
+  return {
+      {"encoder conv_in not RGB", [](auto& w, auto&) { w[kV + "encoder.conv_in.weight"] = Tensor::zeros({32, 4, 3, 3}); },
+       "VAE encoder tensor first_stage_model.encoder.conv_in.weight has shape [32, 4, 3, 3]"},
+      {"encoder block truncated", [](auto& w, auto&) { w.erase(kV + "encoder.down.1.block.1.conv2.weight"); },
+       "encoder.down.1.block.1.conv2.weight is missing"},
+      {"encoder int8", [](auto& w, auto&) { w[kV + "encoder.mid.attn_1.v.weight"].dtype = DType::I8; }, "element type"},
+      {"encoder bias", [](auto& w, auto&) { w[kV + "encoder.down.0.downsample.conv.bias"] = Tensor::zeros({31}); },
+       "encoder.down.0.downsample.conv.bias has shape [31]"},
+      {"encoder 4x", [](auto& w, auto&) {
+         erase_prefix(w, kV + "encoder.down.2.downsample.");
+       }, "downsamples the image 4x"},
+      {"encoder moments", [](auto& w, auto&) {
+         w.erase(kV + "quant_conv.weight");
+         w.erase(kV + "quant_conv.bias");
+         w[kV + "encoder.conv_out.weight"] = Tensor::zeros({6, 64, 3, 3});
+         w[kV + "encoder.conv_out.bias"] = Tensor::zeros({6});
+       }, "VAE encoder gives 6 channels"},
+      {"quant_conv", [](auto& w, auto&) { w[kV + "quant_conv.weight"] = Tensor::zeros({8, 6, 1, 1}); },
+       "quant_conv.weight has shape [8, 6, 1, 1]"},
+      {"decoder 16x", [](auto& w, auto&) {
+         // one more upsampling level: the decoder would make 16x images
+         w[kV + "decoder.up.0.upsample.conv.weight"] = Tensor::zeros({32, 32, 3, 3});
+       }, "upsamples the latent 16x"},
+      {"latent channels", [](auto& w, auto&) {
+         w[kV + "post_quant_conv.weight"] = Tensor::zeros({8, 8, 1, 1});
+         w[kV + "post_quant_conv.bias"] = Tensor::zeros({8});
+         w[kV + "decoder.conv_in.weight"] = Tensor::zeros({64, 8, 3, 3});
+       }, "the VAE decoder takes 8 latent channels but the U-Net makes 4"},
+  };
+}
+
+}  // namespace
+
+TEST(hardening, sd2_shapes_are_validated_at_load) {
+  // separate q/k/v (the diffusers layout) passes too
+  {
+    sdntest::TinySdConfig c = tiny_config("sd2");
+    c.fused_qkv = false;
+    WeightStore st(sdntest::make_tiny_sd(c), cpu_backend());
+    validate_model_shapes(st, tiny_spec("sd2"));
+  }
+  const std::string L0 = kT1 + "encoder.layers.0.self_attn.", MT = kU + "middle_block.1.";
+  std::vector<ShapeCase> cases = {
+      {"fused in_proj rows", [&](auto& w, auto&) { w[L0 + "in_proj.weight"] = Tensor::zeros({128, 64}); },
+       "in_proj.weight has shape [128, 64]|the architecture needs [192, 64]"},
+      {"fused in_proj bias", [&](auto& w, auto&) { w[L0 + "in_proj.bias"] = Tensor::zeros({64}); },
+       "in_proj.bias has shape [64]"},
+      {"no attention at all", [&](auto& w, auto&) {
+         erase_prefix(w, kT1 + "encoder.layers.");
+       }, "encoder.layers.0.self_attn.q_proj.weight is missing (nor a fused in_proj.weight)"},
+      {"text_projection", [&](auto& w, auto&) { w[kT1 + "text_projection"] = Tensor::zeros({63, 64}); },
+       "text_projection has shape [63, 64]|needs [64, *]"},
+      {"positions", [&](auto& w, auto&) { w[kT1 + "embeddings.position_embedding.weight"] = Tensor::zeros({76, 64}); },
+       "76 positions; SD 2.x prompts are encoded in chunks of 77 tokens"},
+      {"vocabulary", [&](auto& w, auto&) { w[kT1 + "embeddings.token_embedding.weight"] = Tensor::zeros({300, 64}); },
+       "has 300 rows but the CLIP tokenizer"},
+      {"linear proj_in transposed", [&](auto& w, auto&) {
+         w[MT + "proj_in.weight"] = Tensor::zeros({64, 32});
+       }, "middle_block.1.proj_in.weight has shape [64, 32]|needs [*, 64]"},
+      {"proj_out a convolution", [&](auto& w, auto&) {
+         w[MT + "proj_out.weight"] = reshaped(w[MT + "proj_out.weight"], {64, 64, 1, 1});
+       }, "proj_out.weight is a convolution but proj_in.weight is a Linear weight"},
+      {"head size", [&](auto&, auto& s) { s.unet_head_dim = 24; }, "do not split into attention heads of 24"},
+      {"ff truncated", [&](auto& w, auto&) { w.erase(MT + "transformer_blocks.0.ff.net.2.weight"); },
+       "middle_block.1.transformer_blocks.0.ff.net.2.weight is missing"},
+      {"GEGLU", [&](auto& w, auto&) {
+         w[MT + "transformer_blocks.0.ff.net.0.proj.weight"] = Tensor::zeros({511, 64});
+         w[MT + "transformer_blocks.0.ff.net.0.proj.bias"] = Tensor::zeros({511});
+       }, "odd output size 511"},
+      {"label_emb in SD 2.x", [&](auto& w, auto&) {
+         w[kU + "label_emb.0.0.weight"] = Tensor::zeros({128, 16});
+         w[kU + "label_emb.0.2.weight"] = Tensor::zeros({128, 128});
+       }, "which SD 2.x models do not have"},
+  };
+  for (const ShapeCase& c : vae_encoder_cases()) cases.push_back(c);
+  expect_shape_cases("sd2", cases);
+}
+
+TEST(hardening, sdxl_shapes_are_validated_at_load) {
+  const std::string T = kU + "input_blocks.4.1.";  // a level-1 transformer of depth 2
+  std::vector<ShapeCase> cases = {
+      {"second encoder missing", [&](auto& w, auto&) { erase_prefix(w, "cond_stage_model.1."); },
+       "the SDXL second text encoder (OpenCLIP ViT-bigG) is missing"},
+      {"second encoder truncated", [&](auto& w, auto&) {
+         w.erase(kT2 + "encoder.layers.2.mlp.fc2.weight");
+       }, "second text encoder (OpenCLIP ViT-bigG) tensor cond_stage_model.1.transformer.text_model.encoder.layers.2.mlp.fc2.weight is missing"},
+      {"no text projection", [&](auto& w, auto&) { w.erase(kT2 + "text_projection"); }, "has no text_projection"},
+      {"first encoder width", [&](auto& w, auto&) {
+         TensorMapT narrow = sdntest::make_tiny_sd([] { auto c = tiny_config("sdxl"); c.ctx = 32; return c; }());
+         erase_prefix(w, kT1);
+         for (auto& kv : narrow)
+           if (kv.first.rfind(kT1, 0) == 0) w[kv.first] = kv.second;
+       }, "expects text features of width 128 but the text encoders give 32 + 64 = 96"},
+      {"label_emb width", [&](auto& w, auto&) { w[kU + "label_emb.0.0.weight"] = Tensor::zeros({128, 1570}); },
+       "takes 1570 features but the second text encoder's pooled output (32) and the 6 size embeddings of 256 make 1568"},
+      {"label_emb truncated", [&](auto& w, auto&) { w.erase(kU + "label_emb.0.2.weight"); },
+       "label_emb.0.2.weight is missing"},
+      {"label_emb without its first layer", [&](auto& w, auto&) {
+         w.erase(kU + "label_emb.0.0.weight");
+         w.erase(kU + "label_emb.0.0.bias");
+       }, "label_emb.0.0.weight is missing"},
+      {"depth-2 block truncated", [&](auto& w, auto&) { w.erase(T + "transformer_blocks.1.attn2.to_k.weight"); },
+       "input_blocks.4.1.transformer_blocks.1.attn2.to_k.weight is missing"},
+      {"cross-attention width", [&](auto& w, auto&) {
+         w[T + "transformer_blocks.1.attn2.to_v.weight"] = Tensor::zeros({64, 64});
+       }, "transformer_blocks.1.attn2.to_v.weight has shape [64, 64]|needs [64, 128]"},
+      {"transformer norm width", [&](auto& w, auto&) {
+         w[T + "norm.weight"] = Tensor::zeros({40});
+       }, "input_blocks.4.1.norm.weight has shape [40]"},
+      {"output blocks", [&](auto& w, auto&) { erase_prefix(w, kU + "output_blocks.5."); },
+       "output_blocks.5.0.in_layers.0.weight is missing: 6 input blocks need as many output blocks"},
+  };
+  for (const ShapeCase& c : vae_encoder_cases()) cases.push_back(c);
+  expect_shape_cases("sdxl", cases);
+  // an SDXL inpainting U-Net (9 input channels) passes
+  TensorMapT w = sdntest::make_tiny_sd(tiny_config("sdxl"));
+  w[kU + "input_blocks.0.0.weight"] = Tensor::zeros({32, 9, 3, 3});
+  WeightStore st(std::move(w), cpu_backend());
+  validate_model_shapes(st, tiny_spec("sdxl"));
+}
+
+TEST(hardening, shape_errors_name_the_part_file_the_component_comes_from) {
+  auto with_files = [](auto edit) {
+    return [edit](TensorMapT& w, ModelShapeSpec& s) {
+      s.vae_file = "my-vae.safetensors";
+      s.text_encoder_file = "my-te";
+      edit(w);
+    };
+  };
+  // a separate VAE (--vae) that does not fit, and a broken separate text encoder
+  expect_shape_cases("sdxl", {{"vae part", with_files([](TensorMapT& w) { w.erase(kV + "decoder.mid.attn_1.k.weight"); }),
+                               "VAE decoder tensor first_stage_model.decoder.mid.attn_1.k.weight is missing"}},
+                     "my-vae.safetensors");
+  expect_shape_cases("sdxl", {{"te part", with_files([](TensorMapT& w) { w.erase(kT2 + "final_layer_norm.bias"); }),
+                               "final_layer_norm.bias is missing"}},
+                     "my-te");
+  expect_shape_cases("sd1", {{"vae latent", with_files([](TensorMapT& w) {
+                                w[kV + "post_quant_conv.weight"] = Tensor::zeros({8, 8, 1, 1});
+                                w[kV + "post_quant_conv.bias"] = Tensor::zeros({8});
+                                w[kV + "decoder.conv_in.weight"] = Tensor::zeros({64, 8, 3, 3});
+                              }),
+                              "latent channels but the U-Net (tiny-sd1.safetensors) makes 4: give a VAE of the "
+                              "model's family (parts.vae in JavaScript, --vae on the command line)"}},
+                     "my-vae.safetensors");
+}
+
+TEST(hardening, taesd_biases_and_element_types_are_checked) {
+  // a TAESD decoder in the diffusers layout: convs 0, 6, 11, 16, 18 and Blocks of three 64x64 convs
+  auto make = [] {
+    TensorMapT w;
+    auto conv = [&](const std::string& p, int64_t oc, int64_t ic, bool bias) {
+      w[p + ".weight"] = Tensor::zeros({oc, ic, 3, 3});
+      if (bias) w[p + ".bias"] = Tensor::zeros({oc});
+    };
+    const std::string d = "decoder.layers.";
+    conv(d + "0", 64, 4, true);
+    for (int i : {6, 11, 16}) conv(d + std::to_string(i), 64, 64, false);
+    conv(d + "18", 3, 64, true);
+    for (int i : {2, 3, 4, 7, 8, 9, 12, 13, 14, 17})
+      for (int k : {0, 2, 4}) conv(d + std::to_string(i) + ".conv." + std::to_string(k), 64, 64, true);
+    return w;
+  };
+  {
+    WeightStore st(make(), cpu_backend());
+    TaesdModel m(st, "taesd.safetensors");
+    EXPECT_EQ(m.latent_channels(), 4);
+  }
+  struct Case {
+    std::function<void(TensorMapT&)> edit;
+    const char* needle;
+  };
+  for (const Case& c : std::vector<Case>{
+           {[](auto& w) { w["decoder.layers.7.conv.2.bias"] = Tensor::zeros({63}); },
+            "TAESD tensor decoder.layers.7.conv.2.bias has shape [63]"},
+           {[](auto& w) { w["decoder.layers.18.weight"].dtype = DType::I8; }, "element type"},
+           {[](auto& w) { w["decoder.layers.3.skip.weight"] = Tensor::zeros({64, 32, 1, 1}); },
+            "decoder.layers.3.skip.weight has shape [64, 32, 1, 1]"},
+           {[](auto& w) { w.erase("decoder.layers.12.conv.4.weight"); }, "decoder.layers.12.conv.4.weight is missing"},
+       }) {
+    TensorMapT w = make();
+    c.edit(w);
+    WeightStore st(std::move(w), cpu_backend());
+    ErrorCode code{};
+    std::string msg = error_of([&] { TaesdModel m(st, "taesd.safetensors"); }, &code);
+    if (code != ErrorCode::InvalidFile || msg.find(c.needle) == std::string::npos || msg.rfind("taesd.safetensors: ", 0) != 0)
+      SDN_FAIL(c.needle << ": " << msg);
+  }
+}

@@ -12,6 +12,7 @@
 // Errors: prints "ERROR <Code>: <message>" on stderr, exit 2.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -77,9 +78,23 @@ static int run(int argc, char** argv) {
   if (cmd == "check") {
     auto wf = WeightFile::open(argv[2]);
     for (auto& n : wf->names()) (void)wf->get(n).nbytes();
-    if (wf->info().family == "sd1" && wf->has("model.diffusion_model.input_blocks.0.0.weight")) {
+    const std::string family = wf->info().family;
+    if ((family == "sd1" || family == "sd2" || family == "sdxl") &&
+        wf->has("model.diffusion_model.input_blocks.0.0.weight")) {
       WeightStore store(wf.get(), cpu_backend());
-      validate_sd1_shapes(store, 0, 8, 0, argv[2]);
+      ModelShapeSpec spec;
+      spec.family = family;
+      // head counts as Model::load reads them (tiny test models record theirs)
+      auto md_int = [&](const char* key, int def) {
+        auto it = wf->metadata().find(key);
+        const int v = it == wf->metadata().end() ? 0 : std::atoi(it->second.c_str());
+        return v > 0 && v <= 1024 ? v : def;
+      };
+      spec.clip_heads = md_int("sdnode.clip.heads", 0);
+      spec.unet_heads = md_int("sdnode.unet.heads", 0);
+      spec.unet_head_dim = md_int("sdnode.unet.head_dim", 64);
+      spec.unet_file = argv[2];
+      validate_model_shapes(store, spec);
     }
     std::printf("ok\n");
     return 0;
