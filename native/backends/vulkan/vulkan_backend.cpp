@@ -580,10 +580,8 @@ class Core {
 
   void dispatch(const std::string& shader, const Push& pc, uint32_t gx, uint32_t gy = 1, uint32_t gz = 1,
                 int spec = -1) {
-    if (gx == 0 || gy == 0 || gz == 0) {
-      pins_.clear();
-      return;
-    }
+    PinScope pins(*this);  // the streamed weights pinned for this operation are released however it ends
+    if (gx == 0 || gy == 0 || gz == 0) return;
     if (gx > kMaxGroups || gy > kMaxGroups || gz > kMaxGroups)
       throw_error(ErrorCode::OutOfMemory, info_.id + ": " + shader +
                                               " needs more workgroups than a dispatch allows: use a smaller image "
@@ -595,7 +593,6 @@ class Core {
     api_.vkCmdPushConstants(cb, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &pc);
     api_.vkCmdDispatch(cb, gx, gy, gz);
     barrier(cb);
-    pins_.clear();
     if (++ops_ >= kOpsPerBatch) submit(false);
   }
 
@@ -643,6 +640,11 @@ class Core {
   uint64_t stream_addr(const std::shared_ptr<StreamBuf>& sb);
   void stream_forget(StreamBuf* sb);  // a streamed weight is being destroyed
 
+  struct PinScope {  // clears pins_ when an operation's dispatch is recorded (or fails)
+    Core& c;
+    explicit PinScope(Core& c) : c(c) {}
+    ~PinScope() { c.pins_.clear(); }
+  };
   mutable std::mutex stream_mu_;  // the fields below
   Alloc area_;                    // the streaming area (device-local), allocated at the first streamed weight
   size_t area_head_ = 0;          // where the ring places the next copy
@@ -825,12 +827,18 @@ uint64_t Core::stream_addr(const std::shared_ptr<StreamBuf>& sb) {
   if (auto last = last_streamed_.lock())
     if (last != sb) last->next = sb;
   last_streamed_ = sb;
-  if (sb->area_off < 0 && !stream_place(sb.get(), true)) {
-    pins_.clear();  // stale pins of an operation that failed before its dispatch
-    if (!stream_place(sb.get(), true))
-      throw_error(ErrorCode::OutOfMemory,
-                  info_.id + " (" + info_.name + "): the weights of one operation do not fit the weight streaming " +
-                      "area (" + mib(area_.size) + ", a quarter of vramBudget): raise vramBudget");
+  bool placed = sb->area_off >= 0;
+  try {
+    placed = placed || stream_place(sb.get(), true);
+  } catch (...) {
+    pins_.clear();  // the operation fails: the next one starts with nothing pinned
+    throw;
+  }
+  if (!placed) {
+    pins_.clear();
+    throw_error(ErrorCode::OutOfMemory,
+                info_.id + " (" + info_.name + "): the weights of one operation do not fit the weight streaming " +
+                    "area (" + mib(area_.size) + ", a quarter of vramBudget): raise vramBudget");
   }
   if (std::find(pins_.begin(), pins_.end(), sb.get()) == pins_.end()) pins_.push_back(sb.get());
   return area_.addr + (uint64_t)sb->area_off;
