@@ -362,57 +362,10 @@ TEST(vulkan, vram_budget_weight_too_large_to_stream_runs_on_cpu) {
   }
 }
 
-// The tiny SD model under a budget of half its weights: the same image as the unbudgeted device, no CPU
-// fallback, device weight memory within the budget.
-TEST(vulkan, tiny_sd_pipeline_streams_under_vram_budget) {
-  for (const DeviceInfo& d : vk_devices("vulkan.tiny_sd_pipeline_streams_under_vram_budget")) {
-    GenerateParams p;
-    p.prompt = "the red and (green:1.2) thin [rain]";
-    p.negative_prompt = "other";
-    p.width = 64;
-    p.height = 64;
-    p.steps = 2;
-    p.cfg_scale = 5.f;
-    p.sampler = "euler_a";
-    p.seed = 11;
-    std::vector<Image> a, b;
-    uint64_t total = 0, largest = 0;
-    {
-      auto vk = with_cpu_fallback(make_vk(d), make_cpu_backend());
-      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
-      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
-      a = pipe.generate(p, {});
-      total = vk->memory_stats().weights;
-      for (auto& kv : sdntest::make_tiny_sd()) largest = std::max<uint64_t>(largest, kv.second.nbytes());
-    }
-    BackendOptions o;
-    o.vram_budget = std::max<uint64_t>(total / 2, (largest + 256) * 16 / 3 + 4096);
-    std::fprintf(stderr, "  tiny SD: %llu bytes of weights on the device, largest %llu; vramBudget %llu\n",
-                 (unsigned long long)total, (unsigned long long)largest, (unsigned long long)o.vram_budget);
-    EXPECT_TRUE(o.vram_budget < total);
-    auto vk = with_cpu_fallback(make_vk(d, o), make_cpu_backend());
-    {
-      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
-      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
-      b = pipe.generate(p, {});
-      const MemoryStats m = vk->memory_stats();
-      std::fprintf(stderr, "  streamed: peak device weights %llu, host weights %llu, %llu bytes in %llu copies (%llu prefetched)\n",
-                   (unsigned long long)m.peak_weights, (unsigned long long)m.host_weights,
-                   (unsigned long long)m.streamed, (unsigned long long)m.stream_copies,
-                   (unsigned long long)m.prefetched);
-      EXPECT_TRUE(m.host_weights > 0 && m.prefetched > 0);
-      EXPECT_TRUE(m.peak_weights <= o.vram_budget);
-    }
-    EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // resident weights and the area are freed with the model
-    EXPECT_EQ(a.size(), b.size());
-    EXPECT_TRUE(a[0].data == b[0].data);  // the same kernels on the same bytes: the same image
-    for (auto& f : vk->fallback_counts())
-      SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
-  }
-}
-
-TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
-  for (const DeviceInfo& d : vk_devices("vulkan.tiny_sd_pipeline_matches_cpu_with_no_fallback")) {
+// The tiny SD model on the device matches the CPU, with no CPU fallback; then again under a vramBudget of half its
+// device weights (most streamed): the same image bytes as without the budget, no fallback, weights within budget.
+TEST(vulkan, tiny_sd_pipeline_matches_cpu_and_streams_under_vram_budget) {
+  for (const DeviceInfo& d : vk_devices("vulkan.tiny_sd_pipeline_matches_cpu_and_streams_under_vram_budget")) {
     auto vk = with_cpu_fallback(make_vk(d), make_cpu_backend());
     GenerateParams p;
     p.prompt = "the red and (green:1.2) thin [rain]";
@@ -429,10 +382,12 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
       DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       a = pipe.generate(p, {});
     }
+    uint64_t total = 0;
     {
       auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
       DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       b = pipe.generate(p, {});
+      total = vk->memory_stats().weights;
     }
     EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // device weights are freed with the model
     EXPECT_EQ(a.size(), b.size());
@@ -450,6 +405,33 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
     EXPECT_TRUE(psnr >= 40.0);
     for (auto& f : vk->fallback_counts())
       SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
+
+    // under a vramBudget of half the device weights (enough for the largest weight to be streamed)
+    uint64_t largest = 0;
+    for (auto& kv : sdntest::make_tiny_sd()) largest = std::max<uint64_t>(largest, kv.second.nbytes());
+    BackendOptions o;
+    o.vram_budget = std::max<uint64_t>(total / 2, (largest + 256) * 16 / 3 + 4096);
+    EXPECT_TRUE(o.vram_budget < total);
+    auto vs = with_cpu_fallback(make_vk(d, o), make_cpu_backend());
+    std::vector<Image> c;
+    {
+      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vs);
+      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      c = pipe.generate(p, {});
+      const MemoryStats m = vs->memory_stats();
+      std::fprintf(stderr,
+                   "  vramBudget %llu for %llu bytes of device weights: peak device weights %llu, host weights %llu, "
+                   "streamed %llu bytes in %llu copies (%llu prefetched)\n",
+                   (unsigned long long)o.vram_budget, (unsigned long long)total, (unsigned long long)m.peak_weights,
+                   (unsigned long long)m.host_weights, (unsigned long long)m.streamed,
+                   (unsigned long long)m.stream_copies, (unsigned long long)m.prefetched);
+      EXPECT_TRUE(m.host_weights > 0 && m.prefetched > 0);
+      EXPECT_TRUE(m.peak_weights <= o.vram_budget);
+    }
+    EXPECT_EQ(vs->memory_stats().weights, (uint64_t)0);  // resident weights and the streaming area are freed too
+    EXPECT_TRUE(c.size() == b.size() && c[0].data == b[0].data);  // same kernels, same bytes: the same image
+    for (auto& f : vs->fallback_counts())
+      SDN_FAIL("under vramBudget: " << op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
   }
 }
 
