@@ -7,7 +7,8 @@
 //  * Tensors live where the backend put them: a host backend (CPU) returns host tensors, a device backend returns
 //    tensors whose `buffer` is one of its DeviceBuffers (core/tensor.h). Inputs given to an operation must live on
 //    that backend (device tensors of this backend, or host tensors for a host backend); weights are made resident
-//    once by prepare_weight().
+//    once by prepare_weight() (under BackendOptions::vram_budget a device backend may instead keep a weight in host
+//    memory and stream it to the device when an operation uses it; it is still a device tensor of that backend).
 //  * Operations are enqueued in order on the backend's queue and may run asynchronously. to_host() and
 //    synchronize() are the only synchronisation points; upload() copies host data in.
 //  * Each backend owns its memory pools (empty(), trim(), memory_stats()) and, for the CPU, its thread pool: two
