@@ -329,8 +329,12 @@ TEST(vulkan, vram_budget_streams_weights_with_prefetch) {
     EXPECT_TRUE(m.peak_weights > 0 && m.peak_weights <= o.vram_budget);
     EXPECT_TRUE(m.weights <= o.vram_budget);
     EXPECT_TRUE(m.host_weights > 0 && m.stream_area == o.vram_budget / 4);
-    EXPECT_TRUE(m.streamed > m.host_weights);  // the area holds a fraction: every pass streams again
-    EXPECT_TRUE(m.prefetched > 0);
+    if (m.host_weights > m.stream_area) {
+      EXPECT_TRUE(m.streamed > m.host_weights);  // the area holds a fraction: every pass streams again
+      EXPECT_TRUE(m.prefetched > 0);
+    } else {
+      EXPECT_EQ(m.streamed, m.host_weights);  // all streamed weights stay in the area after their first copy
+    }
     for (auto& f : vk->fallback_counts())
       SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
     // weights are device tensors either way; a streamed one reads back as stored
