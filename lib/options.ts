@@ -565,8 +565,11 @@ export interface LoadOptions {
    */
   device?: DeviceSpec;
   /**
-   * Device memory the weights may use, in bytes or as a string such as `'6GB'` / `'512MiB'` (GPU devices; default
-   * no limit). Matrix weights beyond it stay in host memory and their operations run on the CPU (not yet streamed to the device).
+   * Device memory for weights, in bytes or as a string such as `'6GB'` / `'512MiB'` (GPU devices; default no
+   * limit), streaming area included; activations are separate. A quarter of it is a streaming area, the rest holds
+   * weights resident in the order they are first used; weights that do not fit stay in host memory and are
+   * streamed into the area when an operation uses them (the next ones prefetched), so every operation still runs
+   * on the device. A single weight larger than 3/16 of the budget cannot be streamed: its operations run on the CPU.
    */
   vramBudget?: number | string;
   /**

@@ -7,7 +7,8 @@
 //  * Tensors live where the backend put them: a host backend (CPU) returns host tensors, a device backend returns
 //    tensors whose `buffer` is one of its DeviceBuffers (core/tensor.h). Inputs given to an operation must live on
 //    that backend (device tensors of this backend, or host tensors for a host backend); weights are made resident
-//    once by prepare_weight().
+//    once by prepare_weight() (under BackendOptions::vram_budget a device backend may instead keep a weight in host
+//    memory and stream it to the device when an operation uses it; it is still a device tensor of that backend).
 //  * Operations are enqueued in order on the backend's queue and may run asynchronously. to_host() and
 //    synchronize() are the only synchronisation points; upload() copies host data in.
 //  * Each backend owns its memory pools (empty(), trim(), memory_stats()) and, for the CPU, its thread pool: two
@@ -60,14 +61,22 @@ struct MemoryStats {
   uint64_t in_use = 0;       // bytes of live activations
   uint64_t cached = 0;       // bytes held by the pool for reuse
   uint64_t peak = 0;         // peak of in_use since the last reset_peak()
-  uint64_t weights = 0;      // bytes of weights made resident by prepare_weight() (device backends)
+  uint64_t weights = 0;      // device memory holding weights (device backends): resident weights + stream_area
+  uint64_t peak_weights = 0; // peak of `weights` over the backend's life
+  // Weight streaming (a device backend under BackendOptions::vram_budget; zero otherwise):
+  uint64_t stream_area = 0;    // bytes of the device-side streaming area (part of `weights`)
+  uint64_t host_weights = 0;   // bytes of weights kept in host memory and streamed to the device when used
+  uint64_t streamed = 0;       // bytes copied into the streaming area so far (cumulative)
+  uint64_t stream_copies = 0;  // copies into the streaming area so far (cumulative) ...
+  uint64_t prefetched = 0;     // ... of which were prefetches (recorded one operation ahead of their use)
 };
 
 // Options a backend is created with (one instance per loaded model).
 struct BackendOptions {
   int threads = 0;           // CPU threads for this instance (<= 0: the process default, physical cores)
-  uint64_t vram_budget = 0;  // device memory the weights may use (0 = no limit): weights beyond it stay in host
-                             // memory (prepare_weight may refuse them: the CPU fallback then runs their ops)
+  uint64_t vram_budget = 0;  // device memory the weights may use (0 = no limit), streaming area included: weights
+                             // beyond it stay in host memory and are streamed to the device when used (a weight
+                             // too large for the streaming area is refused: the CPU fallback runs its ops)
 };
 
 class Backend {

@@ -100,6 +100,10 @@ class SdModel final : public Model {
     u.activations = m.in_use;
     u.peak_activations = m.peak;
     u.weights = m.weights;
+    u.peak_weights = m.peak_weights;
+    u.stream_area = m.stream_area;
+    u.host_weights = m.host_weights;
+    u.streamed = m.streamed;
     return u;
   }
   std::vector<Image> generate(const GenerateParams& params, const GenerateCallbacks& callbacks) override {

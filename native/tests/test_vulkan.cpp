@@ -249,10 +249,113 @@ TEST(vulkan, elementwise_and_layout_ops) {
   }
 }
 
-TEST(vulkan, vram_budget_keeps_weights_on_host_through_fallback) {
-  for (const DeviceInfo& d : vk_devices("vulkan.vram_budget_keeps_weights_on_host_through_fallback")) {
+// Under a small vramBudget most weights are streamed: a chain of linear/conv/norm/get_rows operations over 14
+// weights, run three times with no synchronisation in between (the streaming area wraps many times while earlier
+// dispatches may still be running), gives the same bytes as the unbudgeted device, on the device (no CPU
+// fallback), with the device's weight memory within the budget and later passes prefetching.
+TEST(vulkan, vram_budget_streams_weights_with_prefetch) {
+  for (const DeviceInfo& d : vk_devices("vulkan.vram_budget_streams_weights_with_prefetch")) {
+    auto full = make_vk(d);
+    // every weight type, [32, K] with K in {32 .. 256}: 2.3 to 6.6 KiB each
+    const std::vector<std::pair<DType, int64_t>> types = {
+        {DType::Q8_0, 128}, {DType::F16, 64},  {DType::Q4_K, 256}, {DType::F32, 32},  {DType::Q5_1, 128}, {DType::BF16, 64},
+        {DType::Q6_K, 256}, {DType::Q4_0, 128}, {DType::Q5_K, 256}, {DType::Q5_0, 128}, {DType::Q4_1, 128}};
+    const int L = (int)types.size();
+    std::vector<Tensor> ws, bs;
+    for (int i = 0; i < L; ++i) {
+      ws.push_back(weight(types[i].first, {32, types[i].second}, 200 + i));
+      bs.push_back(host_tensor({32}, 300 + i));
+    }
+    Tensor conv_w = weight(DType::F16, {8, 8, 3, 3}, 400), conv_b = host_tensor({8}, 401);
+    Tensor gamma = host_tensor({8}, 402, 0.5f, 1.5f), beta = host_tensor({8}, 403);
+    Tensor table = weight(DType::Q8_0, {40, 32}, 404);
+    struct Prepared {
+      std::vector<Tensor> w, b;
+      Tensor conv_w, conv_b, gamma, beta, table;
+    };
+    // prepared in first-use order, as the WeightStore does
+    auto prepare = [&](Backend& be) {
+      Prepared p;
+      p.table = be.prepare_weight(table);
+      for (int i = 0; i < L; ++i) {
+        p.w.push_back(be.prepare_weight(ws[i]));
+        p.b.push_back(be.prepare_weight(bs[i]));
+      }
+      p.conv_w = be.prepare_weight(conv_w);
+      p.conv_b = be.prepare_weight(conv_b);
+      p.gamma = be.prepare_weight(gamma);
+      p.beta = be.prepare_weight(beta);
+      return p;
+    };
+    auto run = [&](Backend& be, Prepared& p) {
+      std::vector<Tensor> outs;
+      Tensor x = be.get_rows(p.table, {3, 1, 39, 0, 7, 7});  // [6, 32]
+      for (int pass = 0; pass < 3; ++pass) {
+        Tensor h = be.add(be.upload(Tensor::from_vector({6, 32}, random_vector(6 * 32, 500 + pass))), x);
+        for (int i = 0; i < L; ++i) {
+          Tensor in = h;
+          while (in.shape[1] < p.w[i].shape[1]) in = be.concat(in, be.scale(in, 0.5f), 1);
+          h = be.unary(UnaryOp::Tanh, be.linear(in, p.w[i], &p.b[i]));
+        }
+        Tensor fm = be.upload(Tensor::from_vector({1, 8, 6, 8}, random_vector(384, 600 + pass)));
+        fm = be.group_norm(be.conv2d(fm, p.conv_w, &p.conv_b, 1, 1), 2, 1e-5f, &p.gamma, &p.beta, true);
+        outs.push_back(h);
+        outs.push_back(fm);
+      }
+      std::vector<Tensor> host;  // read back only at the end: three passes recorded without a wait
+      for (Tensor& t : outs) host.push_back(be.to_host(t));
+      return host;
+    };
+    Prepared pf = prepare(*full);
+    std::vector<Tensor> ref = run(*full, pf);
+    // 36 KiB: a 9 KiB area, just above the largest weight's 6.75 KiB; 40 KiB: 30 KiB resident of ~50 KiB, a 10 KiB
+    // area; 52 KiB: most weights resident
+    for (uint64_t budget : {36 * 1024, 40 * 1024, 52 * 1024}) {
     BackendOptions o;
-    o.vram_budget = 20000;  // room for the first weight only (17408 bytes)
+    o.vram_budget = budget;
+    auto vk = with_cpu_fallback(make_vk(d, o), make_cpu_backend());
+    Prepared ps = prepare(*vk);
+    std::vector<Tensor> got = run(*vk, ps);
+    EXPECT_EQ(ref.size(), got.size());
+    for (size_t i = 0; i < ref.size() && i < got.size(); ++i)  // the same kernels on the same bytes: identical
+      if (got[i].sizes() != ref[i].sizes() || std::memcmp(got[i].data, ref[i].data, ref[i].nbytes()) != 0)
+        expect_close(got[i], ref[i], 1e-30, 0, "streamed output " + std::to_string(i));
+    const MemoryStats m = vk->memory_stats();
+    std::fprintf(stderr,
+                 "  %s vramBudget %llu: peak device weights %llu (area %llu), host weights %llu, streamed %llu in "
+                 "%llu copies (%llu prefetched)\n",
+                 d.id.c_str(), (unsigned long long)o.vram_budget, (unsigned long long)m.peak_weights,
+                 (unsigned long long)m.stream_area, (unsigned long long)m.host_weights, (unsigned long long)m.streamed,
+                 (unsigned long long)m.stream_copies, (unsigned long long)m.prefetched);
+    EXPECT_TRUE(m.peak_weights > 0 && m.peak_weights <= o.vram_budget);
+    EXPECT_TRUE(m.weights <= o.vram_budget);
+    EXPECT_TRUE(m.host_weights > 0 && m.stream_area == o.vram_budget / 4);
+    if (m.host_weights > m.stream_area) {
+      EXPECT_TRUE(m.streamed > m.host_weights);  // the area holds a fraction: every pass streams again
+      EXPECT_TRUE(m.prefetched > 0);
+    } else {
+      EXPECT_EQ(m.streamed, m.host_weights);  // all streamed weights stay in the area after their first copy
+    }
+    for (auto& f : vk->fallback_counts())
+      SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
+    // weights are device tensors either way; a streamed one reads back as stored
+    for (int i = 0; i < L; ++i) EXPECT_TRUE(ps.w[i].on_device());
+    Tensor back = vk->to_host(ps.w[L - 1]);
+    EXPECT_TRUE(back.nbytes() == ws[L - 1].nbytes() && std::memcmp(back.data, ws[L - 1].data, back.nbytes()) == 0);
+    // freeing the weights gives the resident memory and the streaming area back
+    ps = Prepared();
+    EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);
+    EXPECT_EQ(vk->memory_stats().host_weights, (uint64_t)0);
+    }
+  }
+}
+
+// A weight larger than the streaming area allows (3/4 of a quarter of the budget) stays in host memory and its
+// operation runs on the CPU through the fallback (counted), with the right result.
+TEST(vulkan, vram_budget_weight_too_large_to_stream_runs_on_cpu) {
+  for (const DeviceInfo& d : vk_devices("vulkan.vram_budget_weight_too_large_to_stream_runs_on_cpu")) {
+    BackendOptions o;
+    o.vram_budget = 40000;  // room for the first weight (17408 bytes) + a 9984-byte area (7488 streamable)
     auto vk = with_cpu_fallback(make_vk(d, o), make_cpu_backend());
     Tensor w1 = weight(DType::Q8_0, {64, 256}, 1), w2 = weight(DType::Q8_0, {64, 256}, 2);
     Tensor a = vk->prepare_weight(w1), b = vk->prepare_weight(w2);
@@ -264,11 +367,16 @@ TEST(vulkan, vram_budget_keeps_weights_on_host_through_fallback) {
                  "over-budget weight on the CPU");
     expect_close(vk->to_host(y), cpu_backend().linear(x, w1, nullptr), 1e-4, 1e-4, "weight on the device");
     EXPECT_TRUE(vk->memory_stats().weights > 0 && vk->memory_stats().weights <= o.vram_budget);
+    bool counted = false;
+    for (auto& f : vk->fallback_counts()) counted = counted || f.first == Op::Linear;
+    EXPECT_TRUE(counted);
   }
 }
 
-TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
-  for (const DeviceInfo& d : vk_devices("vulkan.tiny_sd_pipeline_matches_cpu_with_no_fallback")) {
+// The tiny SD model on the device matches the CPU, with no CPU fallback; then again under a vramBudget of half its
+// device weights (most streamed): the same image bytes as without the budget, no fallback, weights within budget.
+TEST(vulkan, tiny_sd_pipeline_matches_cpu_and_streams_under_vram_budget) {
+  for (const DeviceInfo& d : vk_devices("vulkan.tiny_sd_pipeline_matches_cpu_and_streams_under_vram_budget")) {
     auto vk = with_cpu_fallback(make_vk(d), make_cpu_backend());
     GenerateParams p;
     p.prompt = "the red and (green:1.2) thin [rain]";
@@ -285,10 +393,12 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
       DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       a = pipe.generate(p, {});
     }
+    uint64_t total = 0;
     {
       auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
       DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
       b = pipe.generate(p, {});
+      total = vk->memory_stats().weights;
     }
     EXPECT_EQ(vk->memory_stats().weights, (uint64_t)0);  // device weights are freed with the model
     EXPECT_EQ(a.size(), b.size());
@@ -306,6 +416,33 @@ TEST(vulkan, tiny_sd_pipeline_matches_cpu_with_no_fallback) {
     EXPECT_TRUE(psnr >= 40.0);
     for (auto& f : vk->fallback_counts())
       SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
+
+    // under a vramBudget of half the device weights (enough for the largest weight to be streamed)
+    uint64_t largest = 0;
+    for (auto& kv : sdntest::make_tiny_sd()) largest = std::max<uint64_t>(largest, kv.second.nbytes());
+    BackendOptions o;
+    o.vram_budget = std::max<uint64_t>(total / 2, (largest + 256) * 16 / 3 + 4096);
+    EXPECT_TRUE(o.vram_budget < total);
+    auto vs = with_cpu_fallback(make_vk(d, o), make_cpu_backend());
+    std::vector<Image> c;
+    {
+      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vs);
+      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      c = pipe.generate(p, {});
+      const MemoryStats m = vs->memory_stats();
+      std::fprintf(stderr,
+                   "  vramBudget %llu for %llu bytes of device weights: peak device weights %llu, host weights %llu, "
+                   "streamed %llu bytes in %llu copies (%llu prefetched)\n",
+                   (unsigned long long)o.vram_budget, (unsigned long long)total, (unsigned long long)m.peak_weights,
+                   (unsigned long long)m.host_weights, (unsigned long long)m.streamed,
+                   (unsigned long long)m.stream_copies, (unsigned long long)m.prefetched);
+      EXPECT_TRUE(m.host_weights > 0 && m.prefetched > 0);
+      EXPECT_TRUE(m.peak_weights <= o.vram_budget);
+    }
+    EXPECT_EQ(vs->memory_stats().weights, (uint64_t)0);  // resident weights and the streaming area are freed too
+    EXPECT_TRUE(c.size() == b.size() && c[0].data == b[0].data);  // same kernels, same bytes: the same image
+    for (auto& f : vs->fallback_counts())
+      SDN_FAIL("under vramBudget: " << op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
   }
 }
 

@@ -1,7 +1,10 @@
 // sdn_bench_sd: times one txt2img run on a checkpoint, stage by stage, through the public API.
 //   sdn_bench_sd --model FILE [--size 256] [--type f16|q8_0|q4_0|...] [--steps 2] [--threads N]
 //                [--tokenizer MERGES] [--sampler euler] [--cfg 7] [--device auto|cpu|vulkan|vulkan:N]
+//                [--vram-budget MIB]
 // Prints one JSON line: load, text encoding, each U-Net step (CFG on unless --cfg 1), VAE decode (seconds),
+// peak device memory (activations + weights), the weight-streaming figures under --vram-budget (peak device
+// weights, streaming area, weights kept in host memory, bytes streamed in the last step and in all),
 // and the peak resident set (VmHWM) of this process. Run one configuration per process so the peak is its own
 // (scripts/bench/sd.js does that).
 #include <sys/resource.h>
@@ -100,6 +103,7 @@ int main(int argc, char** argv) {
   std::string model, type, tokenizer, sampler = "euler", device = "cpu";
   int size = 256, steps = 2, threads = 0;
   float cfg = 7.f;
+  double vram_budget_mb = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -112,13 +116,15 @@ int main(int argc, char** argv) {
     else if (a == "--sampler") sampler = val();
     else if (a == "--cfg") cfg = std::strtof(val().c_str(), nullptr);
     else if (a == "--device") device = val();
+    else if (a == "--vram-budget") vram_budget_mb = std::strtod(val().c_str(), nullptr);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
     }
   }
   if (model.empty()) {
-    std::fprintf(stderr, "usage: sdn_bench_sd --model FILE [--size N] [--type T] [--steps N] [--threads N] [--tokenizer F]\n");
+    std::fprintf(stderr, "usage: sdn_bench_sd --model FILE [--size N] [--type T] [--steps N] [--threads N] [--tokenizer F]\n"
+                         "       [--device auto|cpu|vulkan|vulkan:N] [--vram-budget MIB]\n");
     return 2;
   }
   try {
@@ -127,6 +133,7 @@ int main(int argc, char** argv) {
     lo.weight_type = type == "f16" ? "" : type;  // the reference checkpoint is stored as f16
     lo.tokenizer_path = tokenizer;
     lo.device = device;
+    lo.vram_budget = (uint64_t)(vram_budget_mb * 1048576.0);
     const int base_threads = threads > 0 ? threads : sdn::system_info().threads;
     double gflops_before = fma_gflops(base_threads);
     auto t0 = Clock::now();
@@ -144,6 +151,8 @@ int main(int argc, char** argv) {
     std::vector<double> step_s;
     double encode_s = 0, decode_s = 0, rss_encoded = 0, rss_sampling = 0, rss_sampled = 0;
     uint64_t dev_peak_total = 0;  // activations + weights on the device, sampled at each progress report
+    uint64_t streamed_mark = 0;   // bytes streamed (vramBudget) at the previous progress report
+    std::vector<double> step_streamed;  // bytes streamed during each sampling step
     Clock::time_point mark = Clock::now();
     sdn::GenerateCallbacks cb;
     cb.on_progress = [&](const sdn::Progress& pr) {
@@ -157,11 +166,13 @@ int main(int argc, char** argv) {
       }
       if (pr.phase == sdn::Phase::Sample && pr.step > 0) {
         step_s.push_back(dt);
+        step_streamed.push_back((double)(mu.streamed - streamed_mark));
         rss_sampling = std::max(rss_sampling, current_rss_mb());
       }
       if (pr.phase == sdn::Phase::Decode && pr.step == 0) rss_sampled = current_rss_mb();
       if (pr.phase == sdn::Phase::Decode && pr.step == 1) decode_s = dt;
       mark = now;
+      streamed_mark = mu.streamed;
     };
     auto g0 = Clock::now();
     auto images = m->generate(p, cb);
@@ -176,7 +187,12 @@ int main(int argc, char** argv) {
     sdn::Model::MemoryUse mu = m->memory_use();
     std::printf("{\"device\":\"%s\",\"peak_device_activations_mb\":%.1f,\"peak_device_mb\":%.1f,",
                 m->device().c_str(), mu.peak_activations / 1048576.0,
-                std::max<double>(dev_peak_total, (double)(mu.peak_activations + mu.weights)) / 1048576.0);
+                std::max<double>(dev_peak_total, (double)(mu.peak_activations + mu.peak_weights)) / 1048576.0);
+    const double streamed_step = step_streamed.empty() ? 0 : step_streamed.back();  // the last step: steady state
+    std::printf("\"vram_budget_mb\":%.1f,\"peak_device_weights_mb\":%.1f,\"stream_area_mb\":%.1f,"
+                "\"host_weights_mb\":%.1f,\"streamed_mb_per_step\":%.1f,\"streamed_mb\":%.1f,",
+                vram_budget_mb, std::max(mu.peak_weights, mu.weights) / 1048576.0, mu.stream_area / 1048576.0,
+                mu.host_weights / 1048576.0, streamed_step / 1048576.0, mu.streamed / 1048576.0);
     std::printf("\"size\":%d,\"type\":\"%s\",\"steps\":%d,\"cfg\":%.2f,\"threads\":%d,\"simd\":\"%s\","
                 "\"load_s\":%.3f,\"encode_s\":%.3f,\"step_s\":[",
                 size, type.empty() ? "f16" : type.c_str(), steps, cfg, si.threads, si.simd.c_str(), load_s, encode_s);

@@ -5,6 +5,7 @@
 // compares with the reference engine's figures measured on the same machine kind with 2 threads.
 // Options: --sizes 256,512  --types f16,q8_0,q4_0  --steps 2  --threads 2  --repeat 1  --model FILE
 //          --device cpu|vulkan|vulkan:N (default cpu; the reference columns compare with the reference engine's CPU run)
+//          --vram-budget MIB (device backends: weights beyond it are streamed; adds the streaming columns)
 // Writes bench-results/sd-<timestamp>.json and .md and prints the table.
 'use strict';
 const fs = require('fs');
@@ -25,6 +26,7 @@ const steps = Number(opt('steps', '2'));
 const threads = Number(opt('threads', '2'));
 const repeat = Number(opt('repeat', '1'));
 const device = opt('device', 'cpu');
+const vramBudget = opt('vram-budget', '');
 
 const cacheRoot = process.env.SDNODE_CACHE_DIR ? path.resolve(process.env.SDNODE_CACHE_DIR) : path.join(os.homedir(), '.cache', 'sdnode');
 const sharedDir = process.env.SDNODE_SHARED_DIR ? path.resolve(process.env.SDNODE_SHARED_DIR) : path.resolve(root, '..', 'shared');
@@ -65,6 +67,7 @@ for (const size of sizes) {
     let best = null;
     for (let r = 0; r < repeat; r++) {
       const a = ['--model', model, '--tokenizer', merges, '--size', String(size), '--type', type, '--steps', String(steps), '--threads', String(threads), '--device', device];
+      if (vramBudget) a.push('--vram-budget', vramBudget);
       const p = spawnSync(bin, a, { encoding: 'utf8', maxBuffer: 16 << 20 });
       if (p.status !== 0) {
         console.error(`${size}/${type}: failed: ${p.stderr}`);
@@ -72,7 +75,9 @@ for (const size of sizes) {
       }
       const line = p.stdout.split('\n').find((l) => l.startsWith('{'));
       const o = JSON.parse(line);
-      console.error(`${size}/${type} run ${r + 1} on ${o.device}: step ${o.step_best_s}s decode ${o.decode_s}s peak RSS ${o.peak_rss_mb} MB, peak device ${o.peak_device_mb} MB`);
+      console.error(`${size}/${type} run ${r + 1} on ${o.device}: step ${o.step_best_s}s decode ${o.decode_s}s peak RSS ${o.peak_rss_mb} MB, peak device ${o.peak_device_mb} MB` +
+        (vramBudget ? `, budget ${o.vram_budget_mb} MB: peak device weights ${o.peak_device_weights_mb} MB (streaming area ${o.stream_area_mb} MB), ` +
+          `${o.host_weights_mb} MB in host memory, streamed ${o.streamed_mb_per_step} MB in the last step` : ''));
       if (!best || o.step_best_s < best.step_best_s) best = { ...o, decode_s: best ? Math.min(best.decode_s, o.decode_s) : o.decode_s };
       else best.decode_s = Math.min(best.decode_s, o.decode_s);
     }
@@ -98,6 +103,12 @@ for (const o of results) {
 }
 const header = `SD1.x pipeline benchmark — ${new Date().toISOString()}, ${os.cpus()[0].model}, ${threads} threads, ${steps} steps (euler, CFG 7), ` +
   `reference checkpoint ${path.basename(model)}. Targets: step <= 0.6x, VAE decode <= 0.4x, peak RSS <= 0.8x of the reference engine.`;
+if (vramBudget) {
+  rows.push('', `vramBudget ${vramBudget} MiB (weights beyond it streamed from host memory):`, '',
+    '| size | weights | peak device weights MB | streaming area MB | weights in host memory MB | streamed MB / step (last) | streamed MB in all | peak device MB |', '|---|---|---|---|---|---|---|---|');
+  for (const o of results)
+    rows.push(`| ${o.size}² | ${o.type} | ${o.peak_device_weights_mb} | ${o.stream_area_mb} | ${o.host_weights_mb} | ${o.streamed_mb_per_step} | ${o.streamed_mb} | ${o.peak_device_mb} |`);
+}
 const md = `${header}\n\n${rows.join('\n')}\n`;
 console.log(md);
 const outDir = path.join(root, 'bench-results');

@@ -13,9 +13,21 @@
 //  * Host data goes in and out through per-command-buffer host-visible staging memory (copies recorded in order
 //    with the operations).
 //  * Weights: prepare_weight() uploads them once in their stored type (quantized weights stay quantized; the
-//    shaders dequantize). With BackendOptions::vram_budget, a matrix weight that would take the weights past the
-//    budget is refused (Unsupported), so the CPU fallback wrapper keeps it in host memory and runs its operation
-//    on the CPU. (Not streamed to the device: see the README's Vulkan section.)
+//    shaders dequantize). With BackendOptions::vram_budget, the budget is split: a quarter is the streaming area,
+//    the rest holds resident weights in the order they are first used. A weight that does not fit the resident
+//    part stays in host memory (as stored: a view of the memory-mapped file, no copy) and is streamed: see
+//    "Weight streaming" below.
+//  * Weight streaming (vramBudget). A streamed weight is a device tensor whose buffer is a StreamBuf (its host
+//    copy); when an operation takes its address, the weight is copied (staging + vkCmdCopyBuffer, recorded in
+//    order with the operations) into the streaming area, a device-local ring that caches the recently used
+//    streamed weights (FIFO eviction). Each streamed weight remembers which streamed weight followed it the last
+//    time (the model's operation order repeats every step), and the operation that uses weight i records the copy
+//    of weight i+1 (and the small vectors before it) just before its own dispatch, with no barrier between the
+//    two, so the copy runs while operation i computes (prefetch). A copy never overwrites memory an unfinished
+//    dispatch reads: every dispatch is followed by a full barrier, so a copy recorded after it waits for it in the
+//    queue; the one dispatch recorded after a prefetch copy (the current operation) reads only regions pinned for
+//    it, which the ring never hands out. One queue only (no transfer queue yet): the overlap is what the driver
+//    makes of a copy and a dispatch between the same two barriers.
 //  * Kernels are plain GLSL with no subgroup, fp16-arithmetic, int8 or cooperative-matrix paths yet; the
 //    device's support for them is reported in DeviceInfo only.
 #include <algorithm>
@@ -247,6 +259,8 @@ struct Push {
 };
 static_assert(sizeof(Push) == 128, "push constants are 128 bytes");
 
+class StreamBuf;
+
 class Core {
  public:
   Core(int index, const BackendOptions& options) : api_(*discovery().api), index_(index), options_(options) {
@@ -321,6 +335,7 @@ class Core {
     }
     for (auto& kv : free_)
       for (Alloc& a : kv.second) free_alloc(a);
+    free_alloc(area_);
     for (auto& kv : pipelines_) api_.vkDestroyPipeline(dev_, kv.second, nullptr);
     if (layout_) api_.vkDestroyPipelineLayout(dev_, layout_, nullptr);
     if (cmd_pool_) api_.vkDestroyCommandPool(dev_, cmd_pool_, nullptr);
@@ -565,12 +580,14 @@ class Core {
 
   void dispatch(const std::string& shader, const Push& pc, uint32_t gx, uint32_t gy = 1, uint32_t gz = 1,
                 int spec = -1) {
+    PinScope pins(*this);  // the streamed weights pinned for this operation are released however it ends
     if (gx == 0 || gy == 0 || gz == 0) return;
     if (gx > kMaxGroups || gy > kMaxGroups || gz > kMaxGroups)
       throw_error(ErrorCode::OutOfMemory, info_.id + ": " + shader +
                                               " needs more workgroups than a dispatch allows: use a smaller image "
                                               "size, vaeTiling, or device 'cpu'");
     VkPipeline p = pipeline(shader, spec);
+    if (!pins_.empty()) prefetch();  // streamed weights: copy the next ones while this operation runs
     VkCommandBuffer cb = cmd();
     api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
     api_.vkCmdPushConstants(cb, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &pc);
@@ -587,8 +604,9 @@ class Core {
     dispatch(shader, pc, (uint32_t)std::min<uint64_t>(groups, max_groups_1d_), 1, 1, spec);
   }
 
-  // Copies host bytes into (buf, offset), in order with the recorded work.
-  void upload(VkBuffer dst, size_t offset, const void* src, size_t bytes) {
+  // Copies host bytes into (buf, offset), in order with the recorded work (followed by a barrier unless
+  // barrier_after is false: a prefetch copy that the next dispatch does not read).
+  void upload(VkBuffer dst, size_t offset, const void* src, size_t bytes, bool barrier_after = true) {
     const char* p = static_cast<const char*>(src);
     while (bytes > 0) {
       VkCommandBuffer cb = cmd();
@@ -611,8 +629,37 @@ class Core {
         submit(false);
       }
     }
-    if (recording_) barrier(slots_[cur_].cb);
+    if (recording_ && barrier_after) barrier(slots_[cur_].cb);
   }
+
+  // ---- weight streaming (vramBudget; defined after StreamBuf) ----
+  // Bytes of the streaming area: a quarter of the budget (0 without a budget).
+  size_t stream_area_bytes() const { return options_.vram_budget ? (size_t)(options_.vram_budget / 4) / 256 * 256 : 0; }
+  // Device address of a streamed weight for the operation being recorded: copies it into the streaming area if it
+  // is not there, and pins it until the operation's dispatch is recorded.
+  uint64_t stream_addr(const std::shared_ptr<StreamBuf>& sb);
+  void stream_forget(StreamBuf* sb);  // a streamed weight is being destroyed
+
+  struct PinScope {  // clears pins_ when an operation's dispatch is recorded (or fails)
+    Core& c;
+    explicit PinScope(Core& c) : c(c) {}
+    ~PinScope() { c.pins_.clear(); }
+  };
+  mutable std::mutex stream_mu_;  // the fields below
+  Alloc area_;                    // the streaming area (device-local), allocated at the first streamed weight
+  size_t area_head_ = 0;          // where the ring places the next copy
+  std::map<size_t, StreamBuf*> area_map_;  // offset -> streamed weight held there
+  std::vector<StreamBuf*> pins_;           // in the area for the operation being recorded (and its prefetches)
+  std::weak_ptr<StreamBuf> last_streamed_; // the streamed weight used last (to learn the order)
+  int64_t live_streamed_ = 0;              // streamed weights alive
+  uint64_t host_weights_ = 0;              // bytes of weights kept in host memory
+  uint64_t streamed_ = 0, stream_copies_ = 0, prefetched_ = 0;  // bytes copied into the area; copies; of which prefetches
+
+ private:
+  bool stream_place(StreamBuf* sb, bool barrier_after);
+  void prefetch();
+
+ public:
 
   // Copies (buf, offset) to host memory, waiting for the work that produces it.
   void download(VkBuffer src, size_t offset, void* dst, size_t bytes) {
@@ -661,6 +708,8 @@ class Core {
   mutable std::mutex mu_;
   std::map<size_t, std::vector<Alloc>> free_;  // size class -> cached blocks
   uint64_t in_use_ = 0, cached_ = 0, peak_ = 0, weights_ = 0;
+  uint64_t peak_weights_ = 0;  // peak of weights_ + the streaming area
+  void note_weights() { peak_weights_ = std::max<uint64_t>(peak_weights_, weights_ + area_.size); }  // under mu_
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -698,6 +747,138 @@ class VkBuffer_ final : public DeviceBuffer {
   Alloc a_;
   bool pooled_;
 };
+
+// A weight kept in host memory under vramBudget and streamed into the streaming area when an operation uses it.
+class StreamBuf final : public DeviceBuffer {
+ public:
+  StreamBuf(Backend& owner, std::shared_ptr<Core> core, Tensor host, size_t bytes)
+      : host(std::move(host)), bytes(bytes), owner_(owner), core_(std::move(core)) {
+    std::lock_guard<std::mutex> lk(core_->stream_mu_);
+    ++core_->live_streamed_;
+    core_->host_weights_ += bytes;
+  }
+  ~StreamBuf() override { core_->stream_forget(this); }
+  Backend& backend() const override { return owner_; }
+  size_t size() const override { return bytes; }
+  const Core* core() const { return core_.get(); }
+
+  const Tensor host;                   // the weight as stored (its owner keeps the memory map or copy alive)
+  const size_t bytes;                  // bytes copied to the device
+  size_t need() const { return (std::max<size_t>(bytes, 4) + 255) / 256 * 256; }
+  int64_t area_off = -1;               // where it is in the streaming area (-1: not there)
+  std::weak_ptr<StreamBuf> next;       // the streamed weight used after this one the last time (prefetch)
+
+ private:
+  Backend& owner_;
+  std::shared_ptr<Core> core_;
+};
+
+// Finds room for sb in the streaming area (not overlapping a pinned region), evicts what was there, and records
+// the copy. Returns false when the pinned regions leave no room.
+bool Core::stream_place(StreamBuf* sb, bool barrier_after) {
+  const size_t need = sb->need();
+  if (!area_.buf) {
+    area_ = allocate(stream_area_bytes(), false, "the weight streaming area (a quarter of vramBudget)");
+    std::lock_guard<std::mutex> lk(mu_);
+    note_weights();
+  }
+  const size_t size = area_.size;
+  auto free_of_pins = [&](size_t off) {
+    if (off + need > size) return false;
+    for (StreamBuf* p : pins_)
+      if (off < (size_t)p->area_off + p->need() && (size_t)p->area_off < off + need) return false;
+    return true;
+  };
+  int64_t at = -1;
+  std::vector<size_t> cand = {area_head_, 0};
+  for (StreamBuf* p : pins_) cand.push_back((size_t)p->area_off + p->need());
+  for (size_t c : cand)
+    if (free_of_pins(c)) {
+      at = (int64_t)c;
+      break;
+    }
+  if (at < 0) return false;
+  {
+    std::lock_guard<std::mutex> lk(stream_mu_);
+    // evict every cached weight overlapping [at, at + need)
+    auto it = area_map_.lower_bound((size_t)at);
+    if (it != area_map_.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second->need() > (size_t)at) it = prev;
+    }
+    while (it != area_map_.end() && it->first < (size_t)at + need) {
+      it->second->area_off = -1;
+      it = area_map_.erase(it);
+    }
+    sb->area_off = at;
+    area_map_[(size_t)at] = sb;
+    streamed_ += sb->bytes;
+    ++stream_copies_;
+    if (!barrier_after) ++prefetched_;
+  }
+  area_head_ = (size_t)at + need;
+  if (area_head_ >= size) area_head_ = 0;
+  if (sb->bytes) upload(area_.buf, (size_t)at, sb->host.data, sb->bytes, barrier_after);
+  return true;
+}
+
+uint64_t Core::stream_addr(const std::shared_ptr<StreamBuf>& sb) {
+  // learn the order: the weight used before this one is followed by this one
+  if (auto last = last_streamed_.lock())
+    if (last != sb) last->next = sb;
+  last_streamed_ = sb;
+  bool placed = sb->area_off >= 0;
+  try {
+    placed = placed || stream_place(sb.get(), true);
+  } catch (...) {
+    pins_.clear();  // the operation fails: the next one starts with nothing pinned
+    throw;
+  }
+  if (!placed) {
+    pins_.clear();
+    throw_error(ErrorCode::OutOfMemory,
+                info_.id + " (" + info_.name + "): the weights of one operation do not fit the weight streaming " +
+                    "area (" + mib(area_.size) + ", a quarter of vramBudget): raise vramBudget");
+  }
+  if (std::find(pins_.begin(), pins_.end(), sb.get()) == pins_.end()) pins_.push_back(sb.get());
+  return area_.addr + (uint64_t)sb->area_off;
+}
+
+// Copies the streamed weights that followed the current operation's last one the previous time (at most eight,
+// up to half the area), without a barrier before the dispatch that comes next.
+void Core::prefetch() {
+  std::shared_ptr<StreamBuf> p = pins_.back()->next.lock();
+  size_t bytes = 0;
+  for (int n = 0; p && n < 8 && bytes < area_.size / 2; ++n) {
+    if (std::find(pins_.begin(), pins_.end(), p.get()) != pins_.end()) break;  // a cycle within this operation
+    if (p->area_off < 0 && !stream_place(p.get(), false)) break;               // no room next to the pinned ones
+    pins_.push_back(p.get());  // keep it while the rest of this prefetch is placed
+    bytes += p->need();
+    p = p->next.lock();
+  }
+}
+
+void Core::stream_forget(StreamBuf* sb) {
+  bool last = false;
+  {
+    std::lock_guard<std::mutex> lk(stream_mu_);
+    if (sb->area_off >= 0) {
+      auto it = area_map_.find((size_t)sb->area_off);
+      if (it != area_map_.end() && it->second == sb) area_map_.erase(it);
+    }
+    pins_.erase(std::remove(pins_.begin(), pins_.end(), sb), pins_.end());
+    host_weights_ -= std::min<uint64_t>(host_weights_, sb->bytes);
+    last = --live_streamed_ == 0;
+  }
+  if (last && area_.buf) {  // the last streamed weight is gone: give the area back (the device may still read it)
+    try {
+      synchronize();
+    } catch (...) {
+    }
+    free_alloc(area_);
+    area_head_ = 0;
+  }
+}
 
 int64_t prod(const int64_t* s, int a, int b) {
   int64_t p = 1;
@@ -741,6 +922,17 @@ class VulkanBackend final : public Backend {
       core_->synchronize();
     } catch (...) {
     }
+    const char* dbg = std::getenv("SDN_DEBUG");
+    if (core_->options_.vram_budget && dbg && *dbg && *dbg != '0') {
+      const MemoryStats m = memory_stats();
+      std::fprintf(stderr,
+                   "sdnode: %s vramBudget %llu bytes: peak device weights %llu bytes (streaming area %llu); "
+                   "streamed %llu bytes in %llu copies (%llu prefetched)\n",
+                   core_->info_.id.c_str(), (unsigned long long)core_->options_.vram_budget,
+                   (unsigned long long)core_->peak_weights_, (unsigned long long)core_->stream_area_bytes(),
+                   (unsigned long long)m.streamed, (unsigned long long)m.stream_copies,
+                   (unsigned long long)m.prefetched);
+    }
   }
 
   const char* name() const override { return "vulkan"; }
@@ -781,6 +973,7 @@ class VulkanBackend final : public Backend {
   Tensor to_host(const Tensor& x) override {
     if (!x.on_device()) return x;
     own(x, "to_host");
+    if (auto* sb = dynamic_cast<StreamBuf*>(x.buffer.get())) return sb->host;  // a streamed weight, as stored
     Tensor h = Tensor::empty(x.sizes(), x.dtype);
     if (x.nbytes()) core_->download(buf(x).alloc().buf, x.offset, h.data, x.nbytes());
     return h;
@@ -788,6 +981,8 @@ class VulkanBackend final : public Backend {
 
   void write(Tensor& dst, const Tensor& src) override {
     own(dst, "write");
+    if (dynamic_cast<StreamBuf*>(dst.buffer.get()))
+      throw_error(ErrorCode::Internal, "vulkan write: " + dst.shape_str() + " is a weight kept in host memory");
     if (src.on_device() || dst.dtype != src.dtype || dst.numel() != src.numel())
       throw_error(ErrorCode::Internal, "vulkan write: " + src.shape_str() + " into " + dst.shape_str());
     Tensor s = src.is_contiguous() ? src : src.contiguous();
@@ -805,7 +1000,14 @@ class VulkanBackend final : public Backend {
     m.in_use = core_->in_use_;
     m.cached = core_->cached_;
     m.peak = core_->peak_;
-    m.weights = core_->weights_;
+    m.weights = core_->weights_ + core_->area_.size;
+    m.peak_weights = core_->peak_weights_;
+    std::lock_guard<std::mutex> sk(core_->stream_mu_);
+    m.stream_area = core_->area_.size;
+    m.host_weights = core_->host_weights_;
+    m.streamed = core_->streamed_;
+    m.stream_copies = core_->stream_copies_;
+    m.prefetched = core_->prefetched_;
     return m;
   }
   void reset_peak() override {
@@ -828,9 +1030,34 @@ class VulkanBackend final : public Backend {
         throw_error(ErrorCode::Unsupported, std::string("vulkan has no kernels for ") + dtype_name(w.dtype) +
                                                 " weights");
       src = (!tr.quantized && !w.is_contiguous()) ? w.contiguous() : w;
-      const uint64_t budget = core_->options_.vram_budget;
-      if (budget && core_->weights_ + weight_bytes(src) > budget)
-        throw_error(ErrorCode::Unsupported, "over vramBudget: this weight stays in host memory");
+    }
+    const uint64_t budget = core_->options_.vram_budget;
+    if (budget) {
+      // resident while the weights placed so far, this one and the streaming area fit the budget; else streamed
+      const size_t bytes = weight_bytes(src), need = (std::max<size_t>(bytes, 4) + 255) / 256 * 256;
+      const size_t area = core_->stream_area_bytes();
+      uint64_t resident;
+      {
+        std::lock_guard<std::mutex> lk(core_->mu_);
+        resident = core_->weights_;
+      }
+      if (resident + need + area > budget) {
+        // a streamed weight must leave room in the area for the small vectors of its operation
+        if (need > area / 4 * 3)
+          throw_error(ErrorCode::Unsupported,
+                      "a weight of " + mib(bytes) + " is larger than the weight streaming area allows (" +
+                          mib(area / 4 * 3) + " of " + mib(area) +
+                          ", a quarter of vramBudget): it stays in host memory and its operations run on the CPU; "
+                          "raise vramBudget above " + mib((uint64_t)need * 16 / 3) + " to stream it");
+        Tensor t;
+        t.dtype = src.dtype;
+        t.ndim = src.ndim;
+        for (int i = 0; i < src.ndim; ++i) t.shape[i] = src.shape[i];
+        t.set_contiguous_strides();
+        t.buffer = std::make_shared<StreamBuf>(*this, core_, src, bytes);
+        t.offset = 0;
+        return t;
+      }
     }
     return place_weight(src);
   }
@@ -1146,14 +1373,19 @@ class VulkanBackend final : public Backend {
   // Checks that a device tensor belongs to this backend.
   void own(const Tensor& t, const char* op) const {
     auto* vb = dynamic_cast<VkBuffer_*>(t.buffer.get());
-    if (!vb || vb->core() != core_.get())
+    auto* sb = vb ? nullptr : dynamic_cast<StreamBuf*>(t.buffer.get());
+    if (!(vb && vb->core() == core_.get()) && !(sb && sb->core() == core_.get()))
       throw_error(ErrorCode::Internal, std::string("vulkan ") + op + ": " + t.shape_str() +
                                            " lives on another backend (" +
                                            (t.device_backend() ? t.device_backend()->name() : "host") + ")");
   }
 
+  // Device address of a tensor for the operation being recorded (a streamed weight is copied in and pinned until
+  // the operation's dispatch: take weight addresses right before the dispatch, after any upload of inputs).
   uint64_t addr(const Tensor& t) const {
     own(t, "operation");
+    if (dynamic_cast<StreamBuf*>(t.buffer.get()))
+      return core_->stream_addr(std::static_pointer_cast<StreamBuf>(t.buffer)) + t.offset;
     return buf(t).alloc().addr + t.offset;
   }
 
@@ -1212,6 +1444,7 @@ class VulkanBackend final : public Backend {
     {
       std::lock_guard<std::mutex> lk(core_->mu_);
       core_->weights_ += need;
+      core_->note_weights();
     }
     Tensor t;
     t.dtype = src.dtype;

@@ -257,6 +257,9 @@ class Model {
   // weights resident on the device now. Benchmarks read it.
   struct MemoryUse {
     uint64_t activations = 0, peak_activations = 0, weights = 0;
+    // vramBudget weight streaming (zero without a budget): device memory for weights at its peak (resident weights +
+    // the streaming area), the streaming area, weights kept in host memory, bytes streamed so far (cumulative).
+    uint64_t peak_weights = 0, stream_area = 0, host_weights = 0, streamed = 0;
   };
   virtual MemoryUse memory_use() const { return {}; }
   // Validates params (InvalidArgument naming the parameter) before any work, then runs txt2img.
