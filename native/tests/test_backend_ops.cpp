@@ -193,12 +193,13 @@ TEST(backend_ops, conv2d_every_weight_type) {
     for (int k : {1, 3})
       for (int stride : {1, 2})
         for (int pad : {0, 1})
-          for (int64_t W : {9, 32}) {
+          for (int64_t W : {9, 32, 8}) {
           if (k == 1 && pad == 1) continue;
-          // W = 32 (3x3, stride 1, pad 1): the Vulkan register-blocked kernel's row-segment path
-          if (W == 32 && !(k == 3 && stride == 1 && pad == 1)) continue;
-          const int64_t C = bs == 256 ? 256 : bs > 1 ? 32 : 5;
-          const int64_t B = 2, H = W == 32 ? 3 : 7, OC = W == 32 ? 11 : 6;
+          // W = 32 and 8 (3x3 / stride 1 / pad 1 and 1x1 / stride 1): the Vulkan register-blocked kernel's
+          // row-segment (16 and 8 pixels) and 1x1 paths (even C, 16 | OH*OW)
+          if (W != 9 && !(stride == 1 && pad == (k == 3 ? 1 : 0))) continue;
+          const int64_t C = bs == 256 ? 256 : bs > 1 ? 32 : W == 9 ? 5 : 6;
+          const int64_t B = 2, H = W == 9 ? 7 : W == 32 ? 3 : 6, OC = W == 9 ? 6 : 11;
           const int64_t OH = (H + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
           std::vector<float> wdeq;
           Tensor w = sdntest::make_weight(wt, {OC, C, k, k}, OC, C * k * k, (uint32_t)(C + k * 3 + stride), &wdeq);
@@ -336,7 +337,8 @@ TEST(backend_ops, attention) {
   };
   for (const Case& cs : {Case{2, 7, 9, 3, 8, false}, Case{1, 7, 7, 2, 40, true}, Case{2, 33, 77, 1, 64, false},
                          Case{1, 5, 3, 2, 80, false}, Case{1, 9, 9, 1, 160, true}, Case{1, 1, 1, 1, 33, false},
-                         Case{1, 300, 300, 1, 24, false}}) {
+                         Case{1, 300, 300, 1, 24, false}, Case{1, 9, 11, 1, 320, false},
+                         Case{1, 6, 6, 1, 512, true}}) {
     const int64_t HD = cs.heads * cs.D;
     auto q = random_vector((size_t)(cs.B * cs.Tq * HD), 61, -2.f, 2.f);
     auto k = random_vector((size_t)(cs.B * cs.Tk * HD), 62, -2.f, 2.f);

@@ -16,6 +16,9 @@
 //    shaders dequantize). With BackendOptions::vram_budget, a matrix weight that would take the weights past the
 //    budget is refused (Unsupported), so the CPU fallback wrapper keeps it in host memory and runs its operation
 //    on the CPU. (Not streamed to the device: see the README's Vulkan section.)
+//  * Two kernel variants for linear/conv2d/attention: the shared-memory tiled ones (matmul.comp, attention.comp)
+//    on GPUs, register-blocked ones (matmul_rb.comp, attention_rb.comp) on CPU devices such as lavapipe, where
+//    memory loads are per-lane scalar loops; SDN_VULKAN_KERNELS=tiled|blocked forces one.
 //  * Kernels are plain GLSL with no subgroup, fp16-arithmetic, int8 or cooperative-matrix paths yet; the
 //    device's support for them is reported in DeviceInfo only.
 #include <algorithm>
@@ -922,9 +925,16 @@ class VulkanBackend final : public Backend {
     u[11] = (uint32_t)stride;
     u[12] = (uint32_t)pad;
     // 3x3 / stride 1 / pad 1 fast path of the register-blocked kernel (blocks of 16 pixels of one output row)
-    u[14] = (KH == 3 && KW == 3 && stride == 1 && pad == 1 && OW % 16 == 0 && W % 2 == 0 && addr(x) % 8 == 0)
-                ? 4u : 0u;
-    matmul_dispatch("conv_", w.dtype, pc, M, OC);
+    // fast paths of the register-blocked kernel (blocks of 16 pixels, see matmul_rb.comp): 3x3 / stride 1 / pad 1
+    // in row segments of `seg` pixels, and 1x1 / stride 1 / pad 0
+    const int64_t seg = std::min<int64_t>(16, OW);
+    const bool x8 = addr(x) % 8 == 0, img16 = (OH * OW) % 16 == 0;
+    if (KH == 3 && KW == 3 && stride == 1 && pad == 1 && (seg == 16 || seg == 8 || seg == 4 || seg == 2) &&
+        OW % seg == 0 && img16 && W % 2 == 0 && x8)
+      u[14] = 4;
+    else if (KH == 1 && KW == 1 && stride == 1 && pad == 0 && C % 2 == 0 && img16 && x8)
+      u[14] = 8;
+    matmul_dispatch("conv_", w.dtype, pc, M, OC, u[14] == 4 ? (int)seg : 16);
     return y;
   }
 
@@ -989,7 +999,11 @@ class VulkanBackend final : public Backend {
     const int64_t D = HD / heads;
     const bool rb = core_->blocked_kernels_ && (D == 40 || D == 64 || D == 80 || D == 160) &&
                     ((addr(q) | addr(k) | addr(v)) % 8) == 0;
-    if (D > 256 && !rb) {  // the shader keeps a query row in registers: wider heads run on the CPU
+    // Heads up to 256 wide: attention.comp; up to 512 (the VAE's single 512-wide head): its attention_d512
+    // module. Wider heads, and heads over 256 on a CPU device with the register-blocked kernels, run on the host
+    // CPU backend: on a CPU device that is the same processor, and the host kernel is many times faster there
+    // than the shared-memory shader (lavapipe: ~80 vs ~1 GFLOP/s for the VAE's head).
+    if (D > 512 || (D > 256 && !rb && core_->blocked_kernels_)) {
       Tensor r = cpu_->attention(to_host(q), to_host(k), to_host(v), heads, causal);
       return upload(r);
     }
@@ -1016,7 +1030,7 @@ class VulkanBackend final : public Backend {
     if (B * heads > kMaxGroups)
       throw_error(ErrorCode::OutOfMemory, core_->info_.id + ": attention over " + std::to_string(B * heads) +
                                               " (batch x heads) is too large for one dispatch (use device 'cpu')");
-    core_->dispatch("attention", pc, (uint32_t)((Tq + 63) / 64), (uint32_t)(B * heads));
+    core_->dispatch(D > 256 ? "attention_d512" : "attention", pc, (uint32_t)((Tq + 63) / 64), (uint32_t)(B * heads));
     return out;
   }
 
@@ -1285,7 +1299,7 @@ class VulkanBackend final : public Backend {
   // The GEMM of linear/conv2d (pc filled but for u13). The register-blocked kernel (matmul_rb.comp, CPU devices)
   // takes a 1-D grid of 64-wide workgroups folded into 2-D; the tiled kernel (matmul.comp) one workgroup per
   // 64x64 output tile, split into several dispatches (u13 = first row) when M needs more than 65535 row tiles.
-  void matmul_dispatch(const std::string& kind, DType wt, Push pc, int64_t M, int64_t N) {
+  void matmul_dispatch(const std::string& kind, DType wt, Push pc, int64_t M, int64_t N, int seg = -1) {
     if (core_->blocked_kernels_) {
       const bool conv = kind == "conv_";  // output block per invocation, as matmul_rb.comp's RB_R x RB_C
       const int64_t R = conv ? 16 : 8, Cb = conv ? 8 : 16;
@@ -1296,7 +1310,7 @@ class VulkanBackend final : public Backend {
                                                 std::to_string(N) + " is too large: use a smaller image size or vaeTiling");
       const uint32_t gx = (uint32_t)std::min<int64_t>(groups, kMaxGroups);
       const uint32_t gy = (uint32_t)((groups + gx - 1) / gx);
-      core_->dispatch(kind + "rb_" + type_suffix(wt), pc, gx, gy);
+      core_->dispatch(kind + "rb_" + type_suffix(wt), pc, gx, gy, 1, conv ? seg : -1);
       return;
     }
     const uint32_t gy = (uint32_t)((N + 63) / 64);
@@ -1393,7 +1407,7 @@ class VulkanBackend final : public Backend {
   }
 
   std::shared_ptr<Core> core_;
-  std::shared_ptr<Backend> cpu_;  // reference results for the rare cases the shaders do not cover (attention D > 256)
+  std::shared_ptr<Backend> cpu_;  // attention heads the shaders do not take (see attention())
   std::weak_ptr<VkBuffer_> arena_;
   size_t arena_used_ = 0;
 };

@@ -13,8 +13,10 @@
 // u0 = M, u1 = N, u2 = K, u3 = has bias, u14 = fast paths the host checked (alignment, shape):
 //   bit 0: rows of x start 8-byte aligned (two activations per 64-bit load); bit 1: f16 weight rows 8-byte
 //   aligned (four weights per 64-bit load); bit 2 (CONV): 3x3, stride 1, pad 1, OW % RB_R == 0, W even, x 8-byte
-//   aligned: a block is RB_R pixels of one output row, each input row segment is loaded once for the 3 kernel
-//   columns, and the 9 f16 weights of a (channel, input channel) pair come from five 32-bit loads
+//   aligned, OW % SEG == 0 and OH*OW % RB_R == 0: a block is RB_R / SEG segments of SEG pixels of output rows, each
+//   input row segment is loaded once for the 3 kernel columns, and the 9 f16 weights of a (channel, input
+//   channel) pair come from five 32-bit loads; bit 3 (CONV): 1x1, stride 1, pad 0, C even, OH*OW % RB_R == 0,
+//   x 8-byte aligned
 // CONV: u4 = C, u5 = H, u6 = W, u7 = OH, u8 = OW, u9 = KH, u10 = KW, u11 = stride, u12 = pad
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -30,6 +32,9 @@ layout(buffer_reference, std430, buffer_reference_align = 8) buffer DBuf { uint6
 #ifdef CONV
 #define RB_R 16u
 #define RB_C 8u
+// 3x3 path: pixels per row segment (16, or OW when OW < 16; set by the host), segments per block
+layout(constant_id = 0) const uint SEG = 16u;
+const uint NS = RB_R / SEG;
 #else
 #define RB_R 8u
 #define RB_C 16u
@@ -75,8 +80,14 @@ void main() {
     iwb[r] = int(p % OW) * stride - pad;
   }
   if ((pc.u14 & 4u) != 0u) {
+    // blocks of NS segments of SEG pixels along output rows (SEG = 16, or OW when OW < 16)
     DBuf X2 = DBuf(pc.a0);
-    uint b = m0 / OHW, p = m0 % OHW, oh = p / OW, ow0 = p % OW;
+    uint b = m0 / OHW, p0 = m0 % OHW;
+    uint seg_oh[NS], seg_ow[NS];
+    [[unroll]] for (uint sg = 0u; sg < NS; ++sg) {
+      seg_oh[sg] = (p0 + sg * SEG) / OW;
+      seg_ow[sg] = (p0 + sg * SEG) % OW;
+    }
     for (uint c = 0u; c < C; ++c) {
       float w9[RB_C][9];
       [[unroll]] for (uint j = 0u; j < RB_C; ++j) {
@@ -96,23 +107,57 @@ void main() {
 #endif
       }
       [[unroll]] for (uint kh = 0u; kh < 3u; ++kh) {
-        int ih = int(oh) + int(kh) - 1;
-        bool rowok = ih >= 0 && ih < int(H);
-        uint rowbase = xb[0] + c * HW + uint(clamp(ih, 0, int(H) - 1)) * Wd;  // even
-        float xr[RB_R + 4u];  // xr[t] = x[row, ow0 - 2 + t]
-        [[unroll]] for (uint t2 = 0u; t2 < RB_R / 2u + 2u; ++t2) {
-          int iw = int(ow0) - 2 + 2 * int(t2);
-          bool ok = rowok && iw >= 0 && iw < int(Wd);
-          uint64_t u = X2.v[(rowbase + uint(clamp(iw, 0, int(Wd) - 2))) >> 1u];
-          xr[2u * t2] = ok ? uintBitsToFloat(uint(u)) : 0.0;
-          xr[2u * t2 + 1u] = ok ? uintBitsToFloat(uint(u >> 32u)) : 0.0;
+        float xr[NS][SEG + 4u];  // xr[sg][t] = x[row of segment sg, ow0 - 2 + t]
+        [[unroll]] for (uint sg = 0u; sg < NS; ++sg) {
+          int ih = int(seg_oh[sg]) + int(kh) - 1;
+          bool rowok = ih >= 0 && ih < int(H);
+          uint rowbase = xb[0] + c * HW + uint(clamp(ih, 0, int(H) - 1)) * Wd;  // even
+          [[unroll]] for (uint t2 = 0u; t2 < SEG / 2u + 2u; ++t2) {
+            int iw = int(seg_ow[sg]) - 2 + 2 * int(t2);
+            bool ok = rowok && iw >= 0 && iw < int(Wd);
+            uint64_t u = X2.v[(rowbase + uint(clamp(iw, 0, int(Wd) - 2))) >> 1u];
+            xr[sg][2u * t2] = ok ? uintBitsToFloat(uint(u)) : 0.0;
+            xr[sg][2u * t2 + 1u] = ok ? uintBitsToFloat(uint(u >> 32u)) : 0.0;
+          }
         }
         [[unroll]] for (uint kw = 0u; kw < 3u; ++kw) {
-          [[unroll]] for (uint r = 0u; r < RB_R; ++r) a[r] = xr[r + kw + 1u];
+          [[unroll]] for (uint sg = 0u; sg < NS; ++sg)
+            [[unroll]] for (uint r = 0u; r < SEG; ++r) a[sg * SEG + r] = xr[sg][r + kw + 1u];
           [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = w9[j][kh * 3u + kw];
           fma_block();
         }
       }
+    }
+  } else if ((pc.u14 & 8u) != 0u) {
+    // 1x1, stride 1, no padding, the block inside one image: x rows of RB_R pixels by pairs, input channels
+    // two at a time (f16 weights: one 32-bit load for two)
+    DBuf X2 = DBuf(pc.a0);
+    uint base = xb[0] + m0 % OHW;  // even
+    for (uint c = 0u; c < C; c += 2u) {
+      float a1[RB_R];
+      [[unroll]] for (uint t2 = 0u; t2 < RB_R / 2u; ++t2) {
+        uint64_t u = X2.v[(base + c * HW) / 2u + t2];
+        uint64_t u1 = X2.v[(base + (c + 1u) * HW) / 2u + t2];
+        a[2u * t2] = uintBitsToFloat(uint(u));
+        a[2u * t2 + 1u] = uintBitsToFloat(uint(u >> 32u));
+        a1[2u * t2] = uintBitsToFloat(uint(u1));
+        a1[2u * t2 + 1u] = uintBitsToFloat(uint(u1 >> 32u));
+      }
+      float w1[RB_C];
+      [[unroll]] for (uint j = 0u; j < RB_C; ++j) {
+#if defined(WT_F16)
+        vec2 h2 = unpackHalf2x16(Wt.v[(rb[j] >> 2u) + (c >> 1u)]);
+        w[j] = h2.x;
+        w1[j] = h2.y;
+#else
+        w[j] = wdec(Wt, rb[j], c);
+        w1[j] = wdec(Wt, rb[j], c + 1u);
+#endif
+      }
+      fma_block();
+      [[unroll]] for (uint r = 0u; r < RB_R; ++r) a[r] = a1[r];
+      [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = w1[j];
+      fma_block();
     }
   } else {
   uint k = 0u;
