@@ -926,10 +926,10 @@ class VulkanBackend final : public Backend {
     u[12] = (uint32_t)pad;
     // 3x3 / stride 1 / pad 1 fast path of the register-blocked kernel (blocks of 16 pixels of one output row)
     // fast paths of the register-blocked kernel (blocks of 16 pixels, see matmul_rb.comp): 3x3 / stride 1 / pad 1
-    // in row segments of `seg` pixels, and 1x1 / stride 1 / pad 0
+    // in row segments of `seg` pixels (16 or 8: the lengths the op harness covers), and 1x1 / stride 1 / pad 0
     const int64_t seg = std::min<int64_t>(16, OW);
     const bool x8 = addr(x) % 8 == 0, img16 = (OH * OW) % 16 == 0;
-    if (KH == 3 && KW == 3 && stride == 1 && pad == 1 && (seg == 16 || seg == 8 || seg == 4 || seg == 2) &&
+    if (KH == 3 && KW == 3 && stride == 1 && pad == 1 && (seg == 16 || seg == 8) &&
         OW % seg == 0 && img16 && W % 2 == 0 && x8)
       u[14] = 4;
     else if (KH == 1 && KW == 1 && stride == 1 && pad == 0 && C % 2 == 0 && img16 && x8)
