@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -42,6 +43,19 @@ const std::vector<Dev>& devices() {
         if (!d.usable) {
           std::fprintf(stderr, "SKIP: backend_ops on %s (%s): unusable: %s\n", d.id.c_str(), d.name.c_str(),
                        d.unusable_reason.c_str());
+          continue;
+        }
+        if (std::string(f->name()) == "vulkan") {
+          // both GEMM/attention kernel variants on every Vulkan device (the backend picks one per device kind;
+          // SDN_VULKAN_KERNELS, read when an instance is created, forces one)
+          const char* prev = std::getenv("SDN_VULKAN_KERNELS");
+          const std::string saved = prev ? prev : "";
+          for (const char* variant : {"tiled", "blocked"}) {
+            setenv("SDN_VULKAN_KERNELS", variant, 1);
+            v.push_back({d.id + " (" + variant + " kernels)", f->create(d.index, {})});
+          }
+          if (prev) setenv("SDN_VULKAN_KERNELS", saved.c_str(), 1);
+          else unsetenv("SDN_VULKAN_KERNELS");
           continue;
         }
         v.push_back({d.id, f->create(d.index, {})});
@@ -136,7 +150,9 @@ TEST(backend_ops, upload_to_host_write_roundtrip) {
 TEST(backend_ops, linear_every_weight_type) {
   for (DType wt : sdntest::kernel_weight_types()) {
     const bool kq = dtype_traits(wt).block_size == 256;
-    const int64_t K = kq ? 256 : dtype_traits(wt).block_size > 1 ? 96 : 37;
+    // odd K, and K % 4 == 0 (the Vulkan register-blocked kernel's paired loads)
+    for (int64_t K : kq ? std::vector<int64_t>{256} : dtype_traits(wt).block_size > 1 ? std::vector<int64_t>{96}
+                                                                                    : std::vector<int64_t>{37, 64})
     for (int64_t M : {1, 7, 77})
       for (int64_t N : {3, 33}) {
         for (bool bias : {false, true}) {
@@ -176,10 +192,14 @@ TEST(backend_ops, conv2d_every_weight_type) {
     const int bs = dtype_traits(wt).block_size;
     for (int k : {1, 3})
       for (int stride : {1, 2})
-        for (int pad : {0, 1}) {
+        for (int pad : {0, 1})
+          for (int64_t W : {9, 32, 8}) {
           if (k == 1 && pad == 1) continue;
-          const int64_t C = bs == 256 ? 256 : bs > 1 ? 32 : 5;
-          const int64_t B = 2, H = 7, W = 9, OC = 6;
+          // W = 32 and 8 (3x3 / stride 1 / pad 1 and 1x1 / stride 1): the Vulkan register-blocked kernel's
+          // row-segment (16 and 8 pixels) and 1x1 paths (even C, 16 | OH*OW)
+          if (W != 9 && !(stride == 1 && pad == (k == 3 ? 1 : 0))) continue;
+          const int64_t C = bs == 256 ? 256 : bs > 1 ? 32 : W == 9 ? 5 : 6;
+          const int64_t B = 2, H = W == 9 ? 7 : W == 32 ? 3 : 6, OC = W == 9 ? 6 : 11;
           const int64_t OH = (H + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
           std::vector<float> wdeq;
           Tensor w = sdntest::make_weight(wt, {OC, C, k, k}, OC, C * k * k, (uint32_t)(C + k * 3 + stride), &wdeq);
@@ -317,7 +337,8 @@ TEST(backend_ops, attention) {
   };
   for (const Case& cs : {Case{2, 7, 9, 3, 8, false}, Case{1, 7, 7, 2, 40, true}, Case{2, 33, 77, 1, 64, false},
                          Case{1, 5, 3, 2, 80, false}, Case{1, 9, 9, 1, 160, true}, Case{1, 1, 1, 1, 33, false},
-                         Case{1, 300, 300, 1, 24, false}}) {
+                         Case{1, 300, 300, 1, 24, false}, Case{1, 9, 11, 1, 320, false},
+                         Case{1, 6, 6, 1, 512, true}}) {
     const int64_t HD = cs.heads * cs.D;
     auto q = random_vector((size_t)(cs.B * cs.Tq * HD), 61, -2.f, 2.f);
     auto k = random_vector((size_t)(cs.B * cs.Tk * HD), 62, -2.f, 2.f);

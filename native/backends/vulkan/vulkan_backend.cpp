@@ -28,6 +28,9 @@
 //    queue; the one dispatch recorded after a prefetch copy (the current operation) reads only regions pinned for
 //    it, which the ring never hands out. One queue only (no transfer queue yet): the overlap is what the driver
 //    makes of a copy and a dispatch between the same two barriers.
+//  * Two kernel variants for linear/conv2d/attention: the shared-memory tiled ones (matmul.comp, attention.comp)
+//    on GPUs, register-blocked ones (matmul_rb.comp, attention_rb.comp) on CPU devices such as lavapipe, where
+//    memory loads are per-lane scalar loops; SDN_VULKAN_KERNELS=tiled|blocked forces one.
 //  * Kernels are plain GLSL with no subgroup, fp16-arithmetic, int8 or cooperative-matrix paths yet; the
 //    device's support for them is reported in DeviceInfo only.
 #include <algorithm>
@@ -280,18 +283,36 @@ class Core {
       max_alloc_ = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     }
     if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) max_groups_1d_ = 32;
+    // GEMM kernel variant: the register-blocked one on CPU implementations (lavapipe), the shared-memory tiled one
+    // on GPUs; SDN_VULKAN_KERNELS=blocked|tiled forces one (tests run both on every device).
+    blocked_kernels_ = props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    if (const char* v = std::getenv("SDN_VULKAN_KERNELS")) {
+      if (std::strcmp(v, "blocked") == 0) blocked_kernels_ = true;
+      else if (std::strcmp(v, "tiled") == 0) blocked_kernels_ = false;
+    }
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci{};
     qci.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
     qci.queueFamilyIndex = family_;
     qci.queueCount = 1;
     qci.pQueuePriorities = &prio;
+    {
+      VkPhysicalDeviceFeatures2 have{};
+      have.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+      api_.vkGetPhysicalDeviceFeatures2(pd_, &have);
+      int64_ = have.features.shaderInt64 == VK_TRUE;
+    }
+    if (!int64_) blocked_kernels_ = false;  // the register-blocked kernels load 64 bits at a time
     VkPhysicalDeviceVulkan12Features f12{};
     f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
     f12.bufferDeviceAddress = VK_TRUE;
+    VkPhysicalDeviceFeatures2 features2{};
+    features2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    features2.pNext = &f12;
+    features2.features.shaderInt64 = int64_ ? VK_TRUE : VK_FALSE;
     VkDeviceCreateInfo dci{};
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
-    dci.pNext = &f12;
+    dci.pNext = &features2;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
     const char* portability = "VK_KHR_portability_subset";
@@ -694,6 +715,8 @@ class Core {
   VkPhysicalDeviceMemoryProperties memprops_{};
   uint64_t max_alloc_ = 0;
   uint32_t max_groups_1d_ = 1024;
+  bool blocked_kernels_ = false;  // matmul_rb.comp / attention_rb.comp instead of matmul.comp / attention.comp
+  bool int64_ = false;            // shaderInt64 enabled
   uint32_t family_ = 0;
   VkDevice dev_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
@@ -1086,7 +1109,10 @@ class VulkanBackend final : public Backend {
     pc.u[1] = (uint32_t)N;
     pc.u[2] = (uint32_t)K;
     pc.u[3] = b ? 1 : 0;
-    core_->dispatch("linear_" + type_suffix(w.dtype), pc, (uint32_t)((M + 63) / 64), (uint32_t)((N + 63) / 64));
+    // fast paths of the register-blocked kernel (matmul_rb.comp): 8-byte aligned rows of x / of f16 weights
+    pc.u[14] = ((K % 2 == 0 && addr(x) % 8 == 0) ? 1u : 0u) |
+               ((w.dtype == DType::F16 && K % 4 == 0 && addr(w) % 8 == 0) ? 2u : 0u);
+    matmul_dispatch("linear_", w.dtype, pc, M, N);
     return y;
   }
 
@@ -1125,7 +1151,17 @@ class VulkanBackend final : public Backend {
     u[10] = (uint32_t)KW;
     u[11] = (uint32_t)stride;
     u[12] = (uint32_t)pad;
-    core_->dispatch("conv_" + type_suffix(w.dtype), pc, (uint32_t)((M + 63) / 64), (uint32_t)((OC + 63) / 64));
+    // 3x3 / stride 1 / pad 1 fast path of the register-blocked kernel (blocks of 16 pixels of one output row)
+    // fast paths of the register-blocked kernel (blocks of 16 pixels, see matmul_rb.comp): 3x3 / stride 1 / pad 1
+    // in row segments of `seg` pixels (16 or 8: the lengths the op harness covers), and 1x1 / stride 1 / pad 0
+    const int64_t seg = std::min<int64_t>(16, OW);
+    const bool x8 = addr(x) % 8 == 0, img16 = (OH * OW) % 16 == 0;
+    if (KH == 3 && KW == 3 && stride == 1 && pad == 1 && (seg == 16 || seg == 8) &&
+        OW % seg == 0 && img16 && W % 2 == 0 && x8)
+      u[14] = 4;
+    else if (KH == 1 && KW == 1 && stride == 1 && pad == 0 && C % 2 == 0 && img16 && x8)
+      u[14] = 8;
+    matmul_dispatch("conv_", w.dtype, pc, M, OC, u[14] == 4 ? (int)seg : 16);
     return y;
   }
 
@@ -1188,7 +1224,13 @@ class VulkanBackend final : public Backend {
       bad(op, "heads (" + std::to_string(heads) + ") must divide the feature size " + std::to_string(HD));
     if (Tk == 0 && Tq > 0) bad(op, "no keys (Tk = 0)");
     const int64_t D = HD / heads;
-    if (D > 256) {  // the shader keeps a query row in registers: wider heads run on the CPU
+    const bool rb = core_->blocked_kernels_ && (D == 40 || D == 64 || D == 80 || D == 160) &&
+                    ((addr(q) | addr(k) | addr(v)) % 8) == 0;
+    // Heads up to 256 wide: attention.comp; up to 512 (the VAE's single 512-wide head): its attention_d512
+    // module. Wider heads, and heads over 256 on a CPU device with the register-blocked kernels, run on the host
+    // CPU backend: on a CPU device that is the same processor, and the host kernel is many times faster there
+    // than the shared-memory shader (lavapipe: ~80 vs ~1 GFLOP/s for the VAE's head).
+    if (D > 512 || (D > 256 && !rb && core_->blocked_kernels_)) {
       Tensor r = cpu_->attention(to_host(q), to_host(k), to_host(v), heads, causal);
       return upload(r);
     }
@@ -1205,7 +1247,17 @@ class VulkanBackend final : public Backend {
     pc.u[3] = (uint32_t)D;
     pc.u[4] = causal ? 1 : 0;
     pc.f(5, (float)(1.0 / std::sqrt((double)D)));
-    core_->dispatch("attention", pc, (uint32_t)((Tq + 63) / 64), (uint32_t)(B * heads));
+    if (rb) {
+      pc.u[6] = (uint32_t)B;
+      const int64_t groups = ((Tq + 3) / 4 * B * heads + 63) / 64;
+      const uint32_t gx = (uint32_t)std::min<int64_t>(groups, kMaxGroups);
+      core_->dispatch("attention_rb_d" + std::to_string(D), pc, gx, (uint32_t)((groups + gx - 1) / gx));
+      return out;
+    }
+    if (B * heads > kMaxGroups)
+      throw_error(ErrorCode::OutOfMemory, core_->info_.id + ": attention over " + std::to_string(B * heads) +
+                                              " (batch x heads) is too large for one dispatch (use device 'cpu')");
+    core_->dispatch(D > 256 ? "attention_d512" : "attention", pc, (uint32_t)((Tq + 63) / 64), (uint32_t)(B * heads));
     return out;
   }
 
@@ -1477,6 +1529,34 @@ class VulkanBackend final : public Backend {
     return y;
   }
 
+  // The GEMM of linear/conv2d (pc filled but for u13). The register-blocked kernel (matmul_rb.comp, CPU devices)
+  // takes a 1-D grid of 64-wide workgroups folded into 2-D; the tiled kernel (matmul.comp) one workgroup per
+  // 64x64 output tile, split into several dispatches (u13 = first row) when M needs more than 65535 row tiles.
+  void matmul_dispatch(const std::string& kind, DType wt, Push pc, int64_t M, int64_t N, int seg = -1) {
+    if (core_->blocked_kernels_) {
+      const bool conv = kind == "conv_";  // output block per invocation, as matmul_rb.comp's RB_R x RB_C
+      const int64_t R = conv ? 16 : 8, Cb = conv ? 8 : 16;
+      const int64_t blocks = ((M + R - 1) / R) * ((N + Cb - 1) / Cb);
+      const int64_t groups = (blocks + 63) / 64;
+      if (groups > (int64_t)kMaxGroups * kMaxGroups)
+        throw_error(ErrorCode::OutOfMemory, core_->info_.id + ": " + kind + " output of " + std::to_string(M) + " x " +
+                                                std::to_string(N) + " is too large: use a smaller image size or vaeTiling");
+      const uint32_t gx = (uint32_t)std::min<int64_t>(groups, kMaxGroups);
+      const uint32_t gy = (uint32_t)((groups + gx - 1) / gx);
+      core_->dispatch(kind + "rb_" + type_suffix(wt), pc, gx, gy, 1, conv ? seg : -1);
+      return;
+    }
+    const uint32_t gy = (uint32_t)((N + 63) / 64);
+    if (gy > kMaxGroups)
+      throw_error(ErrorCode::OutOfMemory, core_->info_.id + ": " + kind + " with " + std::to_string(N) +
+                                              " output features is too large for one dispatch (use device 'cpu')");
+    const int64_t tiles = (M + 63) / 64;
+    for (int64_t t0 = 0; t0 < tiles; t0 += kMaxGroups) {
+      pc.u[13] = (uint32_t)(t0 * 64);
+      core_->dispatch(kind + type_suffix(wt), pc, (uint32_t)std::min<int64_t>(tiles - t0, kMaxGroups), gy);
+    }
+  }
+
   // One workgroup per row, folded into a 2-D grid (the shader skips workgroups past the row count).
   void rows_dispatch(const char* shader, const Push& pc, int64_t rows) {
     uint32_t gx = (uint32_t)std::min<int64_t>(rows, kMaxGroups);
@@ -1560,7 +1640,7 @@ class VulkanBackend final : public Backend {
   }
 
   std::shared_ptr<Core> core_;
-  std::shared_ptr<Backend> cpu_;  // reference results for the rare cases the shaders do not cover (attention D > 256)
+  std::shared_ptr<Backend> cpu_;  // attention heads the shaders do not take (see attention())
   std::weak_ptr<VkBuffer_> arena_;
   size_t arena_used_ = 0;
 };

@@ -1,14 +1,19 @@
 // Flash attention: one invocation per query row, 64 rows of one (batch, head) per workgroup; keys and values
 // stream through shared memory 8 at a time with an online softmax, so the score matrix is never stored.
 // a0 = q [B, Tq, H*D], a1 = k [B, Tk, H*D], a2 = v, a3 = out [B, Tq, H*D] (all contiguous)
-// u0 = Tq, u1 = Tk, u2 = H, u3 = D (<= MAXD), u4 = causal, u5 = scale (float bits)
+// u0 = Tq, u1 = Tk, u2 = H, u3 = D (<= MAXD: 256, or 512 in the attention_d512 module), u4 = causal, u5 = scale (float bits)
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 64) in;
 
+#ifdef WIDE
+#define MAXD 512u
+#define KT 4u  // keeps the key/value tiles at 16 KiB of shared memory, the minimum every device offers
+#else
 #define MAXD 256u
 #define KT 8u
+#endif
 shared float Ks[KT * MAXD];
 shared float Vs[KT * MAXD];
 

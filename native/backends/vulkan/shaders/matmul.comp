@@ -5,6 +5,7 @@
 // a0 = x, a1 = w, a2 = bias (used when u3 != 0), a3 = y
 // u0 = M, u1 = N, u2 = K, u3 = has bias
 // CONV: u4 = C, u5 = H, u6 = W, u7 = OH, u8 = OW, u9 = KH, u10 = KW, u11 = stride, u12 = pad
+// u13 = first output row of this dispatch (a matmul with more than 65535 row tiles is split into dispatches)
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
@@ -22,7 +23,7 @@ void main() {
   uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
   uint tid = ty * 16u + tx;
   uint M = pc.u0, N = pc.u1, K = pc.u2;
-  uint m0 = gl_WorkGroupID.x * TM, n0 = gl_WorkGroupID.y * TN;
+  uint m0 = pc.u13 + gl_WorkGroupID.x * TM, n0 = gl_WorkGroupID.y * TN;
   FBuf X = FBuf(pc.a0);
   UBuf Wt = UBuf(pc.a1);
   uint rowb = row_bytes_for(K);
