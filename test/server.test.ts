@@ -12,6 +12,7 @@ import { loadFakeModel } from '../lib/testing';
 import { readText } from './helpers/png';
 import { cliPath, ensureDist } from './helpers/dist';
 import { readEvents } from './helpers/sse';
+import { writeTinyTaesd } from './helpers/taesd';
 import { describeTiny, repoRoot, tinyModel, type TinyModel } from './helpers/tiny';
 
 jest.setTimeout(120_000);
@@ -300,6 +301,7 @@ describe('sdnode serve on the fake engine (cancellation, queue limit, shutdown)'
       expect(last.type).toBe('error');
       expect(last.data.status).toBe('failed');
       expect(last.data.message).toContain('broken.safetensors');
+      expect(last.data.message).not.toContain(dir);
       const sync = await post(`${server.url}/sdapi/v1/txt2img`, { prompt: 'a', width: 64, height: 64, steps: 1 });
       expect(sync.status).toBe(500);
       expect(sync.json.error.code).toBe('generation_failed');
@@ -387,9 +389,111 @@ describeTiny('LoRA folder', () => {
         const bad = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'x <lora:style:0.7>' }); // case-insensitive, like the engine
         expect(bad.status).toBe(500);
         expect(bad.json.error.message).toMatch(/Style\.safetensors/);
+        expect(bad.json.error.message).not.toContain(dir); // the engine's message names the file, the server drops its folder
         const ok = await post(`${server.url}/sdapi/v1/txt2img`, small);
         expect(ok.status).toBe(200);
         expect(JSON.stringify(ok.json)).not.toContain(dir); // no server paths in responses
+      } finally {
+        await server.close(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeTiny('embedding listing and TAESD previews', () => {
+  test('GET /sdapi/v1/embeddings lists the embedding folder by name (vectors, width; SDXL clip_l + clip_g), no paths', async () => {
+    const tiny = tinyModel();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-emb-'));
+    const st = (file: string, tensors: Record<string, number[]>): void => {
+      const header: Record<string, unknown> = {};
+      let off = 0;
+      for (const [name, shape] of Object.entries(tensors)) {
+        const n = shape.reduce((a, b) => a * b, 1) * 4;
+        header[name] = { dtype: 'F32', shape, data_offsets: [off, off + n] };
+        off += n;
+      }
+      const h = Buffer.from(JSON.stringify(header));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      fs.writeFileSync(path.join(dir, file), Buffer.concat([len, h, Buffer.alloc(off)]));
+    };
+    try {
+      st('BadHands.safetensors', { emb_params: [2, 32] });
+      st('xl-style.safetensors', { clip_g: [3, 1280], clip_l: [3, 768] });
+      st('pt-layout.safetensors', { 'string_to_param.*': [1, 1024] });
+      st('notemb.safetensors', { a: [1, 2], b: [3, 4] });
+      fs.writeFileSync(path.join(dir, 'broken.safetensors'), 'not a safetensors file');
+      fs.writeFileSync(path.join(dir, 'old.pt'), 'PK');
+      fs.writeFileSync(path.join(dir, 'readme.txt'), 'x');
+      const bare = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges } });
+      try {
+        expect((await get(`${bare.url}/sdapi/v1/embeddings`)).json).toEqual({ loaded: {}, skipped: {} });
+      } finally {
+        await bare.close(0);
+      }
+      const server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges }, adapterDirs: { embeddingDir: dir } });
+      try {
+        const r = await get(`${server.url}/sdapi/v1/embeddings`);
+        expect(r.status).toBe(200);
+        const item = (vectors: number | null, shape: number | null) => ({ step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape, vectors });
+        expect(r.json.loaded).toEqual({ BadHands: item(2, 32), 'xl-style': item(3, 2048), 'pt-layout': item(1, 1024), old: item(null, null) });
+        expect(Object.keys(r.json.skipped).sort()).toEqual(['broken', 'notemb']);
+        expect(r.json.skipped.notemb.reason).toMatch(/no emb_params/);
+        expect(JSON.stringify(r.json)).not.toContain(dir);
+        // the folder's embeddings are used by name in prompts (the tiny model's CLIP is 32 wide: BadHands fits)
+        const ok = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'a fox, BadHands' });
+        expect(ok.status).toBe(200);
+        const wrong = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'a fox, xl-style' });
+        expect(wrong.status).toBe(400);
+        // SD 1.x takes an SDXL file's clip_l (the same CLIP ViT-L), but this one is 768 wide, the tiny model 32
+        expect(wrong.json.error.message).toMatch(/xl-style\.safetensors: embedding clip_l \[3, 768\].*does not fit the model/);
+        expect(wrong.json.error.message).not.toContain(dir);
+      } finally {
+        await server.close(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('previewMethod "taesd" in the job API: TAESD previews with --taesd, a 400 naming --taesd without', async () => {
+    const tiny = tinyModel();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-taesd-'));
+    try {
+      const taesd = path.join(dir, 'taesd.safetensors');
+      writeTinyTaesd(taesd);
+      const bare = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges } });
+      try {
+        for (const [body, param] of [[{ previewMethod: 'taesd' }, 'previewMethod'], [{ decoder: 'taesd' }, 'decoder']] as const) {
+          const r = await post(`${bare.url}/v1/jobs`, { ...small, ...body });
+          expect([r.status, r.json.error.param]).toEqual([400, param]);
+          expect(r.json.error.message).toMatch(/--taesd FILE/);
+        }
+        expect((await post(`${bare.url}/v1/jobs`, { ...small, previewMethod: 'vae' })).status).toBe(400);
+      } finally {
+        await bare.close(0);
+      }
+      const server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges, taesdPath: taesd } });
+      try {
+        const previews = async (extra: Record<string, unknown>) => {
+          const r = await post(`${server.url}/v1/jobs`, { ...small, steps: 4, previewEvery: 1, ...extra });
+          expect(r.status).toBe(202);
+          const events = await readEvents(`${server.url}/v1/jobs/${r.json.id}/events`);
+          expect(events[events.length - 1].type).toBe('result');
+          const sharp = (await import('sharp')).default;
+          return Promise.all(
+            events.filter((e) => e.type === 'preview').map(async (e) => sharp(Buffer.from(String(e.data.image).split(',')[1], 'base64')).metadata()),
+          );
+        };
+        const latent = await previews({});
+        const full = await previews({ previewMethod: 'taesd' });
+        expect(latent.length).toBeGreaterThan(0);
+        expect(full.length).toBeGreaterThan(0);
+        // latent previews are 1/8 of the image (8x8 here), TAESD ones full size (64x64)
+        expect(latent.every((m) => m.width === 8 && m.height === 8)).toBe(true);
+        expect(full.every((m) => m.width === 64 && m.height === 64)).toBe(true);
       } finally {
         await server.close(0);
       }

@@ -10,7 +10,7 @@ import { GENERATE_DEFAULTS } from '../options';
 import { a1111Info, isFinal, JobStore, publicStatus, type JobEvent, type JobRecord } from './jobs';
 import { DEFAULT_LIMITS, errorBody, HttpError, limitError, type ServerLimits } from './limits';
 import { LocalBackend, type Backend, type ShutdownSummary } from './local';
-import { discoverModels, loraNames, ModelPool, type ModelEntry, type PoolLoadOptions } from './models';
+import { discoverModels, embeddingEntries, loraNames, ModelPool, type ModelEntry, type PoolLoadOptions } from './models';
 import { A1111_IMG2IMG_SCHEMA, A1111_SAMPLERS, A1111_SCHEDULERS, A1111_TXT2IMG_SCHEMA, checkImages, fromA1111Body, fromJobBody, fromOpenAIBody, JOB_SCHEMA, OPENAI_SCHEMA, type JobRequest } from './params';
 import { PAGE_HTML } from './page';
 import type { Model } from '../model';
@@ -167,6 +167,12 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
       const missing = tags.filter((t) => !have.includes(t.toLowerCase()));
       if (missing.length > 0) {
         throw new HttpError(404, 'lora_not_found', `unknown LoRA ${missing.map((x) => JSON.stringify(x)).join(', ')}; this server has: ${loraNames(pool.adapterDirs.loraDir).join(', ') || 'none'} (GET /sdapi/v1/loras)`, { param: 'prompt' });
+      }
+    }
+    if (pool && !pool.taesd) {
+      const which = req.options.decoder === 'taesd' ? 'decoder' : req.previewMethod === 'taesd' ? 'previewMethod' : undefined;
+      if (which) {
+        throw new HttpError(400, 'invalid_value', `${which} "taesd" needs the server started with --taesd FILE (a TAESD/TAESDXL decoder for the models)`, { param: which });
       }
     }
     const model = await modelNameFor(req.model);
@@ -337,6 +343,17 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
   app.get('/sdapi/v1/loras', async () => {
     const names = pool ? loraNames(pool.adapterDirs.loraDir) : (await redis!.workerModels()).loras;
     return names.map((name) => ({ name, alias: name, path: null, metadata: {} })); // no server paths
+  });
+
+  app.get('/sdapi/v1/embeddings', async () => {
+    // A1111's shape: {loaded: {NAME: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, skipped: {...}}. The
+    // listing is the folder's (not filtered by the current model's family, which A1111 does); no server paths.
+    const e = pool ? await embeddingEntries(pool.adapterDirs.embeddingDir) : (await redis!.workerModels()).embeddings;
+    const item = (x: { vectors: number | null; shape: number | null }): Record<string, unknown> => ({ step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: x.shape, vectors: x.vectors });
+    return {
+      loaded: Object.fromEntries(e.loaded.map((x) => [x.name, item(x)])),
+      skipped: Object.fromEntries(e.skipped.map((x) => [x.name, { ...item({ vectors: null, shape: null }), reason: x.reason }])),
+    };
   });
 
   app.get('/sdapi/v1/samplers', async () => A1111_SAMPLERS.map((s) => ({ name: s.name, aliases: s.aliases, options: {} })));

@@ -4,6 +4,7 @@
  * @internal
  * @packageDocumentation
  */
+import * as path from 'path';
 import type { GeneratedImage } from '../image';
 import type { JobPreview, JobProgress, JobResult } from './jobs';
 import { fractionOf } from './jobs';
@@ -23,8 +24,41 @@ async function encodePreview(image: GeneratedImage, format: 'png' | 'webp'): Pro
   return format === 'webp' ? image.toWebP({ quality: 70, parameters: false }) : image.toPNG({ compressionLevel: 3, parameters: false });
 }
 
+/**
+ * Takes the server's folders out of an error message (the engine names files by their paths: a LoRA, an
+ * embedding, the model): clients see file names only. Mutates and returns `err` (its class and code stay).
+ */
+export function withoutServerPaths(err: unknown, pool: ModelPool): unknown {
+  if (!(err instanceof Error) || typeof err.message !== 'string') return err;
+  const dirs = new Set<string>();
+  for (const d of [pool.adapterDirs.loraDir, pool.adapterDirs.embeddingDir]) if (d) dirs.add(d);
+  for (const e of pool.entries) dirs.add(path.dirname(e.file));
+  let m = err.message;
+  // longest first, so a folder inside another one is replaced whole
+  for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
+    if (d === '/' || d === '.') continue;
+    m = m.split(`${d}${path.sep}`).join('').split(d).join('<server folder>');
+  }
+  if (m !== err.message) {
+    try {
+      err.message = m;
+    } catch {
+      // a frozen error keeps its message
+    }
+  }
+  return err;
+}
+
 /** Runs `req` on model `name`; rejects with AbortError when `signal` aborts. */
 export async function executeJob(pool: ModelPool, name: string, req: JobRequest, hooks: ExecuteHooks): Promise<JobResult> {
+  try {
+    return await runJob(pool, name, req, hooks);
+  } catch (err) {
+    throw withoutServerPaths(err, pool);
+  }
+}
+
+async function runJob(pool: ModelPool, name: string, req: JobRequest, hooks: ExecuteHooks): Promise<JobResult> {
   const o = req.options;
   hooks.onProgress?.({ phase: 'load', step: 0, steps: 1, image: 0, images: o.batchCount, fraction: 0, etaMs: null });
   const { model, release } = await pool.acquire(name, hooks.signal);
@@ -57,6 +91,7 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
           }
         : undefined,
       previewEvery: wantPreview ? req.previewEvery : undefined,
+      previewMethod: wantPreview ? req.previewMethod ?? 'latent' : undefined,
     });
     const images = await Promise.all(
       result.images.map(async (img) => ({ png: await img.toPNG(), seed: img.seed, infotext: img.infotext(await model.hash().catch(() => undefined)) ?? '' })),

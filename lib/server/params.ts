@@ -17,6 +17,8 @@ export interface JobRequest {
   previewEvery: number;
   /** Preview encoding. */
   previewFormat: 'png' | 'webp';
+  /** How previews are made (`'taesd'` needs the server started with `--taesd`); absent in older queued jobs. */
+  previewMethod?: 'latent' | 'taesd';
   /** Which API the job came from (A1111's /progress and /interrupt only see 'a1111' jobs first). */
   api: 'jobs' | 'a1111' | 'openai';
   /**
@@ -131,6 +133,7 @@ export const JOB_SCHEMA = {
     model: modelName,
     previewEvery: int(0, 1000),
     previewFormat: { type: 'string', enum: ['png', 'webp'] },
+    previewMethod: { type: 'string', enum: ['latent', 'taesd'] },
     initImage: { type: 'string', minLength: 1 },
     mask: { type: 'string', minLength: 1 },
     strength: { type: 'number', minimum: 0, maximum: 1 },
@@ -239,7 +242,7 @@ type Body = Record<string, unknown>;
 
 /** POST /v1/jobs body -> request. */
 export function fromJobBody(b: Body, limits: ServerLimits): JobRequest {
-  const { model, previewEvery, previewFormat, initImage, mask, ...gen } = b;
+  const { model, previewEvery, previewFormat, previewMethod, initImage, mask, ...gen } = b;
   const images = typeof initImage === 'string' ? { init: initImage, ...(typeof mask === 'string' ? { mask } : {}) } : undefined;
   if (!images && mask !== undefined) throw new HttpError(400, 'invalid_value', 'mask needs initImage (the image to repaint)', { param: 'mask' });
   return {
@@ -248,6 +251,7 @@ export function fromJobBody(b: Body, limits: ServerLimits): JobRequest {
     options: checkRequest(gen as unknown as GenerateOptions, limits, {}, images),
     previewEvery: typeof previewEvery === 'number' ? previewEvery : 1,
     previewFormat: previewFormat === 'webp' ? 'webp' : 'png',
+    previewMethod: previewMethod === 'taesd' ? 'taesd' : 'latent',
     api: 'jobs',
   };
 }
