@@ -9,7 +9,10 @@ import type { GeneratedImage } from '../image';
 import type { JobPreview, JobProgress, JobResult } from './jobs';
 import { fractionOf } from './jobs';
 import type { ModelPool } from './models';
-import { engineImages, type JobRequest } from './params';
+import { decodeBase64Image, engineImages, type JobRequest } from './params';
+import { InvalidOptionError } from '../errors';
+import type { GenerateOptions } from '../options';
+import { controlNetFile } from './models';
 
 /** Preview images are scaled to at most this many pixels a side ("small" previews). */
 const PREVIEW_MAX_SIDE = 256;
@@ -31,7 +34,7 @@ async function encodePreview(image: GeneratedImage, format: 'png' | 'webp'): Pro
 export function withoutServerPaths(err: unknown, pool: ModelPool): unknown {
   if (!(err instanceof Error) || typeof err.message !== 'string') return err;
   const dirs = new Set<string>();
-  for (const d of [pool.adapterDirs.loraDir, pool.adapterDirs.embeddingDir]) if (d) dirs.add(d);
+  for (const d of [pool.adapterDirs.loraDir, pool.adapterDirs.embeddingDir, pool.adapterDirs.controlNetDir]) if (d) dirs.add(d);
   for (const e of pool.entries) dirs.add(path.dirname(e.file));
   let m = err.message;
   // longest first, so a folder inside another one is replaced whole
@@ -67,7 +70,18 @@ async function runJob(pool: ModelPool, name: string, req: JobRequest, hooks: Exe
     const wantPreview = req.previewEvery > 0 && hooks.onPreview !== undefined;
     // resolved options hold '' for unset folders, which generate() refuses: the pool's folders (if any) replace them
     const { loraDir: _ld, embeddingDir: _ed, ...gen } = o;
-    const result = await model.generate({ ...gen, ...engineImages(req), ...pool.adapterDirs }, {
+    const { loraDir, embeddingDir } = pool.adapterDirs;
+    let controlNet: GenerateOptions['controlNet'];
+    if (req.control) {
+      const c = req.control;
+      const file = controlNetFile(pool.adapterDirs.controlNetDir, c.model);
+      if (!file) {
+        // (a queue worker without the folder or the file: the job fails naming what is missing)
+        throw new InvalidOptionError('controlNet.model', `ControlNet ${JSON.stringify(c.model)} is not in this worker's ControlNet folder (${pool.adapterDirs.controlNetDir ? 'start every worker with the same --control-net-dir files' : 'start it with --control-net-dir DIR'})`);
+      }
+      controlNet = { model: file, image: decodeBase64Image(c.image, 'controlNet.image'), strength: c.strength, start: c.start, end: c.end };
+    }
+    const result = await model.generate({ ...gen, ...engineImages(req), ...(loraDir ? { loraDir } : {}), ...(embeddingDir ? { embeddingDir } : {}), ...(controlNet ? { controlNet } : {}) }, {
       signal: hooks.signal,
       onProgress: hooks.onProgress
         ? (e) => hooks.onProgress!({ phase: e.phase, step: e.step, steps: e.steps, image: e.image, images: e.images, fraction: fractionOf(e), etaMs: e.etaMs ?? null })
@@ -96,8 +110,9 @@ async function runJob(pool: ModelPool, name: string, req: JobRequest, hooks: Exe
     const images = await Promise.all(
       result.images.map(async (img) => ({ png: await img.toPNG(), seed: img.seed, infotext: img.infotext(await model.hash().catch(() => undefined)) ?? '' })),
     );
-    const { initImage: _i, mask: _m, loraDir: _l, embeddingDir: _e, ...parameters } = result.parameters; // no server paths to clients
-    return { images, parameters: { ...parameters, model: name }, elapsedMs: result.elapsedMs };
+    const { initImage: _i, mask: _m, loraDir: _l, embeddingDir: _e, controlNet: cn, ...parameters } = result.parameters; // no server paths to clients
+    const control = cn && req.control ? { controlNet: { model: req.control.model, strength: cn.strength, start: cn.start, end: cn.end } } : {};
+    return { images, parameters: { ...parameters, ...control, model: name }, elapsedMs: result.elapsedMs };
   } finally {
     release();
   }

@@ -84,6 +84,36 @@ export function discoverModels(files: readonly string[], dirs: readonly string[]
 }
 
 /** LoRA names in the LoRA folder (file names without extension), for listings; never paths. */
+/** The server's adapter folders (`--lora-model-dir`, `--embd-dir`, `--control-net-dir`). Never sent to clients. */
+export interface AdapterDirs {
+  loraDir?: string;
+  embeddingDir?: string;
+  controlNetDir?: string;
+}
+
+const ADAPTER_FLAGS: Record<keyof AdapterDirs, string> = { loraDir: '--lora-model-dir', embeddingDir: '--embd-dir', controlNetDir: '--control-net-dir' };
+
+/** ControlNet file extensions looked up in `--control-net-dir`. */
+const CONTROLNET_EXT = /\.(safetensors|ckpt|pt|pth|bin)$/i;
+
+/** The ControlNets of `dir` by name (file name without extension), sorted. */
+export function controlNetNames(dir: string | undefined): string[] {
+  if (!dir) return [];
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile() && CONTROLNET_EXT.test(e.name))
+    .map((e) => e.name.replace(CONTROLNET_EXT, ''))
+    .sort();
+}
+
+/** The file of ControlNet `name` in `dir` (case-insensitive, like LoRA names), or undefined. */
+export function controlNetFile(dir: string | undefined, name: string): string | undefined {
+  if (!dir) return undefined;
+  const want = name.toLowerCase();
+  const f = fs.readdirSync(dir, { withFileTypes: true }).find((e) => e.isFile() && CONTROLNET_EXT.test(e.name) && e.name.replace(CONTROLNET_EXT, '').toLowerCase() === want);
+  return f ? path.join(dir, f.name) : undefined;
+}
+
 export function loraNames(dir: string | undefined): string[] {
   if (!dir) return [];
   return fs
@@ -182,22 +212,22 @@ export class ModelPool {
   #load: (entry: ModelEntry) => Promise<Model>;
   #log: (line: string) => void;
 
-  /** LoRA and embedding folders applied to every generation (`--lora-model-dir`, `--embd-dir`). */
-  readonly adapterDirs: { loraDir?: string; embeddingDir?: string };
+  /** LoRA, embedding and ControlNet folders (`--lora-model-dir`, `--embd-dir`, `--control-net-dir`). */
+  readonly adapterDirs: AdapterDirs;
   /** Whether the models load a TAESD file (`--taesd`), which `decoder: 'taesd'` and `previewMethod: 'taesd'` need. */
   readonly taesd: boolean;
 
   constructor(
     entries: readonly ModelEntry[],
-    opts: { budgetBytes: number; load?: PoolLoadOptions; loader?: (entry: ModelEntry) => Promise<Model>; log?: (line: string) => void; adapterDirs?: { loraDir?: string; embeddingDir?: string } },
+    opts: { budgetBytes: number; load?: PoolLoadOptions; loader?: (entry: ModelEntry) => Promise<Model>; log?: (line: string) => void; adapterDirs?: AdapterDirs },
   ) {
     this.entries = entries;
     this.adapterDirs = {};
     for (const [k, v] of Object.entries(opts.adapterDirs ?? {})) {
       if (!v) continue;
       const st = fs.statSync(v, { throwIfNoEntry: false });
-      if (!st?.isDirectory()) throw new Error(`${k === 'loraDir' ? '--lora-model-dir' : '--embd-dir'} ${JSON.stringify(v)} is not a folder`);
-      this.adapterDirs[k as 'loraDir' | 'embeddingDir'] = path.resolve(v);
+      if (!st?.isDirectory()) throw new Error(`${ADAPTER_FLAGS[k as keyof AdapterDirs] ?? k} ${JSON.stringify(v)} is not a folder`);
+      this.adapterDirs[k as keyof AdapterDirs] = path.resolve(v);
     }
     this.budgetBytes = opts.budgetBytes;
     this.#log = opts.log ?? (() => {});
