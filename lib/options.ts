@@ -157,7 +157,9 @@ export interface GenerateOptions {
   loraDir?: string;
   /**
    * Folder of textual-inversion embeddings (A1111/ComfyUI `.pt` / `.safetensors`): a word of the prompt or negative
-   * prompt equal to a file name (without extension) uses that embedding; `embedding:NAME` must name one.
+   * prompt equal to a file name (without extension) uses that embedding; `embedding:NAME` must name one. SD 1.x and
+   * SD 2.x take one table (`emb_params` / `string_to_param`), SDXL takes `clip_l` + `clip_g`; a file for another
+   * family rejects with `InvalidOptionError` naming it.
    */
   embeddingDir?: string;
   /** ControlNet guidance (the control image is used as given: preprocessors such as canny are the caller's). */

@@ -19,6 +19,26 @@ interface Tiny {
   merges: string;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { writeSafetensors } = require(path.join(repoRoot, 'scripts', 'make-tiny-model.js'));
+
+/** Rows of one tensor of a safetensors file, as its raw bytes (F16 or F32), for building test embeddings. */
+function tensorRows(file: string, name: string, rows: number[]): { dtype: string; width: number; data: Buffer } {
+  const buf = fs.readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const t = header[name];
+  if (!t) throw new Error(`${name} is not in ${file}`);
+  const size = t.dtype === 'F16' ? 2 : 4;
+  const width = t.shape[1];
+  const start = 8 + n + t.data_offsets[0];
+  return { dtype: t.dtype, width, data: Buffer.concat(rows.map((r) => buf.subarray(start + r * width * size, start + (r + 1) * width * size))) };
+}
+
+/** CLIP vocabulary id of a one-letter word ("x" -> "x</w>"): 256 byte symbols, then the same with </w>, printable
+ * ASCII first in byte order (bytes_to_unicode). The tiny merges never merge a single symbol. */
+const letterId = (ch: string) => 256 + ch.charCodeAt(0) - 33;
+
 const base = { prompt: 'a (red:1.2) fox', negativePrompt: 'blurry', steps: 2, sampler: 'euler' as const, seed: 7, cfgScale: 5 };
 
 describe.each(['sd2', 'sdxl'])('tiny %s checkpoints', (family) => {
@@ -134,6 +154,86 @@ describe.each(['sd2', 'sdxl'])('tiny %s checkpoints', (family) => {
       if (family === 'sdxl') {
         const r = await model.generate({ ...base, width: 96, height: 64 });  // multiples of 32 run on SDXL
         expect([r.images[0].width, r.images[0].height]).toEqual([96, 64]);
+      }
+    } finally {
+      await model.dispose();
+    }
+  }, 300000);
+
+  test('textual inversion: an embedding made of token rows gives exactly the image of those words; wrong layouts are typed errors', async () => {
+    const embDir = path.join(dir, 'embeddings');
+    fs.mkdirSync(embDir, { recursive: true });
+    const ids = [letterId('x'), letterId('q')];
+    const t1 = family === 'sdxl' ? 'conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight' : 'cond_stage_model.model.token_embedding.weight';
+    const r1 = tensorRows(tiny.safetensors, t1, ids);
+    const t = (name: string, r: { dtype: string; width: number; data: Buffer }) => ({ name, dtype: r.dtype.toLowerCase(), shape: [ids.length, r.width], data: r.data });
+    if (family === 'sdxl') {
+      const r2 = tensorRows(tiny.safetensors, 'conditioner.embedders.1.model.token_embedding.weight', ids);
+      writeSafetensors(path.join(embDir, 'myemb.safetensors'), [t('clip_g', r2), t('clip_l', r1)]);
+      writeSafetensors(path.join(embDir, 'wrongfamily.safetensors'), [t('emb_params', r1)]); // an SD 1.x/2.x layout
+    } else {
+      writeSafetensors(path.join(embDir, 'myemb.safetensors'), [t('emb_params', r1)]);
+      writeSafetensors(path.join(embDir, 'wrongfamily.safetensors'), [t('clip_g', r1), t('clip_l', r1)]); // SDXL layout
+    }
+    const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, threads: 2 });
+    try {
+      const gen = (prompt: string, more: Record<string, unknown> = {}) =>
+        model.generate({ ...base, prompt, width: 64, height: 64, embeddingDir: embDir, ...more }).then((r) => r.images[0].data);
+      const words = await gen('a x q fox');
+      expect((await gen('a myemb fox')).equals(words)).toBe(true);
+      expect((await gen('a embedding:myemb fox')).equals(words)).toBe(true);
+      expect((await gen('a myemb fox', { embeddingDir: undefined })).equals(words)).toBe(false); // then it is plain text
+      const err = await gen('a wrongfamily fox').catch((x: unknown) => x);
+      expect(err).toBeInstanceOf(InvalidOptionError);
+      expect((err as Error).message).toContain('wrongfamily.safetensors');
+      expect((err as Error).message).toMatch(family === 'sdxl' ? /needs an embedding with clip_l .* and clip_g/ : /SDXL embedding .* but the model is SD 2\.x/);
+      expect((err as Error).message).toContain('embeddingDir');
+      expect((await gen('a myemb fox')).equals(words)).toBe(true); // the model is still usable
+    } finally {
+      await model.dispose();
+    }
+  }, 300000);
+
+  test('LoRA: kohya names for this family (fused OpenCLIP q/k/v included) all match and change the image; an SDXL LoRA on SD 2.x is a typed error', async () => {
+    const loraDir = path.join(dir, 'loras');
+    fs.mkdirSync(loraDir, { recursive: true });
+    const f32 = (name: string, shape: number[], seed: number) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = Buffer.alloc(n * 4);
+      for (let i = 0; i < n; ++i) data.writeFloatLE(0.3 * Math.sin(seed * 7.1 + i * 0.37), i * 4);
+      return { name, dtype: 'f32', shape, data };
+    };
+    const pair = (module: string, out: number, inp: number, seed: number) => [
+      f32(`${module}.lora_down.weight`, [4, inp], seed), f32(`${module}.lora_up.weight`, [out, 4], seed + 1), f32(`${module}.alpha`, [], seed + 2),
+    ];
+    const xl = [
+      ...pair('lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k', 64, 64, 1),
+      ...pair('lora_te1_text_model_encoder_layers_0_mlp_fc1', 128, 32, 4),
+      ...pair('lora_te2_text_model_encoder_layers_0_self_attn_q_proj', 32, 32, 7),
+      ...pair('lora_te2_text_model_encoder_layers_1_self_attn_v_proj', 32, 32, 10),
+    ];
+    const sd2 = [
+      ...pair('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k', 32, 32, 1),
+      ...pair('lora_te_text_model_encoder_layers_0_self_attn_q_proj', 32, 32, 4),
+      ...pair('lora_te_text_model_encoder_layers_1_mlp_fc2', 32, 128, 7),
+    ];
+    for (const t of [...xl, ...sd2]) if (t.shape.length === 0) t.data.writeFloatLE(2, 0); // alpha 2 (rank 4)
+    writeSafetensors(path.join(loraDir, 'xl.safetensors'), xl);
+    writeSafetensors(path.join(loraDir, 'sd2.safetensors'), sd2);
+    const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges, threads: 2 });
+    try {
+      const gen = (prompt: string) => model.generate({ ...base, prompt, width: 64, height: 64, loraDir });
+      const plain = await gen('a fox');
+      const name = family === 'sdxl' ? 'xl' : 'sd2';
+      const r = await gen(`a fox <lora:${name}:0.9>`);
+      expect(r.warnings.filter((w) => /LoRA|lora|tensors were not applied/.test(w))).toEqual([]);
+      expect(r.adapterBytes).toBeGreaterThan(0);
+      expect(r.images[0].data.equals(plain.images[0].data)).toBe(false);
+      expect((await gen('a fox')).images[0].data.equals(plain.images[0].data)).toBe(true); // removed again
+      if (family === 'sd2') {
+        const err = await gen('a fox <lora:xl:1>').catch((x: unknown) => x);
+        expect(err).toBeInstanceOf(InvalidOptionError);
+        expect((err as Error).message).toMatch(/xl\.safetensors: this LoRA is for SDXL .* but the model is SD 2\.x/);
       }
     } finally {
       await model.dispose();

@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { InvalidOptionError, loadModel, SdnodeError, type Model } from '../lib/index';
+import { writeTinyControlNet } from './helpers/controlnet';
 import { readText } from './helpers/png';
 import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
 
@@ -40,22 +41,7 @@ function writeSdxlLora(file: string): void {
 
 /** A small ControlNet (control_model.* layout) whose cross-attention is 2048 wide (SDXL's). */
 function writeForeignControlNet(file: string): void {
-  const unet = tiny
-    .listTensors({ unetCh: 32, clipHidden: 2048 })
-    .filter((t) => t.name.startsWith('model.diffusion_model.') && !/\.(output_blocks|out)\./.test(t.name));
-  const ts = unet.map((t) => f32(t.name.replace('model.diffusion_model.', 'control_model.'), t.shape));
-  const hint = [[16, 3], [16, 16], [32, 16], [32, 32], [96, 32], [96, 96], [256, 96], [32, 256]];
-  hint.forEach(([o, i], k) => ts.push(f32(`control_model.input_hint_block.${2 * k}.weight`, [o, i, 3, 3]), f32(`control_model.input_hint_block.${2 * k}.bias`, [o])));
-  const out = (n: string): number => unet.find((t) => t.name === `model.diffusion_model.${n}`)!.shape[0];
-  for (let i = 0; ; i++) {
-    const b = `input_blocks.${i}.`;
-    const c = i === 0 ? out('input_blocks.0.0.weight') : unet.some((t) => t.name.endsWith(`${b}0.op.weight`)) ? out(`${b}0.op.weight`) : unet.some((t) => t.name.endsWith(`${b}0.out_layers.3.weight`)) ? out(`${b}0.out_layers.3.weight`) : 0;
-    if (!c) break;
-    ts.push(f32(`control_model.zero_convs.${i}.0.weight`, [c, c, 1, 1]), f32(`control_model.zero_convs.${i}.0.bias`, [c]));
-  }
-  const m = out('middle_block.2.out_layers.3.weight');
-  ts.push(f32('control_model.middle_block_out.0.weight', [m, m, 1, 1]), f32('control_model.middle_block_out.0.bias', [m]));
-  tiny.writeSafetensors(file, ts);
+  writeTinyControlNet(file, { unetCh: 32, clipHidden: 2048 }, 'zero');
 }
 
 const reason = goldenSkipReason('cases-wave2.json');

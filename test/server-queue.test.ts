@@ -3,6 +3,8 @@
 // worker; jobs survive a server restart; a bounded load test checks that every job settles exactly once and reports
 // throughput and the overhead over calling the library API directly.
 import { spawn, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { loadModel } from '../lib/model';
@@ -11,6 +13,7 @@ import { redisSkipReason, startRedis, type RedisServer } from './helpers/redis';
 import { repoRoot, tinyModel, tinySkipReason, type TinyModel } from './helpers/tiny';
 import { cliPath, ensureDist } from './helpers/dist';
 import { readEvents } from './helpers/sse';
+import { writeTinyControlNet } from './helpers/controlnet';
 
 jest.setTimeout(300_000);
 
@@ -47,13 +50,13 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
   let server: SdnodeServer | undefined;
   const workers: Worker[] = [];
 
-  function startWorker(fake: boolean, maxStalled = 2, grace = 5): Promise<Worker> {
+  function startWorker(fake: boolean, maxStalled = 2, grace = 5, extra: string[] = []): Promise<Worker> {
     const env = { ...process.env };
     if (fake) env.SDNODE_TEST_FAKE_MODEL = JSON.stringify({ stepMs: 100, decodeMs: 5 });
     else delete env.SDNODE_TEST_FAKE_MODEL;
     const proc = spawn(
       process.execPath,
-      [cli, 'worker', '--queue', redis.url, '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--threads', '1', '--stall-timeout', '1', '--max-stalled', String(maxStalled), '--shutdown-grace', String(grace)],
+      [cli, 'worker', '--queue', redis.url, '--model', tiny.safetensors, '--tokenizer', tiny.merges, '--threads', '1', '--stall-timeout', '1', '--max-stalled', String(maxStalled), '--shutdown-grace', String(grace), ...extra],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -172,7 +175,18 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
     server = await createServer({ queue: redis.url, port: 0 });
     const before = (await fetch(`${server.url}/v1/jobs/${ids[0]}`).then((r) => r.json())) as any;
     expect(before.status).toBe('queued');
-    await startWorker(false);
+    // an embedding folder on the worker: the server lists it from the worker's heartbeat
+    const embDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-queue-emb-'));
+    const h = Buffer.from(JSON.stringify({ emb_params: { dtype: 'F32', shape: [2, 32], data_offsets: [0, 256] } }));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    fs.writeFileSync(path.join(embDir, 'qemb.safetensors'), Buffer.concat([len, h, Buffer.alloc(256)]));
+    const cnDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-queue-cn-'));
+    writeTinyControlNet(path.join(cnDir, 'cn-tiny.safetensors'));
+    await startWorker(false, 2, 5, ['--embd-dir', embDir, '--control-net-dir', cnDir]);
+    expect((await fetch(`${server.url}/controlnet/model_list`).then((r) => r.json())) as any).toEqual({ model_list: ['cn-tiny'] });
+    const embs = (await fetch(`${server.url}/sdapi/v1/embeddings`).then((r) => r.json())) as any;
+    expect(embs).toEqual({ loaded: { qemb: { step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: 32, vectors: 2 } }, skipped: {} });
     for (const [i, id] of ids.entries()) {
       const events = await readEvents(`${server.url}/v1/jobs/${id}/events`);
       const last = events[events.length - 1];
@@ -189,9 +203,16 @@ describeRedis(`sdnode serve --queue with sdnode worker processes${skip ? ` (${sk
     expect(i2i.status).toBe(200);
     expect(JSON.parse(i2i.json.info).denoising_strength).toBe(0.6);
     expect(i2i.json.images[0]).not.toBe(a1111.json.images[0]);
+    // a ControlNet job through the queue: the worker resolves the name in its own folder
+    const cn = await post(`${server.url}/sdapi/v1/txt2img`, { prompt: 'sync', width: 64, height: 64, steps: 2, seed: 3, alwayson_scripts: { controlnet: { args: [{ model: 'cn-tiny', image: init.toString('base64'), weight: 0.7 }] } } });
+    expect(cn.status).toBe(200);
+    expect(cn.json.images[0]).not.toBe(a1111.json.images[0]);
+    expect(JSON.stringify(cn.json)).not.toContain(cnDir);
     const models = (await fetch(`${server.url}/sdapi/v1/sd-models`).then((r) => r.json())) as any;
     expect(models.map((m: { model_name: string }) => m.model_name)).toEqual(['tiny-sd1']);
     expect((await post(`${server.url}/v1/jobs`, { prompt: 'x', model: 'other' })).status).toBe(404);
+    fs.rmSync(embDir, { recursive: true, force: true });
+    fs.rmSync(cnDir, { recursive: true, force: true });
   });
 
   test('load: jobs from 4 concurrent clients each settle exactly once (throughput and overhead reported)', async () => {

@@ -12,6 +12,8 @@ import { loadFakeModel } from '../lib/testing';
 import { readText } from './helpers/png';
 import { cliPath, ensureDist } from './helpers/dist';
 import { readEvents } from './helpers/sse';
+import { writeTinyTaesd } from './helpers/taesd';
+import { writeTinyControlNet } from './helpers/controlnet';
 import { describeTiny, repoRoot, tinyModel, type TinyModel } from './helpers/tiny';
 
 jest.setTimeout(120_000);
@@ -300,6 +302,7 @@ describe('sdnode serve on the fake engine (cancellation, queue limit, shutdown)'
       expect(last.type).toBe('error');
       expect(last.data.status).toBe('failed');
       expect(last.data.message).toContain('broken.safetensors');
+      expect(last.data.message).not.toContain(dir);
       const sync = await post(`${server.url}/sdapi/v1/txt2img`, { prompt: 'a', width: 64, height: 64, steps: 1 });
       expect(sync.status).toBe(500);
       expect(sync.json.error.code).toBe('generation_failed');
@@ -387,9 +390,192 @@ describeTiny('LoRA folder', () => {
         const bad = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'x <lora:style:0.7>' }); // case-insensitive, like the engine
         expect(bad.status).toBe(500);
         expect(bad.json.error.message).toMatch(/Style\.safetensors/);
+        expect(bad.json.error.message).not.toContain(dir); // the engine's message names the file, the server drops its folder
         const ok = await post(`${server.url}/sdapi/v1/txt2img`, small);
         expect(ok.status).toBe(200);
         expect(JSON.stringify(ok.json)).not.toContain(dir); // no server paths in responses
+      } finally {
+        await server.close(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeTiny('embedding listing and TAESD previews', () => {
+  test('GET /sdapi/v1/embeddings lists the embedding folder by name (vectors, width; SDXL clip_l + clip_g), no paths', async () => {
+    const tiny = tinyModel();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-emb-'));
+    const st = (file: string, tensors: Record<string, number[]>): void => {
+      const header: Record<string, unknown> = {};
+      let off = 0;
+      for (const [name, shape] of Object.entries(tensors)) {
+        const n = shape.reduce((a, b) => a * b, 1) * 4;
+        header[name] = { dtype: 'F32', shape, data_offsets: [off, off + n] };
+        off += n;
+      }
+      const h = Buffer.from(JSON.stringify(header));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      fs.writeFileSync(path.join(dir, file), Buffer.concat([len, h, Buffer.alloc(off)]));
+    };
+    try {
+      st('BadHands.safetensors', { emb_params: [2, 32] });
+      st('xl-style.safetensors', { clip_g: [3, 1280], clip_l: [3, 768] });
+      st('pt-layout.safetensors', { 'string_to_param.*': [1, 1024] });
+      st('notemb.safetensors', { a: [1, 2], b: [3, 4] });
+      fs.writeFileSync(path.join(dir, 'broken.safetensors'), 'not a safetensors file');
+      fs.writeFileSync(path.join(dir, 'old.pt'), 'PK');
+      fs.writeFileSync(path.join(dir, 'readme.txt'), 'x');
+      const bare = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges } });
+      try {
+        expect((await get(`${bare.url}/sdapi/v1/embeddings`)).json).toEqual({ loaded: {}, skipped: {} });
+      } finally {
+        await bare.close(0);
+      }
+      const server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges }, adapterDirs: { embeddingDir: dir } });
+      try {
+        const r = await get(`${server.url}/sdapi/v1/embeddings`);
+        expect(r.status).toBe(200);
+        const item = (vectors: number | null, shape: number | null) => ({ step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape, vectors });
+        expect(r.json.loaded).toEqual({ BadHands: item(2, 32), 'xl-style': item(3, 2048), 'pt-layout': item(1, 1024), old: item(null, null) });
+        expect(Object.keys(r.json.skipped).sort()).toEqual(['broken', 'notemb']);
+        expect(r.json.skipped.notemb.reason).toMatch(/no emb_params/);
+        expect(JSON.stringify(r.json)).not.toContain(dir);
+        // the folder's embeddings are used by name in prompts (the tiny model's CLIP is 32 wide: BadHands fits)
+        const ok = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'a fox, BadHands' });
+        expect(ok.status).toBe(200);
+        const wrong = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, prompt: 'a fox, xl-style' });
+        expect(wrong.status).toBe(400);
+        // SD 1.x takes an SDXL file's clip_l (the same CLIP ViT-L), but this one is 768 wide, the tiny model 32
+        expect(wrong.json.error.message).toMatch(/xl-style\.safetensors: embedding clip_l \[3, 768\].*does not fit the model/);
+        expect(wrong.json.error.message).not.toContain(dir);
+      } finally {
+        await server.close(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('previewMethod "taesd" in the job API: TAESD previews with --taesd, a 400 naming --taesd without', async () => {
+    const tiny = tinyModel();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-taesd-'));
+    try {
+      const taesd = path.join(dir, 'taesd.safetensors');
+      writeTinyTaesd(taesd);
+      const bare = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges } });
+      try {
+        for (const [body, param] of [[{ previewMethod: 'taesd' }, 'previewMethod'], [{ decoder: 'taesd' }, 'decoder']] as const) {
+          const r = await post(`${bare.url}/v1/jobs`, { ...small, ...body });
+          expect([r.status, r.json.error.param]).toEqual([400, param]);
+          expect(r.json.error.message).toMatch(/--taesd FILE/);
+        }
+        expect((await post(`${bare.url}/v1/jobs`, { ...small, previewMethod: 'vae' })).status).toBe(400);
+      } finally {
+        await bare.close(0);
+      }
+      const server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges, taesdPath: taesd } });
+      try {
+        const previews = async (extra: Record<string, unknown>) => {
+          const r = await post(`${server.url}/v1/jobs`, { ...small, steps: 4, previewEvery: 1, ...extra });
+          expect(r.status).toBe(202);
+          const events = await readEvents(`${server.url}/v1/jobs/${r.json.id}/events`);
+          expect(events[events.length - 1].type).toBe('result');
+          const sharp = (await import('sharp')).default;
+          return Promise.all(
+            events.filter((e) => e.type === 'preview').map(async (e) => sharp(Buffer.from(String(e.data.image).split(',')[1], 'base64')).metadata()),
+          );
+        };
+        const latent = await previews({});
+        const full = await previews({ previewMethod: 'taesd' });
+        expect(latent.length).toBeGreaterThan(0);
+        expect(full.length).toBeGreaterThan(0);
+        // latent previews are 1/8 of the image (8x8 here), TAESD ones full size (64x64)
+        expect(latent.every((m) => m.width === 8 && m.height === 8)).toBe(true);
+        expect(full.every((m) => m.width === 64 && m.height === 64)).toBe(true);
+      } finally {
+        await server.close(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeTiny('ControlNet over HTTP', () => {
+  test('job API controlNet and A1111 alwayson_scripts.controlnet give the library\'s pixels; names, never paths; no preprocessors', async () => {
+    const tiny = tinyModel();
+    const base = { ...small, sampler: 'euler_a' as const, cfgScale: 7 };
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-cn-'));
+    try {
+      const file = path.join(dir, 'Edges-Tiny.safetensors');
+      writeTinyControlNet(file);
+      const sharp = (await import('sharp')).default;
+      const control = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+        .composite([{ input: await sharp({ create: { width: 24, height: 40, channels: 3, background: { r: 255, g: 255, b: 255 } } }).png().toBuffer(), left: 20, top: 12 }])
+        .png()
+        .toBuffer();
+      const b64 = control.toString('base64');
+      const bare = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges } });
+      try {
+        const r = await post(`${bare.url}/v1/jobs`, { ...small, controlNet: { model: 'edges-tiny', image: b64 } });
+        expect([r.status, r.json.error.param]).toEqual([400, 'controlNet.model']);
+        expect(r.json.error.message).toMatch(/--control-net-dir/);
+        expect((await get(`${bare.url}/controlnet/model_list`)).json).toEqual({ model_list: [] });
+      } finally {
+        await bare.close(0);
+      }
+      const model = await loadModel(tiny.safetensors, { tokenizerPath: tiny.merges });
+      let direct: Buffer;
+      let plain: Buffer;
+      try {
+        direct = (await model.generate({ ...base, controlNet: { model: file, image: control, strength: 0.8 } })).images[0].data;
+        plain = (await model.generate(base)).images[0].data;
+      } finally {
+        await model.dispose();
+      }
+      expect(direct.equals(plain)).toBe(false); // the ControlNet acts
+      const server = await createServer({ models: [tiny.safetensors], port: 0, load: { tokenizerPath: tiny.merges }, adapterDirs: { controlNetDir: dir } });
+      try {
+        expect((await get(`${server.url}/controlnet/model_list`)).json).toEqual({ model_list: ['Edges-Tiny'] });
+        expect((await get(`${server.url}/controlnet/module_list`)).json).toEqual({ module_list: ['none'] });
+        // job API
+        const j = await post(`${server.url}/v1/jobs`, { ...base, controlNet: { model: 'edges-tiny', image: `data:image/png;base64,${b64}`, strength: 0.8 } });
+        expect(j.status).toBe(202);
+        const events = await readEvents(`${server.url}/v1/jobs/${j.json.id}/events`);
+        const result = events[events.length - 1].data;
+        expect(result.status).toBe('succeeded');
+        expect(result.parameters.controlNet).toEqual({ model: 'edges-tiny', strength: 0.8, start: 0, end: 1 });
+        expect(JSON.stringify(result)).not.toContain(dir);
+        const png = Buffer.from(await (await fetch(`${server.url}${result.images[0].url}`)).arrayBuffer());
+        expect((await sharp(png).raw().toBuffer()).equals(direct)).toBe(true);
+        expect(readText(png).parameters).toMatch(/ControlNet 0: "Module: none, Model: Edges-Tiny/);
+        // A1111 (sd-webui-controlnet's request shape)
+        const unit = { enabled: true, module: 'none', model: 'Edges-Tiny [0123abcd]', image: b64, weight: 0.8, guidance_start: 0, guidance_end: 1 };
+        const a = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, sampler_name: 'Euler a', cfg_scale: 7, alwayson_scripts: { controlnet: { args: [unit, { enabled: false, model: 'None' }] } } });
+        expect(a.status).toBe(200);
+        expect((await sharp(Buffer.from(a.json.images[0], 'base64')).raw().toBuffer()).equals(direct)).toBe(true);
+        // errors: a preprocessor, an unknown name, a path, a bad image, two units, out-of-range settings
+        const bad = async (body: Record<string, unknown>, a1111 = false) => {
+          const res = await post(`${server.url}${a1111 ? '/sdapi/v1/txt2img' : '/v1/jobs'}`, { ...small, ...body });
+          return [res.status, res.json.error?.param, res.json.error?.message ?? ''];
+        };
+        const cn = (u: Record<string, unknown>) => ({ alwayson_scripts: { controlnet: { args: [{ ...unit, ...u }] } } });
+        expect((await bad(cn({ module: 'canny' }), true)).slice(0, 2)).toEqual([400, 'alwayson_scripts.controlnet.args[0].module']);
+        expect((await bad(cn({ model: 'nope' }), true)).slice(0, 2)).toEqual([404, 'alwayson_scripts.controlnet.args[0].model']);
+        expect((await bad(cn({ image: 'bm90IGFuIGltYWdl' }), true)).slice(0, 2)).toEqual([400, 'alwayson_scripts.controlnet.args[0].image']);
+        expect((await bad(cn({ weight: 11 }), true)).slice(0, 2)).toEqual([400, 'alwayson_scripts.controlnet.args[0].weight']);
+        expect((await bad({ alwayson_scripts: { controlnet: { args: [unit, unit] } } }, true))[0]).toBe(400);
+        for (const m of ['../Edges-Tiny', file, 'a/b', 'a\\b']) expect((await bad({ controlNet: { model: m, image: b64 } })).slice(0, 2)).toEqual([400, 'controlNet.model']);
+        const missing = await bad({ controlNet: { model: 'nope', image: b64 } });
+        expect(missing.slice(0, 2)).toEqual([404, 'controlNet.model']);
+        expect(missing[2]).toMatch(/this server has: Edges-Tiny/);
+        expect((await bad({ controlNet: { model: 'edges-tiny', image: b64, start: 2 } }))[0]).toBe(400);
+        expect((await bad({ controlNet: { model: 'edges-tiny' } }))[0]).toBe(400);
+        const ok = await post(`${server.url}/sdapi/v1/txt2img`, { ...small, sampler_name: 'Euler a', cfg_scale: 7 });
+        expect((await sharp(Buffer.from(ok.json.images[0], 'base64')).raw().toBuffer()).equals(plain)).toBe(true); // no unit: no ControlNet
       } finally {
         await server.close(0);
       }

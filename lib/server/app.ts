@@ -10,7 +10,7 @@ import { GENERATE_DEFAULTS } from '../options';
 import { a1111Info, isFinal, JobStore, publicStatus, type JobEvent, type JobRecord } from './jobs';
 import { DEFAULT_LIMITS, errorBody, HttpError, limitError, type ServerLimits } from './limits';
 import { LocalBackend, type Backend, type ShutdownSummary } from './local';
-import { discoverModels, loraNames, ModelPool, type ModelEntry, type PoolLoadOptions } from './models';
+import { controlNetFile, controlNetNames, discoverModels, embeddingEntries, loraNames, ModelPool, type AdapterDirs, type ModelEntry, type PoolLoadOptions } from './models';
 import { A1111_IMG2IMG_SCHEMA, A1111_SAMPLERS, A1111_SCHEDULERS, A1111_TXT2IMG_SCHEMA, checkImages, fromA1111Body, fromJobBody, fromOpenAIBody, JOB_SCHEMA, OPENAI_SCHEMA, type JobRequest } from './params';
 import { PAGE_HTML } from './page';
 import type { Model } from '../model';
@@ -36,7 +36,7 @@ export interface ServerOptions {
   /** Load options for every model. */
   load?: PoolLoadOptions;
   /** LoRA folder (`<lora:NAME:W>` prompt tags) and embedding folder for every generation (local mode). */
-  adapterDirs?: { loraDir?: string; embeddingDir?: string };
+  adapterDirs?: AdapterDirs;
   /** Redis URL: queue mode (jobs go to BullMQ for `sdnode worker` processes). */
   queue?: string;
   /** Queue mode: attempts per job for retryable failures. Default 3. */
@@ -87,7 +87,7 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
   let backend: Backend;
   let redis: import('./redis').RedisBackend | undefined;
   if (opts.queue) {
-    if ((opts.models?.length ?? 0) + (opts.modelDirs?.length ?? 0) > 0 || opts.adapterDirs?.loraDir || opts.adapterDirs?.embeddingDir) {
+    if ((opts.models?.length ?? 0) + (opts.modelDirs?.length ?? 0) > 0 || opts.adapterDirs?.loraDir || opts.adapterDirs?.embeddingDir || opts.adapterDirs?.controlNetDir) {
       throw new Error('with --queue the server runs no models itself: give --model/--model-dir/--lora-model-dir/--embd-dir to each `sdnode worker` instead');
     }
     const { RedisBackend } = await import('./redis');
@@ -155,7 +155,19 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
 
   async function submit(req: JobRequest): Promise<JobRecord> {
     if (closing) throw new HttpError(503, 'shutting_down', 'the server is shutting down and takes no new jobs');
-    await checkImages(req, req.api === 'a1111' ? { init: 'init_images', mask: 'mask' } : { init: 'initImage', mask: 'mask' });
+    await checkImages(
+      req,
+      req.api === 'a1111' ? { init: 'init_images', mask: 'mask', control: 'alwayson_scripts.controlnet.args[0].image' } : { init: 'initImage', mask: 'mask', control: 'controlNet.image' },
+    );
+    if (pool && req.control) {
+      const param = req.api === 'a1111' ? 'alwayson_scripts.controlnet.args[0].model' : 'controlNet.model';
+      if (!pool.adapterDirs.controlNetDir) {
+        throw new HttpError(400, 'invalid_value', 'the request names a ControlNet but this server has no ControlNet folder (start it with --control-net-dir DIR)', { param });
+      }
+      if (!controlNetFile(pool.adapterDirs.controlNetDir, req.control.model)) {
+        throw new HttpError(404, 'controlnet_not_found', `unknown ControlNet ${JSON.stringify(req.control.model)}; this server has: ${controlNetNames(pool.adapterDirs.controlNetDir).join(', ') || 'none'} (GET /controlnet/model_list)`, { param });
+      }
+    }
     const unavailable = (err: unknown): HttpError =>
       new HttpError(503, 'queue_unavailable', `the job queue cannot be reached (${String((err as Error)?.message ?? err)}); retry later`);
     const tags = [...(req.options.prompt + req.options.negativePrompt).matchAll(/<lora:([^>:]*)/g)].map((m) => m[1].trim());
@@ -167,6 +179,12 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
       const missing = tags.filter((t) => !have.includes(t.toLowerCase()));
       if (missing.length > 0) {
         throw new HttpError(404, 'lora_not_found', `unknown LoRA ${missing.map((x) => JSON.stringify(x)).join(', ')}; this server has: ${loraNames(pool.adapterDirs.loraDir).join(', ') || 'none'} (GET /sdapi/v1/loras)`, { param: 'prompt' });
+      }
+    }
+    if (pool && !pool.taesd) {
+      const which = req.options.decoder === 'taesd' ? 'decoder' : req.previewMethod === 'taesd' ? 'previewMethod' : undefined;
+      if (which) {
+        throw new HttpError(400, 'invalid_value', `${which} "taesd" needs the server started with --taesd FILE (a TAESD/TAESDXL decoder for the models)`, { param: which });
       }
     }
     const model = await modelNameFor(req.model);
@@ -337,6 +355,21 @@ export async function createServer(opts: ServerOptions): Promise<SdnodeServer> {
   app.get('/sdapi/v1/loras', async () => {
     const names = pool ? loraNames(pool.adapterDirs.loraDir) : (await redis!.workerModels()).loras;
     return names.map((name) => ({ name, alias: name, path: null, metadata: {} })); // no server paths
+  });
+
+  // the sd-webui-controlnet extension's listing routes (names only, no paths; no preprocessors here)
+  app.get('/controlnet/model_list', async () => ({ model_list: pool ? controlNetNames(pool.adapterDirs.controlNetDir) : (await redis!.workerModels()).controlnets }));
+  app.get('/controlnet/module_list', async () => ({ module_list: ['none'] }));
+
+  app.get('/sdapi/v1/embeddings', async () => {
+    // A1111's shape: {loaded: {NAME: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, skipped: {...}}. The
+    // listing is the folder's (not filtered by the current model's family, which A1111 does); no server paths.
+    const e = pool ? await embeddingEntries(pool.adapterDirs.embeddingDir) : (await redis!.workerModels()).embeddings;
+    const item = (x: { vectors: number | null; shape: number | null }): Record<string, unknown> => ({ step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: x.shape, vectors: x.vectors });
+    return {
+      loaded: Object.fromEntries(e.loaded.map((x) => [x.name, item(x)])),
+      skipped: Object.fromEntries(e.skipped.map((x) => [x.name, { ...item({ vectors: null, shape: null }), reason: x.reason }])),
+    };
   });
 
   app.get('/sdapi/v1/samplers', async () => A1111_SAMPLERS.map((s) => ({ name: s.name, aliases: s.aliases, options: {} })));

@@ -4,11 +4,15 @@
  * @internal
  * @packageDocumentation
  */
+import * as path from 'path';
 import type { GeneratedImage } from '../image';
 import type { JobPreview, JobProgress, JobResult } from './jobs';
 import { fractionOf } from './jobs';
 import type { ModelPool } from './models';
-import { engineImages, type JobRequest } from './params';
+import { decodeBase64Image, engineImages, type JobRequest } from './params';
+import { InvalidOptionError } from '../errors';
+import type { GenerateOptions } from '../options';
+import { controlNetFile } from './models';
 
 /** Preview images are scaled to at most this many pixels a side ("small" previews). */
 const PREVIEW_MAX_SIDE = 256;
@@ -23,8 +27,41 @@ async function encodePreview(image: GeneratedImage, format: 'png' | 'webp'): Pro
   return format === 'webp' ? image.toWebP({ quality: 70, parameters: false }) : image.toPNG({ compressionLevel: 3, parameters: false });
 }
 
+/**
+ * Takes the server's folders out of an error message (the engine names files by their paths: a LoRA, an
+ * embedding, the model): clients see file names only. Mutates and returns `err` (its class and code stay).
+ */
+export function withoutServerPaths(err: unknown, pool: ModelPool): unknown {
+  if (!(err instanceof Error) || typeof err.message !== 'string') return err;
+  const dirs = new Set<string>();
+  for (const d of [pool.adapterDirs.loraDir, pool.adapterDirs.embeddingDir, pool.adapterDirs.controlNetDir]) if (d) dirs.add(d);
+  for (const e of pool.entries) dirs.add(path.dirname(e.file));
+  let m = err.message;
+  // longest first, so a folder inside another one is replaced whole
+  for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
+    if (d === '/' || d === '.') continue;
+    m = m.split(`${d}${path.sep}`).join('').split(d).join('<server folder>');
+  }
+  if (m !== err.message) {
+    try {
+      err.message = m;
+    } catch {
+      // a frozen error keeps its message
+    }
+  }
+  return err;
+}
+
 /** Runs `req` on model `name`; rejects with AbortError when `signal` aborts. */
 export async function executeJob(pool: ModelPool, name: string, req: JobRequest, hooks: ExecuteHooks): Promise<JobResult> {
+  try {
+    return await runJob(pool, name, req, hooks);
+  } catch (err) {
+    throw withoutServerPaths(err, pool);
+  }
+}
+
+async function runJob(pool: ModelPool, name: string, req: JobRequest, hooks: ExecuteHooks): Promise<JobResult> {
   const o = req.options;
   hooks.onProgress?.({ phase: 'load', step: 0, steps: 1, image: 0, images: o.batchCount, fraction: 0, etaMs: null });
   const { model, release } = await pool.acquire(name, hooks.signal);
@@ -33,7 +70,18 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
     const wantPreview = req.previewEvery > 0 && hooks.onPreview !== undefined;
     // resolved options hold '' for unset folders, which generate() refuses: the pool's folders (if any) replace them
     const { loraDir: _ld, embeddingDir: _ed, ...gen } = o;
-    const result = await model.generate({ ...gen, ...engineImages(req), ...pool.adapterDirs }, {
+    const { loraDir, embeddingDir } = pool.adapterDirs;
+    let controlNet: GenerateOptions['controlNet'];
+    if (req.control) {
+      const c = req.control;
+      const file = controlNetFile(pool.adapterDirs.controlNetDir, c.model);
+      if (!file) {
+        // (a queue worker without the folder or the file: the job fails naming what is missing)
+        throw new InvalidOptionError('controlNet.model', `ControlNet ${JSON.stringify(c.model)} is not in this worker's ControlNet folder (${pool.adapterDirs.controlNetDir ? 'start every worker with the same --control-net-dir files' : 'start it with --control-net-dir DIR'})`);
+      }
+      controlNet = { model: file, image: decodeBase64Image(c.image, 'controlNet.image'), strength: c.strength, start: c.start, end: c.end };
+    }
+    const result = await model.generate({ ...gen, ...engineImages(req), ...(loraDir ? { loraDir } : {}), ...(embeddingDir ? { embeddingDir } : {}), ...(controlNet ? { controlNet } : {}) }, {
       signal: hooks.signal,
       onProgress: hooks.onProgress
         ? (e) => hooks.onProgress!({ phase: e.phase, step: e.step, steps: e.steps, image: e.image, images: e.images, fraction: fractionOf(e), etaMs: e.etaMs ?? null })
@@ -57,12 +105,14 @@ export async function executeJob(pool: ModelPool, name: string, req: JobRequest,
           }
         : undefined,
       previewEvery: wantPreview ? req.previewEvery : undefined,
+      previewMethod: wantPreview ? req.previewMethod ?? 'latent' : undefined,
     });
     const images = await Promise.all(
       result.images.map(async (img) => ({ png: await img.toPNG(), seed: img.seed, infotext: img.infotext(await model.hash().catch(() => undefined)) ?? '' })),
     );
-    const { initImage: _i, mask: _m, loraDir: _l, embeddingDir: _e, ...parameters } = result.parameters; // no server paths to clients
-    return { images, parameters: { ...parameters, model: name }, elapsedMs: result.elapsedMs };
+    const { initImage: _i, mask: _m, loraDir: _l, embeddingDir: _e, controlNet: cn, ...parameters } = result.parameters; // no server paths to clients
+    const control = cn && req.control ? { controlNet: { model: req.control.model, strength: cn.strength, start: cn.start, end: cn.end } } : {};
+    return { images, parameters: { ...parameters, ...control, model: name }, elapsedMs: result.elapsedMs };
   } finally {
     release();
   }

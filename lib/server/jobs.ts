@@ -34,8 +34,12 @@ export interface JobImage {
 /** What a succeeded job produced. */
 export interface JobResult {
   images: JobImage[];
-  /** The options used, without server paths (LoRA/embedding folders) or input images. */
-  parameters: Omit<ResolvedGenerateOptions, 'loraDir' | 'embeddingDir' | 'initImage' | 'mask'> & { model: string };
+  /** The options used, without server paths (LoRA/embedding folders, ControlNet file) or input images. */
+  parameters: Omit<ResolvedGenerateOptions, 'loraDir' | 'embeddingDir' | 'initImage' | 'mask' | 'controlNet'> & {
+    model: string;
+    /** The ControlNet by name (as the client gave it) and its settings; no path, no image. */
+    controlNet?: { model: string; strength: number; start: number; end: number };
+  };
   /** Engine milliseconds. */
   elapsedMs: number;
 }

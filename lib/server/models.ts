@@ -84,6 +84,36 @@ export function discoverModels(files: readonly string[], dirs: readonly string[]
 }
 
 /** LoRA names in the LoRA folder (file names without extension), for listings; never paths. */
+/** The server's adapter folders (`--lora-model-dir`, `--embd-dir`, `--control-net-dir`). Never sent to clients. */
+export interface AdapterDirs {
+  loraDir?: string;
+  embeddingDir?: string;
+  controlNetDir?: string;
+}
+
+const ADAPTER_FLAGS: Record<keyof AdapterDirs, string> = { loraDir: '--lora-model-dir', embeddingDir: '--embd-dir', controlNetDir: '--control-net-dir' };
+
+/** ControlNet file extensions looked up in `--control-net-dir`. */
+const CONTROLNET_EXT = /\.(safetensors|ckpt|pt|pth|bin)$/i;
+
+/** The ControlNets of `dir` by name (file name without extension), sorted. */
+export function controlNetNames(dir: string | undefined): string[] {
+  if (!dir) return [];
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile() && CONTROLNET_EXT.test(e.name))
+    .map((e) => e.name.replace(CONTROLNET_EXT, ''))
+    .sort();
+}
+
+/** The file of ControlNet `name` in `dir` (case-insensitive, like LoRA names), or undefined. */
+export function controlNetFile(dir: string | undefined, name: string): string | undefined {
+  if (!dir) return undefined;
+  const want = name.toLowerCase();
+  const f = fs.readdirSync(dir, { withFileTypes: true }).find((e) => e.isFile() && CONTROLNET_EXT.test(e.name) && e.name.replace(CONTROLNET_EXT, '').toLowerCase() === want);
+  return f ? path.join(dir, f.name) : undefined;
+}
+
 export function loraNames(dir: string | undefined): string[] {
   if (!dir) return [];
   return fs
@@ -91,6 +121,86 @@ export function loraNames(dir: string | undefined): string[] {
     .filter((e) => /\.(safetensors|ckpt|pt|bin)$/i.test(e.name))
     .map((e) => e.name.replace(/\.(safetensors|ckpt|pt|bin)$/i, ''))
     .sort();
+}
+
+/** One embedding of the server's embedding folder, as `GET /sdapi/v1/embeddings` lists it. */
+export interface EmbeddingEntry {
+  /** File name without extension: the word that uses it in prompts. */
+  name: string;
+  /** Vectors (tokens) it stands for; null when the file's layout is not read here (`.pt`, `.bin`). */
+  vectors: number | null;
+  /** Width of its vectors (SDXL files: clip_l + clip_g widths, as A1111 reports them); null when not read. */
+  shape: number | null;
+}
+
+/** Largest safetensors header read for the listing (embedding files have a few tensors). */
+const MAX_EMBEDDING_HEADER = 1 << 20;
+
+/**
+ * The embeddings of `dir` (`--embd-dir`): `.safetensors` headers are read (off the event loop) for the vector count
+ * and width; `.pt`/`.bin` files are listed without them. Files that are not embeddings go to `skipped`, with why.
+ */
+export async function embeddingEntries(dir: string | undefined): Promise<{ loaded: EmbeddingEntry[]; skipped: Array<{ name: string; reason: string }> }> {
+  const loaded: EmbeddingEntry[] = [];
+  const skipped: Array<{ name: string; reason: string }> = [];
+  if (!dir) return { loaded, skipped };
+  const files = (await fs.promises.readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && /\.(safetensors|pt|bin)$/i.test(e.name));
+  files.sort((a, b) => (a.name < b.name ? -1 : 1));
+  for (const f of files) {
+    const name = f.name.replace(/\.(safetensors|pt|bin)$/i, '');
+    if (!/\.safetensors$/i.test(f.name)) {
+      loaded.push({ name, vectors: null, shape: null });
+      continue;
+    }
+    let header: Record<string, { shape?: unknown }> | undefined;
+    let reason = 'not a readable safetensors file';
+    const fh = await fs.promises.open(path.join(dir, f.name), 'r').catch(() => undefined);
+    if (fh) {
+      try {
+        const len = Buffer.alloc(8);
+        if ((await fh.read(len, 0, 8, 0)).bytesRead === 8) {
+          const n = len.readBigUInt64LE(0);
+          if (n > 0n && n <= BigInt(MAX_EMBEDDING_HEADER)) {
+            const buf = Buffer.alloc(Number(n));
+            if ((await fh.read(buf, 0, buf.length, 8)).bytesRead === buf.length) {
+              try {
+                const h = JSON.parse(buf.toString('utf8'));
+                if (h && typeof h === 'object' && !Array.isArray(h)) header = h;
+              } catch {
+                // reason stays
+              }
+            }
+          }
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    const shapeOf = (k: string): number[] | undefined => {
+      const v = header?.[k]?.shape;
+      return Array.isArray(v) && v.every((x) => Number.isSafeInteger(x)) ? (v as number[]) : undefined;
+    };
+    const rows = (s: number[]): number => (s.length >= 2 ? s[0] : 1);
+    const width = (s: number[]): number => s[s.length - 1] ?? 0;
+    if (header) {
+      const keys = Object.keys(header).filter((k) => k !== '__metadata__');
+      const l = shapeOf('clip_l');
+      const g = shapeOf('clip_g');
+      const single = keys.find((k) => k === 'emb_params' || k.startsWith('string_to_param.')) ?? (keys.length === 1 ? keys[0] : undefined);
+      const s = single ? shapeOf(single) : undefined;
+      if (l && g && l.length > 0 && g.length > 0) {
+        loaded.push({ name, vectors: rows(g), shape: width(l) + width(g) });
+        continue;
+      }
+      if (s && s.length >= 1 && s.length <= 2) {
+        loaded.push({ name, vectors: rows(s), shape: width(s) });
+        continue;
+      }
+      reason = 'no emb_params, string_to_param.*, clip_l/clip_g or single tensor';
+    }
+    skipped.push({ name, reason });
+  }
+  return { loaded, skipped };
 }
 
 /** Lazily loaded models under a memory budget. */
@@ -102,24 +212,27 @@ export class ModelPool {
   #load: (entry: ModelEntry) => Promise<Model>;
   #log: (line: string) => void;
 
-  /** LoRA and embedding folders applied to every generation (`--lora-model-dir`, `--embd-dir`). */
-  readonly adapterDirs: { loraDir?: string; embeddingDir?: string };
+  /** LoRA, embedding and ControlNet folders (`--lora-model-dir`, `--embd-dir`, `--control-net-dir`). */
+  readonly adapterDirs: AdapterDirs;
+  /** Whether the models load a TAESD file (`--taesd`), which `decoder: 'taesd'` and `previewMethod: 'taesd'` need. */
+  readonly taesd: boolean;
 
   constructor(
     entries: readonly ModelEntry[],
-    opts: { budgetBytes: number; load?: PoolLoadOptions; loader?: (entry: ModelEntry) => Promise<Model>; log?: (line: string) => void; adapterDirs?: { loraDir?: string; embeddingDir?: string } },
+    opts: { budgetBytes: number; load?: PoolLoadOptions; loader?: (entry: ModelEntry) => Promise<Model>; log?: (line: string) => void; adapterDirs?: AdapterDirs },
   ) {
     this.entries = entries;
     this.adapterDirs = {};
     for (const [k, v] of Object.entries(opts.adapterDirs ?? {})) {
       if (!v) continue;
       const st = fs.statSync(v, { throwIfNoEntry: false });
-      if (!st?.isDirectory()) throw new Error(`${k === 'loraDir' ? '--lora-model-dir' : '--embd-dir'} ${JSON.stringify(v)} is not a folder`);
-      this.adapterDirs[k as 'loraDir' | 'embeddingDir'] = path.resolve(v);
+      if (!st?.isDirectory()) throw new Error(`${ADAPTER_FLAGS[k as keyof AdapterDirs] ?? k} ${JSON.stringify(v)} is not a folder`);
+      this.adapterDirs[k as keyof AdapterDirs] = path.resolve(v);
     }
     this.budgetBytes = opts.budgetBytes;
     this.#log = opts.log ?? (() => {});
     const loadOpts = opts.load ?? {};
+    this.taesd = !!loadOpts.taesdPath;
     this.#load = opts.loader ?? defaultLoader(loadOpts);
     for (const e of entries) this.#slots.set(e.name, { entry: e, users: 0, lastUsed: 0 });
   }

@@ -17,6 +17,8 @@ export interface JobRequest {
   previewEvery: number;
   /** Preview encoding. */
   previewFormat: 'png' | 'webp';
+  /** How previews are made (`'taesd'` needs the server started with `--taesd`); absent in older queued jobs. */
+  previewMethod?: 'latent' | 'taesd';
   /** Which API the job came from (A1111's /progress and /interrupt only see 'a1111' jobs first). */
   api: 'jobs' | 'a1111' | 'openai';
   /**
@@ -24,6 +26,20 @@ export interface JobRequest {
    * strength/maskBlur and the engine gets the decoded bytes. Never a path.
    */
   images?: { init: string; mask?: string };
+  /**
+   * ControlNet: a name in the server's ControlNet folder (resolved to a file by whoever runs the job, never sent
+   * as a path), the control image as base64 (used as given: preprocessing is the client's) and the settings.
+   */
+  control?: { model: string; image: string; strength: number; start: number; end: number };
+}
+
+/** A ControlNet name as clients give it: a file name in the server's folder, no paths; A1111's " [hash]" dropped. */
+export function controlNetName(v: string, param: string): string {
+  const name = v.replace(/\s*\[[0-9a-f]{8,64}\]$/i, '').trim();
+  if (name === '' || /[\\/\0]/.test(name) || name === '.' || name === '..') {
+    throw new HttpError(400, 'invalid_value', `${param}: a ControlNet is named by its file name in the server's ControlNet folder, without extension (GET /controlnet/model_list)`, { param });
+  }
+  return name;
 }
 
 /** The encoded image of a base64 string or data URL, or a 400 naming the field. */
@@ -38,8 +54,8 @@ export function decodeBase64Image(v: string, param: string): Buffer {
  * Checks that the request's images decode (sharp reads their headers) and that the generation options accept them;
  * a 400 naming the field otherwise. Async: decoding happens off the event loop.
  */
-export async function checkImages(req: JobRequest, names: { init: string; mask: string }): Promise<void> {
-  if (!req.images) return;
+export async function checkImages(req: JobRequest, names: { init: string; mask: string; control: string }): Promise<void> {
+  if (!req.images && !req.control) return;
   const { default: sharp } = await import('sharp');
   const check = async (b64: string, param: string): Promise<void> => {
     const buf = decodeBase64Image(b64, param);
@@ -47,8 +63,9 @@ export async function checkImages(req: JobRequest, names: { init: string; mask: 
     if (!meta?.width || !meta.height) throw new HttpError(400, 'invalid_value', `${param} is not an image that can be decoded (PNG, JPEG, WebP, ...)`, { param });
     if (meta.width > 16384 || meta.height > 16384) throw new HttpError(400, 'invalid_value', `${param} is ${meta.width}x${meta.height}; at most 16384 pixels a side`, { param });
   };
-  await check(req.images.init, names.init);
-  if (req.images.mask !== undefined) await check(req.images.mask, names.mask);
+  if (req.images) await check(req.images.init, names.init);
+  if (req.images?.mask !== undefined) await check(req.images.mask, names.mask);
+  if (req.control) await check(req.control.image, names.control);
 }
 
 /** The request's images as engine inputs (bytes, never paths). */
@@ -131,11 +148,24 @@ export const JOB_SCHEMA = {
     model: modelName,
     previewEvery: int(0, 1000),
     previewFormat: { type: 'string', enum: ['png', 'webp'] },
+    previewMethod: { type: 'string', enum: ['latent', 'taesd'] },
     initImage: { type: 'string', minLength: 1 },
     mask: { type: 'string', minLength: 1 },
     strength: { type: 'number', minimum: 0, maximum: 1 },
     maskBlur: { type: 'number', minimum: 0, maximum: 64 },
     decoder: { type: 'string', enum: ['vae', 'taesd'] },
+    controlNet: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['model', 'image'],
+      properties: {
+        model: modelName,
+        image: { type: 'string', minLength: 1 },
+        strength: { type: 'number', minimum: 0, maximum: 10 },
+        start: { type: 'number', minimum: 0, maximum: 1 },
+        end: { type: 'number', minimum: 0, maximum: 1 },
+      },
+    },
   },
 } as const;
 
@@ -197,7 +227,13 @@ export const OPENAI_SCHEMA = {
 } as const;
 
 /** Checks the server limits and the generation options; bad values become 400s naming the option or the limit. */
-export function checkRequest(raw: GenerateOptions, limits: ServerLimits, names: Record<string, string> = {}, images?: JobRequest['images']): ResolvedGenerateOptions {
+export function checkRequest(
+  raw: GenerateOptions,
+  limits: ServerLimits,
+  names: Record<string, string> = {},
+  images?: JobRequest['images'],
+  control?: JobRequest['control'],
+): ResolvedGenerateOptions {
   const n = (k: string): string => names[k] ?? k;
   let options: ResolvedGenerateOptions;
   try {
@@ -205,9 +241,14 @@ export function checkRequest(raw: GenerateOptions, limits: ServerLimits, names: 
     // bytes stand in for the images (decoded properly by checkImages): the library never sees a client string
     if (images) withImages.initImage = decodeBase64Image(images.init, n('initImage'));
     if (images?.mask !== undefined) withImages.mask = decodeBase64Image(images.mask, n('mask'));
+    if (control) {
+      // the settings are checked by the library's rules; the model name and image stay in the request
+      withImages.controlNet = { model: control.model, image: decodeBase64Image(control.image, n('controlNet.image')), strength: control.strength, start: control.start, end: control.end };
+    }
     options = resolveGenerateOptions(withImages);
     delete options.initImage;
     delete options.mask;
+    delete options.controlNet;
   } catch (err) {
     if (err instanceof InvalidOptionError) {
       let m = err.message;
@@ -239,15 +280,22 @@ type Body = Record<string, unknown>;
 
 /** POST /v1/jobs body -> request. */
 export function fromJobBody(b: Body, limits: ServerLimits): JobRequest {
-  const { model, previewEvery, previewFormat, initImage, mask, ...gen } = b;
+  const { model, previewEvery, previewFormat, previewMethod, initImage, mask, controlNet, ...gen } = b;
   const images = typeof initImage === 'string' ? { init: initImage, ...(typeof mask === 'string' ? { mask } : {}) } : undefined;
   if (!images && mask !== undefined) throw new HttpError(400, 'invalid_value', 'mask needs initImage (the image to repaint)', { param: 'mask' });
+  let control: JobRequest['control'];
+  if (controlNet && typeof controlNet === 'object') {
+    const c = controlNet as Body;
+    control = { model: controlNetName(String(c.model), 'controlNet.model'), image: String(c.image), strength: (c.strength as number | undefined) ?? 1, start: (c.start as number | undefined) ?? 0, end: (c.end as number | undefined) ?? 1 };
+  }
   return {
     model: typeof model === 'string' ? model : '',
     images,
-    options: checkRequest(gen as unknown as GenerateOptions, limits, {}, images),
+    ...(control ? { control } : {}),
+    options: checkRequest(gen as unknown as GenerateOptions, limits, {}, images, control),
     previewEvery: typeof previewEvery === 'number' ? previewEvery : 1,
     previewFormat: previewFormat === 'webp' ? 'webp' : 'png',
+    previewMethod: previewMethod === 'taesd' ? 'taesd' : 'latent',
     api: 'jobs',
   };
 }
@@ -262,6 +310,10 @@ const A1111_NAMES: Record<string, string> = {
   batchCount: 'batch_size',
   clipSkip: 'clip_skip',
   sampler: 'sampler_name',
+  'controlNet.image': 'alwayson_scripts.controlnet.args[0].image',
+  'controlNet.strength': 'alwayson_scripts.controlnet.args[0].weight',
+  'controlNet.start': 'alwayson_scripts.controlnet.args[0].guidance_start',
+  'controlNet.end': 'alwayson_scripts.controlnet.args[0].guidance_end',
 };
 
 /** POST /sdapi/v1/txt2img (or, with `img2img`, /sdapi/v1/img2img) body -> request. */
@@ -296,7 +348,40 @@ export function fromA1111Body(b: Body, limits: ServerLimits, img2img = false): J
     o.strength = typeof b.denoising_strength === 'number' ? b.denoising_strength : 0.75;
     if (images.mask !== undefined && typeof b.mask_blur === 'number') o.maskBlur = b.mask_blur;
   }
-  return { model, images, options: checkRequest(o, limits, A1111_NAMES, images), previewEvery: 1, previewFormat: 'png', api: 'a1111' };
+  const control = a1111ControlNet(b.alwayson_scripts);
+  return { model, images, ...(control ? { control } : {}), options: checkRequest(o, limits, A1111_NAMES, images, control), previewEvery: 1, previewFormat: 'png', api: 'a1111' };
+}
+
+/**
+ * The ControlNet unit of an A1111 request (the sd-webui-controlnet extension's `alwayson_scripts.controlnet.args`):
+ * one enabled unit with `model` (its name, " [hash]" allowed), `image` or `input_image` (base64; or `{ image }`),
+ * `weight`, `guidance_start`, `guidance_end`. Preprocessors are the client's: `module` must be absent or "none".
+ */
+function a1111ControlNet(scripts: unknown): JobRequest['control'] {
+  const cn = scripts && typeof scripts === 'object' ? (scripts as Body).controlnet ?? (scripts as Body).ControlNet : undefined;
+  if (cn === undefined) return undefined;
+  const args = cn && typeof cn === 'object' ? (cn as Body).args : undefined;
+  const param = 'alwayson_scripts.controlnet.args';
+  if (!Array.isArray(args)) throw new HttpError(400, 'invalid_value', `${param} must be a list of ControlNet units`, { param });
+  const units = args.filter((u): u is Body => !!u && typeof u === 'object' && (u as Body).enabled !== false && ((u as Body).model ?? 'None') !== 'None');
+  if (units.length === 0) return undefined;
+  if (units.length > 1) throw new HttpError(400, 'unsupported', `${param}: this server runs one ControlNet unit per job (${units.length} are enabled)`, { param });
+  const u = units[0];
+  const module = u.module ?? u.preprocessor;
+  if (module !== undefined && module !== null && !['none', 'None', ''].includes(String(module))) {
+    throw new HttpError(400, 'unsupported', `${param}[0].module ${JSON.stringify(module)}: this server runs no preprocessors; send the processed control image (an edge, depth or pose map) with module "none"`, { param: `${param}[0].module` });
+  }
+  const img = u.image ?? u.input_image;
+  const image = typeof img === 'string' ? img : img && typeof img === 'object' && typeof (img as Body).image === 'string' ? ((img as Body).image as string) : undefined;
+  if (!image) throw new HttpError(400, 'invalid_value', `${param}[0].image must be the control image as base64 (or a data: URL)`, { param: `${param}[0].image` });
+  const num = (k: string, d: number): number => {
+    const v = u[k];
+    if (v === undefined || v === null) return d;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new HttpError(400, 'invalid_value', `${param}[0].${k} must be a number`, { param: `${param}[0].${k}` });
+    return v;
+  };
+  if (typeof u.model !== 'string') throw new HttpError(400, 'invalid_value', `${param}[0].model must be a ControlNet name`, { param: `${param}[0].model` });
+  return { model: controlNetName(u.model, `${param}[0].model`), image, strength: num('weight', 1), start: num('guidance_start', 0), end: num('guidance_end', 1) };
 }
 
 /** POST /v1/images/generations body -> request. OpenAI has no steps/seed: the server's defaults apply. */

@@ -22,7 +22,7 @@ import { executeJob } from './execute';
 import { isFinal, type JobImage, type JobProgress, type JobRecord, type JobResult, type JobStatus, type JobStore } from './jobs';
 import { errorInfo, type Backend, type ShutdownSummary } from './local';
 import { HttpError } from './limits';
-import { loraNames, type ModelEntry, type ModelPool } from './models';
+import { controlNetNames, embeddingEntries, loraNames, type EmbeddingEntry, type ModelEntry, type ModelPool } from './models';
 import type { JobRequest } from './params';
 
 export const QUEUE_NAME = 'sdnode-jobs';
@@ -138,15 +138,30 @@ export class RedisBackend implements Backend {
   }
 
   /** Models served by live workers (name -> entry), for validation and /sdapi/v1/sd-models. */
-  async workerModels(): Promise<{ workers: number; models: Array<Omit<ModelEntry, 'file'>>; loras: string[] }> {
+  async workerModels(): Promise<{
+    workers: number;
+    models: Array<Omit<ModelEntry, 'file'>>;
+    loras: string[];
+    controlnets: string[];
+    embeddings: { loaded: EmbeddingEntry[]; skipped: Array<{ name: string; reason: string }> };
+  }> {
     const all = await this.#conn.hgetall(k.workers);
     const now = Date.now();
     const models = new Map<string, Omit<ModelEntry, 'file'>>();
     const loras = new Set<string>();
+    const controlnets = new Set<string>();
+    const loaded = new Map<string, EmbeddingEntry>();
+    const skipped = new Map<string, { name: string; reason: string }>();
     let workers = 0;
     for (const [id, v] of Object.entries(all)) {
       try {
-        const w = JSON.parse(v) as { seen: number; models: Array<Omit<ModelEntry, 'file'>>; loras?: string[] };
+        const w = JSON.parse(v) as {
+          seen: number;
+          models: Array<Omit<ModelEntry, 'file'>>;
+          loras?: string[];
+          controlnets?: string[];
+          embeddings?: { loaded?: EmbeddingEntry[]; skipped?: Array<{ name: string; reason: string }> };
+        };
         if (now - w.seen > WORKER_TTL_MS) {
           if (now - w.seen > 10 * WORKER_TTL_MS) await this.#conn.hdel(k.workers, id);
           continue;
@@ -154,11 +169,15 @@ export class RedisBackend implements Backend {
         workers++;
         for (const m of w.models) if (!models.has(m.name)) models.set(m.name, m);
         for (const l of w.loras ?? []) loras.add(l);
+        for (const c of w.controlnets ?? []) controlnets.add(c);
+        for (const e of w.embeddings?.loaded ?? []) if (!loaded.has(e.name)) loaded.set(e.name, e);
+        for (const e of w.embeddings?.skipped ?? []) if (!skipped.has(e.name)) skipped.set(e.name, e);
       } catch {
         await this.#conn.hdel(k.workers, id);
       }
     }
-    return { workers, models: [...models.values()], loras: [...loras].sort() };
+    const byName = <T extends { name: string }>(m: Map<string, T>): T[] => [...m.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    return { workers, models: [...models.values()], loras: [...loras].sort(), controlnets: [...controlnets].sort(), embeddings: { loaded: byName(loaded), skipped: byName(skipped) } };
   }
 
   async queued(): Promise<number> {
@@ -342,7 +361,15 @@ export async function startWorker(opts: WorkerOptions): Promise<QueueWorker> {
         return [];
       }
     })();
-    await conn.hset(k.workers, id, JSON.stringify({ seen: Date.now(), models, loras, pid: process.pid, host: os.hostname() })).catch(() => {});
+    const embeddings = await embeddingEntries(opts.pool.adapterDirs.embeddingDir).catch(() => ({ loaded: [], skipped: [] }));
+    const controlnets = (() => {
+      try {
+        return controlNetNames(opts.pool.adapterDirs.controlNetDir);
+      } catch {
+        return [];
+      }
+    })();
+    await conn.hset(k.workers, id, JSON.stringify({ seen: Date.now(), models, loras, controlnets, embeddings, pid: process.pid, host: os.hostname() })).catch(() => {});
   };
   await heartbeat();
   const beat = setInterval(() => void heartbeat(), WORKER_TTL_MS / 3);

@@ -189,9 +189,13 @@ ClipEncoding ClipTextModel::encode(const std::vector<int>& ids, int batch, const
     x = Tensor();
     std::vector<int32_t> rows((size_t)batch);
     for (int b = 0; b < batch; ++b) {
-      int best = 0;  // first position of the largest id (EOS = 49407 is the largest id of the vocabulary)
-      for (int i = 1; i < T; ++i)
-        if (ids[(size_t)b * T + i] > ids[(size_t)b * T + best]) best = i;
+      // first position of the largest id (EOS = 49407 is the largest id of the vocabulary); textual-inversion
+      // ids (past the vocabulary) are not candidates: they are larger than EOS but are not the end of the text
+      int best = 0;
+      for (int i = 1; i < T; ++i) {
+        const int id = ids[(size_t)b * T + i];
+        if (id < vocab_ && id > ids[(size_t)b * T + best]) best = i;
+      }
       rows[(size_t)b] = b * T + best;
     }
     Tensor r = be.get_rows(n.reshape({(int64_t)batch * T, width_}), rows);  // [batch, width]

@@ -89,7 +89,7 @@ int TextConditioner::max_clip_skip() const {
 }
 
 TextConditioning TextConditioner::encode(const std::string& prompt, int clip_skip, const SizeConditioning& size,
-                                         bool zero_context) {
+                                         bool zero_context, const ExtraTokens* extra) {
   if (!tok_) throw_error(ErrorCode::NotFound, "no CLIP tokenizer is loaded");
   if (clip_skip <= 0) clip_skip = default_clip_skip();
   if (clip_skip > max_clip_skip())
@@ -97,7 +97,13 @@ TextConditioning TextConditioner::encode(const std::string& prompt, int clip_ski
                                                 " for this model (its text encoder's layer count), got " +
                                                 std::to_string(clip_skip));
   Backend& be = w_.backend();
-  TokenizedPrompt tp = tokenize_prompt(*tok_, prompt);
+  if (extra && extra->empty()) extra = nullptr;
+  if (extra && (!extra->extra.defined() || extra->extra.ndim != 2 || extra->extra.shape[1] != clip_->width() ||
+                (clip2_ && (!extra->extra2.defined() || extra->extra2.ndim != 2 ||
+                            extra->extra2.shape[1] != clip2_->width() ||
+                            extra->extra2.shape[0] != extra->extra.shape[0]))))
+    throw_error(ErrorCode::Internal, "textual-inversion tables do not fit the text encoders");
+  TokenizedPrompt tp = extra ? tokenize_prompt(*tok_, prompt, extra->replacements) : tokenize_prompt(*tok_, prompt);
   const int T = clip_->positions();
   if (tp.chunks < 1 || (int64_t)tp.ids.size() != (int64_t)tp.chunks * T || tp.weights.size() != tp.ids.size())
     throw_error(ErrorCode::Internal, "tokenized prompt has " + std::to_string(tp.ids.size()) + " ids for " +
@@ -108,6 +114,7 @@ TextConditioning TextConditioner::encode(const std::string& prompt, int clip_ski
     ClipEncodeOptions o;
     o.clip_skip = clip_skip;
     o.final_norm = true;
+    o.extra = extra ? &extra->extra : nullptr;
     const std::vector<int> ids = family_ == ModelFamily::SD2 ? zero_after_first_eos(tp.ids, T, tok_->eos()) : tp.ids;
     z = clip_->encode(ids, tp.chunks, o).hidden;
     z = emphasis(be, z, tp);
@@ -115,8 +122,12 @@ TextConditioning TextConditioner::encode(const std::string& prompt, int clip_ski
     ClipEncodeOptions o1;
     o1.clip_skip = clip_skip;
     o1.final_norm = false;
+    o1.extra = extra ? &extra->extra : nullptr;
     Tensor z1 = clip_->encode(tp.ids, tp.chunks, o1).hidden;  // [chunks, T, 768]
-    const std::vector<int> ids2 = zero_after_first_eos(tp.ids, T, tok_->eos());
+    std::vector<int> ids2 = zero_after_first_eos(tp.ids, T, tok_->eos());
+    if (extra && clip2_->vocab() != clip_->vocab())  // ids past the first vocabulary -> past the second one
+      for (int& id : ids2)
+        if (id >= clip_->vocab()) id = id - clip_->vocab() + clip2_->vocab();
     Tensor z2;
     Tensor pooled;
     {
@@ -125,6 +136,7 @@ TextConditioning TextConditioner::encode(const std::string& prompt, int clip_ski
       o2.clip_skip = clip_skip;
       o2.final_norm = false;
       o2.pooled = true;
+      o2.extra = extra ? &extra->extra2 : nullptr;
       ClipEncoding e0 = clip2_->encode(std::vector<int>(ids2.begin(), ids2.begin() + T), 1, o2);
       pooled = e0.pooled;  // [1, 1280]
       z2 = e0.hidden;

@@ -31,6 +31,16 @@ struct SizeConditioning {
   int target_width = 0, target_height = 0;
 };
 
+// Textual-inversion vectors for one prompt: each replacement turns a token sequence of the prompt (an embedding's
+// name) into ids past the first encoder's vocabulary (vocab() + k); row k of `extra` (first encoder) and of `extra2`
+// (SDXL's bigG) is the vector for id vocab() + k. Built by the pipeline (pipeline/adapters.h) from embedding files.
+struct ExtraTokens {
+  std::vector<TokenReplacement> replacements;
+  Tensor extra;   // host F32 [n, width of the first encoder]
+  Tensor extra2;  // SDXL: host F32 [n, width of the second encoder]; undefined otherwise
+  bool empty() const { return replacements.empty(); }
+};
+
 struct TextConditioning {
   Tensor context;  // [1, 77 * chunks, D] on the backend
   Tensor y;        // [1, adm] (SDXL) or undefined
@@ -52,9 +62,16 @@ class TextConditioner {
 
   // clip_skip 0 = the family default. zero_context: all-zero context (SDXL with an empty negative prompt, as the
   // reference engine does; the pooled part of y is still the encoded empty prompt's).
+  // extra: textual-inversion vectors (may be null).
   TextConditioning encode(const std::string& prompt, int clip_skip, const SizeConditioning& size,
-                          bool zero_context = false);
+                          bool zero_context = false, const ExtraTokens* extra = nullptr);
   void release();
+
+  const std::shared_ptr<ClipTokenizer>& tokenizer() const { return tok_; }
+  // Width and vocabulary of the first encoder (CLIP-L or ViT-H); width of the second (SDXL bigG; 0 otherwise).
+  int width() const { return clip_->width(); }
+  int vocab() const { return clip_->vocab(); }
+  int width2() const { return clip2_ ? clip2_->width() : 0; }
 
  private:
   WeightStore& w_;

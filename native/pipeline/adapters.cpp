@@ -227,37 +227,147 @@ std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backe
   return c;
 }
 
-Tensor read_embedding(const std::string& path, int64_t width, const std::string& key) {
-  auto f = WeightFile::open(path);
-  const Tensor* t = nullptr;
-  std::vector<const Tensor*> two_d;
-  for (const std::string& n : f->names()) {
-    const Tensor& x = f->get(n);
-    if (n == "emb_params" || n == key || n.compare(0, 16, "string_to_param.") == 0) {
-      t = &x;
-      break;
-    }
-    if (x.ndim == 2 || (x.ndim == 1 && x.numel() == width)) two_d.push_back(&x);
-  }
-  if (!t && two_d.size() == 1) t = two_d[0];
-  if (!t)
-    throw_error(ErrorCode::InvalidFile, path + ": not a textual-inversion embedding (no emb_params, "
-                                               "string_to_param.* or " + key + " tensor)");
-  Tensor v = t->to_f32();
+namespace {
+
+// What a text-encoder width usually belongs to (for messages).
+std::string width_label(int64_t w) {
+  if (w == 768) return "768 wide: CLIP ViT-L, SD 1.x";
+  if (w == 1024) return "1024 wide: OpenCLIP ViT-H, SD 2.x";
+  if (w == 1280) return "1280 wide: OpenCLIP ViT-bigG, SDXL clip_g";
+  return std::to_string(w) + " wide";
+}
+
+std::string model_label(const std::string& family, int64_t width, int64_t width2) {
+  if (family == "sdxl")
+    return "SDXL, whose text encoders are " + std::to_string(width) + " (CLIP-L) and " + std::to_string(width2) +
+           " (bigG) wide";
+  return std::string(family_label(family)) + ", whose text encoder is " + std::to_string(width) + " wide";
+}
+
+// An owned host F32 [n, D] copy of t (the file closes after reading); checks the shape.
+Tensor embedding_rows(const std::string& path, const std::string& what, const Tensor& t, int64_t width,
+                      const std::string& family, int64_t width2, const std::string& advice) {
+  Tensor v = t.to_f32();
   if (v.ndim == 1) v = v.reshape({1, v.shape[0]});
-  if (v.ndim != 2 || v.shape[1] != width || v.shape[0] < 1 || v.shape[0] > 75)
+  if (v.ndim != 2 || v.shape[0] < 1 || v.shape[0] > 75)
+    throw_error(ErrorCode::InvalidFile, path + ": embedding tensor " + what + " " + v.shape_str() +
+                                            " is not [vectors (1..75), width]");
+  if (v.shape[1] != width)
     throw_error(ErrorCode::InvalidArgument,
-                path + ": embedding " + v.shape_str() + " does not fit this model's text encoder (" +
-                    std::to_string(width) + " wide, at most 75 vectors): it was made for another model family");
-  // own the data (the file closes when f goes)
+                path + ": embedding " + what + " " + v.shape_str() + " (" + width_label(v.shape[1]) +
+                    ") does not fit the model (" + model_label(family, width, width2) + "): " + advice);
+  if (!v.is_contiguous()) v = v.contiguous();
   auto buf = std::shared_ptr<void>(std::malloc((size_t)v.numel() * sizeof(float)), std::free);
+  if (!buf) throw_error(ErrorCode::OutOfMemory, path + ": no memory for the embedding");
   std::copy(v.f32(), v.f32() + v.numel(), static_cast<float*>(buf.get()));
   return Tensor::wrap(buf.get(), v.sizes(), DType::F32, buf);
 }
 
+std::string stem_of(const std::string& path) {
+  size_t s = path.find_last_of("/\\");
+  std::string f = s == std::string::npos ? path : path.substr(s + 1);
+  size_t d = f.find_last_of('.');
+  return lower(d == std::string::npos ? f : f.substr(0, d));
+}
+
+}  // namespace
+
+Embedding read_embedding(const std::string& path, const std::string& model_family, int64_t width, int64_t width2) {
+  auto f = WeightFile::open(path);
+  const Tensor *single = nullptr, *clip_l = nullptr, *clip_g = nullptr, *clip_h = nullptr;
+  std::string single_name;
+  std::vector<std::pair<std::string, const Tensor*>> two_d;
+  for (const std::string& n : f->names()) {
+    const Tensor& x = f->get(n);
+    if (!single && (n == "emb_params" || n.compare(0, 16, "string_to_param.") == 0)) single = &x, single_name = n;
+    else if (n == "clip_l") clip_l = &x;
+    else if (n == "clip_g") clip_g = &x;
+    else if (n == "clip_h") clip_h = &x;
+    else if (x.ndim == 2) two_d.push_back({n, &x});
+  }
+  const bool xl_file = clip_l || clip_g;
+  if (!single && !xl_file && !clip_h && two_d.size() == 1) single = two_d[0].second, single_name = two_d[0].first;
+  const std::string name = stem_of(path);
+  const std::string advice = "use an embedding made for " + std::string(family_label(model_family)) +
+                             (model_family == "sdxl" ? " (clip_l and clip_g tensors)" : "") + ", or remove '" + name +
+                             "' from the prompt (the files of embeddingDir / --embd-dir are used by name)";
+  Embedding e;
+  e.name = name;
+  e.path = path;
+  if (!single && !xl_file && !clip_h)
+    throw_error(ErrorCode::InvalidFile, path + ": not a textual-inversion embedding (no emb_params, string_to_param.*, "
+                                               "clip_l/clip_g or single 2-D tensor)");
+  if (model_family == "sdxl") {
+    if (!xl_file) {
+      const Tensor* t = single ? single : clip_h;
+      const int64_t w = t->ndim >= 1 ? t->shape[t->ndim - 1] : 0;
+      throw_error(ErrorCode::InvalidArgument,
+                  path + ": this embedding has one " + width_label(w) + " table (" + (single ? single_name : "clip_h") +
+                      ") but the model is SDXL, which needs an embedding with clip_l (" + std::to_string(width) +
+                      " wide) and clip_g (" + std::to_string(width2) + " wide) tensors: " + advice);
+    }
+    if (!clip_l || !clip_g)
+      throw_error(ErrorCode::InvalidArgument, path + ": this SDXL embedding has " + (clip_l ? "clip_l" : "clip_g") +
+                                                  " but no " + (clip_l ? "clip_g" : "clip_l") +
+                                                  " tensor; SDXL needs both (one per text encoder): " + advice);
+    e.vectors = embedding_rows(path, "clip_l", *clip_l, width, model_family, width2, advice);
+    e.vectors2 = embedding_rows(path, "clip_g", *clip_g, width2, model_family, width2, advice);
+    if (e.vectors.shape[0] != e.vectors2.shape[0])
+      throw_error(ErrorCode::InvalidFile, path + ": clip_l has " + std::to_string(e.vectors.shape[0]) +
+                                              " vectors but clip_g " + std::to_string(e.vectors2.shape[0]) +
+                                              " (they must have the same count)");
+    return e;
+  }
+  // SD 1.x / 2.x: one table. SD 1.x's encoder is CLIP ViT-L, the same as an SDXL file's clip_l (ComfyUI's rule);
+  // SD 2.x takes ComfyUI's clip_h key.
+  const Tensor* t = single;
+  std::string what = single_name;
+  if (!t && model_family == "sd2" && clip_h) t = clip_h, what = "clip_h";
+  if (!t && model_family != "sd2" && clip_l) t = clip_l, what = "clip_l";
+  if (!t) {
+    if (xl_file)
+      throw_error(ErrorCode::InvalidArgument, path + ": this is an SDXL embedding (clip_l/clip_g tensors) but the model is " +
+                                                  model_label(model_family, width, 0) + ": " + advice);
+    throw_error(ErrorCode::InvalidArgument, path + ": this embedding has only a clip_h table (OpenCLIP ViT-H, SD 2.x) "
+                                                   "but the model is " + model_label(model_family, width, 0) + ": " + advice);
+  }
+  e.vectors = embedding_rows(path, what, *t, width, model_family, 0, advice);
+  return e;
+}
+
+ExtraTokens embedding_tokens(const std::vector<Embedding>& embs, const ClipTokenizer& tokenizer, int vocab) {
+  ExtraTokens x;
+  if (embs.empty()) return x;
+  int64_t rows = 0;
+  const int64_t D = embs[0].vectors.shape[1];
+  const int64_t D2 = embs[0].vectors2.defined() ? embs[0].vectors2.shape[1] : 0;
+  for (const Embedding& e : embs) rows += e.vectors.shape[0];
+  auto table = [&](int64_t width) {
+    auto buf = std::shared_ptr<void>(std::malloc((size_t)rows * (size_t)width * sizeof(float)), std::free);
+    if (!buf) throw_error(ErrorCode::OutOfMemory, "no memory for the textual-inversion vectors");
+    return Tensor::wrap(buf.get(), {rows, width}, DType::F32, buf);
+  };
+  x.extra = table(D);
+  if (D2 > 0) x.extra2 = table(D2);
+  int64_t at = 0;
+  for (const Embedding& e : embs) {
+    const int64_t n = e.vectors.shape[0];
+    if (e.vectors.shape[1] != D || (D2 > 0) != e.vectors2.defined() || (D2 > 0 && (e.vectors2.shape[1] != D2 ||
+                                                                                  e.vectors2.shape[0] != n)))
+      throw_error(ErrorCode::Internal, "embeddings of different widths in one prompt");
+    TokenReplacement r;
+    r.match = tokenizer.encode(e.name);
+    for (int64_t k = 0; k < n; ++k) r.ids.push_back(vocab + (int)(at + k));
+    std::copy(e.vectors.f32(), e.vectors.f32() + e.vectors.numel(), x.extra.f32() + at * D);
+    if (D2 > 0) std::copy(e.vectors2.f32(), e.vectors2.f32() + e.vectors2.numel(), x.extra2.f32() + at * D2);
+    at += n;
+    x.replacements.push_back(std::move(r));
+  }
+  return x;
+}
+
 std::vector<Embedding> find_embeddings(std::string& prompt, const std::string& dir, int64_t width,
-                                       const std::string& model_family) {
-  (void)model_family;
+                                       const std::string& model_family, int64_t width2) {
   std::vector<Embedding> out;
   const bool tagged = prompt.find("embedding:") != std::string::npos;
   if (dir.empty()) {
@@ -304,10 +414,8 @@ std::vector<Embedding> find_embeddings(std::string& prompt, const std::string& d
       used = (p == 0 || !word_char(lp[p - 1])) && (e >= lp.size() || !word_char(lp[e]));
     }
     if (!used) continue;
-    Embedding em;
-    em.name = kv.first;
-    em.vectors = read_embedding(dir + "/" + kv.second, width);
-    out.push_back(std::move(em));
+    out.push_back(read_embedding(dir + "/" + kv.second, model_family, width, width2));
+    out.back().name = kv.first;
   }
   return out;
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/conditioning.h"
 #include "models/controlnet.h"
 #include "models/lora.h"
 #include "models/weights.h"
@@ -56,16 +57,24 @@ std::unique_ptr<LoadedControlNet> load_controlnet(const std::string& path, Backe
 
 // Textual-inversion embeddings of a folder.
 struct Embedding {
-  std::string name;
-  Tensor vectors;  // host F32 [n, D]
+  std::string name;  // lower-case file name without extension (as written in prompts)
+  std::string path;
+  Tensor vectors;    // host F32 [n, width]: the first text encoder's rows (SD 1.x CLIP-L, SD 2.x OpenCLIP-H,
+                     // SDXL clip_l)
+  Tensor vectors2;   // SDXL: host F32 [n, width2] for OpenCLIP bigG (clip_g); undefined for other families
 };
 // Finds the embeddings a prompt uses: "embedding:NAME" (NAME must exist: NotFound naming the folder otherwise) and
-// plain words equal to a file name. Rewrites "embedding:NAME" to NAME in `prompt`. width: the text encoder's width
-// (an embedding of another width is an InvalidArgument naming the file).
+// plain words equal to a file name. Rewrites "embedding:NAME" to NAME in `prompt`. model_family "sd1" / "sd2" /
+// "sdxl"; width: the (first) text encoder's width; width2: SDXL's bigG width (0 otherwise). An embedding that does
+// not fit (another width, SD 1.x/2.x layout on SDXL, SDXL layout on SD 2.x) is an InvalidArgument naming the file.
 std::vector<Embedding> find_embeddings(std::string& prompt, const std::string& dir, int64_t width,
-                                       const std::string& model_family);
-// Reads one embedding file (A1111 .pt/.safetensors: string_to_param.* or emb_params; SDXL clip_l/clip_g: the
-// tensor for `key` ("clip_l" or "clip_g"), or any single 2-D tensor).
-Tensor read_embedding(const std::string& path, int64_t width, const std::string& key = "clip_l");
+                                       const std::string& model_family, int64_t width2 = 0);
+// Reads one embedding file for a model of `model_family` (see find_embeddings). Layouts: A1111 .pt
+// (string_to_param.*), .safetensors (emb_params), ComfyUI/A1111 SDXL (clip_l [n, 768] + clip_g [n, 1280]), or one
+// 2-D tensor. SD 1.x also takes an SDXL file's clip_l (the same CLIP ViT-L), SD 2.x a `clip_h` tensor (ComfyUI).
+Embedding read_embedding(const std::string& path, const std::string& model_family, int64_t width, int64_t width2 = 0);
+// The token replacements and extra-row tables of a prompt's embeddings for encoders whose first vocabulary has
+// `vocab` rows (ids vocab .. vocab+n-1 carry the vectors, in the order of `embs`).
+ExtraTokens embedding_tokens(const std::vector<Embedding>& embs, const ClipTokenizer& tokenizer, int vocab);
 
 }  // namespace sdn

@@ -23,7 +23,13 @@ Conditioning FamilyConditioner::encode(const std::string& prompt, const Generate
   SizeConditioning size;  // original = target = the image size, crop (0, 0): what A1111 and sd.cpp use
   size.target_width = size.original_width = params.width;
   size.target_height = size.original_height = params.height;
-  TextConditioning t = text_.encode(prompt, params.clip_skip, size, zero_context);
+  // textual inversion: SD 2.x OpenCLIP-H vectors, SDXL clip_l (CLIP-L) and clip_g (bigG) vectors
+  if (!text_.tokenizer()) throw_error(ErrorCode::NotFound, "no CLIP tokenizer is loaded");
+  std::string p = prompt;
+  const std::vector<Embedding> embs = find_embeddings(p, params.embedding_dir, text_.width(),
+                                                      model_family_name(text_.family()), text_.width2());
+  const ExtraTokens et = embedding_tokens(embs, *text_.tokenizer(), text_.vocab());
+  TextConditioning t = text_.encode(p, params.clip_skip, size, zero_context, &et);
   Conditioning c;
   c.context = t.context;
   c.y = t.y;
@@ -45,25 +51,9 @@ Tensor ClipConditioner::encode_prompt(const std::string& prompt_in, int clip_ski
   // textual inversion: each embedding's name (as tokens) becomes ids past the vocabulary, one per vector
   std::string prompt = prompt_in;
   std::vector<Embedding> embs = find_embeddings(prompt, embedding_dir, clip_.width(), "sd1");
-  std::vector<TokenReplacement> repl;
-  Tensor extra;
-  if (!embs.empty()) {
-    int64_t rows = 0;
-    for (const Embedding& e : embs) rows += e.vectors.shape[0];
-    // (sized from rows x width: `extra` is still empty here)
-    auto buf = std::shared_ptr<void>(std::malloc((size_t)rows * (size_t)clip_.width() * sizeof(float)), std::free);
-    extra = Tensor::wrap(buf.get(), {rows, (int64_t)clip_.width()}, DType::F32, buf);
-    int64_t at = 0;
-    for (const Embedding& e : embs) {
-      TokenReplacement r;
-      r.match = tokenizer_->encode(e.name);
-      for (int64_t k = 0; k < e.vectors.shape[0]; ++k) r.ids.push_back(clip_.vocab() + (int)(at + k));
-      std::copy(e.vectors.f32(), e.vectors.f32() + e.vectors.numel(), extra.f32() + at * clip_.width());
-      at += e.vectors.shape[0];
-      repl.push_back(std::move(r));
-    }
-  }
-  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt, repl);
+  const ExtraTokens et = embedding_tokens(embs, *tokenizer_, clip_.vocab());
+  const Tensor& extra = et.extra;
+  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt, et.replacements);
   const int T = clip_.positions();
   if (tp.chunks < 1 || (int64_t)tp.ids.size() != (int64_t)tp.chunks * T || tp.weights.size() != tp.ids.size())
     throw_error(ErrorCode::Internal, "tokenized prompt has " + std::to_string(tp.ids.size()) +

@@ -9,7 +9,7 @@ import { DEVICE_OPTIONS, deviceLoadOptions } from './generate';
 import { UsageError } from '../args';
 import type { Command, CommandContext } from '../command';
 import { resolveLoadOptions, WEIGHT_TYPES, type LoadOptions, type WeightType } from '../../options';
-import type { PoolLoadOptions } from '../../server/models';
+import type { AdapterDirs, PoolLoadOptions } from '../../server/models';
 import { DEFAULT_LIMITS } from '../../server/limits';
 
 export const MODEL_OPTIONS: OptionSpec[] = [
@@ -23,11 +23,16 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'taesd', type: 'string', arg: 'FILE', description: 'TAESD file: lets jobs ask for decoder "taesd" (fast, approximate)' },
   { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs prompts may name with <lora:NAME:WEIGHT>' },
   { name: 'embd-dir', type: 'string', arg: 'DIR', description: 'folder of textual-inversion embeddings (used by name in prompts)' },
+  { name: 'control-net-dir', type: 'string', arg: 'DIR', description: 'folder of ControlNets jobs may name (controlNet.model, A1111 alwayson_scripts.controlnet)' },
 ];
 
-/** The LoRA and embedding folders given on the command line. */
-export function adapterDirs(args: ParsedArgs): { loraDir?: string; embeddingDir?: string } {
-  return { loraDir: args.options['lora-model-dir'] as string | undefined, embeddingDir: args.options['embd-dir'] as string | undefined };
+/** The LoRA, embedding and ControlNet folders given on the command line. */
+export function adapterDirs(args: ParsedArgs): AdapterDirs {
+  return {
+    loraDir: args.options['lora-model-dir'] as string | undefined,
+    embeddingDir: args.options['embd-dir'] as string | undefined,
+    controlNetDir: args.options['control-net-dir'] as string | undefined,
+  };
 }
 
 export const GRACE: OptionSpec = { name: 'shutdown-grace', type: 'integer', arg: 'S', description: 'on Ctrl-C/SIGTERM, seconds a running job may take to finish (then serve cancels it; worker hands it back to the queue)', default: '30' };
