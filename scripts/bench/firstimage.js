@@ -173,7 +173,8 @@ function runSdcpp(name, c) {
     return m ? Number(m[1]) * (m[2] === 'ms' ? 1 : 1000) : undefined;
   };
   const phases = [
-    ['load (sd-cli: loading tensors)', grab(/loading tensors completed, taking ([\d.]+)(s|ms)/)],
+    // sd-cli loads lazily, once per component: the sum of its "loading tensors completed" lines
+    ['load (sd-cli: all "loading tensors" lines)', [...log.matchAll(/loading tensors completed, taking ([\d.]+)s/g)].reduce((t, m) => t + Number(m[1]) * 1000, 0) || undefined],
     ['text encoding', grab(/get_learned_condition completed, taking ([\d.]+) ?(s|ms)/)],
     ['sampling (all steps)', grab(/sampling completed, taking ([\d.]+) ?(s|ms)/)],
     ['VAE decode', grab(/decode_first_stage completed, taking ([\d.]+) ?(s|ms)/)],
