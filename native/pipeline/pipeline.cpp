@@ -41,9 +41,13 @@ class WeightPrefetch {
     const char* e = std::getenv("SDN_PREFETCH");
     if (e && *e == '0') return;
     thread_ = std::thread([this, stores] {
-      for (const char* prefix : {"cond_stage_model.", "conditioner.", "model.diffusion_model.", "first_stage_model."})
-        for (const WeightStore* s : stores)
-          if (s && !stop_.load(std::memory_order_relaxed)) s->prefetch(prefix, &stop_);
+      try {
+        for (const char* prefix : {"cond_stage_model.", "conditioner.", "model.diffusion_model.", "first_stage_model."})
+          for (const WeightStore* s : stores)
+            if (s && !stop_.load(std::memory_order_relaxed)) s->prefetch(prefix, &stop_);
+      } catch (...) {
+        // only a hint: out of memory for the range lists just means no read-ahead
+      }
     });
   }
   ~WeightPrefetch() {
