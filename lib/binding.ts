@@ -169,6 +169,12 @@ export interface NativeBinding {
 
 let cached: NativeBinding | undefined;
 let cachedFrom = '';
+let loadedInMs = 0;
+
+/** Milliseconds the first binding() call took to load the addon (0 before loading). @internal */
+export function bindingLoadMs(): number {
+  return loadedInMs;
+}
 
 /** The path of the loaded addon; '' before loading. */
 export function bindingSource(): string {
@@ -196,7 +202,9 @@ export function nativeRoot(root: string): string {
 export function binding(): NativeBinding {
   if (!cached) {
     const found: string[] = [];
+    const t0 = performance.now();
     cached = loadBinding(nativeRoot(packageRoot), process.env.SDNODE_BINARY, found);
+    loadedInMs = performance.now() - t0;
     cachedFrom = found[0] ?? '';
   }
   return cached;

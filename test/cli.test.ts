@@ -123,6 +123,11 @@ describe('generate (fake engine)', () => {
     ]);
     expect(j.parameters).toMatchObject({ prompt: 'a cat', width: 64, height: 64, steps: 4, seed: 9, batchCount: 2, sampler: 'euler_a' });
     expect(readText(fs.readFileSync(path.join(tmp, 'fake-1.png'))).parameters).toContain('Seed: 10, Size: 64x64');
+    // phase timings (npm run bench:first): every step of both images, each phase a duration >= 0
+    expect(j.timings.stepMs).toHaveLength(8);
+    for (const k of ['startupMs', 'addonLoadMs', 'inspectMs', 'loadMs', 'encodeMs', 'decodeMs', 'generateMs', 'disposeMs', 'hashMs', 'saveMs', 'endMs']) {
+      expect(j.timings[k]).toBeGreaterThanOrEqual(0);
+    }
     expect(r.stderr).toMatch(/sample 1\/2 \[#+\] 4\/4/); // a batch names the image
     expect(r.stderr).toMatch(/sample 2\/2 \[#+\] 4\/4/);
   });

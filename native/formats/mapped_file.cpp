@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -49,6 +50,17 @@ void MappedFile::release(size_t offset, size_t len) const {
   size_t b, e;
   if (!data_ || !page_range(size_, offset, len, &b, &e)) return;
   ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_DONTNEED);
+}
+
+bool MappedFile::resident(size_t offset, size_t len) const {
+  size_t b, e;
+  if (!data_ || !page_range(size_, offset, len, &b, &e)) return true;
+  static const size_t page = (size_t)::sysconf(_SC_PAGESIZE);
+  std::vector<unsigned char> v((e - b) / page);
+  if (::mincore(const_cast<uint8_t*>(data_) + b, e - b, v.data()) != 0) return false;
+  for (unsigned char c : v)
+    if (!(c & 1)) return false;
+  return true;
 }
 
 void MappedFile::prefetch(size_t offset, size_t len) const {

@@ -21,8 +21,11 @@ class MappedFile {
   // Tells the OS the pages covering [offset, offset + len) are not needed now (MADV_DONTNEED: they are read
   // from the file again on the next access). Out-of-range parts are ignored.
   void release(size_t offset, size_t len) const;
-  // Hints that the range will be read soon (MADV_WILLNEED).
+  // Hints that the range will be read soon (MADV_WILLNEED: the kernel starts reading it into the page cache; no
+  // page of this process's memory is mapped by it, so the resident set does not grow).
   void prefetch(size_t offset, size_t len) const;
+  // True when every page of the range is in the page cache (mincore), i.e. touching it reads nothing from disk.
+  bool resident(size_t offset, size_t len) const;
 
  private:
   MappedFile() = default;

@@ -128,6 +128,28 @@ class WeightFileImpl : public WeightFile {
     for (auto it = src_.lower_bound(prefix); it != src_.end() && starts_with(it->first, prefix); ++it)
       if (it->second.map) it->second.map->release(it->second.offset, it->second.nbytes);
   }
+  void prefetch(const std::string& prefix, const std::atomic<bool>* stop) const override {
+    // the tensors' byte ranges per mapping, sorted and merged (a block's tensors are mostly adjacent in the file)
+    std::map<const MappedFile*, std::vector<std::pair<size_t, size_t>>> ranges;
+    for (auto it = src_.lower_bound(prefix); it != src_.end() && starts_with(it->first, prefix); ++it)
+      if (it->second.map && it->second.nbytes) ranges[it->second.map.get()].push_back({it->second.offset, it->second.offset + it->second.nbytes});
+    constexpr size_t kChunk = 32u << 20;
+    constexpr size_t kGap = 1u << 20;  // small holes between tensors are read too (fewer, larger reads)
+    for (auto& kv : ranges) {
+      std::sort(kv.second.begin(), kv.second.end());
+      std::vector<std::pair<size_t, size_t>> merged;
+      for (const auto& r : kv.second) {
+        if (!merged.empty() && r.first <= merged.back().second + kGap) merged.back().second = std::max(merged.back().second, r.second);
+        else merged.push_back(r);
+      }
+      for (const auto& r : merged)
+        for (size_t o = r.first; o < r.second; o += kChunk) {
+          if (stop && stop->load(std::memory_order_relaxed)) return;
+          const size_t n = std::min(kChunk, r.second - o);
+          if (!kv.first->resident(o, n)) kv.first->prefetch(o, n);
+        }
+    }
+  }
 
   // Adds the tensors of one raw model (a file or a diffusers component).
   void add(RawModel& raw, const NameMapper& mapper, const std::string& file, bool load_data) {

@@ -6,6 +6,7 @@
 // Every length, offset and shape read from a file is validated; failures throw sdn::Error(InvalidFile) naming
 // the file, the tensor and the problem.
 #pragma once
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,6 +39,11 @@ class WeightFile {
   // Tells the OS the pages of all tensors whose name starts with `prefix` are not needed now (they are read
   // again from the file if used later). Lowers resident memory between pipeline stages.
   virtual void release(const std::string& prefix) = 0;
+  // Reads the pages of all tensors whose name starts with `prefix` into the page cache ahead of use (large
+  // sequential reads instead of one page fault at a time; ranges already in the page cache are skipped). Blocks
+  // until the reads are issued, in chunks of at most 32 MiB; stops early when `stop` becomes true. The resident
+  // set of the process does not grow (nothing is mapped into it).
+  virtual void prefetch(const std::string& prefix, const std::atomic<bool>* stop = nullptr) const = 0;
 };
 
 }  // namespace sdn

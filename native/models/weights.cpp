@@ -111,6 +111,13 @@ void WeightStore::release_pages(const std::string& prefix) {
   for (auto& f : files_) f.second->release(prefix);
 }
 
+void WeightStore::prefetch(const std::string& prefix, const std::atomic<bool>* stop) const {
+  for (const auto& f : files_) {
+    if (stop && stop->load(std::memory_order_relaxed)) return;
+    f.second->prefetch(prefix, stop);
+  }
+}
+
 const Tensor& WeightStore::adapted(const std::string& name) {
   auto d = deltas_.find(name);
   if (d == deltas_.end()) return raw(name);

@@ -4,6 +4,7 @@
 // Every weight is fetched through Backend::prepare_weight() exactly once and cached until release(prefix),
 // which drops the cached copies and tells the source the pages are not needed now (memory-mapped files).
 #pragma once
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,6 +68,10 @@ class WeightStore {
   // Only advises the file(s) that the pages under prefix are not needed now (prepared views stay valid: the OS
   // maps the pages again from its page cache on the next access).
   void release_pages(const std::string& prefix);
+  // Reads the file pages under prefix into the page cache ahead of use (WeightFile::prefetch); a no-op for
+  // tensors held in memory. Safe to call from another thread while the store is used (it only reads the
+  // source files' immutable tensor tables).
+  void prefetch(const std::string& prefix, const std::atomic<bool>* stop = nullptr) const;
   // Bytes held by prepared copies that do not alias the source (diagnostics).
   size_t cached_entries() const { return cache_.size(); }
 

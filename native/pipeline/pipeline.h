@@ -115,6 +115,8 @@ class DiffusionPipeline {
   ModelFamily family_ = ModelFamily::SD1;
   TaesdModel* taesd_ = nullptr;
   float latent_scale_ = 0.18215f;  // VAE scale factor: SD 1.x/2.x 0.18215, SDXL 0.13025
+  int stream_mode_ = -1;            // U-Net weight streaming: 1 always, 0 never, -1 auto (see the constructor)
+  uint64_t unet_bytes_ = 0;         // bytes of the U-Net's weights as stored
   int unet_heads_ = 8;              // 0: heads of unet_head_dim_ channels (SD 2.x, SDXL)
   int unet_head_dim_ = 64;
   // adapters

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "formats/files.h"
 #include "formats/gguf.h"
 #include "formats/json.h"
+#include "formats/mapped_file.h"
 #include "formats/model_files.h"
 #include "formats/names.h"
 #include "formats/readers.h"
@@ -1022,7 +1024,31 @@ TEST(formats, tiny_model_forms_agree) {
     std::vector<uint8_t> before((const uint8_t*)v.data, (const uint8_t*)v.data + v.nbytes());
     st->release("first_stage_model.");
     EXPECT_TRUE(std::memcmp(before.data(), v.data, v.nbytes()) == 0);
+    // prefetch reads ahead without changing data; a set stop flag issues nothing; unknown prefixes are no-ops
+    std::atomic<bool> stop{true};
+    st->prefetch("model.diffusion_model.", &stop);
+    st->prefetch("first_stage_model.");
+    st->prefetch("no.such.prefix.");
+    EXPECT_TRUE(std::memcmp(before.data(), v.data, v.nbytes()) == 0);
   }
+}
+
+TEST(formats, mapped_file_prefetch_and_residency) {
+  std::string path = temp_dir() + "/prefetch.bin";
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::vector<char> buf(1 << 20, 7);
+    f.write(buf.data(), (std::streamsize)buf.size());
+  }
+  auto m = MappedFile::open(path);
+  volatile uint8_t sum = 0;
+  for (size_t i = 0; i < m->size(); i += 4096) sum = (uint8_t)(sum + m->data()[i]);  // every page read once
+  EXPECT_TRUE(m->resident(0, m->size()));
+  EXPECT_TRUE(m->resident(m->size() + 10, 100));  // out of range: nothing to read
+  m->prefetch(0, m->size());
+  m->prefetch(m->size() - 1, 1 << 30);  // clipped to the file
+  EXPECT_EQ((int)m->data()[m->size() - 1], 7);
+  std::remove(path.c_str());
 }
 
 TEST(formats, tiny_model_convert_diffusers_equals_single_file) {

@@ -91,6 +91,22 @@ static double peak_rss_mb() {
   return ru.ru_maxrss / 1024.0;
 #endif
 }
+// CPU seconds (user, system) and page faults (minor, major) of the process so far: per-phase differences show
+// what a phase cost in CPU time, which other processes sharing the cores disturb far less than wall time.
+struct Usage {
+  double user = 0, sys = 0;
+  long minflt = 0, majflt = 0;
+};
+static Usage usage_now() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  Usage u;
+  u.user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
+  u.sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+  u.minflt = ru.ru_minflt;
+  u.majflt = ru.ru_majflt;
+  return u;
+}
 static double current_rss_mb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -154,12 +170,28 @@ int main(int argc, char** argv) {
     uint64_t streamed_mark = 0;   // bytes streamed (vramBudget) at the previous progress report
     std::vector<double> step_streamed;  // bytes streamed during each sampling step
     Clock::time_point mark = Clock::now();
+    Usage umark = usage_now();
+    std::vector<Usage> step_use;  // per step: CPU seconds and page faults of the step
+    Usage encode_use, decode_use;
+    auto diff = [](const Usage& a, const Usage& b) {
+      Usage d;
+      d.user = a.user - b.user;
+      d.sys = a.sys - b.sys;
+      d.minflt = a.minflt - b.minflt;
+      d.majflt = a.majflt - b.majflt;
+      return d;
+    };
     sdn::GenerateCallbacks cb;
     cb.on_progress = [&](const sdn::Progress& pr) {
       auto now = Clock::now();
       sdn::Model::MemoryUse mu = m->memory_use();
       dev_peak_total = std::max<uint64_t>(dev_peak_total, mu.activations + mu.weights);
       double dt = std::chrono::duration<double>(now - mark).count();
+      Usage u = usage_now(), du = diff(u, umark);
+      umark = u;
+      if (pr.phase == sdn::Phase::Encode && pr.step == 1) encode_use = du;
+      if (pr.phase == sdn::Phase::Sample && pr.step > 0) step_use.push_back(du);
+      if (pr.phase == sdn::Phase::Decode && pr.step == 1) decode_use = du;
       if (pr.phase == sdn::Phase::Encode && pr.step == 1) {
         encode_s = dt;
         rss_encoded = current_rss_mb();
@@ -197,7 +229,19 @@ int main(int argc, char** argv) {
                 "\"load_s\":%.3f,\"encode_s\":%.3f,\"step_s\":[",
                 size, type.empty() ? "f16" : type.c_str(), steps, cfg, si.threads, si.simd.c_str(), load_s, encode_s);
     for (size_t i = 0; i < step_s.size(); ++i) std::printf("%s%.3f", i ? "," : "", step_s[i]);
-    std::printf("],\"step_best_s\":%.3f,\"step_mean_s\":%.3f,\"decode_s\":%.3f,\"total_s\":%.3f,"
+    auto use_json = [](const Usage& u) {
+      std::printf("{\"user_s\":%.3f,\"sys_s\":%.3f,\"minflt\":%ld,\"majflt\":%ld}", u.user, u.sys, u.minflt, u.majflt);
+    };
+    std::printf("],\"encode_use\":");
+    use_json(encode_use);
+    std::printf(",\"step_use\":[");
+    for (size_t i = 0; i < step_use.size(); ++i) {
+      if (i) std::printf(",");
+      use_json(step_use[i]);
+    }
+    std::printf("],\"decode_use\":");
+    use_json(decode_use);
+    std::printf(",\"step_best_s\":%.3f,\"step_mean_s\":%.3f,\"decode_s\":%.3f,\"total_s\":%.3f,"
                 "\"rss_after_load_mb\":%.1f,\"rss_after_encode_mb\":%.1f,\"rss_sampling_mb\":%.1f,\"rss_before_decode_mb\":%.1f,\"peak_rss_mb\":%.1f,\"fma_gflops_before\":%.1f,\"fma_gflops_after\":%.1f}\n",
                 best, step_s.empty() ? 0 : sum / step_s.size(), decode_s, total_s, rss_after_load, rss_encoded, rss_sampling, rss_sampled, peak_rss_mb(),
                 gflops_before, gflops_after);

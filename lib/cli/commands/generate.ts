@@ -7,6 +7,7 @@ import * as path from 'path';
 import { loadModel, type GenerationResult, type Model } from '../../model';
 import { checkOutputPath, type GeneratedImage } from '../../image';
 import { inspect } from '../../convert';
+import { bindingLoadMs } from '../../binding';
 import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type ModelParts, type PreviewMethod } from '../../options';
 import { UsageError } from '../args';
 import type { OptionSpec } from '../args';
@@ -150,6 +151,9 @@ export const generateCommand: Command = {
   ],
 
   async run(args, ctx) {
+    // Phase marks for --json "timings" (ms on the process clock: 0 = process start, performance.timeOrigin)
+    const startMs = performance.now();
+    const marks: { encode: number[]; steps: number[]; decode: number[] } = { encode: [], steps: [], decode: [] };
     const o = args.options;
     const output = o.output as string;
     // The output must be writable before minutes of work start: extension, folder, permissions (exit code 2).
@@ -199,6 +203,7 @@ export const generateCommand: Command = {
       const info = await inspect(o.model as string).catch(() => undefined); // load reports unreadable files itself
       if (info) checkSizeForModel(resolved.width, resolved.height, info.sizeMultiple, info.family);
     }
+    const inspectedMs = performance.now();
 
     const bar = new ProgressBar(ctx.stderr, o.quiet !== true);
     const t0 = performance.now();
@@ -214,12 +219,22 @@ export const generateCommand: Command = {
     const model = await openModel(o.vae === undefined ? (o.model as string) : { file: o.model as string, vae: o.vae as string }, loadOptions);
     bar.done();
     const loadMs = performance.now() - t0;
+    // The first time a model file is used, the metadata's "Model hash" (SHA-256 of the whole file) is not in the
+    // per-user cache: read the file for it now, alongside the generation, rather than after it (with a cold page
+    // cache the engine then finds most pages already read).
+    if (!process.env.SDNODE_TEST_FAKE_MODEL && model.knownHash === undefined) void model.hash().catch(() => undefined);
     let result: GenerationResult;
+    let generatedMs = 0;
     try {
       let previewWrite: Promise<void> | undefined;
       result = await model.generate(genOptions, {
         signal: ctx.signal,
         onProgress: (e) => {
+          const now = performance.now();
+          if (e.phase === 'encode') marks.encode.push(now);
+          else if (e.phase === 'sample' && e.step > 0) marks.steps.push(now);
+          else if (e.phase === 'sample') marks.steps.push(-now); // an image's sampling starts (negative: a start mark)
+          else if (e.phase === 'decode') marks.decode.push(now);
           // a batch shows which image: "sample 2/4 [#####...] 7/20  ETA 1m02s"
           const label = e.images > 1 && e.phase === 'sample' ? `${e.phase} ${e.image + 1}/${e.images}` : e.phase;
           bar.update(label, e.step, e.steps, e.etaMs === undefined ? '' : `ETA ${formatDuration(e.etaMs)}`);
@@ -243,12 +258,41 @@ export const generateCommand: Command = {
       await previewWrite;
     } finally {
       bar.done();
+      generatedMs = performance.now();
       await model.dispose();
     }
+    const disposedMs = performance.now();
+    // the A1111 "Model hash" of the metadata: read from the per-user cache, or the whole file hashed (first run)
+    if (result.images.length && result.images[0].parameters?.model?.hash) await result.images[0].parameters.model.hash().catch(() => undefined);
+    const hashedMs = performance.now();
     for (const w of result.warnings) ctx.stderr.write(`warning: ${w}\n`);
     const files: Array<{ file: string; image: GeneratedImage }> = result.images.map((image, i) => ({ file: outputPath(output, i, result.images.length), image }));
     for (const f of files) await f.image.save(f.file);
     const totalMs = performance.now() - t0;
+    const savedMs = performance.now();
+    const r1 = (x: number): number => Math.round(x * 10) / 10;
+    // Wall-clock phases of this run (ms), for `npm run bench:first`; each U-Net step's time is between its progress
+    // events, so the first step includes faulting in the weights it touches.
+    const timings = () => {
+      const sampleStart = marks.steps.find((x) => x < 0);
+      const stepEnds = marks.steps.filter((x) => x > 0);
+      const stepMs = stepEnds.map((x, i) => r1(x - (i === 0 ? -(sampleStart ?? -x) : stepEnds[i - 1])));
+      return {
+        timeOrigin: performance.timeOrigin,
+        startupMs: r1(startMs), // process start, Node bootstrap and module imports, up to this command's code
+        addonLoadMs: r1(bindingLoadMs()),
+        inspectMs: r1(inspectedMs - startMs), // argument checks + reading the file's headers for the size rule (incl. addon load)
+        loadMs: r1(t0 + loadMs - inspectedMs), // loadModel: open, map, name mapping, detection, validation
+        encodeMs: marks.encode.length >= 2 ? r1(marks.encode[marks.encode.length - 1] - marks.encode[0]) : undefined,
+        stepMs,
+        decodeMs: marks.decode.length >= 2 ? r1(marks.decode[marks.decode.length - 1] - marks.decode[0]) : undefined,
+        generateMs: r1(generatedMs - (t0 + loadMs)), // the whole generate() call, phases above included
+        disposeMs: r1(disposedMs - generatedMs),
+        hashMs: r1(hashedMs - disposedMs),
+        saveMs: r1(savedMs - hashedMs), // image encoding (PNG/JPEG/WebP) and writing
+        endMs: r1(savedMs),
+      };
+    };
     if (o.json) {
       const json = {
         model: o.model,
@@ -259,6 +303,7 @@ export const generateCommand: Command = {
         loadMs: Math.round(loadMs),
         generateMs: Math.round(result.elapsedMs),
         totalMs: Math.round(totalMs),
+        timings: timings(),
       };
       ctx.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
     } else {
