@@ -13,7 +13,7 @@ import * as path from 'path';
 import { InvalidOptionError, loadModel, SdnodeError, type Model } from '../lib/index';
 import { writeTinyControlNet } from './helpers/controlnet';
 import { readText } from './helpers/png';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, goldenTargets, onDevice, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const tiny = require('../scripts/make-tiny-model.js') as {
@@ -53,6 +53,7 @@ if (reason) {
   const cases: WaveCase[] = JSON.parse(fs.readFileSync(path.join(goldenDir, 'cases-wave2.json'), 'utf8'));
   const byId = (id: string): WaveCase => cases.find((c) => c.id === id)!;
 
+  const targets = goldenTargets('golden adapters');
   describe('golden adapters (PSNR >= 40 dB vs the reference engine)', () => {
     let model = '';
     let merges = '';
@@ -66,31 +67,34 @@ if (reason) {
       fs.mkdirSync(outDir, { recursive: true });
     }, LONG);
 
-    const cliArgs = (c: WaveCase, out: string): string[] => [
+    const cliArgs = (c: WaveCase, out: string, device: string): string[] => [
       'generate', '--model', model, '--tokenizer', merges, '--prompt', c.prompt, '--negative', c.negative,
       '--width', String(c.width), '--height', String(c.height), '--steps', String(c.steps), '--cfg', String(c.cfg),
       '--sampler', c.sampler, '--scheduler', c.scheduler, '--seed', String(c.seed), '--rng', 'cuda', '--threads', '2',
-      '--output', out,
+      '--device', device, '--output', out,
     ];
 
-    test('w3-lora via sdn_cli (--lora-model-dir)', () => {
-      const c = byId('w3-lora');
-      const ours = path.join(outDir, 'w3-lora-cli.png');
-      const secs = runNativeCli([...cliArgs(c, ours), '--lora-model-dir', loraDir]);
-      // eslint-disable-next-line no-console
-      console.log(`w3-lora (sdn_cli): ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
-    }, LONG);
+    for (const device of targets) {
+      const { label, suffix } = onDevice(device);
+      test(`w3-lora via sdn_cli (--lora-model-dir)${label}`, () => {
+        const c = byId('w3-lora');
+        const ours = path.join(outDir, `w3-lora${suffix}-cli.png`);
+        const secs = runNativeCli([...cliArgs(c, ours, device), '--lora-model-dir', loraDir]);
+        // eslint-disable-next-line no-console
+        console.log(`w3-lora${label} (sdn_cli): ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
+      }, LONG);
 
-    test('w6-controlnet via sdn_cli (--control-net, --control-image, --control-strength)', () => {
-      const c = byId('w6-controlnet');
-      const ours = path.join(outDir, 'w6-controlnet-cli.png');
-      const secs = runNativeCli([
-        ...cliArgs(c, ours), '--control-net', controlNet, '--control-image', path.join(goldenDir, 'inputs', c.control_image!),
-        '--control-strength', String(c.control_strength),
-      ]);
-      // eslint-disable-next-line no-console
-      console.log(`w6-controlnet (sdn_cli): ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
-    }, LONG);
+      test(`w6-controlnet via sdn_cli (--control-net, --control-image, --control-strength)${label}`, () => {
+        const c = byId('w6-controlnet');
+        const ours = path.join(outDir, `w6-controlnet${suffix}-cli.png`);
+        const secs = runNativeCli([
+          ...cliArgs(c, ours, device), '--control-net', controlNet, '--control-image', path.join(goldenDir, 'inputs', c.control_image!),
+          '--control-strength', String(c.control_strength),
+        ]);
+        // eslint-disable-next-line no-console
+        console.log(`w6-controlnet${label} (sdn_cli): ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
+      }, LONG);
+    }
 
     describe('JS API, one loaded model', () => {
       let m: Model;

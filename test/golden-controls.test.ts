@@ -3,13 +3,13 @@
 //   w2-inpaint  inpainting checkpoint (9-channel U-Net) with init image + mask, strength 1
 //   w7-taesd    decoding with TAESD instead of the VAE
 // each through the native CLI (build/bin/sdn_cli, stable-diffusion.cpp's flags) and through the JavaScript API,
-// on the CPU. Pass: PSNR >= 40 dB against the reference engine's image (pngcompare.py).
+// on the CPU (the CLI runs also on every usable GPU device, see goldenTargets). Pass: PSNR >= 40 dB against the reference engine's image (pngcompare.py).
 // The random-weight files are generated once (make_random_sd.py, cached, hash-checked; see helpers/golden.ts).
 // Without ../shared, python3 + numpy or the native CLI the cases are skipped with a visible message.
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadModel } from '../lib';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, goldenTargets, onDevice, outDir, runNativeCli, type Wave2Case } from './helpers/golden';
 
 
 const IDS = ['w1-img2img', 'w2-inpaint', 'w7-taesd'];
@@ -27,6 +27,7 @@ if (reason) {
     if (!c) throw new Error(`${id} is missing from cases-wave2.json`);
     return c;
   });
+  const targets = goldenTargets('golden img2img / inpainting / TAESD');
   const files: Record<string, string> = {};
   let merges = '';
   beforeAll(() => {
@@ -39,23 +40,25 @@ if (reason) {
   }, 20 * 60 * 1000);
 
   describe('golden img2img / inpainting / TAESD through sdn_cli (PSNR >= 40 dB)', () => {
+    for (const device of targets)
     for (const c of cases) {
+      const { label, suffix } = onDevice(device);
       test(
-        c.id,
+        c.id + label,
         () => {
-          const ours = path.join(outDir, `${c.id}-cli.png`);
+          const ours = path.join(outDir, `${c.id}${suffix}-cli.png`);
           const args = [
             'generate', '--model', files[c.model], '--tokenizer', merges, '--prompt', c.prompt, '--negative', c.negative,
             '--width', String(c.width), '--height', String(c.height), '--steps', String(c.steps), '--cfg', String(c.cfg),
             '--sampler', c.sampler, '--scheduler', c.scheduler, '--seed', String(c.seed), '--rng', 'cuda',
-            '--output', ours, '--quiet',
+            '--device', device, '--output', ours, '--quiet',
           ];
           if (c.init) args.push('--init-img', path.join(inputs, c.init), '--strength', String(c.strength ?? 0.75));
           if (c.mask) args.push('--mask', path.join(inputs, c.mask));
           if (c.taesd) args.push('--taesd', files[c.taesd]);
           const secs = runNativeCli(args);
           // eslint-disable-next-line no-console
-          console.log(`${c.id} (cli): ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
+          console.log(`${c.id}${label} (cli): ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
         },
         20 * 60 * 1000,
       );

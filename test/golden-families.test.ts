@@ -8,7 +8,7 @@
 // python3 + numpy, the cases are skipped with a visible message.
 import * as fs from 'fs';
 import * as path from 'path';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, goldenTargets, onDevice, outDir, runNativeCli, type Wave2Case as GoldenWave2Case } from './helpers/golden';
 
 type WaveCase = GoldenWave2Case;
 
@@ -21,6 +21,7 @@ if (reason) {
 } else {
   const all: WaveCase[] = JSON.parse(fs.readFileSync(path.join(goldenDir, 'cases-wave2.json'), 'utf8'));
   const cases = all.filter((c) => IDS.includes(c.id));
+  const targets = goldenTargets('golden SD 2.x / SDXL');
   describe('golden SD 2.x / SDXL images (PSNR >= 40 dB vs the reference engine)', () => {
     let merges = '';
     beforeAll(() => {
@@ -31,12 +32,14 @@ if (reason) {
       expect(cases.map((c) => c.id).sort()).toEqual([...IDS].sort());
     });
 
+    for (const device of targets)
     for (const c of cases) {
+      const { label, suffix } = onDevice(device);
       test(
-        c.id,
+        c.id + label,
         () => {
           const model = ensureArch(c.model);
-          const ours = path.join(outDir, `${c.id}.png`);
+          const ours = path.join(outDir, `${c.id}${suffix}.png`);
           // The reference used its defaults where a case names nothing: cuda (Philox) noise, the family's clip
           // skip (our --clip-skip 0), weights computed in f32 (`weight_type: file`: in the file's f16, which our
           // engine always computes in f32 anyway).
@@ -44,7 +47,7 @@ if (reason) {
             'generate', '--model', model, '--tokenizer', merges, '--prompt', c.prompt, '--negative', c.negative,
             '--width', String(c.width), '--height', String(c.height), '--steps', String(c.steps),
             '--cfg', String(c.cfg), '--sampler', c.sampler, '--scheduler', c.scheduler, '--seed', String(c.seed),
-            '--rng', c.rng ?? 'cuda', '--clip-skip', String(c.clip_skip ?? 0), '--output', ours,
+            '--rng', c.rng ?? 'cuda', '--clip-skip', String(c.clip_skip ?? 0), '--device', device, '--output', ours,
           ];
           if (c.prediction) args.push('--prediction', c.prediction);
           // SDXL's pooled vector: the reference engine applies the stored OpenCLIP text_projection P as a Linear
@@ -54,7 +57,7 @@ if (reason) {
           const env = c.model === 'sdxl' ? { ...process.env, SDN_POOLED_PROJECTION: 'linear' } : process.env;
           const secs = runNativeCli(args, env);
           // eslint-disable-next-line no-console
-          console.log(`${c.id}: ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
+          console.log(`${c.id}${label}: ${comparePng(ours, c.id)} (${secs.toFixed(1)} s)`);
         },
         30 * 60 * 1000,
       );

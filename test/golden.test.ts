@@ -8,7 +8,7 @@
 // without python3 + numpy, the cases are skipped with a visible message.
 import * as fs from 'fs';
 import * as path from 'path';
-import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, nativeDevices, outDir, runNativeCli, type GoldenCase } from './helpers/golden';
+import { comparePng, ensureArch, ensureMerges, goldenDir, goldenSkipReason, goldenTargets, outDir, runNativeCli, type GoldenCase } from './helpers/golden';
 
 
 const reason = goldenSkipReason();
@@ -18,23 +18,8 @@ if (reason) {
   test.skip(reason, () => undefined);
 } else {
   const cases: GoldenCase[] = JSON.parse(fs.readFileSync(path.join(goldenDir, 'cases.json'), 'utf8'));
-  // The CPU, then every usable device of the compiled-in GPU backends (software ones only on request, see below).
-  const { devices, notes } = nativeDevices();
-  // Software Vulkan devices (Mesa lavapipe) run these 2.1 GB-checkpoint cases far too slowly for the suite (the
-  // CLIP encoder alone took 111 s on a loaded 2-core machine; the kernels are checked on them by sdn_tests
-  // vulkan.* and the tiny pipeline instead): opt in with SDNODE_GOLDEN_SOFTWARE=1.
-  const software = process.env.SDNODE_GOLDEN_SOFTWARE === '1';
-  for (const d of devices.filter((x) => x.id !== 'cpu' && x.usable && x.type === 'software' && !software))
-    // eslint-disable-next-line no-console
-    console.warn(`golden: ${d.id} (${d.name}) SKIPPED: a software device is too slow for the suite (set SDNODE_GOLDEN_SOFTWARE=1 to run it)`);
-  const gpus = devices.filter((d) => d.id !== 'cpu' && d.usable && (d.type !== 'software' || software));
-  for (const d of devices.filter((x) => x.id !== 'cpu' && !x.usable))
-    // eslint-disable-next-line no-console
-    console.warn(`golden: ${d.id} (${d.name}) SKIPPED: unusable: ${d.reason}`);
-  if (gpus.length === 0)
-    // eslint-disable-next-line no-console
-    console.warn(`golden: no usable GPU device to run on (software ones need SDNODE_GOLDEN_SOFTWARE=1), GPU golden cases SKIPPED${notes.length ? ` (${notes.join('; ')})` : ''}`);
-  const targets = ['cpu', ...gpus.map((d) => d.id)];
+  // The CPU, then every usable device of the compiled-in GPU backends (software ones only on request).
+  const targets = goldenTargets('golden');
   describe('golden SD1.x images (PSNR >= 40 dB vs the reference engine)', () => {
     let model = '';
     let merges = '';

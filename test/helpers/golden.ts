@@ -202,3 +202,30 @@ export function nativeDevices(): { devices: CliDevice[]; notes: string[] } {
   }
   return { devices, notes };
 }
+
+/**
+ * Where the golden cases run: 'cpu', then every usable device of the compiled-in GPU backends. Software devices
+ * (Mesa lavapipe) only with SDNODE_GOLDEN_SOFTWARE=1: they run the reference checkpoints far slower than the suite
+ * allows (their kernels are checked by sdn_tests backend_ops.* / vulkan.* and the tiny pipeline instead). Every
+ * device left out is named with the reason, visibly.
+ */
+export function goldenTargets(what: string): string[] {
+  const { devices, notes } = nativeDevices();
+  const software = process.env.SDNODE_GOLDEN_SOFTWARE === '1';
+  for (const d of devices.filter((x) => x.id !== 'cpu' && x.usable && x.type === 'software' && !software))
+    // eslint-disable-next-line no-console
+    console.warn(`${what}: ${d.id} (${d.name}) SKIPPED: a software device is too slow for the suite (set SDNODE_GOLDEN_SOFTWARE=1 to run it)`);
+  for (const d of devices.filter((x) => x.id !== 'cpu' && !x.usable))
+    // eslint-disable-next-line no-console
+    console.warn(`${what}: ${d.id} (${d.name}) SKIPPED: unusable: ${d.reason}`);
+  const gpus = devices.filter((d) => d.id !== 'cpu' && d.usable && (d.type !== 'software' || software));
+  if (gpus.length === 0)
+    // eslint-disable-next-line no-console
+    console.warn(`${what}: no usable GPU device to run on (software ones need SDNODE_GOLDEN_SOFTWARE=1), GPU golden cases SKIPPED${notes.length ? ` (${notes.join('; ')})` : ''}`);
+  return ['cpu', ...gpus.map((d) => d.id)];
+}
+
+/** Test name and output file suffix for a golden case on a device ('' on the CPU). */
+export function onDevice(device: string): { label: string; suffix: string } {
+  return device === 'cpu' ? { label: '', suffix: '' } : { label: ` on ${device}`, suffix: `-${device.replace(':', '')}` };
+}
