@@ -21,6 +21,7 @@
 #include "formats/weight_file.h"
 #include "pipeline/adapters.h"
 #include "sdn/error.h"
+#include "st_writer.h"
 #include "test.h"
 #include "text/tokenizer.h"
 #include "tiny_sd.h"
@@ -38,28 +39,15 @@ std::string tmp_dir() {
 // A safetensors file of F32 tensors (name -> shape, values from a seed; 0-dim tensors get `scalar`).
 void write_st(const std::string& path, const std::vector<std::pair<std::string, std::vector<int64_t>>>& ts,
               uint32_t seed, float scalar = 4.f, float scale = 0.5f) {
-  std::string hdr = "{";
-  std::string data;
+  std::vector<sdntest::StTensor> out;
   for (size_t i = 0; i < ts.size(); ++i) {
     int64_t n = 1;
     for (auto d : ts[i].second) n *= d;
     std::vector<float> v = ts[i].second.empty() ? std::vector<float>{scalar}
                                                 : sdntest::random_vector((size_t)n, seed + (uint32_t)i, -scale, scale);
-    std::string shape = "[";
-    for (size_t k = 0; k < ts[i].second.size(); ++k) shape += (k ? "," : "") + std::to_string(ts[i].second[k]);
-    shape += "]";
-    size_t a = data.size();
-    data.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
-    hdr += std::string(i ? "," : "") + "\"" + ts[i].first + "\":{\"dtype\":\"F32\",\"shape\":" + shape +
-           ",\"data_offsets\":[" + std::to_string(a) + "," + std::to_string(data.size()) + "]}";
+    out.push_back({ts[i].first, ts[i].second, std::move(v)});
   }
-  hdr += "}";
-  while (hdr.size() % 8) hdr += ' ';
-  uint64_t len = hdr.size();
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(&len), 8);
-  f.write(hdr.data(), (std::streamsize)hdr.size());
-  f.write(data.data(), (std::streamsize)data.size());
+  sdntest::write_f32_safetensors(path, out);
 }
 
 std::vector<double> f64(const Tensor& t) {
@@ -124,24 +112,12 @@ std::string repo_root() {
 
 // A safetensors file of the given tensors (stored as F32).
 void write_st_values(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& ts) {
-  std::string hdr = "{", data;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    Tensor t = ts[i].second.to_f32().contiguous();
-    std::string shape = "[";
-    for (int k = 0; k < t.ndim; ++k) shape += (k ? "," : "") + std::to_string(t.shape[k]);
-    shape += "]";
-    size_t a = data.size();
-    data.append(reinterpret_cast<const char*>(t.f32()), (size_t)t.numel() * 4);
-    hdr += std::string(i ? "," : "") + "\"" + ts[i].first + "\":{\"dtype\":\"F32\",\"shape\":" + shape +
-           ",\"data_offsets\":[" + std::to_string(a) + "," + std::to_string(data.size()) + "]}";
+  std::vector<sdntest::StTensor> out;
+  for (const auto& kv : ts) {
+    Tensor t = kv.second.to_f32().contiguous();
+    out.push_back({kv.first, t.sizes(), std::vector<float>(t.f32(), t.f32() + t.numel())});
   }
-  hdr += "}";
-  while (hdr.size() % 8) hdr += ' ';
-  uint64_t len = hdr.size();
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(&len), 8);
-  f.write(hdr.data(), (std::streamsize)hdr.size());
-  f.write(data.data(), (std::streamsize)data.size());
+  sdntest::write_f32_safetensors(path, out);
 }
 
 // Runs a shell command; returns its exit status, and what it printed through out.

@@ -24,6 +24,7 @@
 #include "pipeline/adapters.h"
 #include "pipeline/conditioner.h"
 #include "sdn/error.h"
+#include "st_writer.h"
 #include "test.h"
 #include "text/tokenizer.h"
 #include "tiny_sd.h"
@@ -42,33 +43,10 @@ std::string tmp_dir(const std::string& sub) {
   return d;
 }
 
-struct StTensor {
-  std::string name;
-  std::vector<int64_t> shape;
-  std::vector<float> values;
-};
+using sdntest::StTensor;
 
 // A safetensors file of F32 tensors with the given values.
-void write_st(const std::string& path, const std::vector<StTensor>& ts) {
-  std::string hdr = "{";
-  std::string data;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    std::string shape = "[";
-    for (size_t k = 0; k < ts[i].shape.size(); ++k) shape += (k ? "," : "") + std::to_string(ts[i].shape[k]);
-    shape += "]";
-    size_t a = data.size();
-    data.append(reinterpret_cast<const char*>(ts[i].values.data()), ts[i].values.size() * 4);
-    hdr += std::string(i ? "," : "") + "\"" + ts[i].name + "\":{\"dtype\":\"F32\",\"shape\":" + shape +
-           ",\"data_offsets\":[" + std::to_string(a) + "," + std::to_string(data.size()) + "]}";
-  }
-  hdr += "}";
-  while (hdr.size() % 8) hdr += ' ';
-  uint64_t len = hdr.size();
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(&len), 8);
-  f.write(hdr.data(), (std::streamsize)hdr.size());
-  f.write(data.data(), (std::streamsize)data.size());
-}
+void write_st(const std::string& path, const std::vector<StTensor>& ts) { sdntest::write_f32_safetensors(path, ts); }
 
 std::vector<float> f32(const Tensor& t) {
   Tensor f = t.to_f32().contiguous();
