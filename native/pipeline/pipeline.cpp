@@ -190,6 +190,26 @@ void DiffusionPipeline::check_params(const GenerateParams& p) const {
 namespace {
 constexpr int kVaeTile = 32;     // latent pixels per tile side (256 image pixels)
 constexpr int kVaeOverlap = 8;   // latent pixels shared by neighbouring tiles (64 image pixels), blended linearly
+// Encoder tiles: the same 256-pixel tiles and 64 pixels of overlap; the outer 2 latent pixels (16 image pixels)
+// of a tile's side that borders another tile are dropped and the rest of the overlap (4 latent pixels) is blended
+// linearly. Measured on the random-weight SD 1.5 checkpoint (a 256-pixel crop encoded alone against the whole
+// 512-pixel image): the latent's error is 3-4 dB worse at distances 0 and 1 from the crop's border and flat from
+// distance 2 on, where what differs is what the encoder computes over the whole image (group-norm statistics, the
+// mid-block attention), which no overlap removes.
+constexpr int kVaeEncOverlap = 8;
+constexpr int kVaeEncMargin = 2;
+
+// SDN_VAE_TILE=N (latent pixels, >= 8): the tile size of tiled VAE encode and decode, for tests and
+// experiments (e.g. to tile a 256-pixel image); anything else: the default.
+int vae_tile() {
+  const char* e = std::getenv("SDN_VAE_TILE");
+  if (e && *e) {
+    char* end = nullptr;
+    long v = std::strtol(e, &end, 10);
+    if (end && *end == 0 && v >= 8 && v <= 4096) return (int)v;
+  }
+  return kVaeTile;
+}
 
 // Blend weight of pixel p of a tile n pixels long: a linear ramp over `ov` pixels at each side that borders another
 // tile (sides on the image border keep full weight).
@@ -198,6 +218,16 @@ float ramp(int p, int n, bool first, bool last, int ov) {
   if (!first) w = std::min(w, ((float)p + 0.5f) / (float)ov);
   if (!last) w = std::min(w, ((float)(n - p) - 0.5f) / (float)ov);
   return std::max(w, 1e-3f);
+}
+
+// The same with the outer `margin` pixels of each inner side weighted 0 and the ramp over the next ov - 2 margin
+// (the neighbour's ramp then ends where this one starts: the weights of two tiles sum to 1 across the overlap).
+float ramp_cropped(int p, int n, bool first, bool last, int ov, int margin) {
+  const float len = (float)std::max(1, ov - 2 * margin);
+  float w = 1.f;
+  if (!first) w = std::min(w, ((float)(p - margin) + 0.5f) / len);
+  if (!last) w = std::min(w, ((float)(n - p - margin) - 0.5f) / len);
+  return std::max(w, 0.f);
 }
 
 // Tile start positions covering [0, n) with tiles of `t` and at least `ov` overlap.
@@ -213,6 +243,16 @@ std::vector<int> tile_starts(int n, int t, int ov) {
   }
   return s;
 }
+
+// An out-of-memory error of a whole-image VAE pass, rethrown with the option that avoids it.
+[[noreturn]] void rethrow_vae_oom(const Error& e, const char* what, int H, int W, bool tiled) {
+  throw_error(ErrorCode::OutOfMemory,
+              std::string(e.what()) + " (during the VAE " + what + " of a " + std::to_string(W) + "x" +
+                  std::to_string(H) + " image" + (tiled ? ", in tiles" : "") + "): " +
+                  (tiled ? "use a smaller image, vaeOnCpu: true (CLI --vae-on-cpu) or device 'cpu'"
+                         : "load the model with vaeTiling: true (CLI --vae-tiling), vaeOnCpu: true (CLI "
+                           "--vae-on-cpu) or device 'cpu'"));
+}
 }  // namespace
 
 void DiffusionPipeline::trim() {
@@ -220,10 +260,12 @@ void DiffusionPipeline::trim() {
   if (cpu_store_) cpu_store_->backend().trim();
 }
 
-bool DiffusionPipeline::tiles_decode(int h, int w) const {
-  if (placement_.vae_tiling == VaeTiling::On) return h > kVaeTile || w > kVaeTile;
+bool DiffusionPipeline::tiles_vae(int h, int w) const {
+  const int t = vae_tile();
+  if (placement_.vae_tiling == VaeTiling::On) return h > t || w > t;
   if (placement_.vae_tiling == VaeTiling::Off || vae_be_->is_host()) return false;
-  // the decoder's working set at full resolution: about four live 128-channel f32 tensors of the image size
+  // the working set at full resolution, the same for the decoder and the encoder (their first/last level runs
+  // 128 channels at the image size): about four live 128-channel f32 tensors of the image size
   const double need = 4.0 * 128.0 * 4.0 * (8.0 * h) * (8.0 * w);
   const DeviceInfo d = vae_be_->device_info();
   const MemoryStats m = vae_be_->memory_stats();
@@ -254,7 +296,9 @@ std::vector<float> DiffusionPipeline::decode_planes(const std::vector<float>& x,
     return std::vector<float>(px.f32(), px.f32() + px.numel());
   };
   if (tile <= 0 || (lh <= tile && lw <= tile)) return decode_region(0, 0, lh, lw);
-  const int th = std::min(tile, lh), tw = std::min(tile, lw), ov = std::max(1, overlap * 8);
+  const int th = std::min(tile, lh), tw = std::min(tile, lw);
+  overlap = std::max(1, std::min(overlap, std::min(th, tw) / 2));  // tiles must advance (small SDN_VAE_TILE)
+  const int ov = overlap * 8;
   std::vector<float> acc((size_t)3 * H * W, 0.f), wsum((size_t)H * W, 0.f);
   const std::vector<int> ys = tile_starts(lh, th, overlap), xs = tile_starts(lw, tw, overlap);
   for (int y0 : ys)
@@ -292,8 +336,18 @@ std::vector<float> DiffusionPipeline::taesd_planes(const std::vector<float>& x, 
 
 Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const GenerateParams& p, bool taesd) {
   // the VAE gives about [-1, 1]; TAESD gives about [0, 1]
-  std::vector<float> px = taesd ? taesd_planes(x, lh, lw)
-                                : decode_planes(x, lh, lw, tiles_decode(lh, lw) ? kVaeTile : 0, kVaeOverlap);
+  std::vector<float> px;
+  if (taesd) {
+    px = taesd_planes(x, lh, lw);
+  } else {
+    const bool tiled = tiles_decode(lh, lw);
+    try {
+      px = decode_planes(x, lh, lw, tiled ? vae_tile() : 0, kVaeOverlap);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::OutOfMemory || vae_be_->is_host()) throw;
+      rethrow_vae_oom(e, "decode", 8 * lh, 8 * lw, tiled);
+    }
+  }
   x.clear();
   x.shrink_to_fit();
   check_finite(px.data(), px.size(), taesd ? "TAESD decoder" : "VAE decoder");
@@ -315,34 +369,120 @@ Image DiffusionPipeline::decode(std::vector<float>& x, int lh, int lw, const Gen
   return im;
 }
 
-Tensor DiffusionPipeline::image_tensor(const Image& im, const std::vector<float>* mask) {
+std::vector<float> DiffusionPipeline::image_planes(const Image& im, const std::vector<float>* mask) {
   const size_t plane = (size_t)im.width * im.height;
   std::vector<float> d(3 * plane);
   for (size_t q = 0; q < plane; ++q) {
     const float keep = mask ? 1.f - (*mask)[q] : 1.f;
     for (int k = 0; k < 3; ++k) d[k * plane + q] = keep * (im.data[q * 3 + k] / 255.f * 2.f - 1.f);
   }
-  return upload_copy(*vae_be_, d.data(), {1, 3, im.height, im.width});
+  return d;
 }
 
-std::vector<float> DiffusionPipeline::encode_latent(const Tensor& image, NoiseGenerator& gen) {
+std::vector<float> tiled_encode(const std::vector<float>& px, int H, int W, int tile, int overlap, int margin,
+                                const RegionEncoder& encode, int* channels) {
+  if (H <= 0 || W <= 0 || H % 8 || W % 8 || px.size() != (size_t)3 * H * W)
+    throw_error(ErrorCode::Internal, "tiled_encode: the image must be [3, H, W] with H and W multiples of 8");
+  const int lh = H / 8, lw = W / 8;
+  int mc = 0;  // channels of the encoder's output (2C: mean and log-variance; C: mean only)
+  // encodes image rows [8y0, 8(y0+th)) x columns [8x0, 8(x0+tw)) -> moments [mc, th, tw]
+  auto encode_region = [&](int y0, int x0, int th, int tw) {
+    const int TH = 8 * th, TW = 8 * tw;
+    std::vector<float> crop;
+    if (TH == H && TW == W) {
+      crop = px;
+    } else {
+      crop.resize((size_t)3 * TH * TW);
+      for (int k = 0; k < 3; ++k)
+        for (int y = 0; y < TH; ++y)
+          std::copy_n(px.data() + ((size_t)k * H + 8 * y0 + y) * W + 8 * x0, TW, crop.data() + ((size_t)k * TH + y) * TW);
+    }
+    int c = 0;
+    std::vector<float> m = encode(crop, TH, TW, c);
+    if (c <= 0 || m.size() != (size_t)c * th * tw)
+      throw_error(ErrorCode::InvalidFile, "the VAE encoder turned a " + std::to_string(TW) + "x" + std::to_string(TH) +
+                                              " image into " + std::to_string(m.size()) +
+                                              " values instead of a latent of 1/8 its size");
+    if (mc && c != mc) throw_error(ErrorCode::InvalidFile, "the VAE encoder's output channels changed between tiles");
+    mc = c;
+    return m;
+  };
+  std::vector<float> out;
+  if (tile <= 0 || (lh <= tile && lw <= tile)) {
+    out = encode_region(0, 0, lh, lw);
+  } else {
+    const int th = std::min(tile, lh), tw = std::min(tile, lw);
+    const int ov = std::max(1, std::min(overlap, std::min(th, tw) / 2));  // tiles must advance
+    const int mg = std::max(0, std::min(margin, (ov - 1) / 2));
+    const std::vector<int> ys = tile_starts(lh, th, ov), xs = tile_starts(lw, tw, ov);
+    std::vector<float> wsum((size_t)lh * lw, 0.f);
+    for (int y0 : ys)
+      for (int x0 : xs) {
+        std::vector<float> t = encode_region(y0, x0, th, tw);
+        if (out.empty()) out.assign((size_t)mc * lh * lw, 0.f);
+        for (int py = 0; py < th; ++py) {
+          const float wy = ramp_cropped(py, th, y0 == 0, y0 + th == lh, ov, mg);
+          for (int qx = 0; qx < tw; ++qx) {
+            const float wgt = wy * ramp_cropped(qx, tw, x0 == 0, x0 + tw == lw, ov, mg);
+            if (wgt <= 0.f) continue;
+            const size_t o = (size_t)(y0 + py) * lw + (size_t)(x0 + qx);
+            wsum[o] += wgt;
+            for (int c = 0; c < mc; ++c) out[(size_t)c * lh * lw + o] += wgt * t[((size_t)c * th + py) * tw + qx];
+          }
+        }
+      }
+    for (size_t o = 0; o < wsum.size(); ++o) {
+      SDN_CHECK(wsum[o] > 0.f, "tiled VAE encode left a latent pixel uncovered");
+      for (int c = 0; c < mc; ++c) out[(size_t)c * lh * lw + o] /= wsum[o];
+    }
+  }
+  if (channels) *channels = mc;
+  return out;
+}
+
+std::vector<float> DiffusionPipeline::encode_planes(const std::vector<float>& px, int H, int W, int tile, int overlap,
+                                                    int margin, int* channels) {
   Backend& be = *vae_be_;
   const int C = unet_->out_channels();
-  Tensor m = be.to_host(vae_->encode(image));
-  if (!m.is_contiguous()) m = m.contiguous();
-  if (m.ndim != 4 || (m.shape[1] != 2 * C && m.shape[1] != C))
-    throw_error(ErrorCode::InvalidFile, "the VAE encoder gives " + m.shape_str() + " instead of " +
-                                            std::to_string(2 * C) + " channels (mean and log-variance)");
-  // the callers place the latent in buffers of (H/8) x (W/8): any other size would read or write past them
-  if (m.shape[0] != 1 || m.shape[2] * 8 != image.shape[2] || m.shape[3] * 8 != image.shape[3])
-    throw_error(ErrorCode::InvalidFile, "the VAE encoder turned a " + image.shape_str() + " image into " +
-                                            m.shape_str() + " instead of a latent of 1/8 its size");
-  const int64_t n = (int64_t)C * m.shape[2] * m.shape[3];
+  auto vae = [&](const std::vector<float>& crop, int TH, int TW, int& mc) {
+    Tensor img = upload_copy(be, crop.data(), {1, 3, TH, TW});
+    Tensor m = vae_->encode(img);
+    img = Tensor();
+    if (m.ndim != 4 || (m.shape[1] != 2 * C && m.shape[1] != C))
+      throw_error(ErrorCode::InvalidFile, "the VAE encoder gives " + m.shape_str() + " instead of " +
+                                              std::to_string(2 * C) + " channels (mean and log-variance)");
+    // the callers place the latent in buffers of (H/8) x (W/8): any other size would read or write past them
+    if (m.shape[0] != 1 || m.shape[2] * 8 != TH || m.shape[3] * 8 != TW)
+      throw_error(ErrorCode::InvalidFile, "the VAE encoder turned a " + std::to_string(TW) + "x" + std::to_string(TH) +
+                                              " image into " + m.shape_str() + " instead of a latent of 1/8 its size");
+    mc = (int)m.shape[1];
+    Tensor h = be.to_host(m);
+    if (!h.is_contiguous()) h = h.contiguous();
+    return std::vector<float>(h.f32(), h.f32() + h.numel());
+  };
+  return tiled_encode(px, H, W, tile, overlap, margin, vae, channels);
+}
+
+std::vector<float> DiffusionPipeline::encode_latent(const std::vector<float>& px, int H, int W, NoiseGenerator& gen) {
+  const int C = unet_->out_channels();
+  const int lh = H / 8, lw = W / 8;
+  const bool tiled = tiles_encode(lh, lw);
+  int mc = 0;
+  std::vector<float> m;
+  try {
+    m = encode_planes(px, H, W, tiled ? vae_tile() : 0, kVaeEncOverlap, kVaeEncMargin, &mc);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::OutOfMemory || vae_be_->is_host()) throw;
+    rethrow_vae_oom(e, "encode", H, W, tiled);
+  }
+  check_finite(m.data(), m.size(), "VAE encoder");
+  const int64_t n = (int64_t)C * lh * lw;
   std::vector<float> z((size_t)n), eps((size_t)n);
-  // the posterior sample, as the reference engine draws it (one randn of the latent's size from the seeded rng)
+  // the posterior sample, as the reference engine draws it (one randn of the latent's size from the seeded rng);
+  // tiled or not, the moments cover the whole latent before the noise is drawn, so the draw is the same
   gen.randn(eps.data(), n);
-  const float* mean = m.f32();
-  const float* logvar = m.shape[1] == 2 * C ? m.f32() + n : nullptr;
+  const float* mean = m.data();
+  const float* logvar = mc == 2 * C ? m.data() + n : nullptr;
   for (int64_t i = 0; i < n; ++i) {
     float v = mean[i];
     if (logvar) v += std::exp(0.5f * std::min(20.f, std::max(-30.f, logvar[i]))) * eps[(size_t)i];
@@ -445,7 +585,7 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
         }
     }
     auto gen = make_noise_generator(p.rng, (uint64_t)seed);
-    if (img2img) init_latent = encode_latent(image_tensor(p.init_image, nullptr), *gen);
+    if (img2img) init_latent = encode_latent(image_planes(p.init_image, nullptr), p.height, p.width, *gen);
     if (inpaint_model) {
       // extra U-Net input: [mask (1), latent of the image with the masked part grey (C)]; zeros without an image
       std::vector<float> extra((size_t)(1 + C) * lplane, 0.f);
@@ -453,7 +593,8 @@ std::vector<Image> DiffusionPipeline::generate(const GenerateParams& params, con
       if (img2img) {
         std::vector<float> ones;
         if (pixel_mask.empty()) ones.assign((size_t)p.width * p.height, 1.f);
-        std::vector<float> masked = encode_latent(image_tensor(p.init_image, pixel_mask.empty() ? &ones : &pixel_mask), *gen);
+        std::vector<float> masked =
+            encode_latent(image_planes(p.init_image, pixel_mask.empty() ? &ones : &pixel_mask), p.height, p.width, *gen);
         std::copy(masked.begin(), masked.end(), extra.begin() + lplane);
       }
       denoiser_->set_extra_channels(upload_copy(be, extra.data(), {1, 1 + C, lh, lw}));

@@ -2,6 +2,7 @@
 // weights in tests): conditioning (Conditioner) -> per image: initial latent, sampling loop over the shared CFG
 // denoiser -> VAE decode. Every task and family goes through this one loop.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,16 @@ struct PipelineOptions {
   bool release_between_stages = true;
 };
 
+// One VAE encoder pass: image planes [3, h, w] in [-1, 1] -> moments [channels, h/8, w/8] (sets channels).
+using RegionEncoder = std::function<std::vector<float>(const std::vector<float>& planes, int h, int w, int& channels)>;
+
+// The moments of image planes px [3, H, W] (H, W multiples of 8) from `encode`, whole (tile = 0, or the image fits
+// one tile) or in overlapping tiles of `tile` latent pixels sharing `overlap` latent pixels (at most half a tile):
+// each tile is encoded on its own, the outer `margin` latent pixels of its sides that border another tile are
+// dropped (weight 0) and the rest of the overlap is blended with linear ramps whose weights sum to 1.
+std::vector<float> tiled_encode(const std::vector<float>& px, int H, int W, int tile, int overlap, int margin,
+                                const RegionEncoder& encode, int* channels);
+
 class DiffusionPipeline {
  public:
   // cpu_store: the same weights on a CPU backend, for components placed on the CPU (may be null).
@@ -83,20 +94,32 @@ class DiffusionPipeline {
   Image decode(std::vector<float>& x, int h, int w, const GenerateParams& p, bool taesd);
   // TAESD-decoded RGB planes [3, 8h, 8w] (about [0, 1]) of the diffusion latent x [C, h, w].
   std::vector<float> taesd_planes(const std::vector<float>& x, int h, int w);
-  // An RGB8 image as a tensor [1, 3, H, W] in [-1, 1] on the VAE's backend; pixels where mask (grey [H*W] in [0, 1], may be
-  // null) is 1 become 0 (grey), as the masked image of inpainting checkpoints.
-  Tensor image_tensor(const Image& im, const std::vector<float>* mask);
-  // VAE encode (on the VAE's backend) + posterior sample (mean + std * noise from `gen`, one randn of the latent's size) x scale factor:
-  // the diffusion latent [C*h*w] on the host (one host copy of the moments).
-  std::vector<float> encode_latent(const Tensor& image, NoiseGenerator& gen);
+  // An RGB8 image as host planes [3, H, W] in [-1, 1]; pixels where mask (grey [H*W] in [0, 1], may be null) is 1
+  // become 0 (grey), as the masked image of inpainting checkpoints.
+  static std::vector<float> image_planes(const Image& im, const std::vector<float>* mask);
+  // VAE encode of planes [3, H, W] (on the VAE's backend, whole or in tiles, see tiles_encode()) + posterior sample
+  // (mean + std * noise from `gen`, one randn of the whole latent's size) x scale factor: the diffusion latent
+  // [C*h*w] on the host.
+  std::vector<float> encode_latent(const std::vector<float>& px, int H, int W, NoiseGenerator& gen);
+  // Whether a VAE pass over a latent of h x w tiles under the current placement (on: larger than a tile; auto: on a
+  // device when the whole pass would not fit its memory, never on the host).
+  bool tiles_vae(int h, int w) const;
 
  public:
   // Decoded RGB planes [3, 8h, 8w] (values in about [-1, 1]) of the latent x [C, h, w] (already divided by the
   // latent scale), in overlapping tiles of `tile` latent pixels (overlap `overlap`) blended with linear ramps;
   // tile = 0 decodes the whole latent at once. Exposed for the seam-error test.
   std::vector<float> decode_planes(const std::vector<float>& x, int h, int w, int tile, int overlap);
-  // Whether decode tiles under the current placement and size (auto: the whole decode would not fit).
-  bool tiles_decode(int h, int w) const;
+  // Whether decode / encode tile under the current placement and latent size (auto: the whole pass would not fit).
+  bool tiles_decode(int h, int w) const { return tiles_vae(h, w); }
+  bool tiles_encode(int h, int w) const { return tiles_vae(h, w); }
+  // The VAE encoder's moments [mc, H/8, W/8] (mc = 2C: mean then log-variance; C for a mean-only encoder, given in
+  // *channels) of image planes px [3, H, W] in [-1, 1], in overlapping tiles of `tile` latent pixels (8 * tile
+  // image pixels) sharing `overlap` latent pixels: each tile is encoded on its own, the outer `margin` latent
+  // pixels of its inner sides are dropped and the rest of the overlap is blended with linear ramps; tile = 0
+  // encodes the whole image at once. Exposed for the seam-error test.
+  std::vector<float> encode_planes(const std::vector<float>& px, int H, int W, int tile, int overlap, int margin,
+                                   int* channels);
 
  private:
   std::unique_ptr<WeightStore> store_;

@@ -523,3 +523,49 @@ TEST(vulkan, out_of_memory_is_a_typed_error_naming_the_options) {
     expect_close(vk->to_host(vk->scale(vk->upload(h), 2.f)), cpu_backend().scale(h, 2.f), 1e-30, 0, "after OOM");
   }
 }
+
+// Tiled VAE encode on the device: the seam error against the untiled encode on the same device (and the device's
+// untiled encode against the CPU's), with the tiles of the CPU test (16 latent pixels, 8 of overlap, margin 2) over
+// a 160x224 image, and no op falling back to the CPU.
+TEST(vulkan, tiled_vae_encode_seam_error_matches_cpu) {
+  for (const DeviceInfo& d : vk_devices("vulkan.tiled_vae_encode_seam_error_matches_cpu")) {
+    auto vk = with_cpu_fallback(make_vk(d), make_cpu_backend());
+    const int H = 160, W = 224;
+    std::vector<float> px = random_vector((size_t)3 * H * W, 43, -1.f, 1.f);
+    // smooth it a little (a box blur along rows): closer to a photo than white noise
+    for (size_t r = 0; r < (size_t)3 * H; ++r)
+      for (int x = W - 1; x >= 2; --x) px[r * W + x] = (px[r * W + x] + px[r * W + x - 1] + px[r * W + x - 2]) / 3.f;
+    auto snr = [](const std::vector<float>& a, const std::vector<float>& b, size_t off, size_t n) {
+      double s = 0, e = 0;
+      for (size_t i = off; i < off + n; ++i) {
+        s += (double)a[i] * a[i];
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+      }
+      return e == 0 ? 99.0 : 10.0 * std::log10(s / e);
+    };
+    std::vector<float> cpu_whole, cpu_tiled, vk_whole, vk_tiled;
+    {
+      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), cpu_backend());
+      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      cpu_whole = pipe.encode_planes(px, H, W, 0, 0, 0, nullptr);
+      cpu_tiled = pipe.encode_planes(px, H, W, 16, 8, 2, nullptr);
+    }
+    {
+      auto store = std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *vk);
+      DiffusionPipeline pipe(std::move(store), ClipTokenizer::from_merges(sdntest::tiny_merges()));
+      vk_whole = pipe.encode_planes(px, H, W, 0, 0, 0, nullptr);
+      vk_tiled = pipe.encode_planes(px, H, W, 16, 8, 2, nullptr);
+    }
+    const size_t half = cpu_whole.size() / 2;
+    EXPECT_EQ(vk_tiled.size(), cpu_whole.size());
+    const double seam = snr(vk_whole, vk_tiled, 0, half), dev = snr(cpu_whole, vk_whole, 0, cpu_whole.size()),
+                 dev_tiled = snr(cpu_tiled, vk_tiled, 0, cpu_tiled.size()), cpu_seam = snr(cpu_whole, cpu_tiled, 0, half);
+    std::fprintf(stderr,
+                 "  tiled VAE encode on %s: mean %.1f dB SNR vs its untiled encode (cpu: %.1f dB); device vs cpu: "
+                 "untiled %.1f dB, tiled %.1f dB\n",
+                 d.id.c_str(), seam, cpu_seam, dev, dev_tiled);
+    EXPECT_TRUE(dev > 60 && dev_tiled > 60);  // the device computes what the CPU computes
+    EXPECT_TRUE(std::fabs(seam - cpu_seam) < 1.0);
+    for (auto& f : vk->fallback_counts()) SDN_FAIL(op_name(f.first) << " ran on the CPU " << f.second << " time(s)");
+  }
+}

@@ -27,7 +27,7 @@ static void usage() {
                "         [--height N] [--steps N] [--cfg X] [--sampler NAME] [--scheduler NAME] [--seed N]\n"
                "         [--rng cuda|cpu] [--clip-skip N] [--batch N] [--threads N] [--weight-type T]\n"
                "         [--tokenizer MERGES] [--prediction eps|v] [--init-img PNG] [--mask PNG] [--strength X]\n"
-               "         [--taesd FILE] [--device auto|cpu|vulkan|vulkan:N] [--vram-budget MIB] [--quiet]\n"
+               "         [--taesd FILE] [--device auto|cpu|vulkan|vulkan:N] [--vram-budget MIB] [--vae-tiling] [--quiet]\n"
                "         [--lora-model-dir DIR] [--control-net FILE --control-image PNG [--control-strength X]]\n"
                "         [--embd-dir DIR]\n"
                "       sdn_cli devices\n"
@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
         lo.vram_budget = (uint64_t)(mb * 1024 * 1024);
       }
       else if (a == "--prediction") lo.prediction = val();
+      else if (a == "--vae-tiling") lo.vae_tiling = "on";
       else if (a == "--init-img" || a == "-i") init_img = val();
       else if (a == "--mask") mask = val();
       else if (a == "--strength") p.strength = std::strtof(val().c_str(), nullptr);
