@@ -388,17 +388,17 @@ std::vector<float> tiled_encode(const std::vector<float>& px, int H, int W, int 
   // encodes image rows [8y0, 8(y0+th)) x columns [8x0, 8(x0+tw)) -> moments [mc, th, tw]
   auto encode_region = [&](int y0, int x0, int th, int tw) {
     const int TH = 8 * th, TW = 8 * tw;
-    std::vector<float> crop;
+    int c = 0;
+    std::vector<float> m;
     if (TH == H && TW == W) {
-      crop = px;
+      m = encode(px, TH, TW, c);
     } else {
-      crop.resize((size_t)3 * TH * TW);
+      std::vector<float> crop((size_t)3 * TH * TW);
       for (int k = 0; k < 3; ++k)
         for (int y = 0; y < TH; ++y)
           std::copy_n(px.data() + ((size_t)k * H + 8 * y0 + y) * W + 8 * x0, TW, crop.data() + ((size_t)k * TH + y) * TW);
+      m = encode(crop, TH, TW, c);
     }
-    int c = 0;
-    std::vector<float> m = encode(crop, TH, TW, c);
     if (c <= 0 || m.size() != (size_t)c * th * tw)
       throw_error(ErrorCode::InvalidFile, "the VAE encoder turned a " + std::to_string(TW) + "x" + std::to_string(TH) +
                                               " image into " + std::to_string(m.size()) +

@@ -72,7 +72,7 @@ async function openModel(file: string | ModelParts, options: LoadOptions): Promi
 export const DEVICE_OPTIONS: OptionSpec[] = [
   { name: 'device', type: 'string', arg: 'DEV', description: "auto | cpu | vulkan | vulkan:N (see 'sdnode system')", default: 'auto' },
   { name: 'vram-budget', type: 'string', arg: 'SIZE', description: 'device memory for weights, e.g. 6GB: 3/4 resident, 1/4 a streaming area; weights that do not fit stay in host memory and are streamed to the device when used, with prefetch' },
-  { name: 'vae-tiling', type: 'boolean', description: 'decode images in overlapping tiles (less memory; default: when needed)' },
+  { name: 'vae-tiling', type: 'boolean', description: 'run the VAE (decode, and encode of --init-img) in overlapping tiles (less memory; default: on a GPU device when needed)' },
   { name: 'clip-on-cpu', type: 'boolean', description: 'run the text encoder on the CPU (GPU devices)' },
   { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
 ];

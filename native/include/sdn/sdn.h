@@ -146,7 +146,8 @@ struct LoadOptions {
   // the device is the CPU).
   bool text_encoder_on_cpu = false;
   bool vae_on_cpu = false;
-  // VAE decode in overlapping tiles: "auto" (when the whole image would not fit the device's memory), "on", "off".
+  // VAE decode and encode in overlapping tiles: "auto" (on a device, when the whole image would not fit its memory),
+  // "on", "off".
   std::string vae_tiling = "auto";
   int threads = 0;                 // CPU threads for this model (<= 0: the process-wide pool); <= max_threads()
   std::string weight_type;         // "" = as stored; otherwise quantize/convert on load (same names as convert)
