@@ -494,3 +494,101 @@ TEST(pipeline, img2img_with_tiled_vae_encode_draws_the_same_noise_as_untiled) {
                tiled_db, seed_db);
   EXPECT_TRUE(tiled_db > seed_db + 3);
 }
+
+namespace {
+// A stand-in GPU device for the tiling rule and the out-of-memory path: runs everything on the CPU, but is not a
+// host backend, reports `memory` bytes of device memory, and fails any convolution whose output exceeds `limit`
+// bytes with OutOfMemory (as a device allocation would).
+class SmallDevice final : public Backend {
+ public:
+  SmallDevice(std::shared_ptr<Backend> cpu, uint64_t memory, size_t limit) : c_(std::move(cpu)), memory_(memory), limit_(limit) {}
+  const char* name() const override { return "small-device"; }
+  DeviceInfo device_info() const override {
+    DeviceInfo d = c_->device_info();
+    d.memory_bytes = memory_;
+    return d;
+  }
+  bool is_host() const override { return false; }
+  bool supports(Op o, DType t) const override { return c_->supports(o, t); }
+  Tensor empty(const std::vector<int64_t>& s, DType t) override { return c_->empty(s, t); }
+  Tensor upload(const Tensor& h) override { return c_->upload(h); }
+  Tensor to_host(const Tensor& x) override { return c_->to_host(x); }
+  void write(Tensor& d, const Tensor& s) override { c_->write(d, s); }
+  void trim() override { c_->trim(); }
+  MemoryStats memory_stats() const override { return {}; }
+  Tensor prepare_weight(const Tensor& w) override { return c_->prepare_weight(w); }
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor* b) override { return c_->linear(x, w, b); }
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* b, int s, int p) override {
+    Tensor y = c_->conv2d(x, w, b, s, p);
+    if (y.nbytes() > limit_) throw_error(ErrorCode::OutOfMemory, "small-device is out of memory allocating " + std::to_string(y.nbytes()) + " bytes");
+    return y;
+  }
+  Tensor group_norm(const Tensor& x, int g, float e, const Tensor* a, const Tensor* b, bool s) override { return c_->group_norm(x, g, e, a, b, s); }
+  Tensor layer_norm(const Tensor& x, float e, const Tensor* a, const Tensor* b) override { return c_->layer_norm(x, e, a, b); }
+  Tensor softmax(const Tensor& x) override { return c_->softmax(x); }
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int h, bool m) override { return c_->attention(q, k, v, h, m); }
+  Tensor unary(UnaryOp o, const Tensor& x) override { return c_->unary(o, x); }
+  Tensor geglu(const Tensor& x) override { return c_->geglu(x); }
+  Tensor add(const Tensor& a, const Tensor& b) override { return c_->add(a, b); }
+  Tensor mul(const Tensor& a, const Tensor& b) override { return c_->mul(a, b); }
+  void add_(Tensor& a, const Tensor& b) override { c_->add_(a, b); }
+  Tensor scale(const Tensor& x, float s) override { return c_->scale(x, s); }
+  Tensor combine(const Tensor& a, float x, const Tensor& b, float y) override { return c_->combine(a, x, b, y); }
+  Tensor concat(const Tensor& a, const Tensor& b, int d) override { return c_->concat(a, b, d); }
+  Tensor upsample_nearest2x(const Tensor& x) override { return c_->upsample_nearest2x(x); }
+  Tensor nchw_to_nlc(const Tensor& x) override { return c_->nchw_to_nlc(x); }
+  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override { return c_->nlc_to_nchw(x, h, w); }
+  Tensor pad(const Tensor& x, int a, int b, int c, int d) override { return c_->pad(x, a, b, c, d); }
+  Tensor timestep_embedding(const std::vector<float>& t, int d, float m) override { return c_->timestep_embedding(t, d, m); }
+  Tensor get_rows(const Tensor& t, const std::vector<int32_t>& r) override { return c_->get_rows(t, r); }
+
+ private:
+  std::shared_ptr<Backend> c_;
+  uint64_t memory_;
+  size_t limit_;
+};
+}  // namespace
+
+TEST(pipeline, device_vae_out_of_memory_names_vae_tiling_and_auto_tiles) {
+  // img2img at 512x320 on a device whose convolutions fail above 18 MB: the tiny VAE's full-resolution activations
+  // of the whole image (encoder, 32 channels: 21 MB) do not fit, those of 256-pixel tiles (decoder, 64 channels:
+  // 16.8 MB) do. vaeTiling off: a
+  // typed OutOfMemory naming vaeTiling / --vae-tiling, and the pipeline still works afterwards; 'auto' (64 MiB of
+  // device memory: the whole pass would not fit) and on: tiled encode and decode, and it runs.
+  GenerateParams p = tiny_params();
+  p.width = 512;
+  p.height = 320;
+  p.steps = 2;
+  p.strength = 0.5f;
+  p.init_image.width = p.width;
+  p.init_image.height = p.height;
+  p.init_image.channels = 3;
+  p.init_image.data.assign((size_t)p.width * p.height * 3, 120);
+  for (VaeTiling t : {VaeTiling::Off, VaeTiling::Auto, VaeTiling::On}) {
+    auto dev = std::make_shared<SmallDevice>(make_cpu_backend(), 64ull << 20, (size_t)18 << 20);
+    Placement pl;
+    pl.vae_tiling = t;
+    DiffusionPipeline pipe(std::make_unique<WeightStore>(sdntest::make_tiny_sd(), *dev),
+                           ClipTokenizer::from_merges(sdntest::tiny_merges()), Prediction::Eps, {}, pl);
+    EXPECT_TRUE(pipe.tiles_encode(40, 64) == (t != VaeTiling::Off));
+    if (t == VaeTiling::Off) {
+      bool thrown = false;
+      try {
+        pipe.generate(p, {});
+      } catch (const Error& e) {
+        thrown = true;
+        EXPECT_TRUE(e.code() == ErrorCode::OutOfMemory);
+        const std::string m = e.what();
+        if (m.find("VAE encode of a 512x320 image") == std::string::npos || m.find("vaeTiling: true") == std::string::npos ||
+            m.find("--vae-tiling") == std::string::npos)
+          SDN_FAIL("the message does not say what ran out and which option to use: " << m);
+      }
+      EXPECT_TRUE(thrown);
+      GenerateParams small = tiny_params();  // still usable: a 64x64 txt2img fits
+      EXPECT_EQ(pipe.generate(small, {}).size(), (size_t)1);
+    } else {
+      auto img = pipe.generate(p, {});
+      EXPECT_TRUE(img.size() == 1 && img[0].width == 512 && img[0].height == 320);
+    }
+  }
+}
