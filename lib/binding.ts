@@ -8,18 +8,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { NativeBindingError } from './errors';
 import type { ModelInfo } from './model';
-import type { DeviceInfo } from './system';
+import type { SystemInfo } from './system';
 
-/** Engine system information as the addon returns it. */
-export interface NativeSystemInfo {
-  version: string;
-  simd: string;
-  threads: number;
-  physicalCores: number;
-  backends: string[];
-  devices: DeviceInfo[];
-  backendNotes: string[];
-}
+/** Engine system information as the addon returns it: the public {@link SystemInfo} without the addon paths, which
+ * lib/system.ts adds. */
+export type NativeSystemInfo = Omit<SystemInfo, 'binary' | 'binaries'>;
 
 /** What the addon's `probeDevice(spec)` answers: whether the backend for that device could be created. */
 export interface NativeProbeResult {

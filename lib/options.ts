@@ -305,6 +305,19 @@ function editDistance(a: string, b: string): number {
   return dp[b.length];
 }
 
+/**
+ * Copies into `target` each value of `source` that `names` maps to (target key -> source key) and that is defined:
+ * how the CLI (flags) and the A1111 server API (body fields) fill in {@link GenerateOptions} from their own names.
+ * Returns `target`. @internal
+ */
+export function copyDefined<T extends object>(target: T, source: Record<string, unknown>, names: Partial<Record<keyof T & string, string>>): T {
+  for (const [key, from] of Object.entries(names) as [string, string][]) {
+    const v = source[from];
+    if (v !== undefined) (target as Record<string, unknown>)[key] = v;
+  }
+  return target;
+}
+
 /** Rejects keys that are not options (catches typos such as `cfg` for `cfgScale`). @internal */
 export function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {
   for (const key of Object.keys(obj)) {

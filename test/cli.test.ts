@@ -6,28 +6,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
+import { cliPath, ensureDist } from './helpers/dist';
 import { readText } from './helpers/png';
 import { describeTiny, repoRoot, tinyModel } from './helpers/tiny';
 
 jest.setTimeout(5 * 60 * 1000);
 
-const cli = path.join(repoRoot, 'dist', 'cli', 'cli.js');
+const cli = cliPath;
 
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newestMtime(path.join(repoRoot, 'lib'))) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(repoRoot, 'tsconfig.json')], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}\n${r.stderr}`);
-  }
-});
+beforeAll(() => ensureDist());
 
 interface Run {
   status: number | null;

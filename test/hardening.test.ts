@@ -9,6 +9,7 @@ import { AbortError, InvalidOptionError, inspect, loadModel, ModelLoadError, Sdn
 import { resolveLoadOptions } from '../lib/options';
 import { downloadTokenizer } from '../lib/tokenizer';
 import { loadFakeModel } from '../lib/testing';
+import { cliPath, ensureDist } from './helpers/dist';
 import { describeTiny, tinyModel } from './helpers/tiny';
 
 const small = { prompt: 'a fox', width: 64, height: 64, seed: 7 } as const;
@@ -216,16 +217,7 @@ describeFifo('finding 3: special files never hang', () => {
 // Hostile files through `sdnode info` (findings 7, 8, 10) and the API (finding 11)
 // ---------------------------------------------------------------------------------------------------------------
 const repoRoot = path.resolve(__dirname, '..');
-const cli = path.join(repoRoot, 'dist', 'cli', 'cli.js');
-
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
+const cli = cliPath;
 
 function sdnode(args: string[]): { status: number | null; stdout: string; stderr: string; ms: number } {
   const t0 = performance.now();
@@ -268,12 +260,7 @@ function writeGguf(file: string, kv: Array<[string, string]>): void {
 const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 
 describe('findings 7, 8, 10: sdnode info on hostile files', () => {
-  beforeAll(() => {
-    if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newestMtime(path.join(repoRoot, 'lib'))) {
-      const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(repoRoot, 'tsconfig.json')], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}\n${r.stderr}`);
-    }
-  }, 120000);
+  beforeAll(() => ensureDist(), 120000);
 
   test('60,000 GGUF keys: bounded output, no RangeError', () => {
     const f = path.join(tmp, 'many-keys.gguf');

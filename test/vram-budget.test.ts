@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { getSystemInfo, loadModel } from '../lib/index';
 import type { GenerateOptions } from '../lib/index';
+import { ensureDist } from './helpers/dist';
 import { describeTiny, repoRoot, tinyModel, type TinyModel } from './helpers/tiny';
 
 jest.setTimeout(10 * 60 * 1000);
@@ -16,15 +17,6 @@ jest.setTimeout(10 * 60 * 1000);
 const cheap: GenerateOptions = { prompt: 'a red fox in the snow', width: 64, height: 64, steps: 2, cfgScale: 3, seed: 7 };
 const budget = 24 * 1024 * 1024;
 const dist = path.join(repoRoot, 'dist', 'index.js');
-
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
 
 describeTiny('vramBudget streams weights', () => {
   const vk = getSystemInfo().devices.filter((d) => d.backend === 'vulkan' && d.usable);
@@ -40,10 +32,7 @@ describeTiny('vramBudget streams weights', () => {
   beforeAll(() => {
     tiny = tinyModel();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sdnode-vram-'));
-    if (!fs.existsSync(dist) || fs.statSync(dist).mtimeMs < newestMtime(path.join(repoRoot, 'lib'))) {
-      const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(repoRoot, 'tsconfig.json')], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}\n${r.stderr}`);
-    }
+    ensureDist();
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import { InvalidOptionError } from '../errors';
-import { MAX_CLIP_SKIP, MAX_SIZE, MIN_SIZE, RNGS, SAMPLERS, SCHEDULERS, resolveGenerateOptions, type GenerateOptions, type ResolvedGenerateOptions, type Sampler, type Scheduler } from '../options';
+import { MAX_CLIP_SKIP, MAX_SIZE, MIN_SIZE, RNGS, SAMPLERS, SCHEDULERS, copyDefined, resolveGenerateOptions, type GenerateOptions, type ResolvedGenerateOptions, type Sampler, type Scheduler } from '../options';
 import { HttpError, limitError, type ServerLimits } from './limits';
 
 /** A validated generation request: what to generate, on which model, and how previews are sent. */
@@ -320,17 +320,10 @@ const A1111_NAMES: Record<string, string> = {
 export function fromA1111Body(b: Body, limits: ServerLimits, img2img = false): JobRequest {
   if (b.enable_hr === true) throw new HttpError(400, 'unsupported', 'enable_hr (hires fix) is not supported by this server; send enable_hr: false', { param: 'enable_hr' });
   const o: GenerateOptions = { prompt: typeof b.prompt === 'string' ? b.prompt : '' };
-  const set = (k: keyof GenerateOptions, v: unknown): void => {
-    if (v !== undefined) (o as unknown as Body)[k] = v;
-  };
-  set('negativePrompt', b.negative_prompt);
-  set('width', b.width);
-  set('height', b.height);
-  set('steps', b.steps);
-  set('cfgScale', b.cfg_scale);
-  set('seed', b.seed);
+  copyDefined(o, b, { negativePrompt: 'negative_prompt', width: 'width', height: 'height', steps: 'steps', cfgScale: 'cfg_scale', seed: 'seed' });
   const overrides = (b.override_settings ?? {}) as Body;
-  set('clipSkip', b.clip_skip ?? overrides.CLIP_stop_at_last_layers);
+  const clipSkip = b.clip_skip ?? overrides.CLIP_stop_at_last_layers;
+  if (clipSkip !== undefined) o.clipSkip = clipSkip as number;
   const label = (b.sampler_name ?? b.sampler_index) as string | undefined;
   if (label !== undefined && label !== '') {
     const s = a1111Sampler(label);

@@ -19,10 +19,7 @@ Napi::Value GetSystemInfo(const Napi::CallbackInfo& info) { return to_js(info.En
 
 // compiledBackends() -> ['cpu', ...]: no device enumeration, so no GPU driver is loaded into this process.
 Napi::Value CompiledBackends(const Napi::CallbackInfo& info) {
-  std::vector<std::string> names = sdn::compiled_backends();
-  Napi::Array a = Napi::Array::New(info.Env(), names.size());
-  for (size_t i = 0; i < names.size(); ++i) a.Set((uint32_t)i, names[i]);
-  return a;
+  return to_js(info.Env(), sdn::compiled_backends());
 }
 
 // probeDevice(spec) -> { ok, device, name, driver, reason }. Synchronous and possibly slow (driver start-up, shader

@@ -10,6 +10,12 @@ Napi::Object map_to_js(Napi::Env env, const std::map<std::string, int64_t>& m) {
 }
 }  // namespace
 
+Napi::Array to_js(Napi::Env env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set((uint32_t)i, v[i]);
+  return a;
+}
+
 Napi::Object to_js(Napi::Env env, const sdn::ModelInfo& m) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("path", m.path);
@@ -47,9 +53,7 @@ Napi::Object to_js(Napi::Env env, const sdn::SystemInfo& s) {
   o.Set("simd", s.simd);
   o.Set("threads", s.threads);
   o.Set("physicalCores", s.physical_cores);
-  Napi::Array b = Napi::Array::New(env, s.backends.size());
-  for (size_t i = 0; i < s.backends.size(); ++i) b.Set((uint32_t)i, s.backends[i]);
-  o.Set("backends", b);
+  o.Set("backends", to_js(env, s.backends));
   Napi::Array devs = Napi::Array::New(env, s.devices.size());
   for (size_t i = 0; i < s.devices.size(); ++i) {
     const sdn::DeviceInfo& d = s.devices[i];
@@ -70,9 +74,7 @@ Napi::Object to_js(Napi::Env env, const sdn::SystemInfo& s) {
     devs.Set((uint32_t)i, x);
   }
   o.Set("devices", devs);
-  Napi::Array notes = Napi::Array::New(env, s.backend_notes.size());
-  for (size_t i = 0; i < s.backend_notes.size(); ++i) notes.Set((uint32_t)i, s.backend_notes[i]);
-  o.Set("backendNotes", notes);
+  o.Set("backendNotes", to_js(env, s.backend_notes));
   return o;
 }
 
@@ -83,9 +85,7 @@ Napi::Object to_js(Napi::Env env, const sdn::Image& img) {
   o.Set("channels", img.channels);
   o.Set("data", Napi::Buffer<uint8_t>::Copy(env, img.data.data(), img.data.size()));
   o.Set("seed", (double)img.seed);
-  Napi::Array w = Napi::Array::New(env, img.warnings.size());
-  for (size_t i = 0; i < img.warnings.size(); ++i) w.Set((uint32_t)i, img.warnings[i]);
-  o.Set("warnings", w);
+  o.Set("warnings", to_js(env, img.warnings));
   o.Set("adapterBytes", (double)img.adapter_bytes);
   return o;
 }

@@ -2,10 +2,15 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+#include <vector>
+
 #include "sdn/sdn.h"
 
 namespace sdnaddon {
 
+// ["a", "b", ...]
+Napi::Array to_js(Napi::Env env, const std::vector<std::string>& v);
 Napi::Object to_js(Napi::Env env, const sdn::ModelInfo& m);
 Napi::Object to_js(Napi::Env env, const sdn::ConvertSummary& s);
 Napi::Object to_js(Napi::Env env, const sdn::SystemInfo& s);

@@ -75,18 +75,31 @@ class Checker {
   std::string what_, component_;
 };
 
-// U-Net residual block: returns its output channels.
-int64_t unet_res(const Checker& c, const std::string& p, int64_t cin, int64_t temb) {
-  c.group_norm32(p + "in_layers.0", cin);
-  const int64_t cout = c.conv(p + "in_layers.2", cin, -1, 3);
-  c.linear(p + "emb_layers.1", temb, cout);
-  c.group_norm32(p + "out_layers.0", cout);
-  c.conv(p + "out_layers.3", cout, cout, 3);
-  if (c.has(p + "skip_connection.weight")) c.conv(p + "skip_connection", cin, cout, 1);
+// Residual block (U-Net ResBlock, VAE ResnetBlock): norm, 3x3 conv, [time-embedding projection], norm, 3x3 conv,
+// and a 1x1 shortcut that must be there when the channels change. The two networks name the same layers
+// differently; `temb` < 0: no time embedding (VAE). Returns the output channels.
+struct ResNames {
+  const char *norm1, *conv1, *emb, *norm2, *conv2, *skip;
+};
+constexpr ResNames kUnetRes = {"in_layers.0", "in_layers.2", "emb_layers.1", "out_layers.0", "out_layers.3", "skip_connection"};
+constexpr ResNames kVaeRes = {"norm1", "conv1", nullptr, "norm2", "conv2", "nin_shortcut"};
+
+int64_t res_block(const Checker& c, const std::string& p, const ResNames& n, int64_t cin, int64_t temb) {
+  c.group_norm32(p + n.norm1, cin);
+  const int64_t cout = c.conv(p + n.conv1, cin, -1, 3);
+  if (n.emb) c.linear(p + n.emb, temb, cout);
+  c.group_norm32(p + n.norm2, cout);
+  c.conv(p + n.conv2, cout, cout, 3);
+  const std::string skip = p + n.skip;
+  if (c.has(skip + ".weight")) c.conv(skip, cin, cout, 1);
   else if (cin != cout)
-    c.fail(p + "skip_connection.weight", "is missing: the block maps " + std::to_string(cin) + " to " +
-                                             std::to_string(cout) + " channels");
+    c.fail(skip + ".weight", "is missing: the block maps " + std::to_string(cin) + " to " + std::to_string(cout) +
+                                 " channels");
   return cout;
+}
+
+int64_t unet_res(const Checker& c, const std::string& p, int64_t cin, int64_t temb) {
+  return res_block(c, p, kUnetRes, cin, temb);
 }
 
 // Spatial transformer on `ch` channels: proj_in/proj_out as 1x1 convolutions (SD1.x) or Linear layers (SD2.x,
@@ -132,18 +145,7 @@ void unet_transformer(const Checker& c, const std::string& p, int64_t ch, int he
   }
 }
 
-// VAE residual block: returns its output channels.
-int64_t vae_res(const Checker& c, const std::string& p, int64_t cin) {
-  c.group_norm32(p + "norm1", cin);
-  const int64_t cout = c.conv(p + "conv1", cin, -1, 3);
-  c.group_norm32(p + "norm2", cout);
-  c.conv(p + "conv2", cout, cout, 3);
-  if (c.has(p + "nin_shortcut.weight")) c.conv(p + "nin_shortcut", cin, cout, 1);
-  else if (cin != cout)
-    c.fail(p + "nin_shortcut.weight", "is missing: the block maps " + std::to_string(cin) + " to " +
-                                          std::to_string(cout) + " channels");
-  return cout;
-}
+int64_t vae_res(const Checker& c, const std::string& p, int64_t cin) { return res_block(c, p, kVaeRes, cin, -1); }
 
 void vae_attn(const Checker& c, const std::string& p, int64_t ch) {
   c.group_norm32(p + "norm", ch);

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "../fuzz/ckpt_zip.h"
+#include "../fuzz/fuzz_adapters_body.h"
 #include "../fuzz/fuzz_model_body.h"
 #include "core/quant.h"
 #include "formats/files.h"
@@ -1074,12 +1075,13 @@ TEST(formats, tiny_model_convert_diffusers_equals_single_file) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Fuzz regressions: every input under test/fixtures/fuzz-regressions/<parser>/ must give a typed error or parse.
+// Fuzz regressions: every input under test/fixtures/fuzz-regressions/<target>/ must give a typed error or parse.
 // ---------------------------------------------------------------------------------------------------------
 TEST(formats, fuzz_regressions_replay) {
   std::string root = repo_root() + "/test/fixtures/fuzz-regressions";
   int n = 0;
-  for (const char* parser : {"safetensors", "gguf", "json", "ckpt", "model"}) {
+  const std::string tmp = temp_dir();  // fuzz_adapters writes each input to a file (the adapter readers open paths)
+  for (const char* parser : {"safetensors", "gguf", "json", "ckpt", "model", "adapters"}) {
     std::string dir = root + "/" + parser;
     DIR* d = opendir(dir.c_str());
     if (!d) continue;
@@ -1090,6 +1092,8 @@ TEST(formats, fuzz_regressions_replay) {
       try {
         if (std::string(parser) == "safetensors") parse_st(bytes);
         else if (std::string(parser) == "gguf") parse_gg(bytes);
+        else if (std::string(parser) == "adapters")
+          sdnfuzz::adapters_one_input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), tmp);
         else if (std::string(parser) == "model")
           sdnfuzz::model_one_input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
         else if (std::string(parser) == "ckpt")

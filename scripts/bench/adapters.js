@@ -7,15 +7,12 @@
 //  * ControlNet overhead per step: 256x256, CFG 7, euler, 4 steps, with and without the reference ControlNet.
 // Usage: npm run bench:adapters -- [--threads 2]   (after `npm run build`)
 'use strict';
-const os = require('os');
 const path = require('path');
 const { loadModel } = require('../../dist/index.js');
 
-const args = process.argv.slice(2);
-const ti = args.indexOf('--threads');
-const threads = ti >= 0 ? Number(args[ti + 1]) : 2;
-const cache = path.join(process.env.SDNODE_CACHE_DIR || path.join(os.homedir(), '.cache', 'sdnode'), 'golden');
-const shared = process.env.SDNODE_SHARED_DIR || path.resolve(__dirname, '..', '..', '..', 'shared');
+const { opt, goldenDir: cache, sharedDir: shared } = require('./common');
+
+const threads = Number(opt('threads', '2'));
 
 async function main() {
   const model = await loadModel(path.join(cache, 'sd15-random-1234.safetensors'), { tokenizerPath: path.join(cache, 'clip-merges.txt'), threads });

@@ -10,20 +10,14 @@
 const os = require('os');
 const path = require('path');
 
-const root = path.resolve(__dirname, '..', '..');
-const args = process.argv.slice(2);
-function opt(name, def) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
-}
-const cacheRoot = process.env.SDNODE_CACHE_DIR ? path.resolve(process.env.SDNODE_CACHE_DIR) : path.join(os.homedir(), '.cache', 'sdnode');
+const { root, opt, goldenDir } = require('./common');
 const size = Number(opt('size', '512'));
 const steps = Number(opt('steps', '20'));
 const strength = Number(opt('strength', '0.5'));
 const threads = Number(opt('threads', '2'));
-const modelFile = opt('model', path.join(cacheRoot, 'golden', 'sd15-random-1234.safetensors'));
-const taesdFile = opt('taesd', path.join(cacheRoot, 'golden', 'taesd-random.safetensors'));
-const merges = path.join(cacheRoot, 'golden', 'clip-merges.txt');
+const modelFile = opt('model', path.join(goldenDir, 'sd15-random-1234.safetensors'));
+const taesdFile = opt('taesd', path.join(goldenDir, 'taesd-random.safetensors'));
+const merges = path.join(goldenDir, 'clip-merges.txt');
 
 async function main() {
   const { loadModel } = require(path.join(root, 'dist', 'index.js'));

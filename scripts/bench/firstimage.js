@@ -29,14 +29,8 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-const root = path.resolve(__dirname, '..', '..');
-const args = process.argv.slice(2);
-function opt(name, def) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
-}
-const cacheRoot = process.env.SDNODE_CACHE_DIR ? path.resolve(process.env.SDNODE_CACHE_DIR) : path.join(os.homedir(), '.cache', 'sdnode');
-const model = path.resolve(opt('model', path.join(cacheRoot, 'golden', 'sd15-random-1234.safetensors')));
+const { root, opt, goldenDir } = require('./common');
+const model = path.resolve(opt('model', path.join(goldenDir, 'sd15-random-1234.safetensors')));
 const threads = Number(opt('threads', '2'));
 const repeat = Number(opt('repeat', '1'));
 const prompt = opt('prompt', 'a red fox in the snow');

@@ -14,12 +14,7 @@ const path = require('path');
 const zlib = require('zlib');
 const { spawnSync } = require('child_process');
 
-const root = path.resolve(__dirname, '..', '..');
-const args = process.argv.slice(2);
-function opt(name, def) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
-}
+const { root, opt, goldenDir, sharedDir } = require('./common');
 const sizes = opt('sizes', '256,512').split(',').map(Number);
 const types = opt('types', 'f16,q8_0,q4_0').split(',');
 const steps = Number(opt('steps', '2'));
@@ -28,9 +23,7 @@ const repeat = Number(opt('repeat', '1'));
 const device = opt('device', 'cpu');
 const vramBudget = opt('vram-budget', '');
 
-const cacheRoot = process.env.SDNODE_CACHE_DIR ? path.resolve(process.env.SDNODE_CACHE_DIR) : path.join(os.homedir(), '.cache', 'sdnode');
-const sharedDir = process.env.SDNODE_SHARED_DIR ? path.resolve(process.env.SDNODE_SHARED_DIR) : path.resolve(root, '..', 'shared');
-const model = opt('model', path.join(cacheRoot, 'golden', 'sd15-random-1234.safetensors'));
+const model = opt('model', path.join(goldenDir, 'sd15-random-1234.safetensors'));
 const bin = path.join(root, 'build', 'bin', 'sdn_bench_sd');
 
 // Reference engine (2 threads, CFG on, same machine kind): seconds per step, VAE decode seconds, peak RSS GB.
@@ -50,7 +43,7 @@ if (!fs.existsSync(model)) {
     `  python3 ${path.join(sharedDir, 'golden', 'make_random_sd15.py')} ${model} --seed 1234`);
   process.exit(1);
 }
-let merges = opt('tokenizer', path.join(cacheRoot, 'golden', 'clip-merges.txt'));
+let merges = opt('tokenizer', path.join(goldenDir, 'clip-merges.txt'));
 if (!fs.existsSync(merges)) {
   const gz = path.join(sharedDir, 'data', 'clip-bpe-merges.txt.gz');
   if (!fs.existsSync(gz)) {

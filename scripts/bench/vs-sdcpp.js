@@ -20,13 +20,7 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-const root = path.resolve(__dirname, '..', '..');
-const args = process.argv.slice(2);
-function opt(name, def) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
-}
-const flag = (name) => args.includes(`--${name}`);
+const { root, opt, flag, goldenDir } = require('./common');
 const sdcpp = opt('sdcpp', process.env.SDCPP_BIN);
 const model = opt('model');
 const size = Number(opt('size', '512'));
@@ -36,7 +30,7 @@ const cfg = Number(opt('cfg', '7'));
 const threads = Number(opt('threads', '2'));
 const repeat = Number(opt('repeat', '1'));
 const label = opt('label', '');
-const tokenizer = opt('tokenizer', path.join(os.homedir(), '.cache', 'sdnode', 'golden', 'clip-merges.txt'));
+const tokenizer = opt('tokenizer', path.join(goldenDir, 'clip-merges.txt'));
 const prompt = 'a red fox in the snow, highly detailed';
 const ours = path.join(root, 'build', 'bin', 'sdn_bench_sd');
 

@@ -8,7 +8,7 @@ import { loadModel, type GenerationResult, type Model } from '../../model';
 import { checkOutputPath, type GeneratedImage } from '../../image';
 import { inspect } from '../../convert';
 import { bindingLoadMs } from '../../binding';
-import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, type GenerateOptions, type LoadOptions, type ModelParts, type PreviewMethod } from '../../options';
+import { SAMPLERS, SCHEDULERS, RNGS, WEIGHT_TYPES, PREVIEW_METHODS, copyDefined, type GenerateOptions, type LoadOptions, type ModelParts, type PreviewMethod } from '../../options';
 import { UsageError } from '../args';
 import type { OptionSpec } from '../args';
 import type { Command } from '../command';
@@ -77,6 +77,13 @@ export const DEVICE_OPTIONS: OptionSpec[] = [
   { name: 'vae-on-cpu', type: 'boolean', description: 'run the VAE on the CPU (GPU devices)' },
 ];
 
+/** Where and how a model runs, shared by `generate`, `serve` and `worker`: DEVICE_OPTIONS, --threads, --weight-type. */
+export const ENGINE_OPTIONS: OptionSpec[] = [
+  ...DEVICE_OPTIONS,
+  { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
+  { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
+];
+
 /** The load options given by DEVICE_OPTIONS (and --threads) on a command line. */
 export function deviceLoadOptions(o: Record<string, unknown>): Pick<LoadOptions, 'threads' | 'device' | 'vramBudget' | 'vaeTiling' | 'textEncoderOnCpu' | 'vaeOnCpu'> {
   const out: ReturnType<typeof deviceLoadOptions> = {};
@@ -128,9 +135,7 @@ export const generateCommand: Command = {
       default: '0',
     },
     { name: 'batch', short: 'b', type: 'integer', arg: 'N', description: 'number of images (seeds seed, seed+1, ...)', default: '1' },
-    ...DEVICE_OPTIONS,
-    { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
-    { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
+    ...ENGINE_OPTIONS,
     { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file (merges.txt, uncompressed); default: the model\'s own, else the CLIP merges shipped with sdnode' },
     { name: 'prediction', type: 'string', arg: 'TYPE', description: 'force the prediction type: eps | v (default: from the file, SD 2.x probed)' },
     { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs named by <lora:NAME:WEIGHT> in the prompt' },
@@ -165,27 +170,13 @@ export const generateCommand: Command = {
       throw new UsageError(`generate: --preview-method must be one of ${PREVIEW_METHODS.join(', ')} (got "${previewMethod}")`);
     }
     const genOptions: GenerateOptions = { prompt: o.prompt as string };
-    const set = <K extends keyof GenerateOptions>(key: K, v: unknown): void => {
-      if (v !== undefined) (genOptions as unknown as Record<string, unknown>)[key] = v;
-    };
-    set('negativePrompt', o['negative-prompt']);
-    set('width', o.width);
-    set('height', o.height);
-    set('steps', o.steps);
-    set('cfgScale', o.cfg);
-    set('sampler', o.sampler);
-    set('scheduler', o.scheduler);
-    set('seed', o.seed);
-    set('rng', o.rng);
-    set('clipSkip', o['clip-skip']);
-    set('batchCount', o.batch);
-    set('initImage', o['init-img']);
-    set('mask', o.mask);
-    set('maskBlur', o['mask-blur']);
-    set('strength', o.strength);
-    if (o.taesd !== undefined) set('decoder', 'taesd');
-    set('loraDir', o['lora-model-dir']);
-    set('embeddingDir', o['embd-dir']);
+    // the flags named in FLAG_OF (without the leading --), in this order; --taesd sets decoder "taesd" (not the path)
+    const fromFlags = (keys: (keyof GenerateOptions & string)[]): Partial<Record<keyof GenerateOptions & string, string>> =>
+      Object.fromEntries(keys.map((k) => [k, FLAG_OF[k].slice(2)]));
+    copyDefined(genOptions, o, fromFlags(['negativePrompt', 'width', 'height', 'steps', 'cfgScale', 'sampler', 'scheduler', 'seed',
+      'rng', 'clipSkip', 'batchCount', 'initImage', 'mask', 'maskBlur', 'strength']));
+    if (o.taesd !== undefined) genOptions.decoder = 'taesd';
+    copyDefined(genOptions, o, fromFlags(['loraDir', 'embeddingDir']));
     if (o['control-net'] !== undefined || o['control-image'] !== undefined) {
       if (o['control-net'] === undefined || o['control-image'] === undefined)
         throw new UsageError('generate: --control-net and --control-image go together');

@@ -5,10 +5,10 @@
  * @packageDocumentation
  */
 import type { OptionSpec, ParsedArgs } from '../args';
-import { DEVICE_OPTIONS, deviceLoadOptions } from './generate';
+import { ENGINE_OPTIONS, deviceLoadOptions } from './generate';
 import { UsageError } from '../args';
 import type { Command, CommandContext } from '../command';
-import { resolveLoadOptions, WEIGHT_TYPES, type LoadOptions, type WeightType } from '../../options';
+import { resolveLoadOptions, type LoadOptions, type WeightType } from '../../options';
 import type { AdapterDirs, PoolLoadOptions } from '../../server/models';
 import { DEFAULT_LIMITS } from '../../server/limits';
 
@@ -16,9 +16,7 @@ export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'model', short: 'm', type: 'string', arg: 'FILE', multiple: true, description: 'model file (.safetensors/.ckpt/.gguf) or diffusers folder; clients pick it by file name without extension' },
   { name: 'model-dir', type: 'string', arg: 'DIR', multiple: true, description: 'serve every model file (and diffusers folder) in DIR' },
   { name: 'memory-budget', type: 'integer', arg: 'MB', description: 'memory for loaded models; least recently used ones are unloaded to stay under it', default: 'half the RAM' },
-  ...DEVICE_OPTIONS,
-  { name: 'threads', short: 't', type: 'integer', arg: 'N', description: 'CPU threads (0: physical cores)', default: '0' },
-  { name: 'weight-type', type: 'string', arg: 'TYPE', description: `quantize on load: ${WEIGHT_TYPES.join(' ')}` },
+  ...ENGINE_OPTIONS,
   { name: 'tokenizer', type: 'string', arg: 'FILE', description: 'CLIP merges file for models that do not embed one' },
   { name: 'taesd', type: 'string', arg: 'FILE', description: 'TAESD file: lets jobs ask for decoder "taesd" (fast, approximate)' },
   { name: 'lora-model-dir', type: 'string', arg: 'DIR', description: 'folder of the LoRAs prompts may name with <lora:NAME:WEIGHT>' },
