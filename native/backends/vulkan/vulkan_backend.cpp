@@ -31,8 +31,11 @@
 //  * Two kernel variants for linear/conv2d/attention: the shared-memory tiled ones (matmul.comp, attention.comp)
 //    on GPUs, register-blocked ones (matmul_rb.comp, attention_rb.comp) on CPU devices such as lavapipe, where
 //    memory loads are per-lane scalar loops; SDN_VULKAN_KERNELS=tiled|blocked forces one.
-//  * Kernels are plain GLSL with no subgroup, fp16-arithmetic, int8 or cooperative-matrix paths yet; the
-//    device's support for them is reported in DeviceInfo only.
+//  * Kernels are plain GLSL with no subgroup, fp16-arithmetic or int8 paths yet; the device's support for them is
+//    reported in DeviceInfo only.
+//  * Cooperative-matrix GEMM (matmul_cm.comp, VK_NV_cooperative_matrix): chosen per device by coopmat_plan and a
+//    self-check against the plain kernel at backend creation (coopmat_selfcheck); DeviceInfo's
+//    cooperative_matrix_kernel says whether it is used and why not. Compiled, but never executed on any device.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -109,9 +112,10 @@ bool has_extension(const Api& api, VkPhysicalDevice pd, const char* name) {
 // extension), so it needs VK_NV_cooperative_matrix, shaderFloat16, vulkanMemoryModel (the SPIR-V uses the Vulkan
 // memory model), 32-wide subgroups, and a 16 x N x 16 f16 x f16 -> f32 subgroup shape in the device's list (N = 16
 // or 8). Part 2 (VulkanBackend::coopmat_selfcheck) runs it against the plain kernel before it is used.
-// SDN_VULKAN_COOPMAT=off turns it off; =test makes the other plain GEMM kernel stand in for it on any device, so the
-// selection and self-check logic run where no device has the extension (tests, lavapipe); with
-// SDN_VULKAN_COOPMAT_FAULT=1 the self-check sees a wrong result (tests of the path that disables it).
+// SDN_VULKAN_COOPMAT=off (or SDN_VULKAN_KERNELS, which forces a plain kernel) turns it off; =test makes the other
+// plain GEMM kernel stand in for it on any device, so the selection and self-check logic run where no device has the
+// extension (tests, lavapipe); with SDN_VULKAN_COOPMAT_FAULT=1 the self-check sees a wrong result (tests of the path
+// that disables it).
 // ---------------------------------------------------------------------------------------------------------
 struct CoopmatPlan {
   bool candidate = false;  // the self-check decides
@@ -135,6 +139,12 @@ CoopmatPlan coopmat_plan(const Api& api, VkPhysicalDevice pd) {
   if (env == "test") {
     p.candidate = p.test = true;
     return p;
+  }
+  if (const char* k = std::getenv("SDN_VULKAN_KERNELS")) {
+    if (*k) {
+      p.why = std::string("SDN_VULKAN_KERNELS=") + k + " forces a plain kernel";
+      return p;
+    }
   }
   size_t words = 0;
   if (!vk_spirv::find("linear_cm_f16", &words)) {
