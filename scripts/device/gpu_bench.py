@@ -176,41 +176,64 @@ VK = {}
 
 
 def vulkan_tools():
-    debs = os.path.join(CARRY, 'debs')
-    root = os.path.join(WORK, 'vkroot')
-    os.makedirs(root, exist_ok=True)
+    """Unpacks the carried packages: .device-carry/debs/{bookworm,trixie}/*.deb into WORK/vkroot-<release>.
+
+    Headers and SPIRV-Headers: trixie's (ggml 8e800ce needs Vulkan headers newer than bookworm's 1.3.239). glslc:
+    trixie's (2025.2: ggml's cooperative-matrix shaders) where it runs (it needs glibc 2.38), else bookworm's.
+    The loader: the machine's own if it has one, else bookworm's libvulkan1 unpacked to / (runs on any glibc); builds
+    link against bookworm's libvulkan.so.
+    """
     have_loader = sh('ldconfig -p | grep -q "libvulkan.so.1"', timeout=20)[0] == 0
-    for d in sorted(os.listdir(debs)) if os.path.isdir(debs) else []:
-        if not d.endswith('.deb'):
+    roots = {}
+    for rel in ['trixie', 'bookworm']:
+        debs = os.path.join(CARRY, 'debs', rel)
+        if not os.path.isdir(debs):
             continue
-        # the loader goes to / (as the device tool's notes say) where the machine has none, the rest elsewhere
-        target = '/' if (d.startswith('libvulkan1_') and not have_loader and not CPU) else root
-        sh(['dpkg', '-x', os.path.join(debs, d), target], timeout=60)
+        root = roots[rel] = os.path.join(WORK, 'vkroot-' + rel)
+        os.makedirs(root, exist_ok=True)
+        for d in sorted(os.listdir(debs)):
+            if d.endswith('.deb'):
+                sh(['dpkg', '-x', os.path.join(debs, d), root], timeout=60)
+                if d.startswith('libvulkan1_') and rel == 'bookworm' and not have_loader and not CPU:
+                    sh(['dpkg', '-x', os.path.join(debs, d), '/'], timeout=60)  # as the device tool's notes say
     if not CPU:
         sh('ldconfig', timeout=30)
-    glslc = os.path.join(root, 'usr', 'bin', 'glslc')  # the carried one first (the dry run tests it too)
-    if not os.path.exists(glslc):
-        glslc = shutil.which('glslc') or glslc
-    libdir = os.path.join(root, 'usr', 'lib', 'x86_64-linux-gnu')
-    env = dict(os.environ, LD_LIBRARY_PATH=libdir + ':' + os.environ.get('LD_LIBRARY_PATH', ''))
-    ok = os.path.exists(glslc) and sh([glslc, '--version'], timeout=20, env=env)[0] == 0
-    inc = os.path.join(root, 'usr', 'include')
-    if not os.path.exists(os.path.join(inc, 'vulkan', 'vulkan.h')):
-        inc = '/usr/include'
-    lib = next((p for p in [os.path.join(libdir, 'libvulkan.so'), '/usr/lib/x86_64-linux-gnu/libvulkan.so']
-                if os.path.exists(p)), None)
-    sph = os.path.join(root, 'usr', 'share', 'cmake', 'SPIRV-Headers')
-    VK.update(spirv_headers=sph if os.path.isdir(sph) else None)
-    VK.update(glslc=glslc if ok else None, include=inc if os.path.exists(os.path.join(inc, 'vulkan', 'vulkan.h')) else None,
-              lib=lib, env=env)
+
+    def libdir(root):
+        return os.path.join(root, 'usr', 'lib', 'x86_64-linux-gnu')
+
+    VK.clear()
+    for rel, root in roots.items():  # trixie first
+        glslc = os.path.join(root, 'usr', 'bin', 'glslc')
+        env = dict(os.environ, LD_LIBRARY_PATH=libdir(root) + ':' + os.environ.get('LD_LIBRARY_PATH', ''))
+        if os.path.exists(glslc) and sh([glslc, '--version'], timeout=20, env=env)[0] == 0:
+            VK.update(glslc=glslc, glslc_from=rel, env=env)
+            break
+    if not VK.get('glslc') and shutil.which('glslc'):
+        VK.update(glslc=shutil.which('glslc'), glslc_from='the machine', env=dict(os.environ))
+    for rel, root in roots.items():
+        inc = os.path.join(root, 'usr', 'include')
+        if not VK.get('include') and os.path.exists(os.path.join(inc, 'vulkan', 'vulkan.h')):
+            VK.update(include=inc, include_from=rel)
+        sph = os.path.join(root, 'usr', 'share', 'cmake', 'SPIRV-Headers')
+        if not VK.get('spirv_headers') and os.path.isdir(sph):
+            VK['spirv_headers'] = sph
+    for rel in ['bookworm', 'trixie']:  # link against the loader that runs on any glibc
+        so = os.path.join(libdir(roots[rel]), 'libvulkan.so') if rel in roots else ''
+        if not VK.get('lib') and so and os.path.exists(so):
+            VK['lib'] = so
+    if not VK.get('include') and os.path.exists('/usr/include/vulkan/vulkan.h'):
+        VK.update(include='/usr/include', include_from='the machine')
     icd = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json'
     if not CPU and os.path.exists(icd) and not any(os.path.isdir(p) and os.listdir(p) for p in
                                                     ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d']):
         os.environ['VK_DRIVER_FILES'] = icd
         note('VK_DRIVER_FILES=' + icd)
     report['machine']['vulkan_tools'] = {k: v for k, v in VK.items() if k != 'env'}
-    if not VK['glslc'] or not VK['include']:
+    if not VK.get('glslc') or not VK.get('include'):
         note('no glslc or Vulkan headers (were the .deb files carried? scripts/device/prepare.sh): Vulkan builds skipped')
+    elif VK.get('glslc_from') != 'trixie':
+        note('glslc from %s, not trixie: ggml builds no cooperative-matrix shaders with it' % VK.get('glslc_from'))
     write_report()
 
 
@@ -276,9 +299,9 @@ def build(key, src, bdir, cmake_args, target, binary, timeout, env=None, configu
         b['glslc'] = feats
         missing = [f.split()[0] for f in feats if ' not supported' in f]
         if missing and key not in [n.split(':')[0] for n in report['notes']]:
-            note('%s: the carried glslc (Debian bookworm 2023.2) lacks %s, so ggml compiled no shaders that use them '
-                 '(e.g. its cooperative-matrix matmul): its Vulkan figures are below what a current Vulkan SDK build '
-                 'gives' % (key, ', '.join(missing)))
+            note('%s: the glslc used (%s) lacks %s, so ggml compiles no shaders that use them: its Vulkan figures '
+                 'may be below what a build with a current Vulkan SDK gives' % (key, VK.get('glslc_from'),
+                                                                               ', '.join(missing)))
     if configure_only:
         b['status'] = 'configured' if rc == 0 else 'configure failed (rc %d)' % rc
         b['seconds'] = round(time.monotonic() - t, 1)

@@ -7,9 +7,9 @@
 #
 #   .device-carry/sdcpp/   stable-diffusion.cpp source (default /work/ext/sdcpp: 97d2990 + ggml 8e800ce), without
 #                          .git, build folders, assets, docs, tests and ggml's examples (a copy, never committed)
-#   .device-carry/debs/    Debian packages unpacked there: glslc + libshaderc1 (shader compiler for both engines'
-#                          Vulkan builds), libvulkan-dev (headers), libvulkan1 (the loader), spirv-headers
-#                          (ggml's Vulkan build asks for its CMake package)
+#   .device-carry/debs/    Debian packages unpacked there (bookworm/ and trixie/): glslc + libshaderc1 (shader
+#                          compiler for both engines' Vulkan builds), libvulkan-dev (headers), libvulkan1 (the
+#                          loader), spirv-headers (ggml's Vulkan build asks for its CMake package)
 #   .device-carry/bin/     sdn_bench_sd built here with the Vulkan backend (used there only when building ours
 #                          there fails)
 #   .device-carry/gen/     the random-checkpoint generators of ../shared/golden (make_random_sd15.py,
@@ -37,9 +37,27 @@ mkdir -p "$carry/sdcpp" "$carry/debs" "$carry/bin" "$carry/gen"
   ( cd "$carry/sdcpp" && tar xf - )
 ( cd "$sdcpp" && { git rev-parse --short HEAD 2>/dev/null || echo unknown; } ) > "$carry/sdcpp/SDNODE-COPY-OF"
 
-# Debian packages for the Vulkan builds there
-( cd "$carry/debs" && apt-get download glslc libshaderc1 libvulkan-dev libvulkan1 spirv-headers >/dev/null ) ||
-  echo "warning: apt-get download failed: the Vulkan builds there will be skipped (run apt-get update first?)" >&2
+# Debian packages for the Vulkan builds there, from this machine's release (bookworm) and from the next (trixie):
+# ggml 8e800ce needs Vulkan headers newer than bookworm's 1.3.239 (VK_EXT_layer_settings), and only trixie's glslc
+# (2025.2) compiles ggml's cooperative-matrix shaders; that glslc needs glibc 2.38, so the bookworm one is the
+# fallback there. The trixie package lists go to a private folder (the machine's apt configuration is untouched),
+# from the mirror this machine's apt sources name.
+pkgs="glslc libshaderc1 libvulkan-dev libvulkan1 spirv-headers"
+mkdir -p "$carry/debs/bookworm" "$carry/debs/trixie"
+( cd "$carry/debs/bookworm" && apt-get download $pkgs >/dev/null 2>&1 ) ||
+  echo "warning: apt-get download failed (run apt-get update first?): no bookworm Vulkan tools carried" >&2
+T="$(mktemp -d)"
+uri="$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+[ -z "$uri" ] && uri="$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+if [ -n "$uri" ]; then
+  mkdir -p "$T/lists/partial" "$T/cache/archives/partial" "$T/parts"
+  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" > "$T/parts/trixie.sources"
+  o="-oDir::Etc::SourceList=/dev/null -oDir::Etc::SourceParts=$T/parts -oDir::State::Lists=$T/lists -oDir::Cache=$T/cache"
+  ( apt-get $o update >/dev/null 2>&1 && cd "$carry/debs/trixie" && apt-get $o download $pkgs >/dev/null 2>&1 ) ||
+    echo "warning: the trixie packages could not be downloaded: stable-diffusion.cpp's Vulkan build will fail there" >&2
+fi
+rm -rf "$T"
 
 # our benchmark program, built here (fallback there)
 if [ -x "$root/build/bin/sdn_bench_sd" ]; then
