@@ -438,6 +438,8 @@ class Core {
     std::vector<const char*> exts;
     if (has_extension(api_, pd_, "VK_KHR_portability_subset")) exts.push_back("VK_KHR_portability_subset");
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
+    const VkPhysicalDeviceVulkan12Features f12_plain = f12;
+    const std::vector<const char*> exts_plain = exts;
     coopmat_device_features(coopmat_, f12, cmf, exts);
     VkDeviceCreateInfo dci{};
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
@@ -446,7 +448,19 @@ class Core {
     dci.pQueueCreateInfos = &qci;
     dci.enabledExtensionCount = (uint32_t)exts.size();
     dci.ppEnabledExtensionNames = exts.data();
-    check(api_.vkCreateDevice(pd_, &dci, nullptr, &dev_), "creating the device");
+    VkResult created = api_.vkCreateDevice(pd_, &dci, nullptr, &dev_);
+    if (created != VK_SUCCESS && exts.size() != exts_plain.size()) {
+      // the cooperative-matrix extension or its features made device creation fail: without them, the plain kernels
+      coopmat_.candidate = false;
+      coopmat_.why = "creating the device with VK_NV_cooperative_matrix failed (" + vk::result_name(created) + ")";
+      f12 = f12_plain;
+      exts = exts_plain;
+      dci.enabledExtensionCount = (uint32_t)exts.size();
+      dci.ppEnabledExtensionNames = exts.data();
+      dev_ = VK_NULL_HANDLE;
+      created = api_.vkCreateDevice(pd_, &dci, nullptr, &dev_);
+    }
+    check(created, "creating the device");
     api_.vkGetDeviceQueue(dev_, family_, 0, &queue_);
     VkCommandPoolCreateInfo pci{};
     pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
