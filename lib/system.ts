@@ -28,6 +28,12 @@ export interface DeviceInfo {
   int8: boolean;
   /** Tensor-core style matrix instructions (cooperative matrix). */
   cooperativeMatrix: boolean;
+  /**
+   * Vulkan devices: whether sdnode's cooperative-matrix GEMM kernel would run, and why not: `"not used: <reason>"`,
+   * or `"candidate: ..."` (a self-check against the plain kernel decides when a model loads on it). That kernel has
+   * never been executed on any device (none available offered the extension); see docs/API.md.
+   */
+  cooperativeMatrixKernel?: string;
   /** Whether models can run on it. */
   usable: boolean;
   /** Why not, when `usable` is false. */

@@ -17,6 +17,9 @@ test('getSystemInfo lists the CPU first, then every device of the compiled-in ba
   for (const d of s.devices) {
     expect(s.backends).toContain(d.backend);
     if (!d.usable) expect(d.unusableReason).toBeTruthy();
+    // Vulkan devices say whether the cooperative-matrix GEMM would run on them, and why not
+    if (d.backend === 'vulkan') expect(d.cooperativeMatrixKernel).toMatch(/^(not used: .+|candidate.*)$/);
+    else expect(d.cooperativeMatrixKernel).toBeUndefined();
   }
   // a compiled-in backend without devices says why
   for (const b of s.backends)

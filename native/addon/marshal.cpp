@@ -69,6 +69,7 @@ Napi::Object to_js(Napi::Env env, const sdn::SystemInfo& s) {
     x.Set("fp16", d.fp16);
     x.Set("int8", d.int8);
     x.Set("cooperativeMatrix", d.cooperative_matrix);
+    if (!d.cooperative_matrix_kernel.empty()) x.Set("cooperativeMatrixKernel", d.cooperative_matrix_kernel);
     x.Set("usable", d.usable);
     if (!d.usable) x.Set("unusableReason", d.unusable_reason);
     devs.Set((uint32_t)i, x);

@@ -56,6 +56,14 @@ const std::vector<Dev>& devices() {
           }
           if (prev) setenv("SDN_VULKAN_KERNELS", saved.c_str(), 1);
           else unsetenv("SDN_VULKAN_KERNELS");
+          // the cooperative-matrix GEMM, where the device passes its self-check (the forced variants above keep
+          // to the plain kernels)
+          if (!prev) {
+            std::shared_ptr<Backend> cm = f->create(d.index, {});
+            const std::string st = cm->device_info().cooperative_matrix_kernel;
+            if (st.rfind("in use", 0) == 0) v.push_back({d.id + " (cooperative-matrix kernel)", cm});
+            else std::fprintf(stderr, "SKIP: backend_ops with the cooperative-matrix kernel on %s: %s\n", d.id.c_str(), st.c_str());
+          }
           continue;
         }
         v.push_back({d.id, f->create(d.index, {})});

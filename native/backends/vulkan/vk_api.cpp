@@ -90,6 +90,8 @@ std::string load_instance_functions(Api& api, VkInstance instance) {
   if (!api.name) return #name;
   SDN_VK_INSTANCE_FNS(SDN_VK_LOAD_INSTANCE)
 #undef SDN_VK_LOAD_INSTANCE
+  api.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+      api.vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
   return "";
 }
 

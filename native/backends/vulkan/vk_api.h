@@ -33,6 +33,8 @@ struct Api {
   SDN_VK_GLOBAL_FNS(SDN_VK_DECL)
   SDN_VK_INSTANCE_FNS(SDN_VK_DECL)
 #undef SDN_VK_DECL
+  // optional (extension functions, nullptr where the loader/driver lacks them)
+  PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV vkGetPhysicalDeviceCooperativeMatrixPropertiesNV = nullptr;
 };
 
 // Opens the loader once per process and resolves the global functions. Returns nullptr and sets *why

@@ -31,8 +31,11 @@
 //  * Two kernel variants for linear/conv2d/attention: the shared-memory tiled ones (matmul.comp, attention.comp)
 //    on GPUs, register-blocked ones (matmul_rb.comp, attention_rb.comp) on CPU devices such as lavapipe, where
 //    memory loads are per-lane scalar loops; SDN_VULKAN_KERNELS=tiled|blocked forces one.
-//  * Kernels are plain GLSL with no subgroup, fp16-arithmetic, int8 or cooperative-matrix paths yet; the
-//    device's support for them is reported in DeviceInfo only.
+//  * Kernels are plain GLSL with no subgroup, fp16-arithmetic or int8 paths yet; the device's support for them is
+//    reported in DeviceInfo only.
+//  * Cooperative-matrix GEMM (matmul_cm.comp, VK_NV_cooperative_matrix): chosen per device by coopmat_plan and a
+//    self-check against the plain kernel at backend creation (coopmat_selfcheck); DeviceInfo's
+//    cooperative_matrix_kernel says whether it is used and why not. Compiled, but never executed on any device.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -46,6 +49,7 @@
 
 #include "backends/backend.h"
 #include "backends/vulkan/vk_api.h"
+#include "core/quant.h"
 #include "sdn/error.h"
 
 namespace sdn {
@@ -100,6 +104,123 @@ bool has_extension(const Api& api, VkPhysicalDevice pd, const char* name) {
   for (auto& e : v)
     if (std::strcmp(e.extensionName, name) == 0) return true;
   return false;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Cooperative-matrix GEMM (shaders/matmul_cm.comp), selection part 1: whether a device can run it. It is compiled
+// only where the build's glslc accepts GL_NV_cooperative_matrix (Debian bookworm's glslang 12 rejects the KHR
+// extension), so it needs VK_NV_cooperative_matrix, shaderFloat16, vulkanMemoryModel (the SPIR-V uses the Vulkan
+// memory model), 32-wide subgroups, and a 16 x N x 16 f16 x f16 -> f32 subgroup shape in the device's list (N = 16
+// or 8). Part 2 (VulkanBackend::coopmat_selfcheck) runs it against the plain kernel before it is used.
+// SDN_VULKAN_COOPMAT=off (or SDN_VULKAN_KERNELS, which forces a plain kernel) turns it off; =test makes the other
+// plain GEMM kernel stand in for it on any device, so the selection and self-check logic run where no device has the
+// extension (tests, lavapipe); with SDN_VULKAN_COOPMAT_FAULT=1 the self-check sees a wrong result (tests of the path
+// that disables it).
+// ---------------------------------------------------------------------------------------------------------
+struct CoopmatPlan {
+  bool candidate = false;  // the self-check decides
+  bool test = false;       // SDN_VULKAN_COOPMAT=test: a plain kernel stands in
+  uint32_t n = 0;          // N size of the matrices (specialization constant 0 of matmul_cm.comp)
+  std::string why;         // why not, when !candidate
+};
+
+std::string coopmat_env() {
+  const char* v = std::getenv("SDN_VULKAN_COOPMAT");
+  return v ? v : "";
+}
+
+CoopmatPlan coopmat_plan(const Api& api, VkPhysicalDevice pd) {
+  CoopmatPlan p;
+  const std::string env = coopmat_env();
+  if (env == "off") {
+    p.why = "turned off by SDN_VULKAN_COOPMAT=off";
+    return p;
+  }
+  if (env == "test") {
+    p.candidate = p.test = true;
+    return p;
+  }
+  if (const char* k = std::getenv("SDN_VULKAN_KERNELS")) {
+    if (*k) {
+      p.why = std::string("SDN_VULKAN_KERNELS=") + k + " forces a plain kernel";
+      return p;
+    }
+  }
+  size_t words = 0;
+  if (!vk_spirv::find("linear_cm_f16", &words)) {
+    p.why = "not compiled in (the build's glslc does not accept GL_NV_cooperative_matrix)";
+    return p;
+  }
+  if (!has_extension(api, pd, "VK_NV_cooperative_matrix")) {
+    p.why = has_extension(api, pd, "VK_KHR_cooperative_matrix")
+                ? "the device offers VK_KHR_cooperative_matrix only; sdnode's kernel is built for "
+                  "VK_NV_cooperative_matrix (the build tools lack the KHR extension)"
+                : "the device offers no cooperative-matrix extension";
+    return p;
+  }
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
+  cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+  VkPhysicalDeviceVulkan12Features f12{};
+  f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+  f12.pNext = &cmf;
+  VkPhysicalDeviceFeatures2 f2{};
+  f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+  f2.pNext = &f12;
+  api.vkGetPhysicalDeviceFeatures2(pd, &f2);
+  VkPhysicalDeviceSubgroupProperties sub{};
+  sub.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+  VkPhysicalDeviceProperties2 p2{};
+  p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+  p2.pNext = &sub;
+  api.vkGetPhysicalDeviceProperties2(pd, &p2);
+  if (!cmf.cooperativeMatrix) p.why = "the driver lists VK_NV_cooperative_matrix but not its cooperativeMatrix feature";
+  else if (!f12.shaderFloat16) p.why = "the device lacks shaderFloat16";
+  else if (!f12.vulkanMemoryModel) p.why = "the device lacks vulkanMemoryModel";
+  else if (sub.subgroupSize != 32 || !(sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+    p.why = "the kernel needs 32-wide subgroups in compute shaders (the device has " +
+            std::to_string(sub.subgroupSize) + ")";
+  else if (!api.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+    p.why = "the loader lacks vkGetPhysicalDeviceCooperativeMatrixPropertiesNV";
+  if (!p.why.empty()) return p;
+  uint32_t n = 0;
+  api.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, nullptr);
+  std::vector<VkCooperativeMatrixPropertiesNV> props(n);
+  for (auto& c : props) c.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+  api.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, props.data());
+  for (uint32_t want : {16u, 8u})
+    for (uint32_t i = 0; i < n && !p.n; ++i) {
+      const VkCooperativeMatrixPropertiesNV& c = props[i];
+      if (c.MSize == 16 && c.KSize == 16 && c.NSize == want && c.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+          c.BType == VK_COMPONENT_TYPE_FLOAT16_NV && c.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+          c.DType == VK_COMPONENT_TYPE_FLOAT32_NV && c.scope == VK_SCOPE_SUBGROUP_NV)
+        p.n = want;
+    }
+  if (!p.n) {
+    p.why = "none of the device's " + std::to_string(n) +
+            " cooperative-matrix shapes is 16x16x16 or 16x8x16 f16 x f16 -> f32 per subgroup";
+    return p;
+  }
+  p.candidate = true;
+  return p;
+}
+
+// The device-creation part: the extension and features matmul_cm.comp needs (nothing for a test stand-in).
+void coopmat_device_features(const CoopmatPlan& p, VkPhysicalDeviceVulkan12Features& f12,
+                             VkPhysicalDeviceCooperativeMatrixFeaturesNV& cmf, std::vector<const char*>& exts) {
+  if (!p.candidate || p.test) return;
+  cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+  cmf.cooperativeMatrix = VK_TRUE;
+  cmf.pNext = f12.pNext;
+  f12.pNext = &cmf;
+  f12.shaderFloat16 = VK_TRUE;
+  f12.vulkanMemoryModel = VK_TRUE;
+  exts.push_back("VK_NV_cooperative_matrix");
+}
+
+std::string coopmat_pending(const CoopmatPlan& p) {
+  if (!p.candidate) return "not used: " + p.why;
+  return std::string("candidate") + (p.test ? " (SDN_VULKAN_COOPMAT=test: a plain kernel stands in)" : "") +
+         ": a self-check against the plain kernel decides when a model loads";
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -217,7 +338,9 @@ Discovery& discovery() {
         api->vkGetPhysicalDeviceFeatures2(pd, &f2);
         info.fp16 = f12.shaderFloat16;
         info.int8 = f12.shaderInt8;
-        info.cooperative_matrix = has_extension(*api, pd, "VK_KHR_cooperative_matrix");
+        info.cooperative_matrix = has_extension(*api, pd, "VK_KHR_cooperative_matrix") ||
+                                  has_extension(*api, pd, "VK_NV_cooperative_matrix");
+        info.cooperative_matrix_kernel = coopmat_pending(coopmat_plan(*api, pd));
         if (!f12.bufferDeviceAddress) {
           info.usable = false;
           info.unusable_reason = "the driver lacks bufferDeviceAddress, which sdnode's Vulkan kernels need";
@@ -234,6 +357,7 @@ Discovery& discovery() {
         info.usable = false;
         info.unusable_reason = "no compute queue";
       }
+      if (!info.usable) info.cooperative_matrix_kernel = "not used: the device is unusable";
       d.infos.push_back(info);
     }
   });
@@ -303,6 +427,7 @@ class Core {
       int64_ = have.features.shaderInt64 == VK_TRUE;
     }
     if (!int64_) blocked_kernels_ = false;  // the register-blocked kernels load 64 bits at a time
+    coopmat_ = coopmat_plan(api_, pd_);
     VkPhysicalDeviceVulkan12Features f12{};
     f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
     f12.bufferDeviceAddress = VK_TRUE;
@@ -310,17 +435,32 @@ class Core {
     features2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
     features2.pNext = &f12;
     features2.features.shaderInt64 = int64_ ? VK_TRUE : VK_FALSE;
+    std::vector<const char*> exts;
+    if (has_extension(api_, pd_, "VK_KHR_portability_subset")) exts.push_back("VK_KHR_portability_subset");
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
+    const VkPhysicalDeviceVulkan12Features f12_plain = f12;
+    const std::vector<const char*> exts_plain = exts;
+    coopmat_device_features(coopmat_, f12, cmf, exts);
     VkDeviceCreateInfo dci{};
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
     dci.pNext = &features2;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
-    const char* portability = "VK_KHR_portability_subset";
-    if (has_extension(api_, pd_, portability)) {
-      dci.enabledExtensionCount = 1;
-      dci.ppEnabledExtensionNames = &portability;
+    dci.enabledExtensionCount = (uint32_t)exts.size();
+    dci.ppEnabledExtensionNames = exts.data();
+    VkResult created = api_.vkCreateDevice(pd_, &dci, nullptr, &dev_);
+    if (created != VK_SUCCESS && exts.size() != exts_plain.size()) {
+      // the cooperative-matrix extension or its features made device creation fail: without them, the plain kernels
+      coopmat_.candidate = false;
+      coopmat_.why = "creating the device with VK_NV_cooperative_matrix failed (" + vk::result_name(created) + ")";
+      f12 = f12_plain;
+      exts = exts_plain;
+      dci.enabledExtensionCount = (uint32_t)exts.size();
+      dci.ppEnabledExtensionNames = exts.data();
+      dev_ = VK_NULL_HANDLE;
+      created = api_.vkCreateDevice(pd_, &dci, nullptr, &dev_);
     }
-    check(api_.vkCreateDevice(pd_, &dci, nullptr, &dev_), "creating the device");
+    check(created, "creating the device");
     api_.vkGetDeviceQueue(dev_, family_, 0, &queue_);
     VkCommandPoolCreateInfo pci{};
     pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
@@ -717,6 +857,8 @@ class Core {
   uint32_t max_groups_1d_ = 1024;
   bool blocked_kernels_ = false;  // matmul_rb.comp / attention_rb.comp instead of matmul.comp / attention.comp
   bool int64_ = false;            // shaderInt64 enabled
+  CoopmatPlan coopmat_;           // cooperative-matrix GEMM: whether the device can run it (coopmat_plan)
+  bool coopmat_on_ = false;       // linear/conv2d use it (set by VulkanBackend::coopmat_selfcheck)
   uint32_t family_ = 0;
   VkDevice dev_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
@@ -939,7 +1081,9 @@ std::string type_suffix(DType t) {
 class VulkanBackend final : public Backend {
  public:
   VulkanBackend(int index, const BackendOptions& options)
-      : core_(std::make_shared<Core>(index, options)), cpu_(make_cpu_backend(options)) {}
+      : core_(std::make_shared<Core>(index, options)), cpu_(make_cpu_backend(options)) {
+    coopmat_selfcheck();
+  }
   ~VulkanBackend() override {
     try {
       core_->synchronize();
@@ -1533,7 +1677,12 @@ class VulkanBackend final : public Backend {
   // takes a 1-D grid of 64-wide workgroups folded into 2-D; the tiled kernel (matmul.comp) one workgroup per
   // 64x64 output tile, split into several dispatches (u13 = first row) when M needs more than 65535 row tiles.
   void matmul_dispatch(const std::string& kind, DType wt, Push pc, int64_t M, int64_t N, int seg = -1) {
-    if (core_->blocked_kernels_) {
+    if (core_->coopmat_on_) return coopmat_dispatch(kind, wt, pc, M, N, seg);
+    plain_matmul_dispatch(kind, wt, pc, M, N, seg, core_->blocked_kernels_);
+  }
+  void plain_matmul_dispatch(const std::string& kind, DType wt, Push pc, int64_t M, int64_t N, int seg,
+                             bool blocked) {
+    if (blocked) {
       const bool conv = kind == "conv_";  // output block per invocation, as matmul_rb.comp's RB_R x RB_C
       const int64_t R = conv ? 16 : 8, Cb = conv ? 8 : 16;
       const int64_t blocks = ((M + R - 1) / R) * ((N + Cb - 1) / Cb);
@@ -1546,6 +1695,12 @@ class VulkanBackend final : public Backend {
       core_->dispatch(kind + "rb_" + type_suffix(wt), pc, gx, gy, 1, conv ? seg : -1);
       return;
     }
+    tiled_dispatch(kind + type_suffix(wt), kind, pc, M, N);
+  }
+  // One workgroup per 64x64 output tile (matmul.comp, matmul_cm.comp), split into several dispatches (u13 = first
+  // row) when M needs more than 65535 row tiles.
+  void tiled_dispatch(const std::string& shader, const std::string& kind, Push pc, int64_t M, int64_t N,
+                      int spec = -1) {
     const uint32_t gy = (uint32_t)((N + 63) / 64);
     if (gy > kMaxGroups)
       throw_error(ErrorCode::OutOfMemory, core_->info_.id + ": " + kind + " with " + std::to_string(N) +
@@ -1553,8 +1708,109 @@ class VulkanBackend final : public Backend {
     const int64_t tiles = (M + 63) / 64;
     for (int64_t t0 = 0; t0 < tiles; t0 += kMaxGroups) {
       pc.u[13] = (uint32_t)(t0 * 64);
-      core_->dispatch(kind + type_suffix(wt), pc, (uint32_t)std::min<int64_t>(tiles - t0, kMaxGroups), gy);
+      core_->dispatch(shader, pc, (uint32_t)std::min<int64_t>(tiles - t0, kMaxGroups), gy, 1, spec);
     }
+  }
+
+  // ---- cooperative-matrix GEMM, selection part 2 (part 1: coopmat_plan) ----
+  // The GEMM with matmul_cm.comp (or, with SDN_VULKAN_COOPMAT=test, the plain kernel variant not otherwise used).
+  void coopmat_dispatch(const std::string& kind, DType wt, const Push& pc, int64_t M, int64_t N, int seg) {
+    if (core_->coopmat_.test) return plain_matmul_dispatch(kind, wt, pc, M, N, seg, coopmat_test_blocked());
+    tiled_dispatch(kind + "cm_" + type_suffix(wt), kind, pc, M, N, (int)core_->coopmat_.n);
+  }
+  bool coopmat_test_blocked() const { return !core_->blocked_kernels_ && core_->int64_; }
+
+  // Runs linear/conv2d of odd sizes (f16 and q8_0 weights, bias, partial tiles, several tiles in M and N) with the
+  // plain kernel and with the candidate; the candidate is used only when every result agrees: max |difference| <=
+  // kCoopmatTol x max |plain result|. The candidate rounds x and the weights to f16 (relative error 2^-11 per
+  // element, ~5e-4 of the largest output for random data), so 4e-3 leaves a margin of 8 while any indexing or
+  // layout error gives differences of the order of the outputs. Any failure (a pipeline the driver rejects, a
+  // device error, a mismatch, a non-finite value) turns it off with the reason in device_info() and on stderr.
+  static constexpr double kCoopmatTol = 4e-3;
+  void coopmat_selfcheck() {
+    Core& c = *core_;
+    if (!c.coopmat_.candidate) {
+      c.info_.cooperative_matrix_kernel = "not used: " + c.coopmat_.why;
+      return;
+    }
+    const std::string what = c.coopmat_.test
+                                 ? std::string("test stand-in (SDN_VULKAN_COOPMAT=test): the ") +
+                                       (coopmat_test_blocked() ? "register-blocked" : "tiled") + " kernel"
+                                 : "VK_NV_cooperative_matrix 16x" + std::to_string(c.coopmat_.n) + "x16 f16 -> f32";
+    std::string detail;
+    double worst = 0;
+    bool ok = true;
+    try {
+      const char* fault = std::getenv("SDN_VULKAN_COOPMAT_FAULT");
+      const bool inject = fault && *fault && *fault != '0';
+      // {conv, M or B*OH*OW source sizes, K, N, weight type}
+      struct Case { bool conv; int64_t a, b, k, n; DType t; };
+      const Case cases[] = {{false, 77, 0, 200, 45, DType::F16},   // one partial tile, K not a multiple of 32
+                            {false, 131, 0, 96, 70, DType::Q8_0},  // three row tiles, two column tiles, q8_0
+                            {true, 9, 11, 5, 19, DType::F16}};     // 3x3 conv, 5 -> 19 channels, 9x11 image
+      uint32_t seed = 12345;
+      auto rnd = [&seed]() {
+        seed = seed * 1664525u + 1013904223u;
+        return (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+      };
+      for (const Case& cs : cases) {
+        const int64_t K = cs.conv ? cs.k * 9 : cs.k;
+        Tensor x = cs.conv ? Tensor::empty({1, cs.k, cs.a, cs.b}) : Tensor::empty({cs.a, cs.k});
+        for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = rnd();
+        std::vector<float> wf((size_t)(cs.n * K));
+        for (float& v : wf) v = rnd();
+        Tensor w = cs.conv ? Tensor::empty({cs.n, cs.k, 3, 3}, cs.t) : Tensor::empty({cs.n, K}, cs.t);
+        if (cs.t == DType::F16)
+          for (size_t i = 0; i < wf.size(); ++i) w.ptr<uint16_t>()[i] = f32_to_f16(wf[i]);
+        else
+          for (int64_t r = 0; r < cs.n; ++r)
+            quantize_row(cs.t, wf.data() + r * K, static_cast<char*>(w.data) + r * dtype_row_bytes(cs.t, K), K);
+        Tensor bias = Tensor::empty({cs.n});
+        for (int64_t i = 0; i < cs.n; ++i) bias.f32()[i] = rnd();
+        Tensor xd = upload(x), wd = upload(w), bd = upload(bias);
+        Tensor got[2];
+        for (int v = 0; v < 2; ++v) {
+          c.coopmat_on_ = v == 1;
+          Tensor y = cs.conv ? conv2d(xd, wd, &bd, 1, 1) : linear(xd, wd, &bd);
+          got[v] = to_host(y);
+        }
+        c.coopmat_on_ = false;
+        if (inject) got[1].f32()[got[1].numel() / 2] += 1.0f;
+        double ref_max = 0, diff = 0;
+        bool finite = true;
+        for (int64_t i = 0; i < got[0].numel(); ++i) {
+          const double a = got[0].f32()[i], b = got[1].f32()[i];
+          if (!std::isfinite(b)) finite = false;
+          ref_max = std::max(ref_max, std::fabs(a));
+          diff = std::max(diff, std::fabs(a - b));
+        }
+        const double rel = ref_max > 0 ? diff / ref_max : diff;
+        worst = std::max(worst, rel);
+        if (!finite || !(rel <= kCoopmatTol)) {
+          char b[256];
+          std::snprintf(b, sizeof b, "%s %s %s: max |difference| %.3g of max |result| %.3g (allowed %.3g)%s",
+                        cs.conv ? "conv2d" : "linear", x.shape_str().c_str(), dtype_name(cs.t), diff, ref_max,
+                        kCoopmatTol * ref_max, finite ? "" : ", non-finite values");
+          detail = b;
+          ok = false;
+          break;
+        }
+      }
+    } catch (const std::exception& e) {
+      c.coopmat_on_ = false;
+      detail = e.what();
+      ok = false;
+    }
+    c.coopmat_on_ = ok;
+    char b[64];
+    std::snprintf(b, sizeof b, "%.2g", worst);
+    c.info_.cooperative_matrix_kernel =
+        ok ? "in use: " + what + " (self-check passed: largest difference " + b + " of the largest output)"
+           : "not used: the self-check of the " + what + " failed: " + detail;
+    const char* dbg = std::getenv("SDN_DEBUG");
+    if (!ok || (dbg && *dbg && *dbg != '0'))
+      std::fprintf(stderr, "sdnode: %s cooperative-matrix GEMM %s\n", c.info_.id.c_str(),
+                   c.info_.cooperative_matrix_kernel.c_str());
   }
 
   // One workgroup per row, folded into a 2-D grid (the shader skips workgroups past the row count).

@@ -37,6 +37,9 @@ struct DeviceInfo {
   bool fp16 = false;         // 16-bit float arithmetic in kernels
   bool int8 = false;         // 8-bit integer arithmetic in kernels
   bool cooperative_matrix = false;  // tensor-core style matrix instructions
+  // whether sdnode's cooperative-matrix GEMM kernel runs on it, and why not: "not used: <reason>", "candidate: ..."
+  // (before a model loads; a self-check decides then), "in use: ..." (a loaded model's device after the self-check)
+  std::string cooperative_matrix_kernel;
   bool usable = true;
   std::string unusable_reason;      // why not, when !usable
 };
