@@ -46,16 +46,33 @@ const std::vector<Dev>& devices() {
           continue;
         }
         if (std::string(f->name()) == "vulkan") {
-          // both GEMM/attention kernel variants on every Vulkan device (the backend picks one per device kind;
-          // SDN_VULKAN_KERNELS, read when an instance is created, forces one)
-          const char* prev = std::getenv("SDN_VULKAN_KERNELS");
-          const std::string saved = prev ? prev : "";
-          for (const char* variant : {"tiled", "blocked"}) {
-            setenv("SDN_VULKAN_KERNELS", variant, 1);
-            v.push_back({d.id + " (" + variant + " kernels)", f->create(d.index, {})});
+          // Every kernel variant on every Vulkan device: both GEMM/attention variants (the backend picks one per
+          // device kind; SDN_VULKAN_KERNELS forces one), each with the plain kernels (SDN_VULKAN_FEATURES=none)
+          // and with every device-feature variant the device offers (=all: subgroup reductions in norm/softmax,
+          // f16 weights as float16_t, quantized weights as int8/uint8). The features select disjoint modules
+          // (norm/softmax; f16/bf16 weight kernels; quantized weight kernels), so none + all run every module.
+          // Both variables are read when an instance is created.
+          const char* names[] = {"SDN_VULKAN_KERNELS", "SDN_VULKAN_FEATURES"};
+          std::string saved[2];
+          bool had[2];
+          for (int i = 0; i < 2; ++i) {
+            const char* p = std::getenv(names[i]);
+            had[i] = p != nullptr;
+            saved[i] = p ? p : "";
           }
-          if (prev) setenv("SDN_VULKAN_KERNELS", saved.c_str(), 1);
-          else unsetenv("SDN_VULKAN_KERNELS");
+          for (const char* variant : {"tiled", "blocked"})
+            for (const char* features : {"none", "all"}) {
+              setenv("SDN_VULKAN_KERNELS", variant, 1);
+              setenv("SDN_VULKAN_FEATURES", features, 1);
+              std::shared_ptr<Backend> be = f->create(d.index, {});
+              std::fprintf(stderr, "backend_ops: %s %s/%s: %s\n", d.id.c_str(), variant, features,
+                           be->device_info().kernels.c_str());
+              v.push_back({d.id + " (" + variant + " kernels, features " + features + ")", be});
+            }
+          for (int i = 0; i < 2; ++i) {
+            if (had[i]) setenv(names[i], saved[i].c_str(), 1);
+            else unsetenv(names[i]);
+          }
           continue;
         }
         v.push_back({d.id, f->create(d.index, {})});
@@ -244,7 +261,8 @@ TEST(backend_ops, group_norm) {
     bool affine, silu;
   };
   for (const Case& cs : {Case{{2, 12, 5, 7}, 3, true, false}, Case{{2, 12, 5, 7}, 4, true, true},
-                         Case{{1, 8, 11}, 2, false, false}, Case{{3, 6, 1, 1}, 6, true, true}}) {
+                         Case{{1, 8, 11}, 2, false, false}, Case{{3, 6, 1, 1}, 6, true, true},
+                         Case{{1, 4, 30, 31}, 2, true, false}}) {  // groups of 1860 (> 256 per invocation row)
     const int64_t B = cs.shape[0], C = cs.shape[1];
     int64_t L = 1;
     for (size_t i = 2; i < cs.shape.size(); ++i) L *= cs.shape[i];

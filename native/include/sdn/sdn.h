@@ -37,6 +37,7 @@ struct DeviceInfo {
   bool fp16 = false;         // 16-bit float arithmetic in kernels
   bool int8 = false;         // 8-bit integer arithmetic in kernels
   bool cooperative_matrix = false;  // tensor-core style matrix instructions
+  std::string kernels;       // kernel variants a backend instance uses (Backend::device_info() only; "" elsewhere)
   bool usable = true;
   std::string unusable_reason;      // why not, when !usable
 };
