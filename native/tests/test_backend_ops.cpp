@@ -29,7 +29,22 @@ namespace {
 struct Dev {
   std::string id;
   std::shared_ptr<Backend> be;
+  bool feature_variant = false;  // a Vulkan instance with the device-feature kernels (SDN_VULKAN_FEATURES=all)
 };
+
+// Weight types run on the device-feature variants' GEMM and row-gather kernels (every type with
+// SDN_TEST_ALL_VARIANT_TYPES=1). Building a pipeline is what costs on lavapipe (a cold Mesa shader cache compiles
+// every module with LLVM), and the feature modules of the other types read their weights through exactly the same
+// load functions (dequant.glsl: rd8/rds8/rd16/rd32u/rdf16) as one of these: Q4_0/Q4_1/Q5_0 share Q5_1's block code
+// (other constants), Q4_K shares Q5_K's. Those constants are checked on the plain variants, which run every type.
+bool feature_variant_type(DType t) {
+  static const bool all = [] {
+    const char* v = std::getenv("SDN_TEST_ALL_VARIANT_TYPES");
+    return v && *v && *v != '0';
+  }();
+  return all || t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q5_1 ||
+         t == DType::Q5_K || t == DType::Q6_K;
+}
 
 // Every usable device, created once per test binary run (raw backends: no CPU fallback wrapper).
 const std::vector<Dev>& devices() {
@@ -67,7 +82,8 @@ const std::vector<Dev>& devices() {
               std::shared_ptr<Backend> be = f->create(d.index, {});
               std::fprintf(stderr, "backend_ops: %s %s/%s: %s\n", d.id.c_str(), variant, features,
                            be->device_info().kernels.c_str());
-              v.push_back({d.id + " (" + variant + " kernels, features " + features + ")", be});
+              v.push_back({d.id + " (" + variant + " kernels, features " + features + ")", be,
+                           std::string(features) == "all"});
             }
           for (int i = 0; i < 2; ++i) {
             if (had[i]) setenv(names[i], saved[i].c_str(), 1);
@@ -88,6 +104,12 @@ void for_devices(Op op, DType wt, const std::function<void(const Dev&)>& fn) {
   for (const Dev& d : devices()) {
     if (!d.be->supports(op, wt)) {
       std::fprintf(stderr, "SKIP: backend_ops.%s(%s) on %s: not supported by the device (runs on the CPU fallback)\n",
+                   op_name(op), dtype_name(wt), d.id.c_str());
+      continue;
+    }
+    if (d.feature_variant && (op == Op::Linear || op == Op::Conv2d || op == Op::GetRows) && !feature_variant_type(wt)) {
+      std::fprintf(stderr, "SKIP: backend_ops.%s(%s) on %s: the feature variant runs the representative weight types "
+                           "(this type's loads are those of another; SDN_TEST_ALL_VARIANT_TYPES=1 runs it)\n",
                    op_name(op), dtype_name(wt), d.id.c_str());
       continue;
     }

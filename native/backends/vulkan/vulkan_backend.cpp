@@ -407,6 +407,12 @@ class Core {
       s16 = s16 && (want_16 || want_8);  // int8 loads read the f16 block scales as 16-bit values too
       s8 = s8 && want_8;
       f16_weights_ = want_16;
+    } else if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+      // CPU devices (lavapipe, Mesa 22.3): 16- and 8-bit loads made the GEMM kernels slower (linear f16 0.6x,
+      // q8_0 0.75x per CPU-second: llvmpipe splits narrow loads into per-lane scalar loops), so they keep the
+      // 32/64-bit loads; the subgroup reductions are faster there (norm 1.9-2.6x, softmax 3.4x wall-clock)
+      s16 = s8 = false;
+      f16_weights_ = false;
     } else {
       f16_weights_ = true;
     }
