@@ -32,7 +32,9 @@
 //    on GPUs, register-blocked ones (matmul_rb.comp, attention_rb.comp) on CPU devices such as lavapipe, where
 //    memory loads are per-lane scalar loops; SDN_VULKAN_KERNELS=tiled|blocked forces one.
 //  * Device-feature variants, each with its plain fallback, picked per device from what it reports (Core::
-//    choose_features; SDN_VULKAN_FEATURES=none|all|subgroup,f16,int8 narrows the choice; SDN_DEBUG prints it):
+//    choose_features; SDN_VULKAN_FEATURES=none|all|subgroup,f16,int8 narrows the choice; SDN_DEBUG prints it).
+//    GPUs get every one they offer; CPU devices the subgroup reductions only (the narrow loads measured slower on
+//    lavapipe, see README "Tests"):
 //     - subgroup: norm_sg / softmax_sg reduce with subgroupAdd/subgroupMax (reduce.glsl) instead of a shared-memory
 //       tree, when VkPhysicalDeviceSubgroupProperties has BASIC + ARITHMETIC in the compute stage; any subgroup size.
 //     - f16: f16/bf16 weights are read as float16_t/f16vecN/uint16_t (the *_s16 modules, storageBuffer16BitAccess)

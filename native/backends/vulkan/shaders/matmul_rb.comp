@@ -6,7 +6,9 @@
 // on registers is one vector instruction. The shared-memory tiled kernel spends most of its time in those loops
 // (tile stores, tile reads) and in barriers. Here each invocation computes an RB_R x RB_C block of outputs from
 // registers: per step of K it loads RB_R activations and RB_C weights and does RB_R * RB_C FMAs; no shared
-// memory, no barriers. f16 weights are read two per 32-bit load and Q8_0 four quants per two loads.
+// memory, no barriers. f16 weights are read two per 32-bit load (four per 64-bit load) and Q8_0 four quants per
+// two loads; in the S16/S8 modules (dequant.glsl) as f16vec2/f16vec4 and i8vec2 values instead (devices with
+// 16/8-bit storage; CPU devices do not use them by default: slower on lavapipe).
 // Invocation i of the (folded) 1-D grid takes output block (i % MB, i / MB): lanes run along M first, so small M
 // does not leave lanes idle. Rows/columns past M/N are clamped (computed twice, never stored).
 // a0 = x, a1 = w, a2 = bias (used when u3 != 0), a3 = y
