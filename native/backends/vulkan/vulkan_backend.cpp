@@ -287,10 +287,14 @@ class Core {
     {
       VkPhysicalDeviceMaintenance3Properties m3{};
       m3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
+      subgroup_props_ = VkPhysicalDeviceSubgroupProperties{};
+      subgroup_props_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+      m3.pNext = &subgroup_props_;
       VkPhysicalDeviceProperties2 p2{};
       p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
       p2.pNext = &m3;
       api_.vkGetPhysicalDeviceProperties2(pd_, &p2);
+      subgroup_props_.pNext = nullptr;
       max_alloc_ = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     }
     if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) max_groups_1d_ = 32;
@@ -367,12 +371,7 @@ class Core {
   // Device-feature kernel variants (see the notes at the top): what the device offers, narrowed by
   // SDN_VULKAN_FEATURES (a comma-separated subset of subgroup,f16,int8, or "none"; unset: every one offered).
   void choose_features() {
-    VkPhysicalDeviceSubgroupProperties sg{};
-    sg.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
-    VkPhysicalDeviceProperties2 p2{};
-    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    p2.pNext = &sg;
-    api_.vkGetPhysicalDeviceProperties2(pd_, &p2);
+    const VkPhysicalDeviceSubgroupProperties& sg = subgroup_props_;
     VkPhysicalDeviceVulkan11Features f11{};
     f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
     VkPhysicalDeviceVulkan12Features f12{};
@@ -812,6 +811,7 @@ class Core {
   bool int64_ = false;            // shaderInt64 enabled
   bool subgroup_ = false;         // norm_sg / softmax_sg (subgroup BASIC + ARITHMETIC in compute)
   uint32_t subgroup_size_ = 0;
+  VkPhysicalDeviceSubgroupProperties subgroup_props_{};
   bool s16_ = false;              // storageBuffer16BitAccess enabled
   bool s8_ = false;               // storageBuffer8BitAccess enabled (with s16_): quantized *_s8 modules
   bool f16_weights_ = false;      // f16/bf16 weights through the *_s16 modules
