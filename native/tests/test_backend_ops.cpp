@@ -29,7 +29,22 @@ namespace {
 struct Dev {
   std::string id;
   std::shared_ptr<Backend> be;
+  bool feature_variant = false;  // a Vulkan instance with the device-feature kernels (SDN_VULKAN_FEATURES=all)
 };
+
+// Weight types run on the device-feature variants' GEMM and row-gather kernels (every type with
+// SDN_TEST_ALL_VARIANT_TYPES=1). Building a pipeline is what costs on lavapipe (a cold Mesa shader cache compiles
+// every module with LLVM), and the feature modules of the other types read their weights through exactly the same
+// load functions (dequant.glsl: rd8/rds8/rd16/rd32u/rdf16) as one of these: Q4_0/Q4_1/Q5_0 share Q5_1's block code
+// (other constants), Q4_K shares Q5_K's. Those constants are checked on the plain variants, which run every type.
+bool feature_variant_type(DType t) {
+  static const bool all = [] {
+    const char* v = std::getenv("SDN_TEST_ALL_VARIANT_TYPES");
+    return v && *v && *v != '0';
+  }();
+  return all || t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q5_1 ||
+         t == DType::Q5_K || t == DType::Q6_K;
+}
 
 // Every usable device, created once per test binary run (raw backends: no CPU fallback wrapper).
 const std::vector<Dev>& devices() {
@@ -46,23 +61,42 @@ const std::vector<Dev>& devices() {
           continue;
         }
         if (std::string(f->name()) == "vulkan") {
-          // both GEMM/attention kernel variants on every Vulkan device (the backend picks one per device kind;
-          // SDN_VULKAN_KERNELS, read when an instance is created, forces one)
-          const char* prev = std::getenv("SDN_VULKAN_KERNELS");
-          const std::string saved = prev ? prev : "";
-          for (const char* variant : {"tiled", "blocked"}) {
-            setenv("SDN_VULKAN_KERNELS", variant, 1);
-            v.push_back({d.id + " (" + variant + " kernels)", f->create(d.index, {})});
+          // Every kernel variant on every Vulkan device: both GEMM/attention variants (the backend picks one per
+          // device kind; SDN_VULKAN_KERNELS forces one), each with the plain kernels (SDN_VULKAN_FEATURES=none)
+          // and with every device-feature variant the device offers (=all: subgroup reductions in norm/softmax,
+          // f16 weights as float16_t, quantized weights as int8/uint8). The features select disjoint modules
+          // (norm/softmax; f16/bf16 weight kernels; quantized weight kernels), so none + all run every module.
+          // Both variables are read when an instance is created.
+          const char* names[] = {"SDN_VULKAN_KERNELS", "SDN_VULKAN_FEATURES"};
+          std::string saved[2];
+          bool had[2];
+          for (int i = 0; i < 2; ++i) {
+            const char* p = std::getenv(names[i]);
+            had[i] = p != nullptr;
+            saved[i] = p ? p : "";
           }
-          if (prev) setenv("SDN_VULKAN_KERNELS", saved.c_str(), 1);
-          else unsetenv("SDN_VULKAN_KERNELS");
+          for (const char* variant : {"tiled", "blocked"})
+            for (const char* features : {"none", "all"}) {
+              setenv("SDN_VULKAN_KERNELS", variant, 1);
+              setenv("SDN_VULKAN_FEATURES", features, 1);
+              std::shared_ptr<Backend> be = f->create(d.index, {});
+              std::fprintf(stderr, "backend_ops: %s %s/%s: %s\n", d.id.c_str(), variant, features,
+                           be->device_info().kernels.c_str());
+              v.push_back({d.id + " (" + variant + " kernels, features " + features + ")", be,
+                           std::string(features) == "all"});
+            }
+          for (int i = 0; i < 2; ++i) {
+            if (had[i]) setenv(names[i], saved[i].c_str(), 1);
+            else unsetenv(names[i]);
+          }
           // the cooperative-matrix GEMM, where the device passes its self-check (the forced variants above keep
           // to the plain kernels)
-          if (!prev) {
+          if (!had[0]) {
             std::shared_ptr<Backend> cm = f->create(d.index, {});
             const std::string st = cm->device_info().cooperative_matrix_kernel;
-            if (st.rfind("in use", 0) == 0) v.push_back({d.id + " (cooperative-matrix kernel)", cm});
-            else std::fprintf(stderr, "SKIP: backend_ops with the cooperative-matrix kernel on %s: %s\n", d.id.c_str(), st.c_str());
+            if (st.rfind("in use", 0) == 0) v.push_back({d.id + " (cooperative-matrix kernel)", cm, false});  // every weight type
+            else std::fprintf(stderr, "SKIP: backend_ops with the cooperative-matrix kernel on %s: %s
+", d.id.c_str(), st.c_str());
           }
           continue;
         }
@@ -79,6 +113,12 @@ void for_devices(Op op, DType wt, const std::function<void(const Dev&)>& fn) {
   for (const Dev& d : devices()) {
     if (!d.be->supports(op, wt)) {
       std::fprintf(stderr, "SKIP: backend_ops.%s(%s) on %s: not supported by the device (runs on the CPU fallback)\n",
+                   op_name(op), dtype_name(wt), d.id.c_str());
+      continue;
+    }
+    if (d.feature_variant && (op == Op::Linear || op == Op::Conv2d || op == Op::GetRows) && !feature_variant_type(wt)) {
+      std::fprintf(stderr, "SKIP: backend_ops.%s(%s) on %s: the feature variant runs the representative weight types "
+                           "(this type's loads are those of another; SDN_TEST_ALL_VARIANT_TYPES=1 runs it)\n",
                    op_name(op), dtype_name(wt), d.id.c_str());
       continue;
     }
@@ -252,7 +292,8 @@ TEST(backend_ops, group_norm) {
     bool affine, silu;
   };
   for (const Case& cs : {Case{{2, 12, 5, 7}, 3, true, false}, Case{{2, 12, 5, 7}, 4, true, true},
-                         Case{{1, 8, 11}, 2, false, false}, Case{{3, 6, 1, 1}, 6, true, true}}) {
+                         Case{{1, 8, 11}, 2, false, false}, Case{{3, 6, 1, 1}, 6, true, true},
+                         Case{{1, 4, 30, 31}, 2, true, false}}) {  // groups of 1860 (> 256 per invocation row)
     const int64_t B = cs.shape[0], C = cs.shape[1];
     int64_t L = 1;
     for (size_t i = 2; i < cs.shape.size(); ++i) L *= cs.shape[i];

@@ -4,7 +4,8 @@
 // each ended by synchronize(). Prints GFLOP/s (2*M*N*K for linear/conv, 4*B*H*Tq*Tk*D for attention) by wall
 // clock and per CPU-second of the process (all threads: on a shared machine the per-CPU-second figure is the
 // steadier one; on lavapipe it includes the driver's worker threads).
-// On the Vulkan backend, SDN_VULKAN_KERNELS=tiled|simd forces a kernel variant (see vulkan_backend.cpp).
+// On the Vulkan backend, SDN_VULKAN_KERNELS=tiled|blocked forces a GEMM/attention variant and
+// SDN_VULKAN_FEATURES=none|all|subgroup,f16,int8 the device-feature variants (see vulkan_backend.cpp).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -99,6 +100,9 @@ int main(int argc, char** argv) {
     std::printf("device: %s\n", ch.description.c_str());
     const char* var = std::getenv("SDN_VULKAN_KERNELS");
     if (var) std::printf("SDN_VULKAN_KERNELS=%s\n", var);
+    const char* feat = std::getenv("SDN_VULKAN_FEATURES");
+    if (feat) std::printf("SDN_VULKAN_FEATURES=%s\n", feat);
+    if (!be.device_info().kernels.empty()) std::printf("kernels: %s\n", be.device_info().kernels.c_str());
     auto run = [&](const std::string& name, double flop, const std::function<Tensor()>& fn) {
       if (!filter.empty() && name.find(filter) == std::string::npos) return;
       double cpu = 0;
@@ -155,6 +159,23 @@ int main(int argc, char** argv) {
       Tensor k = be.upload(rnd({a.B, a.Tk, a.H * a.D}, 8));
       Tensor v = be.upload(rnd({a.B, a.Tk, a.H * a.D}, 9));
       run(name, 4.0 * a.B * a.H * a.Tq * a.Tk * a.D, [&] { return be.attention(q, k, v, (int)a.H, false); });
+    }
+    // row reductions (norm.comp / softmax.comp; subgroup variants): the GFLOP/s columns count elements here
+    struct Red { const char* what; std::vector<int64_t> shape; };
+    const Red reds[] = {{"group_norm+silu unet 32 groups", {2, 320, 32, 32}},
+                        {"layer_norm unet", {2, 1024, 320}},
+                        {"softmax rows of 77", {2 * 8 * 1024, 77}}};
+    for (const Red& r : reds) {
+      std::string name = std::string(r.what) + " [Gelem/s]";
+      if (!filter.empty() && name.find(filter) == std::string::npos) continue;
+      Tensor x = be.upload(rnd(r.shape, 10));
+      const int64_t C = r.shape[1];
+      Tensor g = be.prepare_weight(rnd({r.shape.size() == 4 ? C : r.shape.back()}, 11));
+      Tensor b = be.prepare_weight(rnd({r.shape.size() == 4 ? C : r.shape.back()}, 12));
+      double n = (double)x.numel();
+      if (r.shape.size() == 4) run(name, n, [&] { return be.group_norm(x, 32, 1e-5f, &g, &b, true); });
+      else if (std::string(r.what).rfind("layer", 0) == 0) run(name, n, [&] { return be.layer_norm(x, 1e-5f, &g, &b); });
+      else run(name, n, [&] { return be.softmax(x); });
     }
     be.trim();
   } catch (const Error& e) {

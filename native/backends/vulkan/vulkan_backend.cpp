@@ -31,8 +31,19 @@
 //  * Two kernel variants for linear/conv2d/attention: the shared-memory tiled ones (matmul.comp, attention.comp)
 //    on GPUs, register-blocked ones (matmul_rb.comp, attention_rb.comp) on CPU devices such as lavapipe, where
 //    memory loads are per-lane scalar loops; SDN_VULKAN_KERNELS=tiled|blocked forces one.
-//  * Kernels are plain GLSL with no subgroup, fp16-arithmetic or int8 paths yet; the device's support for them is
-//    reported in DeviceInfo only.
+//  * Device-feature variants, each with its plain fallback, picked per device from what it reports (Core::
+//    choose_features; SDN_VULKAN_FEATURES=none|all|subgroup,f16,int8 narrows the choice; SDN_DEBUG prints it).
+//    GPUs get every one they offer; CPU devices the subgroup reductions only (the narrow loads measured slower on
+//    lavapipe, see README "Tests"):
+//     - subgroup: norm_sg / softmax_sg reduce with subgroupAdd/subgroupMax (reduce.glsl) instead of a shared-memory
+//       tree, when VkPhysicalDeviceSubgroupProperties has BASIC + ARITHMETIC in the compute stage; any subgroup size.
+//     - f16: f16/bf16 weights are read as float16_t/f16vecN/uint16_t (the *_s16 modules, storageBuffer16BitAccess)
+//       instead of being unpacked from 32-bit words. Arithmetic stays f32 (shaderFloat16 is not needed or used).
+//     - int8: quantized weights are read as uint8_t/int8_t quants and float16_t scales (the *_s8 modules,
+//       storageBuffer8BitAccess + storageBuffer16BitAccess). Dequantization and products stay f32; there is no
+//       integer dot-product path (shaderInt8 arithmetic and VK_KHR_shader_integer_dot_product are not used).
+//    The op harness runs every variant (features none and all, with both GEMM variants) on each Vulkan device.
+//    Only lavapipe (a CPU device) has run them so far; no GPU has.
 //  * Cooperative-matrix GEMM (matmul_cm.comp, VK_NV_cooperative_matrix): chosen per device by coopmat_plan and a
 //    self-check against the plain kernel at backend creation (coopmat_selfcheck); DeviceInfo's
 //    cooperative_matrix_kernel says whether it is used and why not. Compiled, but never executed on any device.
@@ -400,10 +411,14 @@ class Core {
     {
       VkPhysicalDeviceMaintenance3Properties m3{};
       m3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
+      subgroup_props_ = VkPhysicalDeviceSubgroupProperties{};
+      subgroup_props_.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+      m3.pNext = &subgroup_props_;
       VkPhysicalDeviceProperties2 p2{};
       p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
       p2.pNext = &m3;
       api_.vkGetPhysicalDeviceProperties2(pd_, &p2);
+      subgroup_props_.pNext = nullptr;
       max_alloc_ = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     }
     if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) max_groups_1d_ = 32;
@@ -428,9 +443,15 @@ class Core {
     }
     if (!int64_) blocked_kernels_ = false;  // the register-blocked kernels load 64 bits at a time
     coopmat_ = coopmat_plan(api_, pd_);
+    choose_features();
+    VkPhysicalDeviceVulkan11Features f11{};
+    f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+    f11.storageBuffer16BitAccess = s16_ ? VK_TRUE : VK_FALSE;
     VkPhysicalDeviceVulkan12Features f12{};
     f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+    f12.pNext = &f11;
     f12.bufferDeviceAddress = VK_TRUE;
+    f12.storageBuffer8BitAccess = s8_ ? VK_TRUE : VK_FALSE;
     VkPhysicalDeviceFeatures2 features2{};
     features2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
     features2.pNext = &f12;
@@ -485,6 +506,77 @@ class Core {
       check(api_.vkCreateFence(dev_, &fci, nullptr, &s.fence), "creating a fence");
       s.staging = allocate(kStagingBytes, true, "staging memory");
     }
+  }
+
+  // Device-feature kernel variants (see the notes at the top): what the device offers, narrowed by
+  // SDN_VULKAN_FEATURES (a comma-separated subset of subgroup,f16,int8, or "none"; unset: every one offered).
+  void choose_features() {
+    const VkPhysicalDeviceSubgroupProperties& sg = subgroup_props_;
+    VkPhysicalDeviceVulkan11Features f11{};
+    f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+    VkPhysicalDeviceVulkan12Features f12{};
+    f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+    f12.pNext = &f11;
+    VkPhysicalDeviceFeatures2 f2{};
+    f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    f2.pNext = &f12;
+    api_.vkGetPhysicalDeviceFeatures2(pd_, &f2);
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    subgroup_size_ = sg.subgroupSize;
+    bool subgroup = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && (sg.supportedOperations & need) == need &&
+                    sg.subgroupSize >= 1 && sg.subgroupSize <= 256 && (256 % sg.subgroupSize) == 0;
+    bool s16 = f11.storageBuffer16BitAccess == VK_TRUE;
+    bool s8 = s16 && f12.storageBuffer8BitAccess == VK_TRUE;
+    if (const char* v = std::getenv("SDN_VULKAN_FEATURES")) {
+      bool want_sg = false, want_16 = false, want_8 = false;
+      std::string list = v, word;
+      for (size_t i = 0; i <= list.size(); ++i) {
+        if (i < list.size() && list[i] != ',') {
+          if (list[i] != ' ') word += list[i];
+          continue;
+        }
+        if (word == "subgroup") want_sg = true;
+        else if (word == "f16") want_16 = true;
+        else if (word == "int8") want_8 = true;
+        else if (word == "all") want_sg = want_16 = want_8 = true;
+        else if (!word.empty() && word != "none")
+          std::fprintf(stderr, "sdnode: SDN_VULKAN_FEATURES: unknown feature '%s' ignored (known: subgroup, f16, "
+                               "int8, all, none)\n", word.c_str());
+        word.clear();
+      }
+      subgroup = subgroup && want_sg;
+      s16 = s16 && (want_16 || want_8);  // int8 loads read the f16 block scales as 16-bit values too
+      s8 = s8 && want_8;
+      f16_weights_ = want_16;
+    } else if (props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+      // CPU devices (lavapipe, Mesa 22.3): 16- and 8-bit loads made the GEMM kernels slower (linear f16 0.6x,
+      // q8_0 0.75x per CPU-second: llvmpipe splits narrow loads into per-lane scalar loops), so they keep the
+      // 32/64-bit loads; the subgroup reductions are faster there (norm 1.9-2.6x, softmax 3.4x wall-clock)
+      s16 = s8 = false;
+      f16_weights_ = false;
+    } else {
+      f16_weights_ = true;
+    }
+    subgroup_ = subgroup;
+    s16_ = s16;
+    s8_ = s8;
+    f16_weights_ = f16_weights_ && s16_;
+  }
+
+  // The kernel variants in use, for debug output and the op harness's labels.
+  std::string kernels_description() const {
+    std::string d = blocked_kernels_ ? "register-blocked GEMM/attention" : "tiled GEMM/attention";
+    d += subgroup_ ? ", subgroup reductions (size " + std::to_string(subgroup_size_) + ")" : ", shared-memory reductions";
+    d += f16_weights_ ? ", f16 weights as float16_t" : ", f16 weights unpacked from words";
+    d += s8_ ? ", quantized weights as int8/uint8 + float16_t scales" : ", quantized weights unpacked from words";
+    return d;
+  }
+
+  // Module suffix of the weight-reading kernels for weight type t (see CMakeLists.txt: *_s16, *_s8 flavours).
+  const char* weight_flavour(DType t) const {
+    if ((t == DType::F16 || t == DType::BF16) && f16_weights_) return "_s16";
+    if (dtype_traits(t).quantized && s8_) return "_s8";
+    return "";
   }
 
   ~Core() {
@@ -859,6 +951,12 @@ class Core {
   bool int64_ = false;            // shaderInt64 enabled
   CoopmatPlan coopmat_;           // cooperative-matrix GEMM: whether the device can run it (coopmat_plan)
   bool coopmat_on_ = false;       // linear/conv2d use it (set by VulkanBackend::coopmat_selfcheck)
+  bool subgroup_ = false;         // norm_sg / softmax_sg (subgroup BASIC + ARITHMETIC in compute)
+  uint32_t subgroup_size_ = 0;
+  VkPhysicalDeviceSubgroupProperties subgroup_props_{};
+  bool s16_ = false;              // storageBuffer16BitAccess enabled
+  bool s8_ = false;               // storageBuffer8BitAccess enabled (with s16_): quantized *_s8 modules
+  bool f16_weights_ = false;      // f16/bf16 weights through the *_s16 modules
   uint32_t family_ = 0;
   VkDevice dev_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
@@ -1082,6 +1180,10 @@ class VulkanBackend final : public Backend {
  public:
   VulkanBackend(int index, const BackendOptions& options)
       : core_(std::make_shared<Core>(index, options)), cpu_(make_cpu_backend(options)) {
+    const char* dbg = std::getenv("SDN_DEBUG");
+    if (dbg && *dbg && *dbg != '0')
+      std::fprintf(stderr, "sdnode: %s (%s) kernels: %s\n", core_->info_.id.c_str(), core_->info_.name.c_str(),
+                   core_->kernels_description().c_str());
     coopmat_selfcheck();
   }
   ~VulkanBackend() override {
@@ -1103,7 +1205,11 @@ class VulkanBackend final : public Backend {
   }
 
   const char* name() const override { return "vulkan"; }
-  DeviceInfo device_info() const override { return core_->info_; }
+  DeviceInfo device_info() const override {
+    DeviceInfo d = core_->info_;
+    d.kernels = core_->kernels_description();
+    return d;
+  }
   bool supports(Op op, DType w) const override {
     if (op == Op::Linear || op == Op::Conv2d || op == Op::GetRows) return is_device_weight_type(w);
     return w == DType::F32;
@@ -1351,7 +1457,7 @@ class VulkanBackend final : public Backend {
     pc.addr(3, addr(y));
     pc.u[0] = (uint32_t)C;
     pc.u[1] = (uint32_t)rows;
-    rows_dispatch("softmax", pc, rows);
+    rows_dispatch(core_->subgroup_ ? "softmax_sg" : "softmax", pc, rows);
     return y;
   }
 
@@ -1559,7 +1665,7 @@ class VulkanBackend final : public Backend {
     pc.addr(3, addr(y));
     pc.u[0] = (uint32_t)y.numel();
     pc.u[1] = (uint32_t)D;
-    core_->dispatch1d("getrows_" + type_suffix(table.dtype), pc, y.numel());
+    core_->dispatch1d("getrows_" + type_suffix(table.dtype) + core_->weight_flavour(table.dtype), pc, y.numel());
     return y;
   }
 
@@ -1669,7 +1775,7 @@ class VulkanBackend final : public Backend {
     pc.u[6] = silu ? 1 : 0;
     pc.f(7, eps);
     pc.u[8] = (uint32_t)count;
-    rows_dispatch("norm", pc, count);
+    rows_dispatch(core_->subgroup_ ? "norm_sg" : "norm", pc, count);
     return y;
   }
 
@@ -1692,10 +1798,10 @@ class VulkanBackend final : public Backend {
                                                 std::to_string(N) + " is too large: use a smaller image size or vaeTiling");
       const uint32_t gx = (uint32_t)std::min<int64_t>(groups, kMaxGroups);
       const uint32_t gy = (uint32_t)((groups + gx - 1) / gx);
-      core_->dispatch(kind + "rb_" + type_suffix(wt), pc, gx, gy, 1, conv ? seg : -1);
+      core_->dispatch(kind + "rb_" + type_suffix(wt) + core_->weight_flavour(wt), pc, gx, gy, 1, conv ? seg : -1);
       return;
     }
-    tiled_dispatch(kind + type_suffix(wt), kind, pc, M, N);
+    tiled_dispatch(kind + type_suffix(wt) + core_->weight_flavour(wt), kind, pc, M, N);
   }
   // One workgroup per 64x64 output tile (matmul.comp, matmul_cm.comp), split into several dispatches (u13 = first
   // row) when M needs more than 65535 row tiles.

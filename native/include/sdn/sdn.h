@@ -40,6 +40,7 @@ struct DeviceInfo {
   // whether sdnode's cooperative-matrix GEMM kernel runs on it, and why not: "not used: <reason>", "candidate: ..."
   // (before a model loads; a self-check decides then), "in use: ..." (a loaded model's device after the self-check)
   std::string cooperative_matrix_kernel;
+  std::string kernels;       // kernel variants a backend instance uses (Backend::device_info() only; "" elsewhere)
   bool usable = true;
   std::string unusable_reason;      // why not, when !usable
 };

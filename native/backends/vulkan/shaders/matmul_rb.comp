@@ -6,7 +6,9 @@
 // on registers is one vector instruction. The shared-memory tiled kernel spends most of its time in those loops
 // (tile stores, tile reads) and in barriers. Here each invocation computes an RB_R x RB_C block of outputs from
 // registers: per step of K it loads RB_R activations and RB_C weights and does RB_R * RB_C FMAs; no shared
-// memory, no barriers. f16 weights are read two per 32-bit load and Q8_0 four quants per two loads.
+// memory, no barriers. f16 weights are read two per 32-bit load (four per 64-bit load) and Q8_0 four quants per
+// two loads; in the S16/S8 modules (dequant.glsl) as f16vec2/f16vec4 and i8vec2 values instead (devices with
+// 16/8-bit storage; CPU devices do not use them by default: slower on lavapipe).
 // Invocation i of the (folded) 1-D grid takes output block (i % MB, i / MB): lanes run along M first, so small M
 // does not leave lanes idle. Rows/columns past M/N are clamped (computed twice, never stored).
 // a0 = x, a1 = w, a2 = bias (used when u3 != 0), a3 = y
@@ -49,8 +51,19 @@ void fma_block() {
     [[unroll]] for (uint j = 0u; j < RB_C; ++j) acc[r][j] += a[r] * w[j];
 }
 
-// f16 element at byte offset `off` (2-byte aligned): one load, no branch
-float f16_at(UBuf W, uint off) { return unpackHalf2x16(W.v[off >> 2u] >> ((off & 2u) * 8u)).x; }
+// four f16 weights from one 64-bit load (index in units of 8 bytes); S16: read as f16vec4 (dequant.glsl)
+#ifdef S16
+layout(buffer_reference, std430, buffer_reference_align = 8) buffer H4Buf { f16vec4 v[]; };
+vec4 rdf16x4(uint i) { return vec4(H4Buf(pc.a1).v[i]); }
+#else
+vec4 rdf16x4(uint i) {
+  uint64_t u = DBuf(pc.a1).v[i];
+  return vec4(unpackHalf2x16(uint(u)), unpackHalf2x16(uint(u >> 32u)));
+}
+#endif
+#ifdef S8
+layout(buffer_reference, std430, buffer_reference_align = 2) buffer I2Buf { i8vec2 v[]; };
+#endif
 
 void main() {
   uint M = pc.u0, N = pc.u1, K = pc.u2;
@@ -97,7 +110,7 @@ void main() {
         bool odd = (s & 1u) != 0u;
         float hv[10];
         [[unroll]] for (uint t = 0u; t < 5u; ++t) {
-          vec2 h2 = unpackHalf2x16(Wt.v[w0 + t]);
+          vec2 h2 = rdf16x2(Wt, w0 + t);
           hv[2u * t] = h2.x;
           hv[2u * t + 1u] = h2.y;
         }
@@ -146,7 +159,7 @@ void main() {
       float w1[RB_C];
       [[unroll]] for (uint j = 0u; j < RB_C; ++j) {
 #if defined(WT_F16)
-        vec2 h2 = unpackHalf2x16(Wt.v[(rb[j] >> 2u) + (c >> 1u)]);
+        vec2 h2 = rdf16x2(Wt, (rb[j] >> 2u) + (c >> 1u));
         w[j] = h2.x;
         w1[j] = h2.y;
 #else
@@ -172,7 +185,7 @@ void main() {
           a[r] = ok ? v : 0.0;
         }
 #if defined(WT_F16)
-        [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = f16_at(Wt, rb[j] + 2u * k);
+        [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = rdf16(Wt, rb[j] + 2u * k);
 #else
         [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = wdec(Wt, rb[j], k);
 #endif
@@ -185,14 +198,13 @@ void main() {
 #else
   uint xo[RB_R];
   [[unroll]] for (uint r = 0u; r < RB_R; ++r) xo[r] = min(m0 + r, M - 1u) * K;
-  DBuf X2 = DBuf(pc.a0), W2 = DBuf(pc.a1);
+  DBuf X2 = DBuf(pc.a0);
   uint kq = (pc.u14 & 3u) == 3u ? (K & ~3u) : 0u;  // steps of 4: x by pairs, f16 weights by fours
 #if defined(WT_F16)
   for (uint k = 0u; k < kq; k += 4u) {
     vec4 w4[RB_C];
     [[unroll]] for (uint j = 0u; j < RB_C; ++j) {
-      uint64_t u = W2.v[(rb[j] >> 3u) + (k >> 2u)];
-      w4[j] = vec4(unpackHalf2x16(uint(u)), unpackHalf2x16(uint(u >> 32u)));
+      w4[j] = rdf16x4((rb[j] >> 3u) + (k >> 2u));
     }
     [[unroll]] for (uint t2 = 0u; t2 < 2u; ++t2) {
       float a1[RB_R];
@@ -213,7 +225,7 @@ void main() {
   uint kstart = kq;
   for (uint k = kstart; k < kpair; k += 2u) {
     vec2 w2[RB_C];
-    [[unroll]] for (uint j = 0u; j < RB_C; ++j) w2[j] = unpackHalf2x16(Wt.v[(rb[j] >> 2u) + (k >> 1u)]);
+    [[unroll]] for (uint j = 0u; j < RB_C; ++j) w2[j] = rdf16x2(Wt, (rb[j] >> 2u) + (k >> 1u));
     [[unroll]] for (uint r = 0u; r < RB_R; ++r) a[r] = X.v[xo[r] + k];
     [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = w2[j].x;
     fma_block();
@@ -223,7 +235,7 @@ void main() {
   }
   for (uint k = kpair; k < K; ++k) {
     [[unroll]] for (uint r = 0u; r < RB_R; ++r) a[r] = X.v[xo[r] + k];
-    [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = f16_at(Wt, rb[j] + 2u * k);
+    [[unroll]] for (uint j = 0u; j < RB_C; ++j) w[j] = rdf16(Wt, rb[j] + 2u * k);
     fma_block();
   }
 #elif defined(WT_Q8_0)
@@ -233,18 +245,23 @@ void main() {
     uint qo[RB_C];
     [[unroll]] for (uint j = 0u; j < RB_C; ++j) {
       uint off = rb[j] + (k0 >> 5u) * 34u;
-      d[j] = f16_at(Wt, off);
+      d[j] = rdf16(Wt, off);
       qo[j] = off + 2u;
     }
     for (uint q = 0u; q < 32u; q += 4u) {
       vec4 wq[RB_C];
       [[unroll]] for (uint j = 0u; j < RB_C; ++j) {
-        uint o = qo[j] + q, sh = (o & 3u) * 8u;
+        uint o = qo[j] + q;  // even
+#ifdef S8
+        wq[j] = vec4(ivec2(I2Buf(Wt).v[o >> 1u]), ivec2(I2Buf(Wt).v[(o >> 1u) + 1u])) * d[j];
+#else
+        uint sh = (o & 3u) * 8u;
         uint lo = Wt.v[o >> 2u];
         uint hi = Wt.v[(o >> 2u) + 1u];
         uint word = sh == 0u ? lo : ((lo >> sh) | (hi << (32u - sh)));
         wq[j] = vec4(sext8(word & 0xffu), sext8((word >> 8u) & 0xffu), sext8((word >> 16u) & 0xffu),
                      sext8(word >> 24u)) * d[j];
+#endif
       }
       [[unroll]] for (uint t = 0u; t < 4u; ++t) {
         [[unroll]] for (uint r = 0u; r < RB_R; ++r) a[r] = X.v[xo[r] + k0 + q + t];

@@ -4,24 +4,12 @@
 // u0 = group size (elements), u1 = S (elements per channel), u2 = channels per group, u3 = groups per sample,
 // u4 = has gamma, u5 = has beta, u6 = silu, u7 = eps (float bits). Workgroup g covers x[g*size, (g+1)*size).
 // LayerNorm: size = C, S = 1, cpg = C, groups = 1. u8 = number of groups (workgroups past it return).
+// Reductions: reduce.glsl (shared-memory tree, or subgroup operations in the norm_sg module).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 256) in;
-shared float red[256];
-
-float reduce_sum(float v) {
-  uint t = gl_LocalInvocationID.x;
-  red[t] = v;
-  barrier();
-  for (uint s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) red[t] += red[t + s];
-    barrier();
-  }
-  float r = red[0];
-  barrier();
-  return r;
-}
+#include "reduce.glsl"
 
 void main() {
   uint g = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;

@@ -1,9 +1,10 @@
 // Softmax over rows of length u0 (u1 rows): one workgroup per row. a0 = x, a3 = out.
+// Row max and sum: reduce.glsl (shared-memory tree, or subgroup operations in the softmax_sg module).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 256) in;
-shared float red[256];
+#include "reduce.glsl"
 
 void main() {
   uint row = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -15,22 +16,9 @@ void main() {
   uint base = row * C;
   float m = -3.402823466e38;
   for (uint e = t; e < C; e += 256u) m = max(m, x.v[base + e]);
-  red[t] = m;
-  barrier();
-  for (uint s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) red[t] = max(red[t], red[t + s]);
-    barrier();
-  }
-  m = red[0];
-  barrier();
+  m = reduce_max(m);
   float sum = 0.0;
   for (uint e = t; e < C; e += 256u) sum += exp(x.v[base + e] - m);
-  red[t] = sum;
-  barrier();
-  for (uint s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) red[t] += red[t + s];
-    barrier();
-  }
-  float inv = 1.0 / red[0];
+  float inv = 1.0 / reduce_sum(sum);
   for (uint e = t; e < C; e += 256u) o.v[base + e] = exp(x.v[base + e] - m) * inv;
 }
