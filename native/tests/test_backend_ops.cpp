@@ -95,8 +95,7 @@ const std::vector<Dev>& devices() {
             std::shared_ptr<Backend> cm = f->create(d.index, {});
             const std::string st = cm->device_info().cooperative_matrix_kernel;
             if (st.rfind("in use", 0) == 0) v.push_back({d.id + " (cooperative-matrix kernel)", cm, false});  // every weight type
-            else std::fprintf(stderr, "SKIP: backend_ops with the cooperative-matrix kernel on %s: %s
-", d.id.c_str(), st.c_str());
+            else std::fprintf(stderr, "SKIP: backend_ops with the cooperative-matrix kernel on %s: %s\n", d.id.c_str(), st.c_str());
           }
           continue;
         }
