@@ -12,27 +12,13 @@
 #include "pipeline/pipeline.h"
 #include "sdn/error.h"
 #include "test.h"
+#include "vk_devices.h"
 #include "tiny_sd.h"
 
 using namespace sdn;
 using namespace sdntest;
 
 namespace {
-
-// The usable Vulkan devices (printing why there are none).
-std::vector<DeviceInfo> vk_devices(const char* test) {
-  std::vector<DeviceInfo> out;
-  BackendFactory* f = find_backend_factory("vulkan");
-  if (!f) {
-    std::fprintf(stderr, "SKIP: %s: the Vulkan backend is not compiled in (needs glslc and libvulkan-dev)\n", test);
-    return out;
-  }
-  for (const DeviceInfo& d : f->devices())
-    if (d.usable) out.push_back(d);
-  if (out.empty())
-    std::fprintf(stderr, "SKIP: %s: no usable Vulkan device (%s)\n", test, f->unavailable_reason().c_str());
-  return out;
-}
 
 std::shared_ptr<Backend> make_vk(const DeviceInfo& d, const BackendOptions& o = {}) {
   return find_backend_factory("vulkan")->create(d.index, o);

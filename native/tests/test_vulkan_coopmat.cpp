@@ -11,24 +11,12 @@
 #include "core/quant.h"
 #include "sdn/error.h"
 #include "test.h"
+#include "vk_devices.h"
 
 using namespace sdn;
 using namespace sdntest;
 
 namespace {
-
-std::vector<DeviceInfo> usable_vk(const char* test) {
-  std::vector<DeviceInfo> out;
-  BackendFactory* f = find_backend_factory("vulkan");
-  if (!f) {
-    std::fprintf(stderr, "SKIP: %s: the Vulkan backend is not compiled in (needs glslc and libvulkan-dev)\n", test);
-    return out;
-  }
-  for (const DeviceInfo& d : f->devices())
-    if (d.usable) out.push_back(d);
-  if (out.empty()) std::fprintf(stderr, "SKIP: %s: no usable Vulkan device (%s)\n", test, f->unavailable_reason().c_str());
-  return out;
-}
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
@@ -77,7 +65,7 @@ void check_gemms(Backend& be, const std::string& what) {
 }  // namespace
 
 TEST(vulkan_coopmat, every_device_says_whether_the_kernel_is_used) {
-  for (const DeviceInfo& d : usable_vk("vulkan_coopmat.every_device_says_whether_the_kernel_is_used")) {
+  for (const DeviceInfo& d : vk_devices("vulkan_coopmat.every_device_says_whether_the_kernel_is_used")) {
     std::fprintf(stderr, "  %s (%s): listed: %s\n", d.id.c_str(), d.name.c_str(), d.cooperative_matrix_kernel.c_str());
     EXPECT_TRUE(starts_with(d.cooperative_matrix_kernel, "not used: ") ||
                 starts_with(d.cooperative_matrix_kernel, "candidate"));
@@ -91,7 +79,7 @@ TEST(vulkan_coopmat, every_device_says_whether_the_kernel_is_used) {
 }
 
 TEST(vulkan_coopmat, off_turns_it_off) {
-  for (const DeviceInfo& d : usable_vk("vulkan_coopmat.off_turns_it_off")) {
+  for (const DeviceInfo& d : vk_devices("vulkan_coopmat.off_turns_it_off")) {
     Env env("off", nullptr);
     auto be = find_backend_factory("vulkan")->create(d.index, BackendOptions());
     EXPECT_EQ(be->device_info().cooperative_matrix_kernel, std::string("not used: turned off by SDN_VULKAN_COOPMAT=off"));
@@ -99,7 +87,7 @@ TEST(vulkan_coopmat, off_turns_it_off) {
 }
 
 TEST(vulkan_coopmat, self_check_passes_and_the_candidate_is_used) {
-  for (const DeviceInfo& d : usable_vk("vulkan_coopmat.self_check_passes_and_the_candidate_is_used")) {
+  for (const DeviceInfo& d : vk_devices("vulkan_coopmat.self_check_passes_and_the_candidate_is_used")) {
     Env env("test", nullptr);
     auto be = find_backend_factory("vulkan")->create(d.index, BackendOptions());
     const std::string s = be->device_info().cooperative_matrix_kernel;
@@ -111,7 +99,7 @@ TEST(vulkan_coopmat, self_check_passes_and_the_candidate_is_used) {
 }
 
 TEST(vulkan_coopmat, self_check_mismatch_disables_it_with_the_reason) {
-  for (const DeviceInfo& d : usable_vk("vulkan_coopmat.self_check_mismatch_disables_it_with_the_reason")) {
+  for (const DeviceInfo& d : vk_devices("vulkan_coopmat.self_check_mismatch_disables_it_with_the_reason")) {
     Env env("test", "1");
     auto be = find_backend_factory("vulkan")->create(d.index, BackendOptions());
     const std::string s = be->device_info().cooperative_matrix_kernel;
