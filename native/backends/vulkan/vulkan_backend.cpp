@@ -128,6 +128,27 @@ bool has_extension(const Api& api, VkPhysicalDevice pd, const char* name) {
 // extension (tests, lavapipe); with SDN_VULKAN_COOPMAT_FAULT=1 the self-check sees a wrong result (tests of the path
 // that disables it).
 // ---------------------------------------------------------------------------------------------------------
+// The feature structs sdnode reads (core, 1.1, 1.2 and, where the device lists the extension, NV cooperative
+// matrix), queried in one vkGetPhysicalDeviceFeatures2 call. Not copyable: the pNext chain points into it.
+struct DeviceFeatures {
+  VkPhysicalDeviceFeatures2 f2{};
+  VkPhysicalDeviceVulkan11Features f11{};
+  VkPhysicalDeviceVulkan12Features f12{};
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
+  DeviceFeatures(const Api& api, VkPhysicalDevice pd) {
+    f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+    f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+    cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+    f2.pNext = &f12;
+    f12.pNext = &f11;
+    if (has_extension(api, pd, "VK_NV_cooperative_matrix")) f11.pNext = &cmf;
+    api.vkGetPhysicalDeviceFeatures2(pd, &f2);
+  }
+  DeviceFeatures(const DeviceFeatures&) = delete;
+  DeviceFeatures& operator=(const DeviceFeatures&) = delete;
+};
+
 struct CoopmatPlan {
   bool candidate = false;  // the self-check decides
   bool test = false;       // SDN_VULKAN_COOPMAT=test: a plain kernel stands in
@@ -169,15 +190,9 @@ CoopmatPlan coopmat_plan(const Api& api, VkPhysicalDevice pd) {
                 : "the device offers no cooperative-matrix extension";
     return p;
   }
-  VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{};
-  cmf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
-  VkPhysicalDeviceVulkan12Features f12{};
-  f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-  f12.pNext = &cmf;
-  VkPhysicalDeviceFeatures2 f2{};
-  f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-  f2.pNext = &f12;
-  api.vkGetPhysicalDeviceFeatures2(pd, &f2);
+  const DeviceFeatures have(api, pd);
+  const VkPhysicalDeviceCooperativeMatrixFeaturesNV& cmf = have.cmf;
+  const VkPhysicalDeviceVulkan12Features& f12 = have.f12;
   VkPhysicalDeviceSubgroupProperties sub{};
   sub.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
   VkPhysicalDeviceProperties2 p2{};
@@ -341,12 +356,8 @@ Discovery& discovery() {
         p2.pNext = &drv;
         api->vkGetPhysicalDeviceProperties2(pd, &p2);
         info.driver = std::string(drv.driverName) + (drv.driverInfo[0] ? " " + std::string(drv.driverInfo) : "");
-        VkPhysicalDeviceVulkan12Features f12{};
-        f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-        VkPhysicalDeviceFeatures2 f2{};
-        f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-        f2.pNext = &f12;
-        api->vkGetPhysicalDeviceFeatures2(pd, &f2);
+        const DeviceFeatures have(*api, pd);
+        const VkPhysicalDeviceVulkan12Features& f12 = have.f12;
         info.fp16 = f12.shaderFloat16;
         info.int8 = f12.shaderInt8;
         info.cooperative_matrix = has_extension(*api, pd, "VK_KHR_cooperative_matrix") ||
@@ -435,15 +446,11 @@ class Core {
     qci.queueFamilyIndex = family_;
     qci.queueCount = 1;
     qci.pQueuePriorities = &prio;
-    {
-      VkPhysicalDeviceFeatures2 have{};
-      have.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-      api_.vkGetPhysicalDeviceFeatures2(pd_, &have);
-      int64_ = have.features.shaderInt64 == VK_TRUE;
-    }
+    const DeviceFeatures have(api_, pd_);
+    int64_ = have.f2.features.shaderInt64 == VK_TRUE;
     if (!int64_) blocked_kernels_ = false;  // the register-blocked kernels load 64 bits at a time
     coopmat_ = coopmat_plan(api_, pd_);
-    choose_features();
+    choose_features(have);
     VkPhysicalDeviceVulkan11Features f11{};
     f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
     f11.storageBuffer16BitAccess = s16_ ? VK_TRUE : VK_FALSE;
@@ -510,17 +517,10 @@ class Core {
 
   // Device-feature kernel variants (see the notes at the top): what the device offers, narrowed by
   // SDN_VULKAN_FEATURES (a comma-separated subset of subgroup,f16,int8, or "none"; unset: every one offered).
-  void choose_features() {
+  void choose_features(const DeviceFeatures& have) {
     const VkPhysicalDeviceSubgroupProperties& sg = subgroup_props_;
-    VkPhysicalDeviceVulkan11Features f11{};
-    f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
-    VkPhysicalDeviceVulkan12Features f12{};
-    f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-    f12.pNext = &f11;
-    VkPhysicalDeviceFeatures2 f2{};
-    f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    f2.pNext = &f12;
-    api_.vkGetPhysicalDeviceFeatures2(pd_, &f2);
+    const VkPhysicalDeviceVulkan11Features& f11 = have.f11;
+    const VkPhysicalDeviceVulkan12Features& f12 = have.f12;
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     subgroup_size_ = sg.subgroupSize;
     bool subgroup = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && (sg.supportedOperations & need) == need &&
