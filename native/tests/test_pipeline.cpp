@@ -45,6 +45,18 @@ GenerateParams tiny_params() {
   return p;
 }
 
+// tiny_params() as img2img at width x height and strength 0.5 (init image sized, pixels left to the caller).
+GenerateParams tiny_img2img_params(int width, int height) {
+  GenerateParams p = tiny_params();
+  p.width = width;
+  p.height = height;
+  p.strength = 0.5f;
+  p.init_image.width = width;
+  p.init_image.height = height;
+  p.init_image.channels = 3;
+  return p;
+}
+
 double image_diff(const Image& a, const Image& b) {
   if (a.data.size() != b.data.size()) return 1e9;
   double m = 0;
@@ -448,13 +460,7 @@ TEST(pipeline, img2img_with_tiled_vae_encode_draws_the_same_noise_as_untiled) {
   std::string saved = prev ? prev : "";
   setenv("SDN_VAE_TILE", "8", 1);
   std::vector<Image> off, on, other_seed;
-  GenerateParams p = tiny_params();
-  p.width = 128;
-  p.height = 96;
-  p.strength = 0.5f;
-  p.init_image.width = p.width;
-  p.init_image.height = p.height;
-  p.init_image.channels = 3;
+  GenerateParams p = tiny_img2img_params(128, 96);
   {
     std::vector<float> px = test_image_planes(p.height, p.width, 5);
     const size_t plane = (size_t)p.width * p.height;
@@ -555,14 +561,8 @@ TEST(pipeline, device_vae_out_of_memory_names_vae_tiling_and_auto_tiles) {
   // 16.8 MB) do. vaeTiling off: a
   // typed OutOfMemory naming vaeTiling / --vae-tiling, and the pipeline still works afterwards; 'auto' (64 MiB of
   // device memory: the whole pass would not fit) and on: tiled encode and decode, and it runs.
-  GenerateParams p = tiny_params();
-  p.width = 512;
-  p.height = 320;
+  GenerateParams p = tiny_img2img_params(512, 320);
   p.steps = 2;
-  p.strength = 0.5f;
-  p.init_image.width = p.width;
-  p.init_image.height = p.height;
-  p.init_image.channels = 3;
   p.init_image.data.assign((size_t)p.width * p.height * 3, 120);
   for (VaeTiling t : {VaeTiling::Off, VaeTiling::Auto, VaeTiling::On}) {
     auto dev = std::make_shared<SmallDevice>(make_cpu_backend(), 64ull << 20, (size_t)18 << 20);
